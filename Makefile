@@ -1,0 +1,46 @@
+# LAPOR front door. Every target works on a fresh clone: `make up` installs what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROTO_FILES := $(wildcard protos/lapor/v1/*.proto)
+
+.PHONY: help install up down status test test-fast protos lint bench clean
+
+help:
+	@echo "make up      - install what is missing, start RabbitMQ if needed and the three services"
+	@echo "make down    - stop what 'make up' started"
+	@echo "make test    - run the whole test suite (starts RabbitMQ/PostgreSQL if needed)"
+	@echo "make protos  - regenerate lapor/v1 from protos/"
+	@echo "make lint    - ruff"
+	@echo "make bench   - benchmarks in bench/"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	scripts/bootstrap.sh
+	@touch $@
+
+up: install
+	scripts/up.sh
+
+down:
+	scripts/down.sh
+
+status:
+	scripts/up.sh --status
+
+test: install
+	scripts/test.sh
+
+protos: install
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_FILES)
+	@touch lapor/__init__.py lapor/v1/__init__.py
+
+lint: install
+	$(VENV)/bin/ruff check services tests bench
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf var
