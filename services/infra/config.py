@@ -1,0 +1,70 @@
+"""Configuration read once at start-up from the environment; a bad value stops the process
+with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(SystemExit):
+    """Raised for a missing or malformed setting; exits the process with the message."""
+
+    def __init__(self, message: str):
+        super().__init__(f"configuration error: {message}")
+
+
+class Env:
+    """Typed reads from a mapping (os.environ by default) that fail with the variable's name."""
+
+    def __init__(self, source: Mapping[str, str] | None = None):
+        self.source = os.environ if source is None else source
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self.source.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise ConfigError(f"{name} is required but not set")
+            return default
+        return value
+
+    def int(self, name: str, default: int) -> int:
+        raw = self.source.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+    def float(self, name: str, default: float) -> float:
+        raw = self.source.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.source.get(name)
+        if raw in (None, ""):
+            return default
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def database_url(self, name: str, service: str) -> str:
+        """The service's database URL; a SQLite file under var/ when unset."""
+        default = f"sqlite:///{PROJECT_ROOT / 'var' / (service + '.db')}"
+        return self.str(name, default)
+
+    def amqp_url(self) -> str:
+        return self.str("LAPOR_AMQP_URL", DEFAULT_AMQP_URL)

@@ -1,0 +1,73 @@
+"""The event envelope: building, encoding and decoding events of the catalog."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError, Message
+
+from lapor.v1 import events_pb2
+
+SCHEMA_VERSION = 1
+
+# Event type -> payload message. A type never changes meaning (DESIGN §3).
+CATALOG: dict[str, type[Message]] = {
+    "report.submitted": events_pb2.ReportSubmitted,
+    "reporter.registered": events_pb2.ReporterRegistered,
+    "report.updated": events_pb2.ReportUpdated,
+    "ticket.dispatched": events_pb2.TicketDispatched,
+    "ticket.status_changed": events_pb2.TicketStatusChanged,
+    "ticket.sla_warning": events_pb2.TicketSlaWarning,
+    "ticket.escalated": events_pb2.TicketEscalated,
+    "notification.delivered": events_pb2.NotificationOutcome,
+    "notification.failed": events_pb2.NotificationOutcome,
+}
+
+
+class BadEvent(ValueError):
+    """A message that is not a well-formed event of the catalog; it is parked, not retried."""
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def new(event_type: str, aggregate_id: str, payload: Message, producer: str,
+        occurred_at: datetime | None = None) -> events_pb2.EventEnvelope:
+    expected = CATALOG.get(event_type)
+    if expected is None:
+        raise ValueError(f"unknown event type {event_type!r}; add it to the catalog first")
+    if not isinstance(payload, expected):
+        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(payload).__name__}")
+    envelope = events_pb2.EventEnvelope(
+        event_id=str(uuid.uuid4()), type=event_type, producer=producer,
+        aggregate_id=aggregate_id, schema_version=SCHEMA_VERSION)
+    if occurred_at is None:
+        envelope.occurred_at.GetCurrentTime()
+    else:
+        envelope.occurred_at.CopyFrom(timestamp(occurred_at))
+    envelope.payload.Pack(payload)
+    return envelope
+
+
+def decode(body: bytes) -> events_pb2.EventEnvelope:
+    envelope = events_pb2.EventEnvelope()
+    try:
+        envelope.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadEvent(f"not an EventEnvelope: {exc}") from None
+    if not envelope.event_id or envelope.type not in CATALOG:
+        raise BadEvent(f"envelope without id or with unknown type {envelope.type!r}")
+    return envelope
+
+
+def payload(envelope: events_pb2.EventEnvelope) -> Message:
+    message = CATALOG[envelope.type]()
+    if not envelope.payload.Unpack(message):
+        raise BadEvent(f"{envelope.type} payload is {envelope.payload.TypeName()}")
+    return message
+
