@@ -1,0 +1,60 @@
+"""`python -m services.routing [serve|migrate|seed-demo|import-regions CSV]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from services.infra import db, logs
+from services.infra.config import Env
+from services.infra.lifecycle import wait_for_shutdown_signal
+from services.routing import seed, storage
+
+log = logging.getLogger("services.routing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.routing",
+                                     description="LAPOR routing: directory, tickets, SLA clocks")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the gRPC server and the report consumer (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("seed-demo", help="load the demo directory (Sumatera Barat, ministries)")
+    imp = sub.add_parser("import-regions", help="import the Kemendagri region list (CSV: "
+                         "kode,nama,level)")
+    imp.add_argument("csv", type=Path)
+    args = parser.parse_args(argv)
+    env = Env()
+    logs.setup("routing", env.str("LAPOR_LOG_LEVEL", "INFO"))
+    command = args.command or "serve"
+
+    if command == "serve":
+        from services.routing.app import RoutingService, Settings
+
+        service = RoutingService(Settings.from_env(env)).start()
+        wait_for_shutdown_signal()
+        service.stop()
+        return 0
+
+    engine = db.make_engine(env.database_url("ROUTING_DATABASE_URL", "routing"))
+    db.migrate(engine, "routing", storage.MIGRATIONS)
+    if command == "seed-demo":
+        with engine.begin() as conn:
+            storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+        log.info("demo directory loaded")
+    elif command == "import-regions":
+        try:
+            rows = storage.read_regions_csv(args.csv)
+        except (OSError, ValueError) as exc:
+            print(f"import-regions: {exc}", file=sys.stderr)
+            return 2
+        with engine.begin() as conn:
+            written = storage.upsert_regions(conn, rows)
+        log.info("imported regions", extra={"rows": len(rows), "written": written})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Routing's tables: the directory (regions, agencies, who handles what where), tickets with
+their append-only history, and the outbox. Only routing reads or writes them."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from services.infra.db import BigId, Migration, processed_events_table
+from services.infra.outbox import outbox_table
+from services.routing.rules import AgencyRef, region_ancestry, valid_region_code
+from services.routing.seed import AgencyRow, Region
+
+metadata = sa.MetaData()
+
+regions = sa.Table(
+    "regions", metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("level", sa.String(20), nullable=False),
+    sa.Column("parent_code", sa.String(16)),
+)
+
+agencies = sa.Table(
+    "agencies", metadata,
+    sa.Column("code", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("level", sa.String(20), nullable=False),
+    sa.Column("region_code", sa.String(16), nullable=False, default=""),
+    sa.Column("parent_code", sa.String(40), nullable=False, default=""),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+)
+
+# Who handles a category where: region_code "" is the national rule.
+handling_rules = sa.Table(
+    "handling_rules", metadata,
+    sa.Column("category", sa.String(40), primary_key=True),
+    sa.Column("region_code", sa.String(16), primary_key=True),
+    sa.Column("agency_code", sa.String(40), sa.ForeignKey("agencies.code"), nullable=False),
+)
+
+tickets = sa.Table(
+    "tickets", metadata,
+    sa.Column("ticket_id", sa.String(36), primary_key=True),
+    sa.Column("tracking_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("agency_code", sa.String(40), nullable=False),
+    sa.Column("category", sa.String(40), nullable=False, default=""),
+    sa.Column("confidence", sa.Float, nullable=False, default=0.0),
+    sa.Column("decision", sa.Text, nullable=False, default=""),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("region_code", sa.String(16), nullable=False),
+    sa.Column("anonymous", sa.Boolean, nullable=False),
+    sa.Column("confidential", sa.Boolean, nullable=False),
+    sa.Column("reporter_name", sa.String(200), nullable=False, default=""),
+    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deadline", sa.DateTime(timezone=True)),
+    sa.Column("deadline_zone", sa.String(8), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
+
+ticket_history = sa.Table(
+    "ticket_history", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("tickets.ticket_id"), nullable=False,
+              index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("from_state", sa.String(24), nullable=False, default=""),
+    sa.Column("to_state", sa.String(24), nullable=False),
+    sa.Column("actor_role", sa.String(32), nullable=False),
+    sa.Column("agency_code", sa.String(40), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
+
+
+def _create_all(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS = [Migration(1, "directory, tickets, outbox", _create_all)]
+
+
+def _agency_ref(row) -> AgencyRef:
+    return AgencyRef(row.code, row.name, row.level, row.region_code, row.parent_code)
+
+
+class SqlDirectory:
+    """The directory as routing.rules sees it, read inside the caller's transaction."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def agency(self, code: str) -> AgencyRef | None:
+        row = self.conn.execute(sa.select(agencies).where(
+            agencies.c.code == code, agencies.c.active.is_(True))).first()
+        return _agency_ref(row) if row else None
+
+    def handler_for(self, category: str, region_code: str) -> AgencyRef | None:
+        ancestry = region_ancestry(region_code)
+        rows = self.conn.execute(
+            sa.select(agencies, handling_rules.c.region_code.label("rule_region"))
+            .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
+            .where(handling_rules.c.category == category,
+                   handling_rules.c.region_code.in_(ancestry),
+                   agencies.c.active.is_(True))).all()
+        if not rows:
+            return None
+        best = min(rows, key=lambda r: ancestry.index(r.rule_region))
+        return _agency_ref(best)
+
+    def region_name(self, code: str) -> str:
+        return self.conn.execute(sa.select(regions.c.name).where(regions.c.code == code)
+                                 ).scalar() or ""
+
+    def list_agencies(self, region_code: str, offset: int, limit: int) -> list[AgencyRef]:
+        query = sa.select(agencies).where(agencies.c.active.is_(True))
+        if region_code:
+            query = query.where(agencies.c.region_code.in_(region_ancestry(region_code)))
+        rows = self.conn.execute(query.order_by(
+            sa.func.length(agencies.c.region_code).desc(), agencies.c.code)
+            .offset(offset).limit(limit)).all()
+        return [_agency_ref(r) for r in rows]
+
+
+def _parent_code(code: str) -> str | None:
+    return code.rsplit(".", 1)[0] if "." in code else None
+
+
+def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
+    """Inserts or renames regions; returns how many rows were written."""
+    existing = dict(conn.execute(sa.select(regions.c.code, regions.c.name)).all())
+    new, changed = [], []
+    for region in rows:
+        values = {"code": region.code, "name": region.name, "level": region.level,
+                  "parent_code": _parent_code(region.code)}
+        if region.code not in existing:
+            new.append(values)
+            existing[region.code] = region.name
+        elif existing[region.code] != region.name:
+            changed.append(values)
+    for i in range(0, len(new), batch):
+        conn.execute(regions.insert(), new[i:i + batch])
+    for values in changed:
+        conn.execute(regions.update().where(regions.c.code == values["code"])
+                     .values(name=values["name"], level=values["level"]))
+    return len(new) + len(changed)
+
+
+LEVELS = ("provinsi", "kabupaten_kota", "kecamatan", "desa_kelurahan")
+
+
+def read_regions_csv(path: Path) -> list[Region]:
+    """Reads the Kemendagri list (columns kode, nama, level); raises ValueError naming the
+    line that is wrong."""
+    out = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"kode", "nama", "level"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                             "expected kode,nama,level")
+        for line, row in enumerate(reader, start=2):
+            code, name, level = row["kode"].strip(), row["nama"].strip(), row["level"].strip()
+            if not valid_region_code(code):
+                raise ValueError(f"{path}:{line}: {code!r} is not a Kemendagri code "
+                                 "like 13 or 13.03 or 13.03.01 or 13.03.01.2001")
+            if level not in LEVELS:
+                raise ValueError(f"{path}:{line}: level {level!r} is not one of "
+                                 f"{', '.join(LEVELS)}")
+            if not name:
+                raise ValueError(f"{path}:{line}: empty name for {code}")
+            out.append(Region(code, name, level))
+    return out
+
+
+def seed_directory(conn: Connection, region_rows: Iterable[Region],
+                   agency_rows: Iterable[AgencyRow]) -> None:
+    """Idempotent: running it again changes nothing that is already there."""
+    upsert_regions(conn, region_rows)
+    known = set(conn.execute(sa.select(agencies.c.code)).scalars())
+    rules = set(conn.execute(sa.select(handling_rules.c.category, handling_rules.c.region_code)))
+    for row in agency_rows:
+        if row.code not in known:
+            conn.execute(agencies.insert().values(
+                code=row.code, name=row.name, level=row.level, region_code=row.region_code,
+                parent_code=row.parent_code, active=True))
+        for category in row.handles:
+            if (category, row.region_code) not in rules:
+                conn.execute(handling_rules.insert().values(
+                    category=category, region_code=row.region_code, agency_code=row.code))
+                rules.add((category, row.region_code))
+
+
+def directory_is_empty(conn: Connection) -> bool:
+    return conn.execute(sa.select(sa.func.count()).select_from(agencies)).scalar() == 0
+

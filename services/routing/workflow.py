@@ -1,0 +1,168 @@
+"""Routing's event handling: a submitted report becomes a ticket, dispatched to an agency
+or queued for the national admin, with its first working-day deadline."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.engine import Connection, Engine
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events
+from services.infra.db import first_delivery, utcnow
+from services.infra.outbox import Outbox
+from services.routing import storage
+from services.routing.rules import AgencyRef, Decision, Draft, decide, valid_region_code
+from services.routing.workdays import WorkCalendar, timezone_for_region, zone_label
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "routing"
+NATIONAL_ZONE_REGION = "31"  # national bodies keep Jakarta's office hours (WIB)
+VERIFY_WORKING_DAYS = 3
+FOLLOW_UP_WORKING_DAYS = 5
+
+TICKETS_CREATED = Counter("lapor_tickets_created_total", "Tickets created from reports",
+                          ["outcome"])
+for _outcome in ("dispatched", "triage"):
+    TICKETS_CREATED.labels(_outcome)
+
+State = common_pb2.TicketState
+
+
+def state_name(value: int) -> str:
+    return State.Name(value).removeprefix("TICKET_STATE_")
+
+
+def agency_proto(agency: AgencyRef) -> common_pb2.Agency:
+    return common_pb2.Agency(code=agency.code, name=agency.name, level=agency.level,
+                             region_code=agency.region_code, parent_code=agency.parent_code)
+
+
+def clock_zone(agency: AgencyRef, report_region: str):
+    """Deadlines end at close of business where the agency sits."""
+    candidates = [agency.region_code, report_region] if agency.level != "triage" else []
+    for region in [*filter(None, candidates), NATIONAL_ZONE_REGION]:
+        try:
+            return timezone_for_region(region)
+        except ValueError:
+            continue  # a region code from outside the official list: fall back to WIB
+    raise AssertionError("unreachable: the national zone is always known")
+
+
+class Workflow:
+    def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar):
+        self.engine = engine
+        self.outbox = outbox
+        self.calendar = calendar
+
+    def handle(self, envelope: events_pb2.EventEnvelope) -> str:
+        """Consumer entry point: returns "processed" or "duplicate"; raises to retry."""
+        if envelope.type == "report.submitted":
+            outcome = self._report_submitted(envelope, events.payload(envelope))
+        elif envelope.type == "report.updated":
+            outcome = self._report_updated(envelope, events.payload(envelope))
+        else:
+            raise events.BadEvent(f"routing does not handle {envelope.type}")
+        self.outbox.wake()
+        return outcome
+
+    def _report_submitted(self, envelope, payload: events_pb2.ReportSubmitted) -> str:
+        report = payload.report
+        if not payload.tracking_id or not valid_region_code(report.region_code):
+            raise events.BadEvent("report.submitted without tracking id or valid region code")
+        with self.engine.begin() as conn:
+            if not first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            if conn.execute(sa.select(storage.tickets.c.ticket_id).where(
+                    storage.tickets.c.tracking_id == payload.tracking_id)).first():
+                log.info("ticket already exists for this report; nothing to do")
+                return "duplicate"
+            directory = storage.SqlDirectory(conn)
+            decision = decide(Draft(report.title, report.body, report.region_code,
+                                    report.category, report.target_agency), directory)
+            self._open_ticket(conn, payload, decision, directory.region_name(report.region_code))
+        TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage").inc()
+        log.info("ticket opened: %s to %s", "dispatched" if decision.auto_dispatch else "triage",
+                 decision.agency.code, extra={"category": decision.category,
+                                              "confidence": decision.confidence})
+        return "processed"
+
+    def _open_ticket(self, conn: Connection, payload: events_pb2.ReportSubmitted,
+                     decision: Decision, region_name: str) -> None:
+        report = payload.report
+        now = utcnow()
+        submitted_at = (report.submitted_at.ToDatetime(tzinfo=UTC)
+                        if report.HasField("submitted_at") else now)
+        tz = clock_zone(decision.agency, report.region_code)
+        if decision.auto_dispatch:
+            state, days, clock_start = State.TICKET_STATE_DISPATCHED, FOLLOW_UP_WORKING_DAYS, now
+        else:
+            # The verification clock runs from submission, however long the queue was.
+            state, days, clock_start = State.TICKET_STATE_SUBMITTED, VERIFY_WORKING_DAYS, \
+                submitted_at
+        deadline = self.calendar.add_working_days(clock_start, days, tz)
+        ticket_id = str(uuid.uuid4())
+        conn.execute(storage.tickets.insert().values(
+            ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
+            agency_code=decision.agency.code, category=decision.category,
+            confidence=decision.confidence, decision=decision.explanation,
+            kind=common_pb2.ReportKind.Name(report.kind).removeprefix("REPORT_KIND_"),
+            title=report.title, body=report.body, region_code=report.region_code,
+            anonymous=report.anonymous, confidential=report.confidential,
+            reporter_name="" if report.anonymous else report.reporter_name,
+            submitted_at=submitted_at, deadline=deadline, deadline_zone=zone_label(tz),
+            created_at=now, updated_at=now))
+        history = [dict(at=submitted_at, from_state="", to_state="SUBMITTED", actor_role="citizen",
+                        agency_code="", note="Laporan diterima")]
+        if decision.auto_dispatch:
+            history.append(dict(at=now, from_state="SUBMITTED", to_state="DISPATCHED",
+                                actor_role="system", agency_code=decision.agency.code,
+                                note=f"Terdisposisi ke {decision.agency.name}"))
+        else:
+            history[0]["agency_code"] = decision.agency.code
+        conn.execute(storage.ticket_history.insert(),
+                     [dict(h, ticket_id=ticket_id) for h in history])
+
+        content = common_pb2.ReportContent()
+        content.CopyFrom(report)
+        content.region_name = region_name
+        if report.anonymous:
+            content.reporter_name = ""
+        if decision.auto_dispatch:
+            event = events.new("ticket.dispatched", payload.tracking_id, events_pb2.TicketDispatched(
+                tracking_id=payload.tracking_id, ticket_id=ticket_id,
+                agency=agency_proto(decision.agency), deadline=events.timestamp(deadline),
+                deadline_zone=zone_label(tz), working_days=days, category=decision.category,
+                confidence=decision.confidence, decision=decision.explanation, report=content,
+                actor_role="system"), producer="routing")
+        else:
+            event = events.new("ticket.status_changed", payload.tracking_id,
+                               events_pb2.TicketStatusChanged(
+                tracking_id=payload.tracking_id, ticket_id=ticket_id,
+                from_state=State.TICKET_STATE_UNSPECIFIED, to_state=state, actor_role="system",
+                deadline=events.timestamp(deadline), deadline_zone=zone_label(tz),
+                public_note="Laporan menunggu verifikasi admin nasional",
+                agency=agency_proto(decision.agency)), producer="routing")
+        self.outbox.add(conn, event)
+
+    def _report_updated(self, envelope, payload: events_pb2.ReportUpdated) -> str:
+        with self.engine.begin() as conn:
+            if not first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            ticket = conn.execute(sa.select(storage.tickets).where(
+                storage.tickets.c.tracking_id == payload.tracking_id)).first()
+            if ticket is None:
+                # The report.submitted it follows has not been handled yet: retry later.
+                raise LookupError("update for a report routing has not seen yet")
+            at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else utcnow()
+            conn.execute(storage.ticket_history.insert().values(
+                ticket_id=ticket.ticket_id, at=at, from_state=ticket.state,
+                to_state=ticket.state, actor_role="citizen", agency_code=ticket.agency_code,
+                note="Pelapor menambahkan informasi"))
+        return "processed"
+

@@ -1,0 +1,299 @@
+"""Working-day SLA clocks against the real Indonesian calendar.
+
+Holiday dates below are those the ``holidays`` package (0.109) lists for country ID
+(public category), checked by printing them:
+  2025: Idul Fitri Mon 31 Mar + Tue 1 Apr.
+  2026: Nyepi Thu 19 Mar; Idul Fitri Sat 21 + Sun 22 Mar (weekend, so only the
+        cuti bersama around it closes offices); Independence Day Mon 17 Aug;
+        Maulid Nabi Tue 25 Aug; Christmas Fri 25 Dec.
+  2027: New Year Fri 1 Jan; Isra Mikraj Tue 5 Jan.
+The package does not treat cuti bersama (joint leave) as a public holiday: the
+operator configures it, e.g. 2026's Lebaran joint leave Wed 18, Fri 20, Mon 23, Tue 24 Mar.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from services.routing.workdays import (
+    WIB,
+    WIT,
+    WITA,
+    ZONE_LABEL,
+    WorkCalendar,
+    deadline_for,
+    timezone_for_region,
+    zone_label,
+)
+
+SIJUNJUNG = "13.03"  # Kabupaten Sijunjung, Sumatera Barat (WIB)
+KOTA_JAYAPURA = "91.71"  # Kota Jayapura, Papua (WIT)
+
+LEBARAN_2026_JOINT_LEAVE = [date(2026, 3, d) for d in (18, 20, 23, 24)]
+
+
+def at(zone, *args):
+    return datetime(*args, tzinfo=zone)
+
+
+@pytest.fixture
+def calendar():
+    return WorkCalendar()
+
+
+# --- time zones -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        ("13.03", "WIB"),  # Sumatera Barat
+        ("11", "WIB"),  # Aceh
+        ("21.71", "WIB"),  # Kota Batam, Kepulauan Riau
+        ("31.71", "WIB"),  # Jakarta Pusat
+        ("36", "WIB"),  # Banten
+        ("61.71", "WIB"),  # Kota Pontianak, Kalimantan Barat
+        ("62", "WIB"),  # Kalimantan Tengah
+        ("63.71", "WITA"),  # Kota Banjarmasin, Kalimantan Selatan
+        ("65", "WITA"),  # Kalimantan Utara
+        ("51.71", "WITA"),  # Kota Denpasar, Bali
+        ("53", "WITA"),  # Nusa Tenggara Timur
+        ("73.71", "WITA"),  # Kota Makassar
+        ("76", "WITA"),  # Sulawesi Barat
+        ("81.71", "WIT"),  # Kota Ambon, Maluku
+        ("82", "WIT"),  # Maluku Utara
+        ("91.71", "WIT"),  # Kota Jayapura
+        ("96", "WIT"),  # Papua Barat Daya
+        ("13.03.01.2001", "WIB"),  # a village code still resolves by its province
+    ],
+)
+def test_region_code_resolves_to_the_provinces_time_zone(code, label):
+    assert zone_label(timezone_for_region(code)) == label
+
+
+def test_zone_labels_and_offsets():
+    noon = datetime(2026, 7, 10, 12)
+    assert {ZONE_LABEL[z.key]: z.utcoffset(noon) for z in (WIB, WITA, WIT)} == {
+        "WIB": timedelta(hours=7),
+        "WITA": timedelta(hours=8),
+        "WIT": timedelta(hours=9),
+    }
+
+
+@pytest.mark.parametrize("code", ["", "1", "13-03", "13.3", "13.03.", "abc", "1303", " .13"])
+def test_malformed_region_code_is_rejected_with_an_example(code):
+    with pytest.raises(ValueError, match=r'e\.g\. "13" .* or "13\.03"'):
+        timezone_for_region(code)
+
+
+@pytest.mark.parametrize("code", ["00", "20.01", "99", "97.01"])
+def test_unknown_province_is_rejected_naming_the_province(code):
+    with pytest.raises(ValueError, match=f"unknown province '{code[:2]}'"):
+        timezone_for_region(code)
+
+
+def test_non_string_region_code_is_rejected():
+    with pytest.raises(ValueError, match="must be a string"):
+        timezone_for_region(13)  # type: ignore[arg-type]
+
+
+# --- deadlines --------------------------------------------------------------
+
+
+def test_friday_report_in_sumbar_is_due_next_friday_at_close_of_business(calendar):
+    # Fri 10 Jul 2026; Mon 13 - Fri 17 Jul has no holidays: 5 working days end Fri 17 Jul.
+    for received in (at(WIB, 2026, 7, 10, 9, 0), at(WIB, 2026, 7, 10, 20, 0)):
+        deadline = deadline_for(received, 5, SIJUNJUNG, calendar)
+        assert deadline == at(WIB, 2026, 7, 17, 16, 0)
+        assert zone_label(deadline.tzinfo) == "WIB"
+        assert (deadline.hour, deadline.minute) == (16, 0)
+
+
+def test_same_instant_in_papua_ends_at_close_of_business_wit(calendar):
+    # Fri 10 Jul 2026 20:00 WIB is 22:00 WIT, still Friday in Jayapura.
+    deadline = deadline_for(at(WIB, 2026, 7, 10, 20, 0), 5, KOTA_JAYAPURA, calendar)
+    assert deadline == at(WIT, 2026, 7, 17, 16, 0)
+    assert zone_label(deadline.tzinfo) == "WIT"
+    assert deadline.astimezone(UTC) == datetime(2026, 7, 17, 7, 0, tzinfo=UTC)
+
+
+def test_local_day_of_receipt_depends_on_the_agencys_zone(calendar):
+    # Thu 9 Jul 2026 23:30 WIB is already Fri 10 Jul 01:30 WIT.
+    received = at(WIB, 2026, 7, 9, 23, 30)
+    # Sumbar counts from Thursday: Fri 10, Mon 13, Tue 14, Wed 15, Thu 16.
+    assert deadline_for(received, 5, SIJUNJUNG, calendar) == at(WIB, 2026, 7, 16, 16, 0)
+    # Jayapura counts from Friday: Mon 13 ... Fri 17.
+    assert deadline_for(received, 5, KOTA_JAYAPURA, calendar) == at(WIT, 2026, 7, 17, 16, 0)
+
+
+def test_utc_input_is_converted_to_the_local_day(calendar):
+    # 2026-07-10 13:00 UTC = Fri 20:00 WIB: the same as receiving it on Friday evening.
+    received = datetime(2026, 7, 10, 13, 0, tzinfo=UTC)
+    assert calendar.add_working_days(received, 5, WIB) == at(WIB, 2026, 7, 17, 16, 0)
+
+
+def test_weekend_receipt_counts_from_monday(calendar):
+    # Sat 11 / Sun 12 Jul 2026: the first working day is Mon 13 Jul.
+    for received in (at(WIB, 2026, 7, 11, 10, 0), at(WIB, 2026, 7, 12, 23, 59)):
+        assert calendar.add_working_days(received, 1, WIB) == at(WIB, 2026, 7, 13, 16, 0)
+        assert calendar.add_working_days(received, 5, WIB) == at(WIB, 2026, 7, 17, 16, 0)
+
+
+def test_independence_day_is_skipped(calendar):
+    # Fri 14 Aug 2026; Mon 17 Aug is Hari Kemerdekaan: Tue 18, Wed 19, Thu 20, Fri 21, Mon 24.
+    deadline = calendar.add_working_days(at(WIB, 2026, 8, 14, 10, 0), 5, WIB)
+    assert deadline == at(WIB, 2026, 8, 24, 16, 0)
+    # A sixth day also skips Maulid Nabi on Tue 25 Aug and lands on Wed 26 Aug.
+    deadline = calendar.add_working_days(at(WIB, 2026, 8, 14, 10, 0), 6, WIB)
+    assert deadline == at(WIB, 2026, 8, 26, 16, 0)
+    assert not calendar.is_working_day(date(2026, 8, 17))
+
+
+def test_idul_fitri_is_skipped(calendar):
+    # Fri 28 Mar 2025; Idul Fitri is Mon 31 Mar + Tue 1 Apr: Wed 2, Thu 3, Fri 4 Apr.
+    deadline = calendar.add_working_days(at(WITA, 2025, 3, 28, 11, 0), 3, WITA)
+    assert deadline == at(WITA, 2025, 4, 4, 16, 0)
+    assert not calendar.is_working_day(date(2025, 3, 31))
+    assert not calendar.is_working_day(date(2025, 4, 1))
+
+
+def test_christmas_is_skipped(calendar):
+    # Mon 21 Dec 2026; Christmas is Fri 25 Dec: Tue 22, Wed 23, Thu 24, Mon 28, Tue 29.
+    deadline = calendar.add_working_days(at(WIB, 2026, 12, 21, 8, 0), 5, WIB)
+    assert deadline == at(WIB, 2026, 12, 29, 16, 0)
+
+
+def test_clock_runs_across_the_new_year(calendar):
+    # Mon 28 Dec 2026: Tue 29, Wed 30, Thu 31; Fri 1 Jan 2027 (New Year) and
+    # Tue 5 Jan 2027 (Isra Mikraj) are holidays, so Mon 4 Jan, then Wed 6 Jan.
+    deadline = calendar.add_working_days(at(WIB, 2026, 12, 28, 8, 0), 5, WIB)
+    assert deadline == at(WIB, 2027, 1, 6, 16, 0)
+
+
+def test_configured_joint_leave_is_skipped():
+    received = at(WIB, 2026, 3, 16, 9, 0)  # Mon 16 Mar 2026, the week before Lebaran
+    # Public holidays only (Nyepi Thu 19 Mar): Tue 17, Wed 18, Fri 20, Mon 23, Tue 24.
+    assert WorkCalendar().add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 24, 16, 0)
+    # With the cuti bersama configured, 18/20/23/24 Mar close too:
+    # Tue 17, Wed 25, Thu 26, Fri 27, Mon 30.
+    with_leave = WorkCalendar(joint_leave=LEBARAN_2026_JOINT_LEAVE)
+    assert with_leave.add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 30, 16, 0)
+    assert not with_leave.is_working_day(date(2026, 3, 20))
+    assert with_leave.is_working_day(date(2026, 3, 17))
+
+
+def test_joint_leave_must_be_dates():
+    with pytest.raises(TypeError, match="must be dates"):
+        WorkCalendar(joint_leave=[datetime(2026, 3, 20, 0, 0)])
+    with pytest.raises(TypeError, match="must be dates"):
+        WorkCalendar(joint_leave=["2026-03-20"])  # type: ignore[list-item]
+
+
+def test_custom_close_of_business():
+    calendar = WorkCalendar(close_of_business=time(15, 30))
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 10, 9, 0), 5, WIB)
+    assert deadline == at(WIB, 2026, 7, 17, 15, 30)
+    with pytest.raises(ValueError, match="naive local time"):
+        WorkCalendar(close_of_business=time(16, 0, tzinfo=UTC))
+
+
+def test_calendar_works_for_far_years_and_preloaded_years():
+    calendar = WorkCalendar(years=range(2025, 2028))
+    # Independence Day 2099 is a Monday; Fri 14 Aug 2099 + 1 working day = Tue 18 Aug.
+    deadline = calendar.add_working_days(at(WIB, 2099, 8, 14, 9, 0), 1, WIB)
+    assert deadline == at(WIB, 2099, 8, 18, 16, 0)
+    assert calendar.is_working_day(date(2026, 7, 10))
+
+
+# --- n = 0: "due today" ------------------------------------------------------
+
+
+def test_zero_days_on_a_working_day_before_close_is_due_today(calendar):
+    # Wed 15 Jul 2026.
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 15, 9, 0), 0, WIB)
+    assert deadline == at(WIB, 2026, 7, 15, 16, 0)
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 15, 15, 59), 0, WIB)
+    assert deadline == at(WIB, 2026, 7, 15, 16, 0)
+
+
+def test_zero_days_at_or_after_close_is_due_next_working_day(calendar):
+    # Wed 15 Jul 2026 at 16:00 -> Thu 16 Jul; Fri 17 Jul at 17:00 -> Mon 20 Jul.
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 15, 16, 0), 0, WIB)
+    assert deadline == at(WIB, 2026, 7, 16, 16, 0)
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 17, 17, 0), 0, WIB)
+    assert deadline == at(WIB, 2026, 7, 20, 16, 0)
+
+
+def test_zero_days_on_a_holiday_or_weekend_is_due_next_working_day(calendar):
+    # Mon 17 Aug 2026 (Independence Day) -> Tue 18 Aug; Sat 11 Jul 2026 -> Mon 13 Jul.
+    deadline = calendar.add_working_days(at(WIB, 2026, 8, 17, 9, 0), 0, WIB)
+    assert deadline == at(WIB, 2026, 8, 18, 16, 0)
+    deadline = calendar.add_working_days(at(WIB, 2026, 7, 11, 9, 0), 0, WIB)
+    assert deadline == at(WIB, 2026, 7, 13, 16, 0)
+
+
+# --- invalid input ------------------------------------------------------------
+
+
+def test_naive_datetime_is_rejected(calendar):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        calendar.add_working_days(datetime(2026, 7, 10, 9, 0), 5, WIB)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        deadline_for(datetime(2026, 7, 10, 9, 0), 5, SIJUNJUNG, calendar)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        calendar.working_days_between(at(WIB, 2026, 7, 10, 9, 0), datetime(2026, 7, 20, 9, 0), WIB)
+
+
+def test_negative_or_non_integer_day_count_is_rejected(calendar):
+    with pytest.raises(ValueError, match="0 or more"):
+        calendar.add_working_days(at(WIB, 2026, 7, 10, 9, 0), -1, WIB)
+    with pytest.raises(TypeError, match="int"):
+        calendar.add_working_days(at(WIB, 2026, 7, 10, 9, 0), 2.5, WIB)  # type: ignore[arg-type]
+
+
+def test_is_working_day_refuses_a_datetime(calendar):
+    # A datetime's day depends on its zone; silently using it could count the wrong day.
+    with pytest.raises(TypeError, match="pass a date"):
+        calendar.is_working_day(at(WIB, 2026, 8, 17, 9, 0))
+
+
+def test_deadline_for_rejects_an_invalid_region(calendar):
+    with pytest.raises(ValueError, match="Kemendagri region code"):
+        deadline_for(at(WIB, 2026, 7, 10, 9, 0), 5, "Sijunjung", calendar)
+
+
+# --- counting working days ---------------------------------------------------
+
+
+def test_working_days_late_after_a_missed_deadline(calendar):
+    deadline = at(WIB, 2026, 7, 17, 16, 0)  # Fri 17 Jul 2026
+    # Later the same Friday: past the deadline but not yet a working day late.
+    assert calendar.working_days_between(deadline, at(WIB, 2026, 7, 17, 18, 0), WIB) == 0
+    # The weekend adds nothing; Monday makes it one working day late.
+    assert calendar.working_days_between(deadline, at(WIB, 2026, 7, 19, 12, 0), WIB) == 0
+    assert calendar.working_days_between(deadline, at(WIB, 2026, 7, 20, 8, 0), WIB) == 1
+
+
+def test_working_days_between_skips_holidays(calendar):
+    # Fri 14 Aug -> Fri 21 Aug 2026: Tue 18 .. Fri 21 count, Independence Day (Mon 17) does not.
+    start, end = at(WIB, 2026, 8, 14, 10, 0), at(WIB, 2026, 8, 21, 10, 0)
+    assert calendar.working_days_between(start, end, WIB) == 4
+
+
+def test_working_days_between_is_zero_when_end_is_not_after_start(calendar):
+    start = at(WIB, 2026, 7, 20, 10, 0)
+    assert calendar.working_days_between(start, start, WIB) == 0
+    assert calendar.working_days_between(start, at(WIB, 2026, 7, 10, 10, 0), WIB) == 0
+
+
+def test_counting_back_from_a_deadline_gives_the_clock_length():
+    # Every start in 2026 (including weekends, holidays and joint leave) and each clock
+    # length DESIGN.md uses: the deadline is exactly n working days after the start.
+    calendar = WorkCalendar(joint_leave=LEBARAN_2026_JOINT_LEAVE)
+    start = at(WITA, 2026, 1, 1, 10, 0)
+    for offset in range(365):
+        received = start + timedelta(days=offset)
+        for n in (3, 5, 10, 14, 60):
+            deadline = calendar.add_working_days(received, n, WITA)
+            assert calendar.working_days_between(received, deadline, WITA) == n
+            assert calendar.is_working_day(deadline.date())
