@@ -1,0 +1,161 @@
+"""The citizen API under /api/v1."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+from flask import Blueprint, current_app, g, jsonify, request
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from lapor.v1 import common_pb2, routing_pb2
+from services.infra.db import reading
+from services.intake import ids, reports
+from services.intake.problems import Problem, validation
+from services.intake.validation import (
+    CATEGORY_CODE,
+    KINDS,
+    LIMITS,
+    REGION_CODE,
+    ValidationFailed,
+    parse_new_report,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,255}$")
+
+
+def _ctx():
+    return current_app.extensions["lapor"]
+
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise Problem(415, "unsupported_media_type", "Send JSON",
+                      "Send the report as JSON with the header Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise Problem(400, "malformed_json", "The body is not valid JSON",
+                      "Check the JSON syntax: quotes, commas and braces")
+    return data
+
+
+@bp.post("/reports")
+def create_report():
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "invalid_idempotency_key", "Invalid Idempotency-Key",
+                      "Idempotency-Key must be 8 to 255 visible ASCII characters; "
+                      "a fresh UUID per report is best", errors=[
+                          {"field": "Idempotency-Key", "message": "8-255 visible ASCII chars"}])
+    try:
+        report = parse_new_report(_json_body())
+    except ValidationFailed as exc:
+        raise validation(exc.errors) from None
+    ctx = _ctx()
+    try:
+        answer, replayed = reports.submit(ctx.engine, ctx.outbox, report, key)
+    except reports.IdempotencyConflict:
+        raise Problem(422, "idempotency_key_reused", "Idempotency-Key already used",
+                      "This Idempotency-Key was used for a different report; use a new key "
+                      "for a new report") from None
+    g.tracking_id = answer["tracking_id"]
+    response = jsonify(answer)
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/reports/{answer['tracking_id']}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _access_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("X-Access-Token") or request.args.get("token") or None
+
+
+@bp.get("/reports/<tracking_id>")
+def get_report(tracking_id: str):
+    canonical = ids.normalise_tracking_id(tracking_id)
+    if canonical is None:
+        raise Problem(400, "invalid_tracking_id", "Not a tracking id",
+                      "A tracking id looks like LPR-7K2-M9Q-XD4; its last character is a "
+                      "check character, so one mistyped character is caught here",
+                      errors=[{"field": "tracking_id", "message": "check each character"}])
+    g.tracking_id = canonical
+    with reading(_ctx().engine) as conn:
+        row, entries = reports.load(conn, canonical)
+    if row is None:
+        raise Problem(404, "report_not_found", "No such report",
+                      f"No report has tracking id {canonical}")
+    token = _access_token()
+    if token is None:
+        return jsonify(reports.public_view(row, entries))
+    if not ids.token_matches(token, row.access_token_hash):
+        raise Problem(403, "wrong_access_token", "Access token does not match",
+                      "This access token is not the one issued for this report; leave it out "
+                      "to see the public view")
+    return jsonify(reports.owner_view(row, entries))
+
+
+@bp.post("/reports/suggest")
+def suggest_route():
+    data = _json_body()
+    if not isinstance(data, dict):
+        raise validation([{"field": "(body)", "message": "send a JSON object"}])
+    errors = []
+    values = {}
+    for name, limit in (("title", LIMITS["title"][1]), ("body", LIMITS["body"][1]),
+                        ("region_code", 16), ("category", 40), ("kind", 32)):
+        value = data.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str) or len(value) > limit:
+            errors.append({"field": name, "message": f"must be a string of at most {limit} "
+                                                     "characters"})
+        values[name] = value.strip() if isinstance(value, str) else ""
+    if not REGION_CODE.match(values["region_code"]):
+        errors.append({"field": "region_code", "message": "a Kemendagri code such as 13.03"})
+    if values["category"] and not CATEGORY_CODE.match(values["category"]):
+        errors.append({"field": "category", "message": "a category code such as INFRASTRUKTUR"})
+    if values["kind"] and values["kind"] not in KINDS:
+        errors.append({"field": "kind", "message": "one of " + ", ".join(KINDS)})
+    if not (values["title"] or values["body"]):
+        errors.append({"field": "body", "message": "give a title or a body to classify"})
+    if errors:
+        raise validation(errors)
+    kind = common_pb2.ReportKind.Value("REPORT_KIND_" + values["kind"]) if values["kind"] else 0
+    try:
+        answer = _ctx().routing.suggest(routing_pb2.SuggestRouteRequest(
+            kind=kind, title=values["title"], body=values["body"],
+            region_code=values["region_code"], category=values["category"]))
+    except grpc.RpcError as exc:
+        raise _from_rpc_error(exc) from None
+    return jsonify({
+        "category": answer.category or None,
+        "category_name": answer.category_name or None,
+        "confidence": round(answer.confidence, 3),
+        "agency": {"code": answer.agency.code, "name": answer.agency.name,
+                   "level": answer.agency.level},
+        "needs_triage": answer.needs_triage,
+        "explanation": answer.explanation,
+    })
+
+
+def _from_rpc_error(exc: grpc.RpcError) -> Problem:
+    code = exc.code()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        errors = []
+        status = rpc_status.from_call(exc)
+        for detail in status.details if status else []:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                errors += [{"field": v.field, "message": v.description}
+                           for v in bad.field_violations]
+        return validation(errors or [{"field": "(body)", "message": exc.details()}])
+    return Problem(503, "routing_unavailable", "Suggestions are unavailable right now",
+                   "Route suggestions are temporarily unavailable. You can still submit the "
+                   "report: it will be routed as soon as possible",
+                   headers={"Retry-After": "30"})

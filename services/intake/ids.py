@@ -1,0 +1,63 @@
+"""Identifiers shown to people: tracking ids that are short, unambiguous when read aloud or
+typed on a phone keypad, and checkable (one check character catches every single typo and
+most swapped pairs); per-report access tokens, stored only as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+# Crockford base32: no I, L, O or U, so 1/I/L and 0/O cannot be confused.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PREFIX = "LPR"
+RANDOM_CHARS = 8  # 40 bits: collisions are retried against the unique index
+_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_SHAPE = re.compile(rf"^[{ALPHABET}]{{{RANDOM_CHARS + 1}}}$")
+
+
+def check_char(payload: str) -> str:
+    """Luhn mod 32 over the Crockford alphabet."""
+    n = len(ALPHABET)
+    factor, total = 2, 0
+    for ch in reversed(payload):
+        addend = factor * ALPHABET.index(ch)
+        factor = 1 if factor == 2 else 2
+        total += addend // n + addend % n
+    return ALPHABET[(n - total % n) % n]
+
+
+def _display(chars: str) -> str:
+    return f"{PREFIX}-{chars[0:3]}-{chars[3:6]}-{chars[6:9]}"
+
+
+def new_tracking_id() -> str:
+    payload = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_CHARS))
+    return _display(payload + check_char(payload))
+
+
+def normalise_tracking_id(text: str) -> str | None:
+    """The canonical form of what a person typed (any case, with or without dashes or the
+    prefix, O for 0, I/L for 1), or None when it is not a valid tracking id."""
+    cleaned = re.sub(r"[\s\-_.]", "", text or "").upper()
+    if cleaned.startswith(PREFIX):
+        cleaned = cleaned[len(PREFIX):]
+    cleaned = cleaned.translate(_ALIASES)
+    if not _SHAPE.match(cleaned):
+        return None
+    if check_char(cleaned[:-1]) != cleaned[-1]:
+        return None
+    return _display(cleaned)
+
+
+def new_access_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), stored_hash)

@@ -1,0 +1,86 @@
+"""The citizen-facing status: intake mirrors routing's ticket events (and notify's delivery
+outcomes, shown to the reporter only) into its own tables."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from lapor.v1 import common_pb2
+from services.infra import events
+from services.infra.db import as_utc, first_delivery
+from services.intake import storage
+
+log = logging.getLogger(__name__)
+CONSUMER = "intake"
+
+CHANNEL_NAMES = {"email": "email", "sms": "SMS", "webhook": "sistem instansi"}
+
+
+def _state(value: int) -> str:
+    return common_pb2.TicketState.Name(value).removeprefix("TICKET_STATE_")
+
+
+class ReadModel:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def handle(self, envelope) -> str:
+        payload = events.payload(envelope)
+        occurred = envelope.occurred_at.ToDatetime(tzinfo=UTC)
+        r = storage.reports
+        with self.engine.begin() as conn:
+            if not first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            row = conn.execute(sa.select(r.c.status_at).where(
+                r.c.tracking_id == envelope.aggregate_id)).first()
+            if row is None:
+                log.warning("event for a report intake does not have; ignored")
+                return "processed"
+            change, entry = self._interpret(envelope.type, payload)
+            if entry is not None:
+                conn.execute(storage.timeline.insert().values(
+                    **entry, tracking_id=envelope.aggregate_id, at=occurred,
+                    source_event_id=envelope.event_id))
+            # Events can arrive out of order: an older one never overwrites a newer status.
+            if change and occurred >= as_utc(row.status_at):
+                conn.execute(r.update().where(r.c.tracking_id == envelope.aggregate_id)
+                             .values(**change, status_at=occurred, updated_at=occurred))
+        return "processed"
+
+    @staticmethod
+    def _interpret(event_type: str, p) -> tuple[dict, dict | None]:
+        """(columns of the status to set, the timeline entry or None) for one event."""
+        if event_type == "ticket.dispatched":
+            change = {"status": "DISPATCHED", "agency_code": p.agency.code,
+                      "category": p.category,
+                      "agency_name": p.agency.name, "deadline": p.deadline.ToDatetime(tzinfo=UTC),
+                      "deadline_zone": p.deadline_zone}
+            return change, {"status": "DISPATCHED", "agency_name": p.agency.name,
+                            "note": f"Terdisposisi ke {p.agency.name}", "private": False}
+        if event_type == "ticket.status_changed":
+            state = _state(p.to_state)
+            change = {"status": state, "agency_code": p.agency.code, "agency_name": p.agency.name,
+                      "deadline": p.deadline.ToDatetime(tzinfo=UTC) if p.HasField("deadline")
+                      else None, "deadline_zone": p.deadline_zone}
+            return change, {"status": state, "agency_name": p.agency.name,
+                            "note": p.public_note, "private": False}
+        if event_type == "ticket.escalated":
+            change = {"agency_code": p.to_agency.code, "agency_name": p.to_agency.name,
+                      "deadline": p.deadline.ToDatetime(tzinfo=UTC), "status": _state(p.stage)}
+            return change, {"status": _state(p.stage), "agency_name": p.to_agency.name,
+                            "note": f"Dieskalasi ke {p.to_agency.name}", "private": False}
+        if event_type == "ticket.sla_warning":
+            return {}, {"status": _state(p.stage), "agency_name": p.agency.name,
+                        "note": "Batas waktu tindak lanjut segera berakhir", "private": False}
+        # notification.delivered / notification.failed: only the reporter's own messages
+        if p.audience != "reporter":
+            return {}, None
+        channel = CHANNEL_NAMES.get(p.channel, p.channel)
+        note = (f"Pemberitahuan terkirim lewat {channel}" if p.outcome == "delivered"
+                else f"Pemberitahuan lewat {channel} gagal terkirim")
+        return {}, {"status": "NOTIFICATION", "note": note, "private": True}
+

@@ -1,0 +1,210 @@
+"""Accepting a report and showing it: the submit transaction (report, idempotency key and
+outgoing events together), and the allow-listed views of a report for the public and for
+its reporter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events, logs
+from services.infra.db import as_utc, utcnow
+from services.infra.outbox import Outbox
+from services.intake import ids, storage
+from services.intake.validation import NewReport
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+STATUS_LABELS = {
+    "SUBMITTED": "Belum terverifikasi",
+    "ON_HOLD": "Ditunda (butuh kelengkapan)",
+    "DISPATCHED": "Terdisposisi",
+    "FOLLOWED_UP": "Ditindaklanjuti",
+    "REPORTER_REPLIED": "Ditanggapi pelapor",
+    "CLOSED": "Selesai",
+    "ARCHIVED": "Diarsipkan",
+}
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before for a different request."""
+
+
+def request_fingerprint(report: NewReport) -> str:
+    return hashlib.sha256(json.dumps(asdict(report), sort_keys=True).encode()).hexdigest()
+
+
+def report_content(report: NewReport, submitted_at) -> common_pb2.ReportContent:
+    """What routing and the handling agency may see; the allow-list for report.submitted.
+    Contact details never; the name only when the reporter is not anonymous."""
+    content = common_pb2.ReportContent(
+        kind=common_pb2.ReportKind.Value("REPORT_KIND_" + report.kind), title=report.title,
+        body=report.body, region_code=report.region_code, category=report.category,
+        anonymous=report.anonymous, confidential=report.confidential,
+        reporter_name="" if report.anonymous else report.reporter.name,
+        channel=report.channel, incident_date=report.incident_date, address=report.address,
+        target_agency=report.target_agency, submitted_at=events.timestamp(submitted_at))
+    if report.latitude is not None:
+        content.location.latitude = report.latitude
+        content.location.longitude = report.longitude
+    return content
+
+
+def submit(engine: Engine, outbox: Outbox, report: NewReport,
+           idempotency_key: str | None) -> tuple[dict, bool]:
+    """Stores the report and its events in one transaction; returns (answer, replayed).
+
+    The answer holds the access token in clear: this is the only time it is shown.
+    """
+    fingerprint = request_fingerprint(report)
+    for _ in range(5):
+        try:
+            with engine.begin() as conn:
+                if idempotency_key:
+                    previous = _previous_answer(conn, idempotency_key, fingerprint)
+                    if previous is not None:
+                        return previous, True
+                answer = _insert(conn, outbox, report)
+                if idempotency_key:
+                    conn.execute(storage.idempotency_keys.insert().values(
+                        key=idempotency_key, request_hash=fingerprint,
+                        tracking_id=answer["tracking_id"], response=json.dumps(answer),
+                        created_at=utcnow()))
+        except sa.exc.IntegrityError:
+            # A tracking id collision, or the same key arriving twice at once: the next
+            # round either finds the first answer or draws a fresh id.
+            continue
+        outbox.wake()
+        with logs.bound(tracking_id=answer["tracking_id"]):
+            log.info("report accepted", extra={"channel": report.channel, "kind": report.kind})
+        return answer, False
+    raise RuntimeError("could not store the report after 5 attempts")
+
+
+def _previous_answer(conn: Connection, key: str, fingerprint: str) -> dict | None:
+    row = conn.execute(sa.select(storage.idempotency_keys).where(
+        storage.idempotency_keys.c.key == key)).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise IdempotencyConflict(key)
+    return json.loads(row.response)
+
+
+def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
+    now = utcnow()
+    tracking_id = ids.new_tracking_id()
+    token = ids.new_access_token()
+    reporter = report.reporter
+    conn.execute(storage.reports.insert().values(
+        tracking_id=tracking_id, kind=report.kind, title=report.title, body=report.body,
+        region_code=report.region_code, category=report.category,
+        target_agency=report.target_agency, incident_date=report.incident_date,
+        latitude=report.latitude, longitude=report.longitude, address=report.address,
+        channel=report.channel, anonymous=report.anonymous, confidential=report.confidential,
+        reporter_name=reporter.name, reporter_email=reporter.email,
+        reporter_phone=reporter.phone, language=reporter.language,
+        access_token_hash=ids.hash_token(token), status="SUBMITTED", status_at=now,
+        created_at=now, updated_at=now))
+    conn.execute(storage.timeline.insert().values(
+        tracking_id=tracking_id, at=now, status="SUBMITTED", note="Laporan diterima",
+        private=False))
+    outbox.add(conn, events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
+        tracking_id=tracking_id, report=report_content(report, now)), producer="intake"))
+    outbox.add(conn, events.new("reporter.registered", tracking_id,
+                                events_pb2.ReporterRegistered(
+        tracking_id=tracking_id, name=reporter.name, email=reporter.email,
+        phone=reporter.phone, language=reporter.language, anonymous=report.anonymous),
+        producer="intake"))
+    return {"tracking_id": tracking_id, "access_token": token, "status": "SUBMITTED",
+            "status_label": STATUS_LABELS["SUBMITTED"]}
+
+
+def purge_idempotency_keys(engine: Engine) -> int:
+    """Forgets answers older than the retry window (they hold access tokens)."""
+    with engine.begin() as conn:
+        result = conn.execute(storage.idempotency_keys.delete().where(
+            storage.idempotency_keys.c.created_at < utcnow() - IDEMPOTENCY_WINDOW))
+    return result.rowcount
+
+
+def load(conn: Connection, tracking_id: str):
+    report = conn.execute(sa.select(storage.reports).where(
+        storage.reports.c.tracking_id == tracking_id)).first()
+    if report is None:
+        return None, []
+    entries = conn.execute(sa.select(storage.timeline).where(
+        storage.timeline.c.tracking_id == tracking_id).order_by(
+        storage.timeline.c.at, storage.timeline.c.id)).all()
+    return report, entries
+
+
+def _iso(value) -> str | None:
+    value = as_utc(value)
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _status(row) -> dict:
+    label = STATUS_LABELS.get(row.status, row.status)
+    if row.status == "DISPATCHED" and row.agency_name:
+        label = f"Terdisposisi ke {row.agency_name}"
+    return {"status": row.status, "status_label": label}
+
+
+def public_view(row, entries) -> dict:
+    """What anyone may see. Never the reporter; no content when confidential."""
+    view = {
+        "tracking_id": row.tracking_id,
+        "kind": row.kind,
+        **_status(row),
+        "agency": ({"code": row.agency_code, "name": row.agency_name}
+                   if row.agency_code else None),
+        "deadline": _iso(row.deadline),
+        "deadline_zone": row.deadline_zone or None,
+        "region_code": row.region_code,
+        "category": row.category or None,
+        "confidential": row.confidential,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "timeline": [_entry(e) for e in entries if not e.private],
+    }
+    if not row.confidential:
+        view["title"] = row.title
+        view["body"] = row.body
+    return view
+
+
+def owner_view(row, entries) -> dict:
+    """What the holder of the report's access token sees: everything they sent, and all of
+    the timeline including the delivery of their own notifications."""
+    view = public_view(row, [])
+    view.update({
+        "title": row.title,
+        "body": row.body,
+        "anonymous": row.anonymous,
+        "channel": row.channel,
+        "incident_date": row.incident_date or None,
+        "location": ({"latitude": row.latitude, "longitude": row.longitude}
+                     if row.latitude is not None else None),
+        "address": row.address or None,
+        "target_agency": row.target_agency or None,
+        "reporter": {"name": row.reporter_name or None, "email": row.reporter_email or None,
+                     "phone": row.reporter_phone or None, "language": row.language},
+        "timeline": [_entry(e) for e in entries],
+    })
+    return view
+
+
+def _entry(entry) -> dict:
+    return {"at": _iso(entry.at), "status": entry.status,
+            "status_label": STATUS_LABELS.get(entry.status, entry.status),
+            "note": entry.note or None, "agency_name": entry.agency_name or None}

@@ -1,0 +1,87 @@
+"""Fixtures for tests that use real servers: each test gets its own RabbitMQ vhost and its
+own database, so tests run beside a running `make up` and beside each other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LAPOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+AMQP_HOST = os.environ.get("LAPOR_TEST_AMQP_HOST", "127.0.0.1:5672")
+PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
+REQUIRE_SHARED_DATA = os.environ.get("LAPOR_REQUIRE_SHARED_DATA") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    subprocess.run([*sudo, "rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                   timeout=60)
+
+
+@pytest.fixture
+def amqp_url():
+    """A fresh vhost on the real broker, deleted afterwards."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl not found: install rabbitmq-server (scripts/bootstrap.sh does)")
+    vhost = f"lapor-test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@{AMQP_HOST}/{quote(vhost, safe='')}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"lapor_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_DSN} ({exc}); .ci/run starts it")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_DSN}/{name}"
+    with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request):
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, the real national region list; skipped with a reason when absent
+    (.ci/run turns that skip into an error)."""
+    csv = SHARED_DATA / "wilayah-kepmendagri-2025.csv"
+    if not csv.exists():
+        message = f"reference data not found at {csv} (set LAPOR_SHARED_DATA)"
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(message + "; CI requires it")
+        pytest.skip(message)
+    return SHARED_DATA
