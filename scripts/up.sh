@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make up`: starts RabbitMQ if nothing answers, the demo SMTP sink and webhook receiver,
+# and the three services with SQLite under var/; seeds the demo directory; prints the URLs.
+# `make down` stops exactly what this started. `scripts/up.sh --status` shows what runs.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+mkdir -p "$RUN" "$LOG"
+
+running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+if [ "${1:-}" = "--status" ]; then
+  for name in devsinks routing notify intake; do
+    if running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))";
+    else echo "$name: stopped"; fi
+  done
+  exit 0
+fi
+
+if [ "$(ensure_rabbitmq)" = started ]; then touch "$RUN/rabbitmq.started-by-lapor"; fi
+
+export LAPOR_AMQP_URL="$AMQP_URL"
+export INTAKE_PORT="${INTAKE_PORT:-8080}"
+export ROUTING_ADDR="${ROUTING_ADDR:-127.0.0.1:50051}"
+export ROUTING_LISTEN="${ROUTING_LISTEN:-$ROUTING_ADDR}"
+export LAPOR_PUBLIC_URL="${LAPOR_PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
+
+start() {  # name command...
+  local name=$1; shift
+  if running "$name"; then echo "$name already running"; return; fi
+  nohup "$@" >>"$LOG/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+}
+
+DEMO_SINKS=
+if [ -z "${NOTIFY_SMTP_URL:-}" ]; then
+  # No mail server configured: the demo sinks stand in for the reporter's inbox and the
+  # agencies' systems.
+  DEMO_SINKS=1
+  [ -s "$VAR/demo-webhook-secret" ] || "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$VAR/demo-webhook-secret"
+  chmod 600 "$VAR/demo-webhook-secret"
+  export NOTIFY_SMTP_URL=smtp://127.0.0.1:1025
+  start devsinks "$PY" tools/devsinks.py --var "$VAR" --secret-file "$VAR/demo-webhook-secret"
+  wait_port 127.0.0.1 8099 20 || { echo "demo sinks did not start; see $LOG/devsinks.log" >&2; exit 1; }
+fi
+
+say "seeding the demo directory"
+"$PY" -m services.routing seed-demo >>"$LOG/routing.log"
+if [ -n "$DEMO_SINKS" ]; then
+  "$PY" -m services.notify webhooks set '*' http://127.0.0.1:8099/agency \
+    --secret-file "$VAR/demo-webhook-secret" >>"$LOG/notify.log"
+fi
+
+say "starting routing, notify and intake"
+start routing "$PY" -m services.routing
+start notify "$PY" -m services.notify
+start intake "$PY" -m services.intake
+
+for i in $(seq 1 30); do
+  "$PY" -m services.infra.healthcheck "http://127.0.0.1:$INTAKE_PORT/healthz" && \
+  "$PY" -m services.infra.healthcheck "grpc://$ROUTING_ADDR" && break
+  sleep 1
+done
+for name in routing notify intake; do
+  running "$name" || { echo "$name failed to start; last lines of $LOG/$name.log:" >&2;
+                       tail -n 20 "$LOG/$name.log" >&2; exit 1; }
+done
+
+cat <<MSG
+
+LAPOR is up.
+  Citizen API      http://127.0.0.1:$INTAKE_PORT/api/v1/reports   (OpenAPI: /api/v1/openapi.json)
+  Health, metrics  http://127.0.0.1:$INTAKE_PORT/readyz  /metrics; routing :${ROUTING_METRICS_PORT:-9101}, notify :${NOTIFY_METRICS_PORT:-9102}
+  Routing gRPC     $ROUTING_ADDR (reflection on)
+  Logs             var/log/*.log
+MSG
+if [ -n "$DEMO_SINKS" ]; then
+  echo "  Reporter inbox   var/mail/*.eml      Agency webhooks  var/webhooks/*.json"
+fi
+echo "  Stop with        make down"
