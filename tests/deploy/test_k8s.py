@@ -1,0 +1,428 @@
+"""deploy/k8s, deploy/prometheus and deploy/grafana as an operator relies on them.
+
+The manifests are read as plain YAML so the checks run anywhere; `kubectl kustomize` and
+`promtool` add their own verdict where they are installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+PROMETHEUS = DEPLOY / "prometheus"
+EXAMPLE_SECRET = "secret.example.yaml"
+SERVICES = ("intake", "routing", "notify")
+
+KNOWN_ENV = {
+    "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL",
+               "ROUTING_ADDR"},
+    "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
+                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL"},
+    "notify": {"NOTIFY_METRICS_HOST", "NOTIFY_METRICS_PORT", "NOTIFY_DATABASE_URL",
+               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM"},
+}
+
+GRPC_CODES = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+              "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+              "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+              "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+# The metrics the services export: name -> {label: allowed values, or None for open sets}.
+METRICS: dict[str, dict[str, set[str] | None]] = {
+    "lapor_http_requests_total": {"route": None, "method": None, "status": None},
+    "lapor_http_request_duration_seconds": {"route": None},
+    "lapor_grpc_server_handled_total": {"method": None, "code": GRPC_CODES},
+    "lapor_grpc_server_handling_seconds": {"method": None},
+    "lapor_events_published_total": {"type": None},
+    "lapor_events_consumed_total": {
+        "consumer": None, "type": None,
+        "outcome": {"processed", "duplicate", "retried", "parked"}},
+    "lapor_outbox_backlog": {"service": set(SERVICES)},
+    "lapor_outbox_oldest_age_seconds": {"service": set(SERVICES)},
+    "lapor_notify_deliveries_total": {
+        "channel": {"email", "sms", "webhook"}, "outcome": {"delivered", "retry", "failed"}},
+    "lapor_tickets_created_total": {"outcome": {"dispatched", "triage"}},
+    "up": {},
+}
+HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds"}
+TARGET_LABELS = {"job", "instance"}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                   "unless", "bool", "offset", "Inf", "NaN"}
+
+
+def _metric_labels(name: str) -> dict[str, set[str] | None] | None:
+    if name in METRICS:
+        return METRICS[name]
+    for base in HISTOGRAMS:
+        if name in (f"{base}_bucket", f"{base}_sum", f"{base}_count"):
+            labels = dict(METRICS[base])
+            if name.endswith("_bucket"):
+                labels["le"] = None
+            return labels
+    return None
+
+
+def promql_problems(expr: str) -> list[str]:
+    """Metric names, label names and enumerated label values in `expr` that the services do
+    not export; an empty list when every reference is known."""
+    problems = []
+    stripped = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    stripped = re.sub(r"\{[^}]*\}", "", stripped)
+    stripped = re.sub(r"\[[^\]]*\]", "", stripped)
+    grouping = re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)",
+                          stripped)
+    stripped = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "",
+                      stripped)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", stripped):
+        before = stripped[match.start() - 1] if match.start() else " "
+        if before.isdigit() or before == ".":
+            continue  # the exponent or unit of a number or duration
+        if stripped[match.end():].lstrip().startswith("("):
+            continue  # a function or aggregation
+        if match.group(0) in PROMQL_KEYWORDS:
+            continue
+        names.add(match.group(0))
+    if not names:
+        problems.append("references no metric at all")
+    labels_in_scope = set(TARGET_LABELS)
+    for name in sorted(names):
+        labels = _metric_labels(name)
+        if labels is None:
+            problems.append(f"unknown metric {name}")
+        else:
+            labels_in_scope |= set(labels)
+    for name, matchers in re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}", expr):
+        labels = _metric_labels(name)
+        if labels is None:
+            continue
+        for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', matchers):
+            if label not in labels and label not in TARGET_LABELS:
+                problems.append(f"{name} has no label {label}")
+            allowed = labels.get(label)
+            if allowed is None or op in ("!=", "!~"):
+                continue
+            for alternative in value.split("|") if op == "=~" else [value]:
+                if not re.search(r"[.*+?()\[\]\\]", alternative) and alternative not in allowed:
+                    problems.append(f"{name}{{{label}}} is never {alternative!r}")
+    for clause in grouping:
+        for label in filter(None, (part.strip() for part in clause.split(","))):
+            if label not in labels_in_scope:
+                problems.append(f"groups by {label}, which no metric here carries")
+    return problems
+
+
+def _k8s_documents() -> list[tuple[Path, dict]]:
+    documents = []
+    for path in sorted(K8S.glob("*.y*ml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                documents.append((path, document))
+    return documents
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[tuple[Path, dict]]:
+    return _k8s_documents()
+
+
+@pytest.fixture(scope="module")
+def resources(documents) -> list[dict]:
+    """The objects `kubectl apply -k` creates: every document except the example Secret."""
+    return [doc for path, doc in documents
+            if path.name not in (EXAMPLE_SECRET, "kustomization.yaml")]
+
+
+def _find(resources, kind: str, name: str) -> dict:
+    matches = [d for d in resources if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def _deployments(resources) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in resources if d["kind"] == "Deployment"}
+
+
+def _containers(deployment: dict) -> list[dict]:
+    spec = deployment["spec"]["template"]["spec"]
+    return spec["containers"] + spec.get("initContainers", [])
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_every_service_has_deployment_service_autoscaler_and_disruption_budget(resources):
+    for name in SERVICES:
+        assert _find(resources, "Deployment", name)["apiVersion"] == "apps/v1"
+        assert _find(resources, "Service", name)["apiVersion"] == "v1"
+        assert _find(resources, "HorizontalPodAutoscaler", name)["apiVersion"] == (
+            "autoscaling/v2")
+        assert _find(resources, "PodDisruptionBudget", name)["apiVersion"] == "policy/v1"
+
+
+def test_every_container_has_resources_probes_and_a_locked_down_context(resources):
+    for name, deployment in _deployments(resources).items():
+        pod = deployment["spec"]["template"]["spec"]
+        pod_context = pod.get("securityContext", {})
+        for container in _containers(deployment):
+            where = f"{name}/{container['name']}"
+            resources_ = container.get("resources", {})
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources_.get(kind, {})), (where, kind)
+            assert container.get("readinessProbe"), f"{where} has no readiness probe"
+            assert container.get("livenessProbe"), f"{where} has no liveness probe"
+            context = {**pod_context, **container.get("securityContext", {})}
+            assert context.get("runAsNonRoot") is True, where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert "ALL" in context.get("capabilities", {}).get("drop", []), where
+            assert context.get("runAsUser", 10001) != 0, where
+
+
+def test_probes_ask_the_right_endpoints(resources):
+    deployments = _deployments(resources)
+
+    def container(name):
+        return deployments[name]["spec"]["template"]["spec"]["containers"][0]
+
+    routing = container("routing")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert routing[probe]["grpc"]["port"] == 50051, probe
+    intake = container("intake")
+    assert intake["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert intake["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    notify = container("notify")
+    ports = {p["name"]: p["containerPort"] for p in notify["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = notify[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == 9102
+
+
+def test_probe_and_service_ports_are_ports_the_containers_declare(resources):
+    deployments = _deployments(resources)
+    for name, deployment in deployments.items():
+        for container in _containers(deployment):
+            declared = {p.get("name") for p in container.get("ports", [])} | {
+                p["containerPort"] for p in container.get("ports", [])}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                spec = container.get(probe)
+                if not spec:
+                    continue
+                handler = spec.get("httpGet") or spec.get("grpc") or spec.get("tcpSocket")
+                assert handler and handler["port"] in declared, (name, probe)
+    for service in (d for d in resources if d["kind"] == "Service"):
+        name = service["metadata"]["name"]
+        targets = [d for d in deployments.values()
+                   if _selects(service["spec"]["selector"],
+                               d["spec"]["template"]["metadata"]["labels"])]
+        assert targets, f"Service {name} selects no Deployment's pods"
+        for port in service["spec"]["ports"]:
+            declared = {p.get("name") for c in _containers(targets[0]) for p in c["ports"]} | {
+                p["containerPort"] for c in _containers(targets[0]) for p in c["ports"]}
+            assert port.get("targetPort", port["port"]) in declared, (name, port)
+
+
+def test_listen_settings_agree_with_container_ports(resources):
+    deployments = _deployments(resources)
+    for name, var in (("intake", "INTAKE_PORT"), ("routing", "ROUTING_METRICS_PORT"),
+                      ("notify", "NOTIFY_METRICS_PORT")):
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert int(env[var]) in {p["containerPort"] for p in container["ports"]}, name
+    routing = deployments["routing"]["spec"]["template"]["spec"]["containers"][0]
+    listen = {e["name"]: e.get("value") for e in routing["env"]}["ROUTING_LISTEN"]
+    assert listen.startswith("0.0.0.0:")
+    assert int(listen.rsplit(":", 1)[1]) in {p["containerPort"] for p in routing["ports"]}
+
+
+def test_autoscalers_and_budgets_target_their_deployments(resources):
+    deployments = _deployments(resources)
+    for name in SERVICES:
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert _selects(deployments[name]["spec"]["selector"]["matchLabels"], pod_labels)
+        assert "replicas" not in deployments[name]["spec"], (
+            f"{name} fixes replicas, which fights its autoscaler on every apply")
+        hpa = _find(resources, "HorizontalPodAutoscaler", name)["spec"]
+        assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "name": name}
+        assert 2 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+        pdb = _find(resources, "PodDisruptionBudget", name)["spec"]
+        assert _selects(pdb["selector"]["matchLabels"], pod_labels), name
+        # A budget that allows no disruption at all blocks every node drain.
+        assert pdb.get("maxUnavailable", 1) >= 1 or pdb.get("minAvailable", 0) < hpa[
+            "minReplicas"], name
+
+
+def test_environment_names_are_ones_the_services_read(resources):
+    for name, deployment in _deployments(resources).items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            names = {e["name"] for e in container.get("env", [])}
+            assert not container.get("envFrom"), f"{name}: envFrom hides which names it sets"
+            unknown = names - KNOWN_ENV[name]
+            assert not unknown, f"{name} is given variables it never reads: {sorted(unknown)}"
+            assert {f"{name.upper()}_DATABASE_URL", "LAPOR_AMQP_URL"} <= names, name
+
+
+def test_secrets_come_from_lapor_secrets_and_the_example_has_every_key(documents, resources):
+    example = [doc for path, doc in documents if path.name == EXAMPLE_SECRET]
+    assert len(example) == 1 and example[0]["kind"] == "Secret"
+    assert example[0]["metadata"]["name"] == "lapor-secrets"
+    example_keys = set(example[0].get("stringData", {})) | set(example[0].get("data", {}))
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in resources
+                  if d["kind"] == "ConfigMap"}
+    secret_vars = {"INTAKE_DATABASE_URL", "ROUTING_DATABASE_URL", "NOTIFY_DATABASE_URL",
+                   "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL"}
+    for name, deployment in _deployments(resources).items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                source = env.get("valueFrom", {})
+                if "secretKeyRef" in source:
+                    ref = source["secretKeyRef"]
+                    assert ref["name"] == "lapor-secrets", (name, env["name"])
+                    assert ref["key"] in example_keys, (name, env["name"], ref["key"])
+                elif "configMapKeyRef" in source:
+                    ref = source["configMapKeyRef"]
+                    assert ref["key"] in configmaps.get(ref["name"], {}), (name, env["name"])
+                if env["name"] in secret_vars:
+                    assert "secretKeyRef" in source, f"{name} sets {env['name']} in plain text"
+    assert not [d for d in resources if d["kind"] == "Secret"], "a Secret is committed"
+
+
+def test_example_secret_points_at_the_operator_managed_services(documents, resources):
+    example = next(doc for path, doc in documents if path.name == EXAMPLE_SECRET)["stringData"]
+    postgres = _find(resources, "Cluster", "postgres")
+    assert postgres["apiVersion"] == "postgresql.cnpg.io/v1"
+    databases = {postgres["spec"]["bootstrap"]["initdb"]["database"]} | {
+        d["spec"]["name"] for d in resources
+        if d["kind"] == "Database" and d["spec"]["cluster"]["name"] == "postgres"}
+    for name in SERVICES:
+        url = urlsplit(example[f"{name}-database-url"])
+        assert url.scheme == "postgresql" and url.hostname == "postgres-rw", url.geturl()
+        assert url.path.lstrip("/") == f"lapor_{name}" and f"lapor_{name}" in databases
+    rabbit = _find(resources, "RabbitmqCluster", "rabbitmq")
+    assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert urlsplit(example["amqp-url"]).hostname == rabbit["metadata"]["name"]
+    exchange = next(d for d in resources if d["kind"] == "Exchange")
+    assert exchange["spec"]["name"] == "lapor.events"
+    assert exchange["spec"]["type"] == "topic" and exchange["spec"]["durable"] is True
+    assert exchange["spec"]["rabbitmqClusterReference"]["name"] == "rabbitmq"
+
+
+def test_kustomization_lists_every_resource_file_but_the_example_secret():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml"}
+    assert EXAMPLE_SECRET not in listed, "the example Secret would be applied"
+    assert listed == on_disk - {EXAMPLE_SECRET}, (
+        f"unlisted: {sorted(on_disk - listed - {EXAMPLE_SECRET})}, "
+        f"missing: {sorted(listed - on_disk)}")
+    for name in SERVICES:
+        images = {i["name"] for i in kustomization.get("images", [])}
+        assert f"lapor/{name}" in images, f"no tag for lapor/{name}"
+
+
+def test_kustomize_builds_the_base():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH; `kubectl kustomize` cannot run")
+    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for document in built:
+        if document["kind"] != "Namespace":
+            assert document["metadata"].get("namespace") == "lapor", document["metadata"]
+    for deployment in (d for d in built if d["kind"] == "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert re.fullmatch(r"lapor/\w+:[\w.-]+", container["image"]), container["image"]
+
+
+def _alert_rules() -> list[dict]:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_and_scrape_config_parse():
+    assert yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    alerts = _alert_rules()
+    assert alerts and all(rule.get("alert") and rule.get("expr") for rule in alerts)
+    for rule in alerts:
+        assert rule.get("labels", {}).get("severity") in {"critical", "warning", "info"}, rule
+        assert rule.get("annotations", {}).get("summary"), rule["alert"]
+
+
+def test_alert_expressions_use_only_exported_metrics():
+    for rule in _alert_rules():
+        assert not promql_problems(rule["expr"]), (rule["alert"], promql_problems(rule["expr"]))
+
+
+def test_metric_reference_check_catches_typos():
+    assert promql_problems('sum(rate(lapor_notify_deliveries_total{outcome="failed"}[5m]))') == []
+    assert promql_problems("lapor_outbox_backlogg > 0") == ["unknown metric lapor_outbox_backlogg"]
+    assert promql_problems('lapor_events_consumed_total{outcome="parkd"}') == [
+        "lapor_events_consumed_total{outcome} is never 'parkd'"]
+    assert promql_problems("sum by (channle) (lapor_notify_deliveries_total)") == [
+        "groups by channle, which no metric here carries"]
+
+
+def test_alerts_cover_what_operators_are_paged_for():
+    expressions = [rule["expr"] for rule in _alert_rules()]
+
+    def covered(*needles):
+        return any(all(n in expr for n in needles) for expr in expressions)
+
+    assert covered("lapor_outbox_backlog"), "outbox backlog"
+    assert covered("lapor_outbox_oldest_age_seconds"), "outbox age"
+    assert covered("lapor_events_consumed_total", '"parked"'), "parked events"
+    assert covered("lapor_notify_deliveries_total", '"failed"'), "delivery failures"
+    assert covered("lapor_http_requests_total", "5.."), "intake 5xx ratio"
+    assert covered("lapor_grpc_server_handled_total", "INTERNAL"), "routing RPC errors"
+    assert covered("up", "== 0"), "service down"
+
+
+def test_dashboard_queries_use_only_exported_metrics():
+    dashboards = list((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"] and dashboard["title"]
+        panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+        assert panels
+        for panel in panels:
+            for target in panel["targets"]:
+                problems = promql_problems(target["expr"])
+                assert not problems, (path.name, panel["title"], problems)
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not on PATH (Debian package prometheus provides it)")
+    return subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_promtool_accepts_the_rules():
+    result = _promtool("check", "rules", "alerts.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_config():
+    result = _promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_fire_as_their_unit_tests_expect():
+    result = _promtool("test", "rules", "alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
