@@ -25,6 +25,8 @@ if ! "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1] + '/postgres', co
 fi
 
 command -v docker-compose >/dev/null || apt_install docker-compose
+# promtool (from Debian's prometheus package) checks the alert rules and their unit tests.
+command -v promtool >/dev/null || apt_install prometheus
 
 if [ -n "${CI:-}" ]; then
   # In CI a missing ../shared/data is an error, not a skip.

@@ -17,7 +17,7 @@ from services.infra import db, messaging
 from services.infra.config import ConfigError, Env
 from services.infra.outbox import Outbox
 from services.infra.telemetry import OpsServer
-from services.routing import storage
+from services.routing import seed, storage
 from services.routing.api import RoutingServicer, TelemetryInterceptor
 from services.routing.workdays import WorkCalendar
 from services.routing.workflow import CONSUMER, Workflow
@@ -36,6 +36,7 @@ class Settings:
     joint_leave: tuple[date, ...] = field(default_factory=tuple)
     workers: int = 16
     drain_seconds: float = 10.0
+    seed_demo: bool = False
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -58,6 +59,7 @@ class Settings:
             joint_leave=tuple(leave),
             workers=env.int("ROUTING_GRPC_WORKERS", 16),
             drain_seconds=env.float("ROUTING_DRAIN_SECONDS", 10.0),
+            seed_demo=env.bool("ROUTING_SEED_DEMO", False),
         )
 
 
@@ -66,14 +68,22 @@ class RoutingService:
         self.settings = settings
         self.engine = db.make_engine(settings.database_url)
         db.migrate(self.engine, "routing", storage.MIGRATIONS)
+        if settings.seed_demo:
+            with self.engine.begin() as conn:
+                storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
         self.outbox = Outbox(self.engine, storage.outbox, "routing",
                              lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
         self.workflow = Workflow(self.engine, self.outbox, WorkCalendar(settings.joint_leave))
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers),
-                                  interceptors=[TelemetryInterceptor()])
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.workers),
+            interceptors=[TelemetryInterceptor()],
+            # Clients reconnect every few minutes, so new replicas get their share of the
+            # long-lived HTTP/2 connections that a Kubernetes Service balances only once.
+            options=[("grpc.max_connection_age_ms", 300_000),
+                     ("grpc.max_connection_age_grace_ms", 30_000)])
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(self.engine),
                                                               self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -30,9 +30,9 @@ KNOWN_ENV = {
     "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL",
                "ROUTING_ADDR"},
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
-                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL"},
+                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_SEED_DEMO"},
     "notify": {"NOTIFY_METRICS_HOST", "NOTIFY_METRICS_PORT", "NOTIFY_DATABASE_URL",
-               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM"},
+               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM", "LAPOR_PUBLIC_URL"},
 }
 DATABASE_URL_VAR = {s: f"{s.upper()}_DATABASE_URL" for s in SERVICES}
 # Where each service answers /metrics: the HTTP port for intake, the metrics port otherwise.
