@@ -1,0 +1,265 @@
+"""Runs intake, routing and notify as real processes against a test vhost, with a real SMTP
+server (aiosmtpd) standing in for the reporter's inbox and a real HTTP server standing in
+for the agency's system."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+from aiosmtpd.controller import Controller
+
+from tests.conftest import ROOT, free_port
+
+SECRET = b"e2e-webhook-secret-0123456789abcdef"
+
+
+def wait_for(condition, timeout: float, interval: float = 0.1, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+
+
+class Inbox:
+    """aiosmtpd handler keeping every message."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+class AgencyReceiver:
+    """An agency's webhook endpoint: records every request, raw."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.fail_next = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.fail_next > 0:
+                    outer.fail_next -= 1
+                    self.send_response(503)
+                else:
+                    outer.requests.append({"headers": dict(self.headers), "body": body})
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lapor"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def for_tracking(self, tracking_id: str) -> list[dict]:
+        return [r for r in self.requests if json.loads(r["body"])["tracking_id"] == tracking_id]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TcpProxy:
+    """A TCP relay in front of RabbitMQ that can be taken down and brought back, to show
+    what a service does while its broker is unreachable."""
+
+    def __init__(self, target_port: int = 5672):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self._listener = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Refuses new connections and cuts the open ones, like a broker going away."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@dataclass
+class Stack:
+    amqp_url: str
+    workdir: Path
+    intake_amqp_url: str | None = None
+    ports: dict = field(default_factory=dict)
+    procs: dict = field(default_factory=dict)
+    inbox: Inbox = field(default_factory=Inbox)
+    agency: AgencyReceiver = field(default_factory=AgencyReceiver)
+
+    def __post_init__(self):
+        self.ports = {name: free_port() for name in
+                      ("intake", "grpc", "routing_metrics", "notify_metrics", "smtp")}
+        self.smtp = Controller(self.inbox, hostname="127.0.0.1", port=self.ports["smtp"])
+        self.smtp.start()
+        (self.workdir / "secret").write_bytes(SECRET)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['intake']}"
+
+    def env(self, service: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("INTAKE_", "ROUTING_",
+                                                                       "NOTIFY_", "LAPOR_"))}
+        env.update({
+            "PYTHONPATH": str(ROOT),
+            "LAPOR_AMQP_URL": (self.intake_amqp_url if service == "intake"
+                               and self.intake_amqp_url else self.amqp_url),
+            "INTAKE_DATABASE_URL": f"sqlite:///{self.workdir / 'intake.db'}",
+            "ROUTING_DATABASE_URL": f"sqlite:///{self.workdir / 'routing.db'}",
+            "NOTIFY_DATABASE_URL": f"sqlite:///{self.workdir / 'notify.db'}",
+            "INTAKE_PORT": str(self.ports["intake"]),
+            "ROUTING_LISTEN": f"127.0.0.1:{self.ports['grpc']}",
+            "ROUTING_ADDR": f"127.0.0.1:{self.ports['grpc']}",
+            "ROUTING_METRICS_PORT": str(self.ports["routing_metrics"]),
+            "NOTIFY_METRICS_PORT": str(self.ports["notify_metrics"]),
+            "NOTIFY_SMTP_URL": f"smtp://127.0.0.1:{self.ports['smtp']}",
+            "NOTIFY_RETRY_DELAYS": "0.5,1,2,4",
+            "LAPOR_PUBLIC_URL": self.base_url,
+        })
+        return env
+
+    def run(self, service: str, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", f"services.{service}", *args], check=True,
+                       env=self.env(service), cwd=ROOT, capture_output=True, timeout=60)
+
+    def setup(self) -> None:
+        self.run("routing", "seed-demo")
+        self.run("notify", "webhooks", "set", "*", self.agency.url,
+                 "--secret-file", str(self.workdir / "secret"))
+
+    def start(self, service: str) -> None:
+        log = open(self.workdir / f"{service}.log", "ab")
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=self.env(service), cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT)
+        probes = {"intake": f"{self.base_url}/readyz",
+                  "routing": f"http://127.0.0.1:{self.ports['routing_metrics']}/healthz",
+                  "notify": f"http://127.0.0.1:{self.ports['notify_metrics']}/healthz"}
+        wait_for(lambda: self._answers(probes[service]) or self._died(service), 30,
+                 message=f"{service} to start")
+        assert self.procs[service].poll() is None, f"{service} died:\n{self.log(service)}"
+
+    def _answers(self, url: str) -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _died(self, service: str) -> bool:
+        return self.procs[service].poll() is not None
+
+    def stop(self, service: str, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the drain; returns the exit code."""
+        proc = self.procs.pop(service)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def log(self, service: str) -> str:
+        path = self.workdir / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self) -> None:
+        for service in list(self.procs):
+            try:
+                self.stop(service, timeout=20)
+            except subprocess.TimeoutExpired:
+                self.procs.get(service, None) and self.procs[service].kill()
+        self.smtp.stop()
+        self.agency.close()
+
+    # -- citizen's side ---------------------------------------------------------------------
+    def submit(self, **overrides) -> dict:
+        report = {
+            "kind": "PENGADUAN",
+            "title": "Jalan rusak berlubang di Nagari Muaro",
+            "body": "Jalan utama di Nagari Muaro, Sijunjung, rusak berlubang sejak bulan lalu "
+                    "dan membahayakan pengendara motor.",
+            "region_code": "13.03",
+            "anonymous": False,
+            "confidential": False,
+            "reporter": {"name": "Rina Marlina", "email": "rina@contoh.id",
+                         "phone": "081234567890"},
+        }
+        report.update(overrides)
+        response = requests.post(f"{self.base_url}/api/v1/reports", json=report, timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def report(self, tracking_id: str, token: str | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = requests.get(f"{self.base_url}/api/v1/reports/{tracking_id}",
+                                headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def emails_to(self, address: str) -> list:
+        return [m for m in self.inbox.messages if m["To"] == address]
