@@ -17,7 +17,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from services.infra import logs
-from services.notify.webhooks import verify
+from services.notify.signing import verify
 
 log = logging.getLogger("devsinks")
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.notify.webhooks import verify
+from services.notify.signing import verify
 from tests.e2e.harness import SECRET, TcpProxy, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
