@@ -13,7 +13,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

@@ -10,7 +10,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "log_context", default=None)
 
 # Attributes every LogRecord has; anything else passed via `extra=` is emitted as a field.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -19,7 +20,7 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 @contextlib.contextmanager
 def bound(**fields: str | None):
     """Adds fields (tracking_id, event_id, ...) to every log line inside the block."""
-    merged = {**_context.get(), **{k: v for k, v in fields.items() if v}}
+    merged = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v}}
     token = _context.set(merged)
     try:
         yield
@@ -42,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "tracking_id": None,
             "event_id": None,
         }
-        line.update(_context.get())
+        line.update(_context.get() or {})
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 line[key] = value

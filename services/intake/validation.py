@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 KINDS = ("PENGADUAN", "ASPIRASI", "PERMINTAAN_INFORMASI")
 CHANNELS = ("web", "mobile", "sms", "whatsapp", "open311")
 LANGUAGES = ("id", "en")
-REGION_CODE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$")
+REGION_CODE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$", re.ASCII)
 CATEGORY_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 AGENCY_CODE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{1,39}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?"
@@ -54,12 +54,14 @@ class NewReport:
 
 def normalise_phone(raw: str) -> str | None:
     """Indonesian numbers in E.164 (+62…); 08…, 628… and +62… are accepted."""
-    digits = re.sub(r"[\s\-().]", "", raw)
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("0"):
+    digits = re.sub(r"[\s\-().]", "", raw).removeprefix("+")
+    if not re.fullmatch(r"[0-9]+", digits):
+        return None
+    if digits.startswith("0"):
         digits = "62" + digits[1:]
-    if not digits.isdigit() or not 9 <= len(digits) <= 15:
+    elif digits.startswith("8"):
+        digits = "62" + digits  # a mobile number typed without its leading 0
+    if not digits.startswith("62") or not 10 <= len(digits) <= 15:
         return None
     return "+" + digits
 
@@ -136,6 +138,8 @@ def parse_new_report(data, *, channel: str | None = None) -> NewReport:
     incident_date = c.text("incident_date", required=False, limits=(0, 10))
     if incident_date:
         try:
+            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", incident_date):
+                raise ValueError(incident_date)
             when = date.fromisoformat(incident_date)
             today = datetime.now(JAKARTA).date()
             if when > today + timedelta(days=1):
@@ -151,11 +155,13 @@ def parse_new_report(data, *, channel: str | None = None) -> NewReport:
             c.fail("location", "must be an object {\"latitude\": …, \"longitude\": …}")
         else:
             lat, lon = location.get("latitude"), location.get("longitude")
-            if not _number(lat) or not -90 <= lat <= 90:
+            lat_ok = _number(lat) and -90 <= lat <= 90
+            lon_ok = _number(lon) and -180 <= lon <= 180
+            if not lat_ok:
                 c.fail("location.latitude", "must be a number between -90 and 90")
-            elif not _number(lon) or not -180 <= lon <= 180:
+            if not lon_ok:
                 c.fail("location.longitude", "must be a number between -180 and 180")
-            else:
+            if lat_ok and lon_ok:
                 latitude, longitude = float(lat), float(lon)
     address = c.text("address", required=False, limits=LIMITS["address"])
     chosen_channel = channel or c.choice("channel", CHANNELS, required=False, default="web")

@@ -13,7 +13,7 @@ TRIAGE_AGENCY = "ADMIN-NASIONAL"
 AUTO_DISPATCH_CONFIDENCE = 0.6
 MIN_BODY_CHARS = 20
 
-REGION_CODE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$")
+REGION_CODE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$", re.ASCII)
 
 
 @dataclass(frozen=True)

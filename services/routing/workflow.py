@@ -45,7 +45,8 @@ def agency_proto(agency: AgencyRef) -> common_pb2.Agency:
 
 def clock_zone(agency: AgencyRef, report_region: str):
     """Deadlines end at close of business where the agency sits."""
-    candidates = [agency.region_code, report_region] if agency.level != "triage" else []
+    national = agency.level == "triage" or not agency.region_code
+    candidates = [] if national else [agency.region_code, report_region]
     for region in [*filter(None, candidates), NATIONAL_ZONE_REGION]:
         try:
             return timezone_for_region(region)
@@ -134,20 +135,23 @@ class Workflow:
         if report.anonymous:
             content.reporter_name = ""
         if decision.auto_dispatch:
-            event = events.new("ticket.dispatched", payload.tracking_id, events_pb2.TicketDispatched(
+            dispatched = events_pb2.TicketDispatched(
                 tracking_id=payload.tracking_id, ticket_id=ticket_id,
                 agency=agency_proto(decision.agency), deadline=events.timestamp(deadline),
                 deadline_zone=zone_label(tz), working_days=days, category=decision.category,
                 confidence=decision.confidence, decision=decision.explanation, report=content,
-                actor_role="system"), producer="routing")
+                actor_role="system")
+            event = events.new("ticket.dispatched", payload.tracking_id, dispatched,
+                               producer="routing")
         else:
-            event = events.new("ticket.status_changed", payload.tracking_id,
-                               events_pb2.TicketStatusChanged(
+            changed = events_pb2.TicketStatusChanged(
                 tracking_id=payload.tracking_id, ticket_id=ticket_id,
                 from_state=State.TICKET_STATE_UNSPECIFIED, to_state=state, actor_role="system",
                 deadline=events.timestamp(deadline), deadline_zone=zone_label(tz),
                 public_note="Laporan menunggu verifikasi admin nasional",
-                agency=agency_proto(decision.agency)), producer="routing")
+                agency=agency_proto(decision.agency))
+            event = events.new("ticket.status_changed", payload.tracking_id, changed,
+                               producer="routing")
         self.outbox.add(conn, event)
 
     def _report_updated(self, envelope, payload: events_pb2.ReportUpdated) -> str:

@@ -1,0 +1,132 @@
+"""The event envelope on lapor.events: what producers may publish and what consumers park
+instead of retrying forever."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from google.protobuf import any_pb2
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events
+
+TRACKING_ID = "LPR-7K2-M9Q-4TX"
+
+
+def submitted() -> events_pb2.ReportSubmitted:
+    return events_pb2.ReportSubmitted(tracking_id=TRACKING_ID, report=common_pb2.ReportContent(
+        kind=common_pb2.REPORT_KIND_PENGADUAN, title="Jalan rusak berlubang",
+        body="Jalan utama Nagari Muaro berlubang besar.", region_code="13.03"))
+
+
+# DESIGN §3, the first version of the catalog: these routing keys are what queues bind to.
+DESIGN_TYPES = ["report.submitted", "reporter.registered", "report.updated",
+                "ticket.dispatched", "ticket.status_changed", "ticket.sla_warning",
+                "ticket.escalated", "notification.delivered", "notification.failed"]
+
+
+def test_the_catalog_has_every_type_the_design_promises():
+    assert set(DESIGN_TYPES) <= set(events.CATALOG)
+
+
+def test_an_unknown_type_cannot_be_published():
+    with pytest.raises(ValueError, match="report.deleted"):
+        events.new("report.deleted", TRACKING_ID, submitted(), producer="intake")
+
+
+@pytest.mark.parametrize("event_type,payload", [
+    ("report.submitted", events_pb2.ReportUpdated(tracking_id=TRACKING_ID)),
+    ("ticket.dispatched", events_pb2.TicketStatusChanged(tracking_id=TRACKING_ID)),
+    ("notification.failed", events_pb2.ReportSubmitted(tracking_id=TRACKING_ID)),
+    ("report.updated", common_pb2.ReportContent()),
+])
+def test_a_type_with_the_wrong_payload_cannot_be_published(event_type, payload):
+    with pytest.raises(TypeError, match=event_type):
+        events.new(event_type, TRACKING_ID, payload, producer="intake")
+
+
+@pytest.mark.parametrize("event_type", DESIGN_TYPES)
+def test_every_catalog_type_survives_the_wire(event_type):
+    payload_class = events.CATALOG[event_type]
+    sent = payload_class(tracking_id=TRACKING_ID)
+    envelope = events.new(event_type, TRACKING_ID, sent, producer="routing")
+    received = events.decode(envelope.SerializeToString())
+    assert received.type == event_type
+    assert events.payload(received) == sent
+
+
+def test_round_trip_keeps_ids_time_producer_and_payload():
+    occurred = datetime(2025, 3, 3, 9, 15, 30, 123456, tzinfo=ZoneInfo("Asia/Jakarta"))
+    sent = submitted()
+    envelope = events.new("report.submitted", TRACKING_ID, sent, producer="intake",
+                          occurred_at=occurred)
+    received = events.decode(envelope.SerializeToString())
+    assert received.event_id == envelope.event_id
+    assert uuid.UUID(received.event_id)  # consumers dedupe on it
+    assert received.aggregate_id == TRACKING_ID
+    assert received.producer == "intake"
+    assert received.schema_version == events.SCHEMA_VERSION
+    assert received.occurred_at.ToDatetime(tzinfo=UTC) == occurred
+    payload = events.payload(received)
+    assert isinstance(payload, events_pb2.ReportSubmitted)
+    assert payload == sent
+    assert payload.report.title == "Jalan rusak berlubang"
+
+
+def test_occurred_at_defaults_to_now():
+    before = datetime.now(UTC)
+    envelope = events.new("report.submitted", TRACKING_ID, submitted(), producer="intake")
+    stamped = envelope.occurred_at.ToDatetime(tzinfo=UTC)
+    assert before - timedelta(seconds=1) <= stamped <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_every_event_gets_its_own_id():
+    ids = {events.new("report.submitted", TRACKING_ID, submitted(), producer="intake").event_id
+           for _ in range(100)}
+    assert len(ids) == 100
+
+
+@pytest.mark.parametrize("body", [
+    b"\xff\xff\xff\xff", b"garbage, not protobuf", b'{"type": "report.submitted"}',
+    b"\x0a\x03\xff\xfe\xfd",  # event_id with invalid UTF-8
+])
+def test_garbage_is_a_bad_event(body):
+    with pytest.raises(events.BadEvent):
+        events.decode(body)
+
+
+def test_an_empty_message_is_a_bad_event():
+    with pytest.raises(events.BadEvent):
+        events.decode(b"")
+
+
+def test_an_envelope_of_an_unknown_type_is_a_bad_event():
+    envelope = events.new("report.submitted", TRACKING_ID, submitted(), producer="intake")
+    envelope.type = "report.deleted"
+    with pytest.raises(events.BadEvent, match="report.deleted"):
+        events.decode(envelope.SerializeToString())
+
+
+def test_an_envelope_without_event_id_is_a_bad_event():
+    # Without an id the consumer cannot dedupe; retrying it would process it twice.
+    envelope = events.new("report.submitted", TRACKING_ID, submitted(), producer="intake")
+    envelope.event_id = ""
+    with pytest.raises(events.BadEvent):
+        events.decode(envelope.SerializeToString())
+
+
+def test_a_payload_that_does_not_match_its_type_is_a_bad_event():
+    envelope = events.new("report.submitted", TRACKING_ID, submitted(), producer="intake")
+    wrong = any_pb2.Any()
+    wrong.Pack(events_pb2.ReportUpdated(tracking_id=TRACKING_ID, message="tambahan"))
+    envelope.payload.CopyFrom(wrong)
+    received = events.decode(envelope.SerializeToString())
+    with pytest.raises(events.BadEvent, match="ReportUpdated"):
+        events.payload(received)
+
+
+def test_bad_event_is_a_value_error_for_generic_handlers():
+    assert issubclass(events.BadEvent, ValueError)
