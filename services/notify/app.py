@@ -1,0 +1,135 @@
+"""The notify process: the event consumer, the delivery worker, the outbox relay for
+notification outcomes and the metrics/health endpoint, started and drained together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from services.infra import db, messaging
+from services.infra.config import ConfigError, Env
+from services.infra.outbox import Outbox
+from services.infra.telemetry import OpsServer
+from services.notify import retry, store
+from services.notify.channels import SmtpSettings, parse_smtp_url
+from services.notify.handler import EventHandler
+from services.notify.worker import DeliveryWorker, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SMTP_URL = "smtp://127.0.0.1:1025"
+DEFAULT_MAIL_FROM = "LAPOR! <no-reply@lapor.localhost>"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    amqp_url: str
+    smtp: SmtpSettings = field(default_factory=lambda: parse_smtp_url(DEFAULT_SMTP_URL))
+    mail_from: str = DEFAULT_MAIL_FROM
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9102
+    retry_delays: tuple[float, ...] = retry.DEFAULT_DELAYS
+    webhook_timeout: float = 10.0
+    smtp_timeout: float = 10.0
+    poll_interval: float = 1.0
+    public_url: str = DEFAULT_PUBLIC_URL
+    log_level: str = "INFO"
+    workers: int = 4
+    drain_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> Settings:
+        env = env or Env()
+        smtp_url = env.str("NOTIFY_SMTP_URL", DEFAULT_SMTP_URL)
+        try:
+            smtp = parse_smtp_url(smtp_url)
+        except ValueError as exc:
+            # The URL may carry a password: name the variable, not the value.
+            raise ConfigError(f"NOTIFY_SMTP_URL: {exc}") from None
+        raw_delays = env.str("NOTIFY_RETRY_DELAYS", ",".join(
+            f"{d:g}" for d in retry.DEFAULT_DELAYS))
+        try:
+            delays = retry.parse_delays(raw_delays)
+        except ValueError as exc:
+            raise ConfigError(f"NOTIFY_RETRY_DELAYS must be seconds separated by commas "
+                              f"({exc}), got {raw_delays!r}") from None
+        public_url = env.str("LAPOR_PUBLIC_URL", DEFAULT_PUBLIC_URL)
+        if not public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"LAPOR_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+        settings = cls(
+            database_url=env.database_url("NOTIFY_DATABASE_URL", "notify"),
+            amqp_url=env.amqp_url(),
+            smtp=smtp,
+            mail_from=env.str("NOTIFY_MAIL_FROM", DEFAULT_MAIL_FROM),
+            metrics_host=env.str("NOTIFY_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.int("NOTIFY_METRICS_PORT", 9102),
+            retry_delays=delays,
+            webhook_timeout=env.float("NOTIFY_WEBHOOK_TIMEOUT", 10.0),
+            smtp_timeout=env.float("NOTIFY_SMTP_TIMEOUT", 10.0),
+            poll_interval=env.float("NOTIFY_POLL_INTERVAL", 1.0),
+            public_url=public_url,
+            log_level=env.str("LAPOR_LOG_LEVEL", "INFO"),
+            workers=env.int("NOTIFY_WORKERS", 4),
+            drain_seconds=env.float("NOTIFY_DRAIN_SECONDS", 10.0),
+        )
+        for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
+                            ("NOTIFY_SMTP_TIMEOUT", settings.smtp_timeout),
+                            ("NOTIFY_POLL_INTERVAL", settings.poll_interval),
+                            ("NOTIFY_WORKERS", settings.workers)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+        return settings
+
+    def __repr__(self) -> str:  # the URLs may carry passwords
+        return f"Settings(metrics={self.metrics_host}:{self.metrics_port}, smtp={self.smtp!r})"
+
+
+class NotifyService:
+    """Everything `python -m services.notify` runs, as one object tests can start in-process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = db.make_engine(settings.database_url)
+        db.migrate(self.engine, "notify", store.MIGRATIONS)
+        self.outbox = Outbox(self.engine, store.outbox, "notify",
+                             lambda: messaging.Publisher(settings.amqp_url, "notify-outbox"),
+                             poll_interval=settings.poll_interval)
+        self.worker = DeliveryWorker(self.engine, self.outbox, WorkerSettings(
+            smtp=settings.smtp, mail_from=settings.mail_from, public_url=settings.public_url,
+            retry_delays=settings.retry_delays, webhook_timeout=settings.webhook_timeout,
+            smtp_timeout=settings.smtp_timeout, poll_interval=settings.poll_interval,
+            threads=settings.workers))
+        self.handler = EventHandler(self.engine, on_new_deliveries=self.worker.wake)
+        self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
+                                           self.handler, consumer=store.CONSUMER)
+        self.ops = OpsServer(settings.metrics_host, settings.metrics_port, {
+            "database": lambda: db.check(self.engine),
+            "broker": lambda: self.consumer.consuming.is_set(),
+        })
+
+    @property
+    def metrics_port(self) -> int:
+        return self.ops.port
+
+    def start(self) -> NotifyService:
+        self.outbox.start()
+        self.worker.start()
+        self.consumer.start()
+        self.ops.start()
+        log.info("notify started", extra={"workers": self.settings.workers})
+        return self
+
+    def stop(self) -> None:
+        """Drains: the message in hand is handled and acked, the attempts in hand are
+        recorded, the outcome events are flushed to the broker."""
+        self.consumer.stop()
+        # A send in hand ends within its timeout; one cut short is sent again after its lease.
+        self.worker.stop(timeout=max(self.settings.drain_seconds,
+                                     self.settings.webhook_timeout + 5,
+                                     self.settings.smtp_timeout + 5))
+        left = self.outbox.stop(flush_timeout=self.settings.drain_seconds)
+        self.ops.stop()
+        self.engine.dispose()
+        log.info("notify stopped", extra={"outbox_left": left})

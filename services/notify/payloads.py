@@ -1,0 +1,159 @@
+"""What leaves notify, built field by field from explicit allow-lists; never by dumping a
+message. Agencies get the report and, only when the reporter is not anonymous, the name;
+never an email address or a phone number: they reach reporters through the platform."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from lapor.v1 import common_pb2, events_pb2
+from services.notify import dates
+from services.notify.store import Contact
+
+
+def _kind(value: int) -> str:
+    name = common_pb2.ReportKind.Name(value) if value in common_pb2.ReportKind.values() else ""
+    return "" if name.endswith("UNSPECIFIED") else name.removeprefix("REPORT_KIND_")
+
+
+def state_name(value: int) -> str:
+    """TICKET_STATE_SUBMITTED -> SUBMITTED ('' when unset or unknown)."""
+    if value not in common_pb2.TicketState.values():
+        return ""
+    name = common_pb2.TicketState.Name(value)
+    return "" if name.endswith("UNSPECIFIED") else name.removeprefix("TICKET_STATE_")
+
+
+def when(message, field: str) -> datetime | None:
+    """A Timestamp field as an aware datetime, None when unset."""
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def _iso(message, field: str, zone: str) -> str | None:
+    value = when(message, field)
+    return dates.iso(value, zone) if value is not None else None
+
+
+def _agency(agency: common_pb2.Agency) -> dict:
+    return {"code": agency.code, "name": agency.name}
+
+
+def _report(report: common_pb2.ReportContent, zone: str, *, hide_identity: bool) -> dict:
+    anonymous = bool(report.anonymous) or hide_identity
+    body = {
+        "kind": _kind(report.kind),
+        "title": report.title,
+        "body": report.body,
+        "region_code": report.region_code,
+        "region_name": report.region_name,
+        "incident_date": report.incident_date or None,
+        "address": report.address,
+        "submitted_at": _iso(report, "submitted_at", zone),
+        "anonymous": anonymous,
+        "confidential": bool(report.confidential),
+    }
+    if report.HasField("location"):
+        body["location"] = {"latitude": report.location.latitude,
+                            "longitude": report.location.longitude}
+    if not anonymous and report.reporter_name:
+        body["reporter_name"] = report.reporter_name
+    return body
+
+
+def dispatched_webhook(event_type: str, msg: events_pb2.TicketDispatched, delivery_id: str,
+                       contact: Contact | None = None) -> dict:
+    """The agency's webhook body for ticket.dispatched.
+
+    Defence in depth: the name is withheld when either the event or the reporter's own
+    registration (when notify already has it) says anonymous.
+    """
+    zone = dates.zone_name(msg.deadline_zone)
+    hide = contact is not None and contact.anonymous
+    return {
+        "event": event_type,
+        "delivery_id": delivery_id,
+        "tracking_id": msg.tracking_id,
+        "ticket_id": msg.ticket_id,
+        "agency": _agency(msg.agency),
+        "category": msg.category,
+        "confidence": round(float(msg.confidence), 3),
+        "decision": msg.decision,
+        "deadline": _iso(msg, "deadline", zone),
+        "deadline_zone": zone,
+        "working_days": msg.working_days,
+        "report": _report(msg.report, zone, hide_identity=hide),
+    }
+
+
+def status_changed_webhook(event_type: str, msg: events_pb2.TicketStatusChanged,
+                           delivery_id: str) -> dict:
+    zone = dates.zone_name(msg.deadline_zone)
+    return {
+        "event": event_type,
+        "delivery_id": delivery_id,
+        "tracking_id": msg.tracking_id,
+        "ticket_id": msg.ticket_id,
+        "agency": _agency(msg.agency),
+        "from_state": state_name(msg.from_state),
+        "to_state": state_name(msg.to_state),
+        "actor_role": msg.actor_role,
+        "deadline": _iso(msg, "deadline", zone),
+        "deadline_zone": zone,
+        "public_note": msg.public_note,
+    }
+
+
+def escalated_webhook(event_type: str, msg: events_pb2.TicketEscalated,
+                      delivery_id: str) -> dict:
+    zone = dates.DEFAULT_ZONE  # the event carries no zone; WIB with its offset is unambiguous
+    return {
+        "event": event_type,
+        "delivery_id": delivery_id,
+        "tracking_id": msg.tracking_id,
+        "ticket_id": msg.ticket_id,
+        "stage": state_name(msg.stage),
+        "level": msg.level,
+        "from_agency": _agency(msg.from_agency),
+        "to_agency": _agency(msg.to_agency),
+        "deadline": _iso(msg, "deadline", zone),
+        "deadline_zone": zone,
+        "reason": msg.reason,
+    }
+
+
+def sla_warning_webhook(event_type: str, msg: events_pb2.TicketSlaWarning,
+                        delivery_id: str) -> dict:
+    zone = dates.DEFAULT_ZONE
+    return {
+        "event": event_type,
+        "delivery_id": delivery_id,
+        "tracking_id": msg.tracking_id,
+        "ticket_id": msg.ticket_id,
+        "stage": state_name(msg.stage),
+        "agency": _agency(msg.agency),
+        "deadline": _iso(msg, "deadline", zone),
+        "deadline_zone": zone,
+    }
+
+
+def email_fields(template: str, tracking_id: str, *, agency_name: str = "",
+                 deadline: datetime | None = None, deadline_zone: str = "", state: str = "",
+                 note: str = "") -> dict:
+    """What an email delivery stores: the template's inputs, never the address (that is
+    looked up when sending, from the contact, which may arrive later)."""
+    return {
+        "template": template,
+        "tracking_id": tracking_id,
+        "agency_name": agency_name,
+        "deadline": deadline.isoformat() if deadline is not None else None,
+        "deadline_zone": dates.zone_name(deadline_zone),
+        "state": state,
+        "note": note,
+    }
+
+
+def encode(body: dict) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,185 @@
+"""Notify's tables and the queries on them that are not part of the delivery loop:
+contacts (only notify keeps them), agency webhook subscriptions, and the migrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from services.infra.db import BigId, Migration, processed_events_table, utcnow
+from services.infra.outbox import outbox_table
+
+CONSUMER = "notify"
+DEFAULT_AGENCY = "*"  # the endpoint for agencies that have none of their own
+
+STATUSES = ("pending", "delivered", "failed", "skipped")
+
+
+def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    contacts = sa.Table(
+        "contacts", metadata,
+        sa.Column("tracking_id", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False, default=""),
+        sa.Column("email", sa.String(320), nullable=False, default=""),
+        sa.Column("phone", sa.String(40), nullable=False, default=""),
+        sa.Column("language", sa.String(8), nullable=False, default="id"),
+        sa.Column("anonymous", sa.Boolean, nullable=False, default=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    subscriptions = sa.Table(
+        "webhook_subscriptions", metadata,
+        sa.Column("agency_code", sa.String(64), primary_key=True),
+        sa.Column("url", sa.String(2000), nullable=False),
+        sa.Column("secret", sa.String(500), nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False, default=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    deliveries = sa.Table(
+        "deliveries", metadata,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("tracking_id", sa.String(32), nullable=False, index=True),
+        sa.Column("channel", sa.String(16), nullable=False),
+        sa.Column("audience", sa.String(16), nullable=False),
+        sa.Column("target", sa.String(64), nullable=False),
+        sa.Column("trigger_event_id", sa.String(36), nullable=False),
+        sa.Column("trigger_type", sa.String(64), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+        sa.Column("last_error", sa.String(200)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("trigger_event_id", "channel", "audience",
+                            name="uq_deliveries_trigger"),
+        sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_deliveries_status"),
+    )
+    sa.Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+    attempts = sa.Table(
+        "delivery_attempts", metadata,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("delivery_id", sa.String(36),
+                  sa.ForeignKey("deliveries.delivery_id", ondelete="CASCADE"), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("detail", sa.String(200), nullable=False, default=""),
+        sa.UniqueConstraint("delivery_id", "attempt", name="uq_delivery_attempts"),
+    )
+    return {
+        "contacts": contacts,
+        "webhook_subscriptions": subscriptions,
+        "deliveries": deliveries,
+        "delivery_attempts": attempts,
+        "outbox": outbox_table(metadata),
+        "processed_events": processed_events_table(metadata),
+    }
+
+
+metadata = sa.MetaData()
+_tables = _define(metadata)
+contacts = _tables["contacts"]
+subscriptions = _tables["webhook_subscriptions"]
+deliveries = _tables["deliveries"]
+delivery_attempts = _tables["delivery_attempts"]
+outbox = _tables["outbox"]
+
+
+def _v1_initial(conn: Connection) -> None:
+    # Its own MetaData, so that a later change to the tables above arrives as a new migration
+    # instead of silently changing what version 1 creates.
+    v1 = sa.MetaData()
+    _define(v1)
+    v1.create_all(conn)
+
+
+MIGRATIONS = [
+    Migration(1, "contacts, webhook subscriptions, deliveries, attempts, outbox", _v1_initial),
+]
+
+
+# -- contacts -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contact:
+    tracking_id: str
+    name: str
+    email: str
+    phone: str
+    language: str
+    anonymous: bool
+
+    def __repr__(self) -> str:  # a contact must never end up in a log line or traceback
+        return f"Contact(tracking_id={self.tracking_id!r}, <redacted>)"
+
+
+def _upsert(conn: Connection, table: sa.Table, key: str, values: dict,
+            update: dict) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values)
+    conn.execute(statement.on_conflict_do_update(index_elements=[key], set_=update))
+
+
+def save_contact(conn: Connection, contact: Contact) -> None:
+    now = utcnow()
+    fields = {"name": contact.name, "email": contact.email, "phone": contact.phone,
+              "language": contact.language, "anonymous": contact.anonymous}
+    _upsert(conn, contacts, "tracking_id",
+            {"tracking_id": contact.tracking_id, **fields, "created_at": now, "updated_at": now},
+            {**fields, "updated_at": now})
+
+
+def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
+    row = conn.execute(sa.select(contacts).where(contacts.c.tracking_id == tracking_id)).first()
+    if row is None:
+        return None
+    return Contact(row.tracking_id, row.name, row.email, row.phone, row.language,
+                   bool(row.anonymous))
+
+
+# -- webhook subscriptions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Subscription:
+    agency_code: str
+    url: str
+    secret: str
+    active: bool
+
+    def __repr__(self) -> str:
+        return (f"Subscription(agency_code={self.agency_code!r}, url={self.url!r}, "
+                f"active={self.active!r}, secret=<redacted>)")
+
+
+def set_subscription(conn: Connection, agency_code: str, url: str, secret: str,
+                     active: bool = True) -> None:
+    now = utcnow()
+    fields = {"url": url, "secret": secret, "active": active}
+    _upsert(conn, subscriptions, "agency_code",
+            {"agency_code": agency_code, **fields, "created_at": now, "updated_at": now},
+            {**fields, "updated_at": now})
+
+
+def endpoint_for(conn: Connection, agency_code: str) -> Subscription | None:
+    """The agency's own active endpoint, else the active default ('*'), else None."""
+    rows = conn.execute(sa.select(subscriptions).where(
+        subscriptions.c.agency_code.in_([agency_code, DEFAULT_AGENCY]),
+        subscriptions.c.active.is_(True))).all()
+    by_code = {row.agency_code: row for row in rows}
+    row = by_code.get(agency_code) or by_code.get(DEFAULT_AGENCY)
+    if row is None:
+        return None
+    return Subscription(row.agency_code, row.url, row.secret, bool(row.active))
+
+
+def list_subscriptions(conn: Connection) -> list[dict]:
+    """Every subscription without its secret."""
+    rows = conn.execute(sa.select(subscriptions.c.agency_code, subscriptions.c.url,
+                                  subscriptions.c.active, subscriptions.c.created_at,
+                                  subscriptions.c.updated_at)
+                        .order_by(subscriptions.c.agency_code)).all()
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,281 @@
+"""The delivery worker: threads that take due deliveries, send them outside any database
+transaction, and record each attempt (the delivery log) with the outcome event.
+
+Several notify replicas run at once. A delivery is claimed in a short transaction that
+pushes its next_attempt_at forward by a lease and counts the attempt (FOR UPDATE SKIP
+LOCKED on PostgreSQL; SQLite's write lock serialises claims), so no two workers send it
+at the same time. Recording checks the attempt number, so a worker whose lease ran out
+cannot overwrite the outcome of the one that took over."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from lapor.v1 import events_pb2
+from services.infra import db, events, logs
+from services.infra.outbox import Outbox
+from services.notify import channels, retry, store, templates
+from services.notify.channels import Result, SmtpSettings
+from services.notify.handler import WAITING_FOR_CONTACT
+from services.notify.metrics import DELIVERIES, OLDEST_PENDING_AGE, PENDING, SEND_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    smtp: SmtpSettings
+    mail_from: str
+    public_url: str
+    retry_delays: tuple[float, ...]
+    webhook_timeout: float
+    smtp_timeout: float
+    poll_interval: float
+    threads: int = 4
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed delivery stays with its worker: longer than any one send."""
+        return timedelta(seconds=2 * max(self.webhook_timeout, self.smtp_timeout) + 30)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery taken by this worker, with what it needs to send it."""
+
+    id: int
+    delivery_id: str
+    tracking_id: str
+    channel: str
+    audience: str
+    target: str
+    trigger_event_id: str
+    trigger_type: str
+    payload: str
+    attempt: int
+    contact: store.Contact | None = None
+    endpoint: store.Subscription | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # delivered | retry | failed | skipped
+    detail: str
+
+
+class DeliveryWorker:
+    def __init__(self, engine: Engine, outbox: Outbox, settings: WorkerSettings,
+                 send_webhook: Callable[..., Result] = channels.send_webhook,
+                 send_email: Callable[..., Result] = channels.send_email):
+        self.engine = engine
+        self.outbox = outbox
+        self.settings = settings
+        self.send_webhook = send_webhook
+        self.send_email = send_email
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._generation = 0
+        self._threads: list[threading.Thread] = []
+        self._last_gauges = 0.0
+        # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
+        # retry delay is not rounded up to the poll interval.
+        self._soonest_retry = float("inf")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> DeliveryWorker:
+        for n in range(max(1, self.settings.threads)):
+            thread = threading.Thread(target=self._run, name=f"notify-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def wake(self) -> None:
+        """New deliveries are due: look now rather than at the next poll."""
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """No new claims; attempts in hand finish and are recorded."""
+        self._stop.set()
+        self.wake()
+        limit = timeout if timeout is not None else self.settings.lease.total_seconds()
+        deadline = time.monotonic() + limit
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            with self._wake:
+                seen = self._generation
+            try:
+                worked = self.run_once()
+                failures = 0
+            except Exception:  # the database is down, or a bug: keep the thread alive
+                failures += 1
+                log.exception("delivery worker failed; backing off")
+                self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            if worked:
+                continue
+            self._update_gauges()
+            with self._wake:
+                if self._generation == seen and not self._stop.is_set():
+                    now = time.monotonic()
+                    if self._soonest_retry <= now:
+                        self._soonest_retry = float("inf")  # due now: look again at once
+                    else:
+                        self._wake.wait(min(self.settings.poll_interval,
+                                            self._soonest_retry - now))
+
+    # -- one delivery ----------------------------------------------------------------------
+    def run_once(self) -> bool:
+        """Claims, sends and records one due delivery; False when none is due."""
+        claim = self.claim()
+        if claim is None:
+            return False
+        with logs.bound(tracking_id=claim.tracking_id, event_id=claim.trigger_event_id):
+            outcome = self.attempt(claim)
+            self.record(claim, outcome)
+        return True
+
+    def claim(self) -> Claim | None:
+        d = store.deliveries
+        now = db.utcnow()
+        with self.engine.begin() as conn:
+            query = (sa.select(d).where(d.c.status == "pending", d.c.next_attempt_at <= now)
+                     .order_by(d.c.next_attempt_at, d.c.id).limit(1))
+            if db.is_postgres(conn):
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            attempt = row.attempts + 1
+            conn.execute(d.update().where(d.c.id == row.id).values(
+                attempts=attempt, next_attempt_at=now + self.settings.lease, updated_at=now))
+            contact = endpoint = None
+            if row.channel == "email":
+                contact = store.load_contact(conn, row.tracking_id)
+            elif row.channel == "webhook":
+                endpoint = store.endpoint_for(conn, row.target)
+        return Claim(row.id, row.delivery_id, row.tracking_id, row.channel, row.audience,
+                     row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
+                     contact, endpoint)
+
+    def attempt(self, claim: Claim) -> Outcome:
+        started = time.monotonic()
+        try:
+            if claim.channel == "webhook":
+                result = self._webhook(claim)
+            elif claim.channel == "email":
+                result = self._email(claim)
+            else:
+                result = Outcome("failed", f"unknown channel {claim.channel}")
+        except Exception as exc:  # a bug must not kill the worker or leave the row leased
+            log.exception("delivery %s crashed", claim.delivery_id)
+            result = Outcome("retry", f"internal {type(exc).__name__}")
+        SEND_SECONDS.labels(claim.channel).observe(time.monotonic() - started)
+        if result.status == "retry" and retry.next_attempt_at(
+                self.settings.retry_delays, claim.attempt, db.utcnow()) is None:
+            return Outcome("failed", result.detail)
+        return result
+
+    def _webhook(self, claim: Claim) -> Outcome:
+        if claim.endpoint is None:
+            return Outcome("skipped", "no endpoint")
+        body = claim.payload.encode()
+        headers = channels.webhook_headers(claim.trigger_type, claim.delivery_id,
+                                           claim.endpoint.secret, body)
+        result = self.send_webhook(claim.endpoint.url, headers, body,
+                                   self.settings.webhook_timeout)
+        return self._outcome(result)
+
+    def _email(self, claim: Claim) -> Outcome:
+        if claim.contact is None:
+            return Outcome("retry", WAITING_FOR_CONTACT)
+        if not claim.contact.email:
+            return Outcome("skipped", "no email")
+        stored = json.loads(claim.payload)
+        email = templates.render(stored, claim.contact.language, self.settings.public_url)
+        message = channels.build_email(self.settings.mail_from, claim.contact.email, email,
+                                       claim.delivery_id)
+        result = self.send_email(self.settings.smtp, message, self.settings.smtp_timeout)
+        return self._outcome(result)
+
+    @staticmethod
+    def _outcome(result: Result) -> Outcome:
+        if result.ok:
+            return Outcome("delivered", result.detail)
+        return Outcome("failed" if result.permanent else "retry", result.detail)
+
+    def record(self, claim: Claim, outcome: Outcome) -> None:
+        d = store.deliveries
+        now = db.utcnow()
+        terminal = outcome.status != "retry"
+        next_at = None if terminal else retry.next_attempt_at(
+            self.settings.retry_delays, claim.attempt, now)
+        status = "pending" if outcome.status == "retry" else outcome.status
+        with self.engine.begin() as conn:
+            updated = conn.execute(d.update().where(
+                d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
+            ).values(status=status, next_attempt_at=next_at,
+                     last_error=None if outcome.status == "delivered" else outcome.detail[:200],
+                     updated_at=now)).rowcount
+            if updated != 1:
+                # The lease ran out and another worker took the delivery over; its record wins.
+                log.warning("delivery %s was taken over before attempt %d was recorded",
+                            claim.delivery_id, claim.attempt)
+                return
+            conn.execute(sa.insert(store.delivery_attempts).values(
+                delivery_id=claim.delivery_id, attempt=claim.attempt, at=now,
+                outcome=outcome.status, detail=outcome.detail[:200]))
+            if outcome.status in ("delivered", "failed"):
+                self.outbox.add(conn, self._outcome_event(claim, outcome))
+        DELIVERIES.labels(claim.channel, outcome.status).inc()
+        log.info("delivery %s attempt %d: %s (%s)", claim.delivery_id, claim.attempt,
+                 outcome.status, outcome.detail,
+                 extra={"channel": claim.channel, "audience": claim.audience,
+                        "target": claim.target, "delivery_id": claim.delivery_id})
+        if outcome.status in ("delivered", "failed"):
+            self.outbox.wake()
+        elif next_at is not None:
+            due = time.monotonic() + (next_at - now).total_seconds()
+            with self._wake:
+                self._soonest_retry = min(self._soonest_retry, due)
+
+    @staticmethod
+    def _outcome_event(claim: Claim, outcome: Outcome) -> events_pb2.EventEnvelope:
+        message = events_pb2.NotificationOutcome(
+            tracking_id=claim.tracking_id, delivery_id=claim.delivery_id,
+            channel=claim.channel, audience=claim.audience, attempt=claim.attempt,
+            outcome=outcome.status,
+            reason="" if outcome.status == "delivered" else outcome.detail[:200],
+            trigger_type=claim.trigger_type)
+        return events.new(f"notification.{outcome.status}", claim.tracking_id, message, "notify")
+
+    # -- gauges ---------------------------------------------------------------------------------
+    def _update_gauges(self) -> None:
+        if time.monotonic() - self._last_gauges < 5.0:
+            return
+        self._last_gauges = time.monotonic()
+        d = store.deliveries
+        try:
+            with db.reading(self.engine) as conn:
+                count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(
+                    d.c.created_at)).where(d.c.status == "pending")).one()
+        except sa.exc.SQLAlchemyError:
+            return
+        PENDING.set(count)
+        oldest = db.as_utc(oldest)
+        OLDEST_PENDING_AGE.set((db.utcnow() - oldest).total_seconds() if oldest else 0.0)

@@ -1,0 +1,471 @@
+"""notify against real servers: RabbitMQ (own vhost), SQLite and PostgreSQL, an aiosmtpd SMTP
+server and an HTTP receiver standing in for an agency. Events are real envelopes published
+to lapor.events; what we check is what a reporter's inbox and an agency's endpoint see."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pika
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events, messaging
+from services.notify import signing, store
+from services.notify.app import NotifyService, Settings
+from services.notify.channels import parse_smtp_url
+from tests.conftest import free_port
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+SECRET = "agency-shared-secret-0123456789"
+AGENCY = common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Kabupaten Sijunjung",
+                           level="regency", region_code="13.03", parent_code="PUPR-13")
+DEADLINE = datetime(2026, 7, 17, 9, 0, tzinfo=UTC)  # Jumat 17 Juli 2026 16.00 WIB
+NAME, EMAIL, PHONE = "Siti Rahayu", "siti.rahayu@example.id", "+6281234567890"
+
+
+# -- real outside servers ---------------------------------------------------------------------
+class SmtpSink:
+    """aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self):
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted for delivery"
+
+    def to(self, address):
+        with self.lock:
+            return [message for rcpts, message in self.messages if address in rcpts]
+
+
+class Receiver:
+    """Agency endpoints: records each request; a path answers with its queued statuses, then
+    200."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.statuses: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    queued = receiver.statuses.get(self.path)
+                    status = queued.pop(0) if queued else 200
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers),
+                                              "raw_headers": bytes(str(self.headers), "utf-8"),
+                                              "body": body, "status": status})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def delivered(self, path=None):
+        with self.lock:
+            return [r for r in self.requests
+                    if r["status"] == 200 and (path is None or r["path"] == path)]
+
+    def to(self, path):
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def smtp():
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    sink.url = f"smtp://127.0.0.1:{controller.port}"
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def agency():
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def start_notify(database_url, amqp_url, smtp):
+    """Starts NotifyService replicas in-process; all are drained at the end of the test."""
+    started: list[NotifyService] = []
+
+    def start(retry_delays=(0.2, 0.2, 0.5), **overrides) -> NotifyService:
+        settings = Settings(database_url=database_url, amqp_url=amqp_url,
+                            smtp=parse_smtp_url(smtp.url), metrics_port=0,
+                            retry_delays=tuple(retry_delays), poll_interval=0.2,
+                            webhook_timeout=5.0, smtp_timeout=5.0,
+                            public_url="https://lapor.example.go.id", drain_seconds=5.0,
+                            **overrides)
+        service = NotifyService(settings).start()
+        started.append(service)
+        wait_for(service.consumer.consuming.is_set, what="the consumer to attach")
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def publish(amqp_url):
+    publisher = messaging.Publisher(amqp_url, "test-publisher")
+
+    def send(envelope):
+        publisher.publish(envelope.type, envelope.SerializeToString(), envelope.event_id)
+        return envelope
+
+    yield send
+    publisher.close()
+
+
+@pytest.fixture
+def outcomes(amqp_url):
+    """Collects notification.* events from a temporary queue in the test's vhost."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    messaging.declare_topology(channel)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, messaging.EXCHANGE, routing_key="notification.*")
+    seen: list[tuple[str, events_pb2.NotificationOutcome]] = []
+
+    def collect():
+        while True:
+            method, _props, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return list(seen)
+            envelope = events.decode(body)
+            seen.append((envelope.type, events.payload(envelope)))
+
+    yield collect
+    connection.close()
+
+
+def subscribe(service, code, url, secret=SECRET):
+    with service.engine.begin() as conn:
+        store.set_subscription(conn, code, url, secret)
+
+
+# -- events as intake and routing publish them -----------------------------------------------
+def tracking_id():
+    return "LPR-" + uuid.uuid4().hex[:8].upper()
+
+
+def registered(tid, *, anonymous=False, email_address=EMAIL, language="id"):
+    return events.new("reporter.registered", tid, events_pb2.ReporterRegistered(
+        tracking_id=tid, name=NAME, email=email_address, phone=PHONE, language=language,
+        anonymous=anonymous), "intake")
+
+
+def dispatched(tid, *, anonymous=False, reporter_name=NAME, agency=AGENCY):
+    report = common_pb2.ReportContent(
+        kind=common_pb2.REPORT_KIND_PENGADUAN, title="Jalan berlubang di Muaro",
+        body="Jalan nasional di depan pasar berlubang besar.", region_code="13.03",
+        region_name="Kabupaten Sijunjung", anonymous=anonymous, reporter_name=reporter_name,
+        channel="web", incident_date="2026-07-01", address="Jl. Lintas Sumatera, Muaro",
+        location=common_pb2.GeoPoint(latitude=-0.6612, longitude=100.9421),
+        submitted_at=events.timestamp(datetime(2026, 7, 8, 2, 30, tzinfo=UTC)))
+    return events.new("ticket.dispatched", tid, events_pb2.TicketDispatched(
+        tracking_id=tid, ticket_id="TCK-" + tid[4:], agency=agency,
+        deadline=events.timestamp(DEADLINE), deadline_zone="WIB", working_days=5,
+        category="infrastruktur-jalan", confidence=0.92,
+        decision="kategori infrastruktur-jalan di wilayah 13.03", report=report,
+        actor_role="system"), "routing")
+
+
+def rows(service, table, **where):
+    with service.engine.connect() as conn:
+        query = sa.select(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        return [dict(r._mapping) for r in conn.execute(query.order_by(table.c.id))]
+
+
+def attempts_of(service, delivery_id):
+    return rows(service, store.delivery_attempts, delivery_id=delivery_id)
+
+
+# -- the tests -------------------------------------------------------------------------------
+def test_dispatch_reaches_the_agency_signed_and_the_reporter_in_indonesian(
+        start_notify, publish, smtp, agency, caplog):
+    caplog.set_level(logging.DEBUG)
+    service = start_notify()
+    subscribe(service, AGENCY.code, agency.url + "/lapor")
+    tid = tracking_id()
+    publish(registered(tid))
+    event = publish(dispatched(tid))
+
+    hook = wait_for(agency.delivered, what="the webhook")[0]
+    assert signing.verify(SECRET, hook["headers"], hook["body"], tolerance_s=60)
+    assert hook["headers"]["Content-Type"] == "application/json"
+    assert hook["headers"]["X-Lapor-Event"] == "ticket.dispatched"
+    delivery_id = hook["headers"]["X-Lapor-Delivery"]
+    assert str(uuid.UUID(delivery_id)) == delivery_id
+    body = json.loads(hook["body"])
+    assert body == {
+        "event": "ticket.dispatched", "delivery_id": delivery_id, "tracking_id": tid,
+        "ticket_id": "TCK-" + tid[4:],
+        "agency": {"code": "PUPR-13.03", "name": "Dinas PUPR Kabupaten Sijunjung"},
+        "category": "infrastruktur-jalan", "confidence": 0.92,
+        "decision": "kategori infrastruktur-jalan di wilayah 13.03",
+        "deadline": "2026-07-17T16:00:00+07:00", "deadline_zone": "WIB", "working_days": 5,
+        "report": {
+            "kind": "PENGADUAN", "title": "Jalan berlubang di Muaro",
+            "body": "Jalan nasional di depan pasar berlubang besar.", "region_code": "13.03",
+            "region_name": "Kabupaten Sijunjung", "incident_date": "2026-07-01",
+            "location": {"latitude": -0.6612, "longitude": 100.9421},
+            "address": "Jl. Lintas Sumatera, Muaro",
+            "submitted_at": "2026-07-08T09:30:00+07:00", "anonymous": False,
+            "confidential": False, "reporter_name": NAME,
+        },
+    }
+    assert EMAIL.encode() not in hook["body"] and PHONE.encode() not in hook["body"]
+
+    message = wait_for(lambda: smtp.to(EMAIL), what="the email")[0]
+    assert message["Subject"] == f"[LAPOR!] Laporan {tid} diteruskan ke {AGENCY.name}"
+    text = message.get_content()
+    assert tid in text and AGENCY.name in text
+    assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in text
+    assert f"https://lapor.example.go.id/api/v1/reports/{tid}" in text
+    assert message["From"] == "LAPOR! <no-reply@lapor.localhost>"
+
+    wait_for(lambda: len(rows(service, store.deliveries, trigger_event_id=event.event_id,
+                              status="delivered")) == 2, what="both deliveries recorded")
+    [email_delivery] = rows(service, store.deliveries, trigger_event_id=event.event_id,
+                            channel="email")
+    assert (email_delivery["audience"], email_delivery["target"]) == ("reporter", "reporter")
+    # The stored payload is the template's inputs, not the address.
+    assert EMAIL not in email_delivery["payload"] and PHONE not in email_delivery["payload"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/metrics") as r:
+        metrics = r.read().decode()
+    assert 'lapor_notify_deliveries_total{channel="webhook",outcome="delivered"}' in metrics
+    assert 'lapor_notify_deliveries_total{channel="sms",outcome="failed"} 0.0' in metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/readyz") as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+    # Logs carry ids, never contacts, secrets or message bodies.
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records
+                       if r.name.startswith("services."))  # not the test's SMTP server
+    assert "attempt 1: delivered" in logged
+    for private in (NAME, EMAIL, PHONE, SECRET, "Jalan nasional di depan pasar"):
+        assert private not in logged
+
+
+def test_anonymous_report_reveals_no_identity_to_the_agency(start_notify, publish, smtp,
+                                                          agency):
+    service = start_notify()
+    subscribe(service, AGENCY.code, agency.url)
+    tid = tracking_id()
+    publish(registered(tid, anonymous=True))
+    # A faulty producer leaves the name in an anonymous report: it still must not go out.
+    publish(dispatched(tid, anonymous=True, reporter_name=NAME))
+
+    hook = wait_for(agency.delivered, what="the webhook")[0]
+    raw = hook["body"] + hook["raw_headers"]
+    for secret_bit in (b"Siti", b"Rahayu", EMAIL.encode(), PHONE.encode(), b"6281234567890"):
+        assert secret_bit not in raw
+    report = json.loads(hook["body"])["report"]
+    assert report["anonymous"] is True and "reporter_name" not in report
+    # Anonymity hides the reporter from agencies, not from the platform: the email goes out.
+    message = wait_for(lambda: smtp.to(EMAIL), what="the email")[0]
+    assert tid in message["Subject"]
+
+
+def test_webhook_retries_with_the_same_delivery_id_then_delivers_or_fails(
+        start_notify, publish, agency, outcomes):
+    service = start_notify()
+    subscribe(service, AGENCY.code, agency.url + "/pupr")
+    other = common_pb2.Agency(code="DISHUB-13.03", name="Dinas Perhubungan Sijunjung",
+                              level="regency")
+    subscribe(service, other.code, agency.url + "/dishub")
+    agency.statuses = {"/pupr": [503, 503], "/dishub": [500, 502, 500, 500, 500]}
+    recovers, never = tracking_id(), tracking_id()
+    event = publish(dispatched(recovers))
+    doomed = publish(dispatched(never, agency=other))
+
+    # PUPR's endpoint fails twice and takes the third attempt.
+    wait_for(lambda: agency.delivered("/pupr"), what="the third attempt to succeed")
+    requests = agency.to("/pupr")
+    assert [r["status"] for r in requests] == [503, 503, 200]
+    assert len({r["headers"]["X-Lapor-Delivery"] for r in requests}) == 1
+    assert all(signing.verify(SECRET, r["headers"], r["body"], 60) for r in requests)
+    assert len({r["body"] for r in requests}) == 1
+    [delivery] = rows(service, store.deliveries, trigger_event_id=event.event_id,
+                      channel="webhook")
+    assert delivery["delivery_id"] == requests[0]["headers"]["X-Lapor-Delivery"]
+    log = wait_for(lambda: (lambda a: a if len(a) == 3 else None)(
+        attempts_of(service, delivery["delivery_id"])), what="three attempts in the log")
+    assert [(a["attempt"], a["outcome"], a["detail"]) for a in log] == [
+        (1, "retry", "HTTP 503"), (2, "retry", "HTTP 503"), (3, "delivered", "HTTP 200")]
+
+    def outcome_of(delivery_id):
+        return [(t, o) for t, o in outcomes() if o.delivery_id == delivery_id]
+
+    [(kind, outcome)] = wait_for(lambda: outcome_of(delivery["delivery_id"]),
+                                 what="notification.delivered")
+    assert (kind, outcome.outcome, outcome.channel, outcome.audience, outcome.attempt,
+            outcome.trigger_type, outcome.tracking_id) == (
+        "notification.delivered", "delivered", "webhook", "agency", 3, "ticket.dispatched",
+        recovers)
+
+    # Dishub's never recovers: after the last delay (0.2, 0.2, 0.5 s) it has failed for good.
+    [lost] = wait_for(lambda: rows(service, store.deliveries, trigger_event_id=doomed.event_id,
+                                   channel="webhook", status="failed"),
+                      what="the delivery to fail")
+    assert [r["status"] for r in agency.to("/dishub")] == [500, 502, 500, 500]
+    assert lost["attempts"] == 4 and lost["last_error"] == "HTTP 500"
+    [(kind, failed)] = wait_for(lambda: outcome_of(lost["delivery_id"]),
+                                what="notification.failed")
+    assert (kind, failed.outcome, failed.attempt, failed.reason) == (
+        "notification.failed", "failed", 4, "HTTP 500")
+
+
+def test_the_same_event_twice_yields_one_webhook_and_one_email(start_notify, publish, smtp,
+                                                                agency):
+    service = start_notify()
+    subscribe(service, AGENCY.code, agency.url)
+    tid = tracking_id()
+    publish(registered(tid))
+    event = dispatched(tid)
+    publish(event)
+    publish(event)
+    # A later event for another report: once it is delivered, the duplicate (queued before
+    # it on the same queue) has certainly been handled.
+    marker = tracking_id()
+    publish(registered(marker, email_address="marker@example.id"))
+    publish(dispatched(marker))
+    wait_for(lambda: smtp.to("marker@example.id"), what="the marker email")
+    wait_for(lambda: len(agency.delivered()) == 2, what="the marker webhook")
+
+    assert [json.loads(r["body"])["tracking_id"] for r in agency.delivered()].count(tid) == 1
+    assert len(smtp.to(EMAIL)) == 1
+    assert len(rows(service, store.deliveries, trigger_event_id=event.event_id)) == 2
+
+
+def test_dispatch_before_registration_still_emails_the_reporter(start_notify, publish, smtp,
+                                                                agency):
+    service = start_notify(retry_delays=(0.5, 1, 2, 4))
+    subscribe(service, AGENCY.code, agency.url)
+    tid = tracking_id()
+    event = publish(dispatched(tid))
+
+    def email_delivery():
+        found = rows(service, store.deliveries, trigger_event_id=event.event_id,
+                     channel="email")
+        return found[0] if found and found[0]["attempts"] >= 1 and \
+            found[0]["last_error"] == "contact not yet known" else None
+
+    waiting = wait_for(email_delivery, what="the email to wait for the contact")
+    assert waiting["status"] == "pending"
+    publish(registered(tid))
+
+    message = wait_for(lambda: smtp.to(EMAIL), what="the email")[0]
+    assert tid in message["Subject"]
+    log = wait_for(lambda: (lambda a: a if a and a[-1]["outcome"] == "delivered" else None)(
+        attempts_of(service, waiting["delivery_id"])), what="the delivered attempt")
+    assert log[0]["outcome"] == "retry" and log[0]["detail"] == "contact not yet known"
+
+
+def test_without_any_endpoint_the_webhook_is_skipped_until_a_default_is_set(
+        start_notify, publish, smtp, agency):
+    service = start_notify()
+    tid = tracking_id()
+    publish(registered(tid))
+    event = publish(dispatched(tid))
+
+    skipped = wait_for(lambda: rows(service, store.deliveries, trigger_event_id=event.event_id,
+                                    channel="webhook", status="skipped"),
+                       what="the skipped webhook")[0]
+    assert skipped["last_error"] == "no endpoint" and skipped["target"] == AGENCY.code
+    assert [(a["outcome"], a["detail"]) for a in attempts_of(service, skipped["delivery_id"])] \
+        == [("skipped", "no endpoint")]
+    wait_for(lambda: smtp.to(EMAIL), what="the email")
+
+    # The operator adds the default endpoint ('*'): agencies without their own now use it.
+    subscribe(service, store.DEFAULT_AGENCY, agency.url + "/default",
+              secret="default-secret-0001")
+    publish(dispatched(tracking_id()))
+    hook = wait_for(lambda: agency.delivered("/default"), what="the default endpoint")[0]
+    assert signing.verify("default-secret-0001", hook["headers"], hook["body"], 60)
+    assert json.loads(hook["body"])["agency"]["code"] == AGENCY.code
+
+
+def test_reporter_email_follows_the_registration(start_notify, publish, smtp):
+    service = start_notify()
+    silent, english, triaged = tracking_id(), tracking_id(), tracking_id()
+    publish(registered(silent, email_address=""))
+    publish(registered(english, email_address="ayu@example.id", language="en"))
+    publish(registered(triaged, email_address="budi@example.id"))
+    quiet_event = publish(dispatched(silent))
+    publish(dispatched(english))
+    # SUBMITTED into the national admin's triage queue: "received, awaiting verification".
+    publish(events.new("ticket.status_changed", triaged, events_pb2.TicketStatusChanged(
+        tracking_id=triaged, ticket_id="TCK-" + triaged[4:],
+        to_state=common_pb2.TICKET_STATE_SUBMITTED, actor_role="system",
+        deadline=events.timestamp(DEADLINE), deadline_zone="WIB",
+        agency=common_pb2.Agency(code="LAPOR-TRIASE", name="Admin Nasional LAPOR!",
+                                 level="triage")), "routing"))
+
+    message = wait_for(lambda: smtp.to("ayu@example.id"), what="the English email")[0]
+    assert message["Subject"] == f"[LAPOR!] Report {english} forwarded to {AGENCY.name}"
+    assert "Friday, 17 July 2026 at 16:00 WIB" in message.get_content()
+    message = wait_for(lambda: smtp.to("budi@example.id"), what="the triage email")[0]
+    assert message["Subject"] == f"[LAPOR!] Laporan {triaged} diterima, menunggu verifikasi"
+    assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in message.get_content()
+    skipped = wait_for(lambda: rows(service, store.deliveries,
+                                    trigger_event_id=quiet_event.event_id, channel="email",
+                                    status="skipped"), what="the skipped email")[0]
+    assert skipped["last_error"] == "no email"
+
+
+def test_two_replicas_send_each_delivery_exactly_once(start_notify, publish, smtp, agency):
+    first = start_notify()
+    start_notify()
+    subscribe(first, AGENCY.code, agency.url)
+    ids = [tracking_id() for _ in range(15)]
+    for tid in ids:
+        publish(registered(tid, email_address=f"{tid.lower()}@example.id"))
+        publish(dispatched(tid))
+
+    wait_for(lambda: len(agency.delivered()) >= len(ids), timeout=20, what="all webhooks")
+    wait_for(lambda: len(smtp.messages) >= len(ids), timeout=20, what="all emails")
+    time.sleep(0.5)  # let a double send, if there were one, arrive
+    delivered = [r["headers"]["X-Lapor-Delivery"] for r in agency.delivered()]
+    assert len(delivered) == len(set(delivered)) == len(ids)
+    assert sorted(rcpt for rcpts, _ in smtp.messages for rcpt in rcpts) == sorted(
+        f"{tid.lower()}@example.id" for tid in ids)
