@@ -28,17 +28,23 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for `url`: sqlite:///path (WAL, immediate write transactions) or postgresql://."""
+    """An engine for `url`: sqlite:///path (WAL, immediate write transactions) or postgresql://.
+
+    Errors never quote the statement's values: they may be contacts or secrets, and error
+    messages end up in logs.
+    """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                  hide_parameters=True)
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                            hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -103,6 +103,11 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuses new connections and cuts the open ones, like a broker going away."""
         if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -197,10 +202,10 @@ class Stack:
                  "--secret-file", str(self.workdir / "secret"))
 
     def start(self, service: str) -> None:
-        log = open(self.workdir / f"{service}.log", "ab")
-        self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=self.env(service), cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT)
+        with open(self.workdir / f"{service}.log", "ab") as log:
+            self.procs[service] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}"], env=self.env(service), cwd=ROOT,
+                stdout=log, stderr=subprocess.STDOUT)
         probes = {"intake": f"{self.base_url}/readyz",
                   "routing": f"http://127.0.0.1:{self.ports['routing_metrics']}/healthz",
                   "notify": f"http://127.0.0.1:{self.ports['notify_metrics']}/healthz"}
