@@ -194,15 +194,14 @@ class Consumer:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
+        self._failures = 0
         while not self._stop.is_set():
             try:
                 self._consume()
-                failures = 0
             except (AMQPError, OSError) as exc:
                 self.consuming.clear()
-                failures += 1
-                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 10))
+                self._failures += 1
+                delay = min(self.backoff_cap, 0.5 * 2 ** min(self._failures, 10))
                 delay *= random.uniform(0.5, 1.0)
                 log.warning("broker connection lost (%s); reconnecting in %.1fs",
                             type(exc).__name__, delay, extra={"queue": self.spec.name})
@@ -219,6 +218,8 @@ class Consumer:
             channel.basic_qos(prefetch_count=self.prefetch)
             tag = channel.basic_consume(self.spec.name, self._on_message, auto_ack=False)
             self.consuming.set()
+            # Connected again: the next outage starts the backoff from its shortest delay.
+            self._failures = 0
             log.info("consuming %s", self.spec.name)
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.5)
@@ -233,6 +234,10 @@ class Consumer:
                     pass
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
+        if self._stop.is_set():
+            # Prefetched before stop() and dispatched in the same batch: leave it unacked,
+            # so closing the channel hands it back to the queue for another consumer.
+            return
         headers = properties.headers or {}
         attempt = int(headers.get(ATTEMPT_HEADER, 0))
         try:
@@ -260,7 +265,7 @@ class Consumer:
         if attempt < len(self.spec.retry_delays_ms):
             headers = dict(properties.headers or {}, **{ATTEMPT_HEADER: attempt + 1})
             channel.basic_publish("", self.spec.retry_queue(attempt + 1), body,
-                                  properties=_properties(properties.type or "", 
+                                  properties=_properties(properties.type or "",
                                                          properties.message_id or "", headers),
                                   mandatory=True)
             return "retried"

@@ -20,6 +20,7 @@ from services.intake.validation import (
     REGION_CODE,
     ValidationFailed,
     parse_new_report,
+    text_problem,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -34,7 +35,10 @@ def _json_body() -> dict:
     if not request.is_json:
         raise Problem(415, "unsupported_media_type", "Send JSON",
                       "Send the report as JSON with the header Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a report either way
+        data = None
     if data is None:
         raise Problem(400, "malformed_json", "The body is not valid JSON",
                       "Check the JSON syntax: quotes, commas and braces")
@@ -115,6 +119,8 @@ def suggest_route():
         if not isinstance(value, str) or len(value) > limit:
             errors.append({"field": name, "message": f"must be a string of at most {limit} "
                                                      "characters"})
+        elif text_problem(value):
+            errors.append({"field": name, "message": text_problem(value)})
         values[name] = value.strip() if isinstance(value, str) else ""
     if not REGION_CODE.match(values["region_code"]):
         errors.append({"field": "region_code", "message": "a Kemendagri code such as 13.03"})

@@ -20,6 +20,18 @@ LIMITS = {"title": (5, 200), "body": (10, 10_000), "address": (0, 500), "name": 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored or passed on, or None. NUL characters (PostgreSQL refuses
+    them) and lone surrogates (not encodable as UTF-8) only come from broken clients."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it holds an unpaired surrogate)"
+    return None
+
+
 class ValidationFailed(ValueError):
     def __init__(self, errors: list[dict[str, str]]):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
@@ -87,6 +99,10 @@ class _Collector:
             self.fail(path, "must be a string")
             return ""
         value = value.strip()
+        problem = text_problem(value)
+        if problem:
+            self.fail(path, problem)
+            return ""
         low, high = limits
         if len(value) < low:
             self.fail(path, f"must be at least {low} characters")

@@ -71,6 +71,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
     def GetTicket(self, request, context):  # noqa: N802
         if not request.tracking_id:
             invalid_argument(context, {"tracking_id": "required"})
+        if "\x00" in request.tracking_id:  # PostgreSQL refuses NUL in text; never an id
+            invalid_argument(context, {"tracking_id": "not a tracking id"})
         t, h, a = storage.tickets, storage.ticket_history, storage.agencies
         with reading(self.engine) as conn:
             row = conn.execute(sa.select(t, a.c.name.label("agency_name"),
@@ -105,6 +107,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         return ticket
 
     def GetAgency(self, request, context):  # noqa: N802
+        if "\x00" in request.code:  # PostgreSQL refuses NUL in text; never a code
+            invalid_argument(context, {"code": "an agency code such as PUPR-13.03"})
         with reading(self.engine) as conn:
             agency = storage.SqlDirectory(conn).agency(request.code)
         if agency is None:
@@ -122,6 +126,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             try:
                 offset = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
             except ValueError:
+                offset = -1
+            # Not a token we issued: a negative or huge offset would fail in the database.
+            if not 0 <= offset < 2**31:
                 problems["page_token"] = "pass next_page_token from the previous page unchanged"
         if problems:
             invalid_argument(context, problems)

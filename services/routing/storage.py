@@ -170,7 +170,10 @@ def read_regions_csv(path: Path) -> list[Region]:
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
                              "expected kode,nama,level")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num  # the file's own line number, blank lines included
+            if None in (row["kode"], row["nama"], row["level"]):
+                raise ValueError(f"{path}:{line}: expected three fields kode,nama,level")
             code, name, level = row["kode"].strip(), row["nama"].strip(), row["level"].strip()
             if not valid_region_code(code):
                 raise ValueError(f"{path}:{line}: {code!r} is not a Kemendagri code "

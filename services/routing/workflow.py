@@ -116,7 +116,10 @@ class Workflow:
             title=report.title, body=report.body, region_code=report.region_code,
             anonymous=report.anonymous, confidential=report.confidential,
             reporter_name="" if report.anonymous else report.reporter_name,
-            submitted_at=submitted_at, deadline=deadline, deadline_zone=zone_label(tz),
+            # In UTC: SQLite keeps a datetime's wall-clock time and drops its offset, so a
+            # 16:00 WIB deadline would read back as 16:00 UTC (23:00 WIB).
+            submitted_at=submitted_at, deadline=deadline.astimezone(UTC),
+            deadline_zone=zone_label(tz),
             created_at=now, updated_at=now))
         history = [dict(at=submitted_at, from_state="", to_state="SUBMITTED", actor_role="citizen",
                         agency_code="", note="Laporan diterima")]

@@ -1,0 +1,289 @@
+"""Shared helpers for the integration tests: polling with a deadline, looking into RabbitMQ
+queues and connections, a TCP proxy that plays a broker going down and coming back, event
+builders and Prometheus readings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote, urlsplit
+
+import pika
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events, messaging
+
+AMQP_HOST = os.environ.get("LAPOR_TEST_AMQP_HOST", "127.0.0.1:5672")
+
+SIJUNJUNG_PUPR = common_pb2.Agency(code="PUPR-13.03", level="regency", region_code="13.03",
+                                   name="Dinas Pekerjaan Umum dan Penataan Ruang "
+                                        "Kabupaten Sijunjung", parent_code="PEMDA-13.03")
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Polls until condition() is truthy and returns its value; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def dead_amqp_url() -> str:
+    """A broker URL nobody listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}/%2F"
+
+
+# -- RabbitMQ --------------------------------------------------------------------------------
+def rabbitmqctl(*args: str) -> str:
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    done = subprocess.run([*sudo, "rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                          text=True, timeout=60)
+    return done.stdout
+
+
+def vhost_of(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).path.lstrip("/")) or "/"
+
+
+@contextlib.contextmanager
+def temporary_vhost(prefix: str = "lapor-test") -> Iterator[str]:
+    """A fresh vhost for fixtures wider than one test (conftest's amqp_url is per test)."""
+    if shutil.which("rabbitmqctl") is None:
+        raise RuntimeError("rabbitmqctl not found: install rabbitmq-server")
+    vhost = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@{AMQP_HOST}/{quote(vhost, safe='')}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@contextlib.contextmanager
+def channel(amqp_url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def declare(amqp_url: str, *specs: messaging.QueueSpec) -> None:
+    """Declares the exchange and the given consumer queues with their retry path."""
+    with channel(amqp_url) as ch:
+        messaging.declare_topology(ch, list(specs))
+
+
+def observe(amqp_url: str, *patterns: str) -> str:
+    """A queue bound to lapor.events for `patterns`, to see what a service publishes."""
+    name = f"test.observe.{uuid.uuid4().hex[:8]}"
+    with channel(amqp_url) as ch:
+        ch.exchange_declare(messaging.EXCHANGE, exchange_type="topic", durable=True)
+        ch.queue_declare(name, durable=True)
+        for pattern in patterns:
+            ch.queue_bind(name, messaging.EXCHANGE, routing_key=pattern)
+    return name
+
+
+def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in the queue (not counting those handed to a consumer)."""
+    with channel(amqp_url) as ch:
+        return ch.queue_declare(queue, passive=True).method.message_count
+
+
+def take_messages(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Removes and returns every message now in the queue, oldest first."""
+    taken = []
+    with channel(amqp_url) as ch:
+        while True:
+            method, properties, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return taken
+            taken.append((properties, body))
+
+
+def peek_messages(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Returns every message now in the queue and leaves them there."""
+    seen = []
+    with channel(amqp_url) as ch:
+        while True:
+            method, properties, body = ch.basic_get(queue, auto_ack=False)
+            if method is None:
+                break
+            seen.append((properties, body))
+    # Closing the channel without acking puts them back.
+    return seen
+
+
+def collect_events(amqp_url: str, queue: str, count: int, timeout: float = 10.0
+                   ) -> list[events_pb2.EventEnvelope]:
+    """Waits until `count` messages have arrived on `queue` and returns them decoded."""
+    got: list[events_pb2.EventEnvelope] = []
+
+    def enough():
+        got.extend(events.decode(body) for _, body in take_messages(amqp_url, queue))
+        return len(got) >= count
+
+    wait_for(enough, timeout, interval=0.1, what=f"{count} message(s) on {queue}")
+    return got
+
+
+def connection_pids(amqp_url: str, name: str) -> list[str]:
+    """Broker-side ids of the vhost's connections whose client named itself `name`."""
+    out = rabbitmqctl("list_connections", "-p", vhost_of(amqp_url), "--no-table-headers",
+                      "pid", "client_properties")
+    return [line.split("\t", 1)[0] for line in out.splitlines()
+            if f'{{"connection_name","{name}"}}' in line]
+
+
+def close_connections(amqp_url: str, name: str) -> list[str]:
+    """Has the broker close the named connections, as a broker restart or failover would."""
+    pids = connection_pids(amqp_url, name)
+    for pid in pids:
+        rabbitmqctl("close_connection", pid, "integration test: simulated broker failure")
+    return pids
+
+
+class TcpProxy:
+    """Forwards a local port to the broker; stop() refuses connections and cuts the open
+    ones (the broker is down), start() again serves the same port (it is back)."""
+
+    def __init__(self, target: str = AMQP_HOST):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def url(self, vhost_url: str) -> str:
+        """`vhost_url` (an amqp URL) rewritten to go through this proxy."""
+        parts = urlsplit(vhost_url)
+        return f"amqp://guest:guest@127.0.0.1:{self.port}{parts.path}"
+
+    def start(self) -> TcpProxy:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- events ----------------------------------------------------------------------------------
+def ticket_dispatched(tracking_id: str, *, occurred_at: datetime | None = None,
+                      agency: common_pb2.Agency = SIJUNJUNG_PUPR,
+                      deadline: datetime = datetime(2030, 7, 19, 9, 0, tzinfo=UTC)
+                      ) -> events_pb2.EventEnvelope:
+    return events.new("ticket.dispatched", tracking_id, events_pb2.TicketDispatched(
+        tracking_id=tracking_id, ticket_id=str(uuid.uuid4()), agency=agency,
+        deadline=events.timestamp(deadline), deadline_zone="WIB", working_days=5,
+        category="INFRASTRUKTUR", confidence=0.8, decision="test", actor_role="system"),
+        producer="routing", occurred_at=occurred_at)
+
+
+def status_changed(tracking_id: str, to_state: str, *, occurred_at: datetime | None = None,
+                   agency: common_pb2.Agency = SIJUNJUNG_PUPR, note: str = ""
+                   ) -> events_pb2.EventEnvelope:
+    state = common_pb2.TicketState.Value("TICKET_STATE_" + to_state)
+    return events.new("ticket.status_changed", tracking_id, events_pb2.TicketStatusChanged(
+        tracking_id=tracking_id, ticket_id=str(uuid.uuid4()),
+        from_state=common_pb2.TicketState.TICKET_STATE_DISPATCHED, to_state=state,
+        actor_role="agency_officer", agency=agency, public_note=note),
+        producer="routing", occurred_at=occurred_at)
+
+
+def notification(tracking_id: str, *, audience: str, outcome: str = "delivered",
+                 channel_name: str = "email") -> events_pb2.EventEnvelope:
+    return events.new(f"notification.{outcome}", tracking_id, events_pb2.NotificationOutcome(
+        tracking_id=tracking_id, delivery_id=str(uuid.uuid4()), channel=channel_name,
+        audience=audience, attempt=1, outcome=outcome, trigger_type="ticket.dispatched"),
+        producer="notify")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's default registry (0 when the series does not exist)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def scraped(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text exposition, or None when absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()

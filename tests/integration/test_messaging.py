@@ -1,0 +1,285 @@
+"""services.infra.messaging against a real RabbitMQ (a vhost of its own per test): what a
+consumer's handler sees, what ends up acked, retried or parked, and what a publisher reports
+when the broker cannot take a message."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+
+from lapor.v1 import events_pb2
+from services.infra import events, messaging
+from tests.integration.helpers import (
+    close_connections,
+    connection_pids,
+    dead_amqp_url,
+    declare,
+    metric,
+    peek_messages,
+    queue_depth,
+    take_messages,
+    ticket_dispatched,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+EVENT = "ticket.dispatched"
+
+
+def tracking_id() -> str:
+    return f"LPR-T{uuid.uuid4().hex[:10].upper()}"
+
+
+@pytest.fixture
+def spec(amqp_url):
+    """A consumer queue of its own, with a short retry path, declared on the broker."""
+    queue = messaging.QueueSpec(f"test.{uuid.uuid4().hex[:8]}", (EVENT,),
+                                retry_delays_ms=(200, 200))
+    declare(amqp_url, queue)
+    return queue
+
+
+@pytest.fixture
+def publisher(amqp_url):
+    publisher = messaging.Publisher(amqp_url, "test-publisher")
+    yield publisher
+    publisher.close()
+
+
+class Recorder:
+    """A handler that remembers what it was given and when, optionally failing."""
+
+    def __init__(self, fail: Exception | None = None):
+        self.fail = fail
+        self.calls: list[tuple[float, events_pb2.EventEnvelope]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, envelope):
+        with self.lock:
+            self.calls.append((time.monotonic(), envelope))
+        if self.fail is not None:
+            raise self.fail
+        return "processed"
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [envelope.event_id for _, envelope in self.calls]
+
+
+@pytest.fixture
+def start_consumer(amqp_url):
+    started: list[messaging.Consumer] = []
+
+    def start(spec, handler, **kwargs) -> messaging.Consumer:
+        consumer = messaging.Consumer(amqp_url, spec, handler,
+                                      consumer=f"test-{uuid.uuid4().hex[:8]}", **kwargs)
+        started.append(consumer.start())
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to start consuming")
+        return consumer
+
+    yield start
+    for consumer in started:
+        consumer.stop(timeout=10)
+
+
+def publish(publisher, envelope) -> None:
+    publisher.publish(envelope.type, envelope.SerializeToString(), envelope.event_id)
+
+
+def test_a_published_event_is_handled_once_and_acked(amqp_url, spec, publisher, start_consumer):
+    handler = Recorder()
+    consumer = start_consumer(spec, handler)
+    sent = ticket_dispatched(tracking_id())
+    publish(publisher, sent)
+
+    wait_for(lambda: handler.calls, what="the handler to be called")
+    (_, got), = handler.calls
+    assert (got.event_id, got.type, got.aggregate_id) == (sent.event_id, EVENT, sent.aggregate_id)
+    assert events.payload(got).agency.code == "PUPR-13.03"
+    consumer.stop(timeout=10)
+    # Had it not been acked, closing the connection would have put it back in the queue.
+    assert queue_depth(amqp_url, spec.name) == 0
+    assert queue_depth(amqp_url, spec.parking_queue) == 0
+    assert handler.ids() == [sent.event_id]
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="processed") == 1
+
+
+def test_a_failing_handler_is_retried_after_each_delay_then_parked(
+        amqp_url, spec, publisher, start_consumer, caplog):
+    handler = Recorder(fail=RuntimeError("database is down"))
+    caplog.set_level(logging.ERROR, logger="services.infra.messaging")
+    consumer = start_consumer(spec, handler)
+    sent = ticket_dispatched(tracking_id())
+    publish(publisher, sent)
+
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1, 10,
+             what="the message to be parked")
+    times = [at for at, _ in handler.calls]
+    assert handler.ids() == [sent.event_id] * 3, "first delivery plus one per retry delay"
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert all(gap >= 0.15 for gap in gaps), f"each retry waits its delay (200 ms): {gaps}"
+    failures = [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()]
+    assert [f"(attempt {n})" in line for n, line in enumerate(failures, start=1)] == [True] * 3
+
+    # An operator inspects the parking lot without emptying it.
+    (properties, body), = peek_messages(amqp_url, spec.parking_queue)
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1, 5,
+             what="the inspected message to stay parked")
+    assert events.decode(body).event_id == sent.event_id
+    assert properties.message_id == sent.event_id
+    assert properties.headers[messaging.ATTEMPT_HEADER] == 2
+    assert properties.headers[messaging.REASON_HEADER] == "handler failed after retries"
+    for queue in (spec.name, spec.retry_queue(1), spec.retry_queue(2)):
+        assert queue_depth(amqp_url, queue) == 0, queue
+    assert len(handler.calls) == 3, "a parked message is not delivered again"
+    labels = dict(consumer=consumer.consumer, type=EVENT)
+    assert metric("lapor_events_consumed_total", **labels, outcome="retried") == 2
+    assert metric("lapor_events_consumed_total", **labels, outcome="parked") == 1
+
+
+def test_malformed_messages_are_parked_at_once(amqp_url, spec, publisher, start_consumer):
+    seen = Recorder()
+
+    def strict(envelope):
+        seen(envelope)
+        events.payload(envelope)  # raises BadEvent for a payload of the wrong type
+        return "processed"
+
+    start_consumer(spec, strict)
+    publisher.publish(EVENT, b"this is not a protobuf envelope", str(uuid.uuid4()))
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1, 5,
+             what="the undecodable message to be parked")
+    assert seen.calls == [], "a body that is not an envelope never reaches the handler"
+
+    wrong_payload = ticket_dispatched(tracking_id())
+    wrong_payload.payload.Pack(events_pb2.ReportUpdated(tracking_id="x"))
+    publish(publisher, wrong_payload)
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 2, 5,
+             what="the envelope with the wrong payload to be parked")
+
+    parked = take_messages(amqp_url, spec.parking_queue)
+    reasons = [properties.headers[messaging.REASON_HEADER] for properties, _ in parked]
+    assert reasons == ["malformed", "malformed"]
+    assert parked[0][1] == b"this is not a protobuf envelope"
+    assert seen.ids() == [wrong_payload.event_id], "handled once, never retried"
+    assert all(queue_depth(amqp_url, spec.retry_queue(n)) == 0 for n in (1, 2))
+
+
+def test_the_consumer_reconnects_after_the_broker_drops_its_connection(
+        amqp_url, spec, publisher, start_consumer, caplog):
+    handler = Recorder()
+    consumer = start_consumer(spec, handler)
+    name = f"{consumer.consumer}-consumer"
+    sent = [ticket_dispatched(tracking_id())]
+    publish(publisher, sent[0])
+    wait_for(lambda: handler.ids() == [sent[0].event_id], what="the first event")
+
+    # Each outage is a fresh one: the consumer that got back in must not wait longer each
+    # time (a broker restart a week later is not the fourth failure in a row).
+    # (Without that, the third reconnect alone would wait 2 to 4 seconds.) The delay the
+    # consumer chose is read from its log line, so the check does not depend on timing.
+    caplog.set_level("WARNING", logger="services.infra.messaging")
+    dropped: list[str] = []
+    for outage in range(3):
+        dropped += close_connections(amqp_url, name)
+        assert len(dropped) == outage + 1
+        wait_for(lambda: not consumer.consuming.is_set(), 5, what="the drop to be noticed")
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to reconnect")
+        delays = [r.args[1] for r in caplog.records if "reconnecting in" in r.msg]
+        assert len(delays) == outage + 1
+        assert delays[-1] <= 1.0, f"outage {outage + 1} waited {delays[-1]:.1f}s"
+        sent.append(ticket_dispatched(tracking_id()))
+        publish(publisher, sent[-1])
+        wait_for(lambda: sent[-1].event_id in handler.ids(), 10,
+                 what="the event published after the reconnect")
+
+    assert len(connection_pids(amqp_url, name)) == 1, "one live connection, the old ones gone"
+    consumer.stop(timeout=10)
+    assert queue_depth(amqp_url, spec.name) == 0, "all were acked"
+    assert handler.ids() == [envelope.event_id for envelope in sent], "each handled once"
+
+
+def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, spec, publisher,
+                                                           start_consumer):
+    entered, release = threading.Event(), threading.Event()
+    finished: list[tuple[str, float]] = []
+
+    def slow(envelope):
+        entered.set()
+        release.wait(10)
+        finished.append((envelope.event_id, time.monotonic()))
+        return "processed"
+
+    in_hand, waiting = ticket_dispatched(tracking_id()), ticket_dispatched(tracking_id())
+    publish(publisher, in_hand)
+    publish(publisher, waiting)
+    consumer = start_consumer(spec, slow)
+    assert entered.wait(10), "the handler was never called"
+
+    stopped_at: list[float] = []
+
+    def stop():
+        consumer.stop(timeout=10)
+        stopped_at.append(time.monotonic())
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    # The handler is released only once stop() has been asked for (as on SIGTERM mid-work).
+    wait_for(consumer._stop.is_set, 5, what="stop() to be requested")
+    release.set()
+    stopper.join(15)
+    assert stopped_at, "stop() did not return"
+    assert [event_id for event_id, _ in finished] == [in_hand.event_id], (
+        "the message in hand finishes; nothing else is handled after stop()")
+    assert finished[0][1] <= stopped_at[0], "stop() returned before the handler finished"
+    assert not consumer.consuming.is_set()
+    # The one in hand was acked; the prefetched one goes back to the queue, unhandled.
+    wait_for(lambda: queue_depth(amqp_url, spec.name) == 1, 5,
+             what="the prefetched message to be back in the queue")
+    (properties, _), = take_messages(amqp_url, spec.name)
+    assert properties.message_id == waiting.event_id
+
+
+def test_publisher_raises_unroutable_for_a_key_nobody_binds(amqp_url, publisher):
+    with pytest.raises(messaging.Unroutable):
+        publisher.publish("nobody.listens.here", b"x", str(uuid.uuid4()))
+    # The publisher stays usable: the next routable event is confirmed and queued.
+    sent = ticket_dispatched(tracking_id())
+    publish(publisher, sent)
+    (properties, _), = take_messages(amqp_url, messaging.QUEUES["notify"].name)
+    assert properties.message_id == sent.event_id
+    assert properties.delivery_mode == 2, "persistent"
+
+
+def test_publisher_fails_fast_when_the_broker_is_unreachable():
+    publisher = messaging.Publisher(dead_amqp_url(), "test-dead")
+    started = time.monotonic()
+    with pytest.raises(messaging.PublishError) as raised:
+        publisher.publish(EVENT, b"x", str(uuid.uuid4()))
+    assert not isinstance(raised.value, messaging.Unroutable)
+    assert publisher.check() is False
+    assert messaging.broker_reachable(publisher.url) is False
+    assert time.monotonic() - started < 3
+
+
+def test_publisher_recovers_after_the_broker_drops_its_connection(amqp_url, publisher):
+    publish(publisher, ticket_dispatched(tracking_id()))
+    assert close_connections(amqp_url, "test-publisher")
+    sent = ticket_dispatched(tracking_id())
+    for _attempt in range(2):  # the first may find the connection gone, as the outbox expects
+        try:
+            publish(publisher, sent)
+            break
+        except messaging.PublishError:
+            continue
+    else:
+        pytest.fail("the publisher did not reconnect")
+    ids = [p.message_id for p, _ in take_messages(amqp_url, messaging.QUEUES["notify"].name)]
+    assert ids[-1] == sent.event_id
+    assert messaging.broker_reachable(amqp_url) is True

@@ -1,0 +1,191 @@
+"""Storage on SQLite and PostgreSQL: migrations that several replicas may run at once, the
+routing directory (demo seed, who handles what where) and the national region list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.infra import db
+from services.intake import storage as intake_storage
+from services.routing import seed
+from services.routing import storage as routing_storage
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+NATIONAL_COUNTS = {"provinsi": 38, "kabupaten_kota": 514, "kecamatan": 7_285,
+                   "desa_kelurahan": 83_762}
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def directory(engine):
+    """Routing's schema with the demo directory (Sumatera Barat and the ministries)."""
+    db.migrate(engine, "routing", routing_storage.MIGRATIONS)
+    with engine.begin() as conn:
+        routing_storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+    return engine
+
+
+def snapshot(engine, *tables: sa.Table) -> dict[str, list[tuple]]:
+    with engine.connect() as conn:
+        return {t.name: sorted(tuple(r) for r in conn.execute(sa.select(t))) for t in tables}
+
+
+@pytest.mark.parametrize("service, migrations", [("intake", intake_storage.MIGRATIONS),
+                                                 ("routing", routing_storage.MIGRATIONS)])
+def test_migrate_applies_once_and_then_nothing(engine, service, migrations):
+    assert db.migrate(engine, service, migrations) == [1]
+    assert db.migrate(engine, service, migrations) == []
+    with engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version FROM schema_migrations")).scalars().all()
+    assert versions == [1]
+    assert set(sa.inspect(engine).get_table_names()) >= {"outbox", "processed_events",
+                                                         "schema_migrations"}
+
+
+def test_replicas_starting_together_migrate_without_failing(database_url):
+    """Three replicas start at once against an empty database: exactly one applies the
+    migration, the others find it done, none fails."""
+    engines = [db.make_engine(database_url) for _ in range(3)]
+    gate = threading.Barrier(len(engines))
+    results: dict[int, object] = {}
+
+    def start(i):
+        gate.wait()
+        try:
+            results[i] = db.migrate(engines[i], "routing", routing_storage.MIGRATIONS)
+        except Exception as exc:  # noqa: BLE001 (reported below with its type)
+            results[i] = exc
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(len(engines))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert sorted(map(str, results.values())) == ["[1]", "[]", "[]"], results
+        assert "tickets" in sa.inspect(engines[0]).get_table_names()
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_seeding_the_demo_directory_again_changes_nothing(directory):
+    tables = (routing_storage.regions, routing_storage.agencies, routing_storage.handling_rules)
+    before = snapshot(directory, *tables)
+    assert len(before["regions"]) == 20  # Sumatera Barat and its 19 regencies and cities
+    assert len(before["agencies"]) == len(seed.demo_agencies())
+    with directory.begin() as conn:
+        routing_storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+    assert snapshot(directory, *tables) == before
+
+
+def test_the_most_specific_active_handler_wins(directory):
+    def handler(category, region):
+        with db.reading(directory) as conn:
+            found = routing_storage.SqlDirectory(conn).handler_for(category, region)
+        return found.code if found else None
+
+    assert handler("INFRASTRUKTUR", "13.03") == "PUPR-13.03"  # Kabupaten Sijunjung
+    assert handler("INFRASTRUKTUR", "13.03.01") == "PUPR-13.03"  # a district in it
+    assert handler("KESEHATAN", "13.71") == "DINKES-13.71"  # Kota Padang
+    assert handler("INFRASTRUKTUR", "13") == "PEMPROV-13"  # the province itself
+    assert handler("INFRASTRUKTUR", "31.71") == "KEMENPU"  # no regional rule: the ministry
+    assert handler("BANSOS", "31.71") == "KEMENSOS"
+    assert handler("PERPAJAKAN", "13.03") is None  # nobody handles an unknown category
+    assert handler("INFRASTRUKTUR", "") == "KEMENPU"
+
+    with directory.begin() as conn:  # the regency office is deactivated: the province takes it
+        conn.execute(routing_storage.agencies.update()
+                     .where(routing_storage.agencies.c.code == "PUPR-13.03").values(active=False))
+    assert handler("INFRASTRUKTUR", "13.03") == "PEMPROV-13"
+    with db.reading(directory) as conn:
+        assert routing_storage.SqlDirectory(conn).agency("PUPR-13.03") is None
+        assert routing_storage.SqlDirectory(conn).region_name("13.03") == "Kabupaten Sijunjung"
+
+
+@pytest.mark.shared_data
+def test_the_national_region_list_imports_completely_and_idempotently(engine, shared_data):
+    db.migrate(engine, "routing", routing_storage.MIGRATIONS)
+    csv = shared_data / "wilayah-kepmendagri-2025.csv"
+    rows = routing_storage.read_regions_csv(csv)
+    with engine.begin() as conn:
+        written = routing_storage.upsert_regions(conn, rows)
+    assert written == sum(NATIONAL_COUNTS.values())
+
+    def counts():
+        r = routing_storage.regions
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.select(r.c.level, sa.func.count()).group_by(r.c.level))
+                        .all())
+
+    assert counts() == NATIONAL_COUNTS
+    with engine.begin() as conn:
+        assert routing_storage.upsert_regions(conn, routing_storage.read_regions_csv(csv)) == 0
+    assert counts() == NATIONAL_COUNTS
+
+    r = routing_storage.regions
+    with engine.connect() as conn:
+        sijunjung = conn.execute(sa.select(r).where(r.c.code == "13.03")).one()
+        village = conn.execute(sa.select(r).where(r.c.level == "desa_kelurahan",
+                                                  r.c.code.like("13.03.%")).limit(1)).one()
+    assert (sijunjung.name, sijunjung.parent_code) == ("Kabupaten Sijunjung", "13")
+    assert village.parent_code == village.code.rsplit(".", 1)[0]
+    # The demo directory seeds on top of the official list without changing its size.
+    with engine.begin() as conn:
+        routing_storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+    assert counts() == NATIONAL_COUNTS
+
+
+@pytest.mark.parametrize("lines, line_number, words", [
+    (["13,Sumatera Barat,provinsi", "13.3,Sijunjung,kabupaten_kota"], 3, "not a Kemendagri code"),
+    (["13,Sumatera Barat,provinsi", "13.03,Kabupaten Sijunjung,kabupaten"], 3, "level"),
+    (["13,Sumatera Barat,provinsi", "13.03, ,kabupaten_kota"], 3, "empty name"),
+    (["13,Sumatera Barat,provinsi", "13.03"], 3, "three fields"),
+    (["13,Sumatera Barat,provinsi", "", "13.03;Kabupaten Sijunjung;kabupaten_kota"], 4,
+     "three fields"),
+])
+def test_a_malformed_region_file_is_rejected_naming_the_line(tmp_path, lines, line_number,
+                                                              words):
+    path = tmp_path / "wilayah.csv"
+    path.write_text("\n".join(["kode,nama,level", *lines]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as raised:
+        routing_storage.read_regions_csv(path)
+    assert f"{path}:{line_number}:" in str(raised.value)
+    assert words in str(raised.value)
+
+
+def test_a_region_file_without_the_expected_columns_is_rejected(tmp_path):
+    path = tmp_path / "wilayah.csv"
+    path.write_text("code,name\n13,Sumatera Barat\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="missing column"):
+        routing_storage.read_regions_csv(path)
+
+
+def test_the_import_command_reports_a_bad_line_and_imports_nothing(tmp_path, sqlite_url):
+    path = tmp_path / "wilayah.csv"
+    path.write_text("kode,nama,level\n13,Sumatera Barat,provinsi\n13.03\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "services.routing", "import-regions", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"ROUTING_DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:3:" in done.stderr and "Traceback" not in done.stderr
+    engine = db.make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count())
+                                .select_from(routing_storage.regions)).scalar() == 0
+    finally:
+        engine.dispose()
