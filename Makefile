@@ -37,7 +37,7 @@ protos: install
 	@touch lapor/__init__.py lapor/v1/__init__.py
 
 lint: install
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench tools
 
 bench: install
 	$(PY) -m bench

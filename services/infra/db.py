@@ -4,6 +4,8 @@ migrations, and the processed-events table that makes consumers idempotent."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,9 +57,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _enable_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -67,6 +69,20 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor) -> None:
+    """Switches a new database file to WAL. The switch needs the file to itself and does not
+    wait on the busy timeout, so replicas opening a fresh file together retry it."""
+    for _ in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise sqlite3.OperationalError("could not switch the SQLite file to WAL mode: it stays "
+                                   "locked by another process")
 
 
 @contextlib.contextmanager

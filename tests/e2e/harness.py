@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,18 +19,9 @@ import requests
 from aiosmtpd.controller import Controller
 
 from tests.conftest import ROOT, free_port
+from tests.integration.helpers import wait_for
 
 SECRET = b"e2e-webhook-secret-0123456789abcdef"
-
-
-def wait_for(condition, timeout: float, interval: float = 0.1, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 class Inbox:
@@ -79,75 +68,6 @@ class AgencyReceiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-class TcpProxy:
-    """A TCP relay in front of RabbitMQ that can be taken down and brought back, to show
-    what a service does while its broker is unreachable."""
-
-    def __init__(self, target_port: int = 5672):
-        self.target = ("127.0.0.1", target_port)
-        self.port = free_port()
-        self._listener = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        """Refuses new connections and cuts the open ones, like a broker going away."""
-        if self._listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone would not.
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            for conn in self._conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self._conns.clear()
-
-    def _accept(self, listener) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source, sink) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @dataclass
@@ -210,7 +130,7 @@ class Stack:
                   "routing": f"http://127.0.0.1:{self.ports['routing_metrics']}/healthz",
                   "notify": f"http://127.0.0.1:{self.ports['notify_metrics']}/healthz"}
         wait_for(lambda: self._answers(probes[service]) or self._died(service), 30,
-                 message=f"{service} to start")
+                 what=f"{service} to start")
         assert self.procs[service].poll() is None, f"{service} died:\n{self.log(service)}"
 
     def _answers(self, url: str) -> bool:

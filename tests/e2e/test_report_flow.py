@@ -8,7 +8,8 @@ import time
 import pytest
 
 from services.notify.signing import verify
-from tests.e2e.harness import SECRET, TcpProxy, wait_for
+from tests.e2e.harness import SECRET, Stack
+from tests.integration.helpers import TcpProxy, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -22,7 +23,7 @@ def test_report_reaches_agency_and_reporter_and_status_changes(stack):
     assert answer["status"] == "SUBMITTED"
 
     # The agency's system gets one signed webhook with what it needs to act.
-    wait_for(lambda: stack.agency.for_tracking(tracking_id), 30, message="agency webhook")
+    wait_for(lambda: stack.agency.for_tracking(tracking_id), 30, what="agency webhook")
     [hook] = stack.agency.for_tracking(tracking_id)
     assert verify(SECRET, hook["headers"], hook["body"]), "signature must verify"
     payload = json.loads(hook["body"])
@@ -32,7 +33,7 @@ def test_report_reaches_agency_and_reporter_and_status_changes(stack):
     assert b"rina@contoh.id" not in hook["body"] and b"81234567890" not in hook["body"]
 
     # The reporter gets an email in Bahasa Indonesia naming the tracking id and the agency.
-    [mail] = wait_for(lambda: stack.emails_to("rina@contoh.id"), 30, message="reporter email")
+    [mail] = wait_for(lambda: stack.emails_to("rina@contoh.id"), 30, what="reporter email")
     text = mail.get_body(("plain",)).get_content()
     assert tracking_id in mail["Subject"] + text
     assert "Dinas Pekerjaan Umum dan Penataan Ruang Kabupaten Sijunjung" in text
@@ -40,7 +41,7 @@ def test_report_reaches_agency_and_reporter_and_status_changes(stack):
 
     # The citizen sees the new status, the agency and a deadline at 16:00 WIB.
     view = wait_for(lambda: (v := stack.report(tracking_id))["status"] == "DISPATCHED" and v,
-                    30, message="status DISPATCHED")
+                    30, what="status DISPATCHED")
     assert view["agency"]["code"] == "PUPR-13.03"
     assert view["deadline_zone"] == "WIB" and view["deadline"].endswith("T09:00:00Z")
     assert "Rina" not in json.dumps(view), "the public view never names the reporter"
@@ -58,17 +59,13 @@ def test_anonymous_reporter_is_never_named_to_the_agency(stack):
     for secret_part in (b"Rina", b"Marlina", b"rina@contoh.id", b"81234567890"):
         assert secret_part not in raw
     # ...yet the platform still reaches them.
-    wait_for(lambda: stack.emails_to("rina@contoh.id"), 30, message="email to anonymous reporter")
+    wait_for(lambda: stack.emails_to("rina@contoh.id"), 30, what="email to anonymous reporter")
     assert "Rina" not in stack.log("routing") + stack.log("notify") + stack.log("intake")
 
 
 def test_report_accepted_while_broker_down_is_delivered_when_it_returns(amqp_url, tmp_path):
-    from tests.e2e.harness import Stack
-
-    proxy = TcpProxy()
-    proxy.start()
-    stack = Stack(amqp_url, tmp_path, intake_amqp_url=amqp_url.replace(
-        "127.0.0.1:5672", f"127.0.0.1:{proxy.port}"))
+    proxy = TcpProxy().start()
+    stack = Stack(amqp_url, tmp_path, intake_amqp_url=proxy.url(amqp_url))
     try:
         stack.setup()
         for service in ("routing", "notify", "intake"):
@@ -82,9 +79,9 @@ def test_report_accepted_while_broker_down_is_delivered_when_it_returns(amqp_url
         assert not stack.agency.for_tracking(tracking_id)
 
         proxy.start()  # the broker is back
-        wait_for(lambda: stack.agency.for_tracking(tracking_id), 60, message="webhook after outage")
+        wait_for(lambda: stack.agency.for_tracking(tracking_id), 60, what="webhook after outage")
         wait_for(lambda: stack.report(tracking_id)["status"] == "DISPATCHED", 60,
-                 message="status after outage")
+                 what="status after outage")
         assert len(stack.agency.for_tracking(tracking_id)) == 1
     finally:
         stack.close()
@@ -102,16 +99,16 @@ def test_sigterm_drains_every_service_without_losing_or_duplicating(stack):
     assert "intake stopped" in stack.log("intake")
     stack.start("routing")
     # Stop notify mid-delivery, then bring it back.
-    wait_for(lambda: len(stack.agency.requests) >= 3, 30, message="first webhooks")
+    wait_for(lambda: len(stack.agency.requests) >= 3, 30, what="first webhooks")
     assert stack.stop("notify") == 0
     stack.start("notify")
     stack.start("intake")
 
     ids = [s["tracking_id"] for s in submitted]
     wait_for(lambda: all(stack.agency.for_tracking(t) for t in ids), 60,
-             message="every report at the agency")
+             what="every report at the agency")
     wait_for(lambda: len(stack.emails_to("rina@contoh.id")) >= len(ids), 60,
-             message="every reporter email")
+             what="every reporter email")
     time.sleep(1.5)  # room for a duplicate to show up, if the system made one
     for tracking_id in ids:
         assert len(stack.agency.for_tracking(tracking_id)) == 1, tracking_id
@@ -119,4 +116,4 @@ def test_sigterm_drains_every_service_without_losing_or_duplicating(stack):
     for tracking_id in ids:
         assert sum(tracking_id in s for s in subjects) == 1, tracking_id
     wait_for(lambda: all(stack.report(t)["status"] == "DISPATCHED" for t in ids), 30,
-             message="every status DISPATCHED")
+             what="every status DISPATCHED")
