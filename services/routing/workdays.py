@@ -87,7 +87,7 @@ _PROVINCE_ZONE: dict[str, ZoneInfo] = {
 }
 
 # Province "13", regency "13.03", district "13.03.01", village "13.03.01.2001".
-_REGION_CODE = re.compile(r"(\d{2})(?:\.\d{2}(?:\.\d{2}(?:\.\d{4})?)?)?")
+_REGION_CODE = re.compile(r"(\d{2})(?:\.\d{2}(?:\.\d{2}(?:\.\d{4})?)?)?", re.ASCII)
 
 _VALID_CODE_HINT = (
     "a Kemendagri region code starts with a two-digit province code, "
