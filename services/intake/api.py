@@ -13,15 +13,7 @@ from lapor.v1 import common_pb2, routing_pb2
 from services.infra.db import reading
 from services.intake import ids, reports
 from services.intake.problems import Problem, validation
-from services.intake.validation import (
-    CATEGORY_CODE,
-    KINDS,
-    LIMITS,
-    REGION_CODE,
-    ValidationFailed,
-    parse_new_report,
-    text_problem,
-)
+from services.intake.validation import ValidationFailed, parse_draft, parse_new_report
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,255}$")
@@ -106,37 +98,15 @@ def get_report(tracking_id: str):
 
 @bp.post("/reports/suggest")
 def suggest_route():
-    data = _json_body()
-    if not isinstance(data, dict):
-        raise validation([{"field": "(body)", "message": "send a JSON object"}])
-    errors = []
-    values = {}
-    for name, limit in (("title", LIMITS["title"][1]), ("body", LIMITS["body"][1]),
-                        ("region_code", 16), ("category", 40), ("kind", 32)):
-        value = data.get(name, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str) or len(value) > limit:
-            errors.append({"field": name, "message": f"must be a string of at most {limit} "
-                                                     "characters"})
-        elif text_problem(value):
-            errors.append({"field": name, "message": text_problem(value)})
-        values[name] = value.strip() if isinstance(value, str) else ""
-    if not REGION_CODE.match(values["region_code"]):
-        errors.append({"field": "region_code", "message": "a Kemendagri code such as 13.03"})
-    if values["category"] and not CATEGORY_CODE.match(values["category"]):
-        errors.append({"field": "category", "message": "a category code such as INFRASTRUKTUR"})
-    if values["kind"] and values["kind"] not in KINDS:
-        errors.append({"field": "kind", "message": "one of " + ", ".join(KINDS)})
-    if not (values["title"] or values["body"]):
-        errors.append({"field": "body", "message": "give a title or a body to classify"})
-    if errors:
-        raise validation(errors)
-    kind = common_pb2.ReportKind.Value("REPORT_KIND_" + values["kind"]) if values["kind"] else 0
+    try:
+        draft = parse_draft(_json_body())
+    except ValidationFailed as exc:
+        raise validation(exc.errors) from None
+    kind = common_pb2.ReportKind.Value("REPORT_KIND_" + draft.kind) if draft.kind else 0
     try:
         answer = _ctx().routing.suggest(routing_pb2.SuggestRouteRequest(
-            kind=kind, title=values["title"], body=values["body"],
-            region_code=values["region_code"], category=values["category"]))
+            kind=kind, title=draft.title, body=draft.body, region_code=draft.region_code,
+            category=draft.category))
     except grpc.RpcError as exc:
         raise _from_rpc_error(exc) from None
     return jsonify({

@@ -217,5 +217,36 @@ def parse_new_report(data, *, channel: str | None = None) -> NewReport:
                      confidential=confidential, reporter=reporter)
 
 
+@dataclass
+class Draft:
+    title: str
+    body: str
+    region_code: str
+    category: str = ""
+    kind: str = ""
+
+
+def parse_draft(data) -> Draft:
+    """Checks a POST /api/v1/reports/suggest body: the same rules as a report, but every
+    field optional except the region and some text to classify."""
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "(body)", "message": "send a JSON object"}])
+    c = _Collector(data)
+    title = c.text("title", required=False, limits=(0, LIMITS["title"][1]))
+    body = c.text("body", required=False, limits=(0, LIMITS["body"][1]))
+    region_code = c.text("region_code", required=False, limits=(0, 16))
+    if not REGION_CODE.match(region_code):
+        c.fail("region_code", "a Kemendagri code such as 13.03")
+    category = c.text("category", required=False, limits=(0, 40))
+    if category and not CATEGORY_CODE.match(category):
+        c.fail("category", "a category code such as INFRASTRUKTUR")
+    kind = c.choice("kind", KINDS, required=False)
+    if not (title or body):
+        c.fail("body", "give a title or a body to classify")
+    if c.errors:
+        raise ValidationFailed(c.errors)
+    return Draft(title, body, region_code, category, kind)
+
+
 def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
