@@ -38,7 +38,6 @@ class IntakeContext:
     outbox: Outbox
     routing: RoutingClient
     consumer: messaging.Consumer
-    amqp_url: str
 
     def start_workers(self) -> None:
         self.outbox.start()
@@ -82,7 +81,7 @@ def create_app(config: dict | None = None) -> Flask:
                                   consumer=readmodel.CONSUMER)
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"]),
-                        consumer, amqp_url)
+                        consumer)
     app.extensions["lapor"] = ctx
     if app.config.get("START_WORKERS"):
         ctx.start_workers()

@@ -65,7 +65,7 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
 
     The answer holds the access token in clear: this is the only time it is shown.
     """
-    fingerprint = request_fingerprint(report)
+    fingerprint = request_fingerprint(report) if idempotency_key else ""
     for _ in range(5):
         try:
             with engine.begin() as conn:

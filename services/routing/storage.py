@@ -204,7 +204,3 @@ def seed_directory(conn: Connection, region_rows: Iterable[Region],
                     category=category, region_code=row.region_code, agency_code=row.code))
                 rules.add((category, row.region_code))
 
-
-def directory_is_empty(conn: Connection) -> bool:
-    return conn.execute(sa.select(sa.func.count()).select_from(agencies)).scalar() == 0
-
