@@ -29,8 +29,11 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> Engine:
     """An engine for `url`: sqlite:///path (WAL, immediate write transactions) or postgresql://.
+
+    `pool_size` should cover every thread that may hold a connection at once (RPC workers,
+    consumer, relay); `pool_timeout` is how long a caller waits for a free one before failing.
 
     Errors never quote the statement's values: they may be contacts or secrets, and error
     messages end up in logs.
@@ -46,7 +49,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         _configure_sqlite(engine)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                            hide_parameters=True)
+                            pool_timeout=pool_timeout, hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:
