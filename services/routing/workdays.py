@@ -2,9 +2,12 @@
 
 A clock of N working days ends at close of business, local time of the agency's
 province, on the N-th working day after the day the clock started. A working day
-is Monday to Friday that is neither a national public holiday (the ``holidays``
-package, country ``ID``) nor a joint-leave day (*cuti bersama*, collective leave
-that the government declares around holidays and the operator configures here).
+is Monday to Friday that is neither a national public holiday nor a joint-leave day
+(*cuti bersama*, collective leave the government declares around holidays by a joint
+ministerial decree). Both come from the ``holidays`` package, country ``ID``: its
+``PUBLIC`` category holds the holidays, its ``GOVERNMENT`` category the joint leave.
+Dates the operator configures (``ROUTING_JOINT_LEAVE``) are closed in addition, for a
+decree newer than the installed package.
 """
 
 from __future__ import annotations
@@ -119,11 +122,17 @@ def zone_label(tz: ZoneInfo) -> str:
         raise ValueError(f"{tz.key} is not an Indonesian time zone (WIB, WITA, WIT)") from None
 
 
+# Government offices close on both: PUBLIC holds the national holidays, GOVERNMENT the
+# cuti bersama that the package keeps up to date from each year's decree.
+_CLOSED_CATEGORIES = (holidays.PUBLIC, holidays.GOVERNMENT)
+
+
 @cache
-def _public_holidays(year: int) -> frozenset[date]:
+def _national_closures(year: int) -> frozenset[date]:
     # Building the table costs milliseconds; deadlines are computed on every ticket
     # creation, so each year is built once per process and shared by all calendars.
-    return frozenset(holidays.country_holidays("ID", years=year))
+    return frozenset(holidays.country_holidays("ID", years=year,
+                                               categories=_CLOSED_CATEGORIES))
 
 
 def _require_aware(value: datetime, name: str) -> None:
@@ -146,7 +155,8 @@ class WorkCalendar:
         close_of_business: time = time(16, 0),
         years: Iterable[int] = (),
     ) -> None:
-        """Joint leave are the operator's cuti bersama dates; ``years`` are loaded up front."""
+        """``joint_leave`` are extra closed dates, added to the package's holidays and cuti
+        bersama (e.g. a decree newer than the package); ``years`` are loaded up front."""
         leave = []
         for day in joint_leave:
             # A datetime never equals a date, so it would silently never match.
@@ -168,7 +178,7 @@ class WorkCalendar:
         closed = self._closed_by_year.get(year)
         if closed is None:
             # Concurrent first calls may both build the set; the result is identical.
-            closed = _public_holidays(year) | {d for d in self.joint_leave if d.year == year}
+            closed = _national_closures(year) | {d for d in self.joint_leave if d.year == year}
             self._closed_by_year[year] = closed
         return closed
 

@@ -255,9 +255,14 @@ def submitted(tracking_id: str, title: str, body: str, region: str = "13.03",
             submitted_at=events.timestamp(datetime.now(UTC)))), producer="intake")
 
 
+def closed_days(*years: int):
+    """Public holidays and joint leave (cuti bersama): the days government offices close."""
+    return holidays.country_holidays("ID", years=years, categories=("public", "government"))
+
+
 def working_days_between(start_day, end_day) -> int:
-    """Mon-Fri days after start_day up to and including end_day that are not holidays."""
-    closed = holidays.country_holidays("ID", years=range(start_day.year, end_day.year + 1))
+    """Mon-Fri days after start_day up to and including end_day that offices are open."""
+    closed = closed_days(*range(start_day.year, end_day.year + 1))
     day, n = start_day, 0
     while day < end_day:
         day += timedelta(days=1)
@@ -306,8 +311,7 @@ def test_a_submitted_report_becomes_a_dispatched_ticket_once(routing, amqp_url):
         deadline = found.deadline.ToDatetime(tzinfo=UTC).astimezone(WIB)
         opened = found.created_at.ToDatetime(tzinfo=UTC).astimezone(WIB)
         assert (deadline.hour, deadline.minute, found.deadline_zone) == (16, 0, "WIB")
-        assert deadline.weekday() < 5 and deadline.date() not in holidays.country_holidays(
-            "ID", years=deadline.year)
+        assert deadline.weekday() < 5 and deadline.date() not in closed_days(deadline.year)
         assert working_days_between(opened.date(), deadline.date()) == 5
 
         (event,) = collect_events(amqp_url, watched, 1)

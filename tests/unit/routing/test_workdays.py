@@ -1,14 +1,15 @@
 """Working-day SLA clocks against the real Indonesian calendar.
 
-Holiday dates below are those the ``holidays`` package (0.109) lists for country ID
-(public category), checked by printing them:
+Holiday dates below are those the ``holidays`` package (0.109) lists for country ID,
+checked by printing them. Public holidays (category PUBLIC):
   2025: Idul Fitri Mon 31 Mar + Tue 1 Apr.
-  2026: Nyepi Thu 19 Mar; Idul Fitri Sat 21 + Sun 22 Mar (weekend, so only the
-        cuti bersama around it closes offices); Independence Day Mon 17 Aug;
-        Maulid Nabi Tue 25 Aug; Christmas Fri 25 Dec.
+  2026: Nyepi Thu 19 Mar; Idul Fitri Sat 21 + Sun 22 Mar (weekend); Independence Day
+        Mon 17 Aug; Maulid Nabi Tue 25 Aug; Christmas Fri 25 Dec.
   2027: New Year Fri 1 Jan; Isra Mikraj Tue 5 Jan.
-The package does not treat cuti bersama (joint leave) as a public holiday: the
-operator configures it, e.g. 2026's Lebaran joint leave Wed 18, Fri 20, Mon 23, Tue 24 Mar.
+Joint leave (cuti bersama, category GOVERNMENT), which closes government offices too:
+  2025: Fri 28 Mar; Wed 2, Thu 3, Fri 4, Mon 7 Apr (around Nyepi and Idul Fitri).
+  2026: Mon 16 Feb; Wed 18, Fri 20, Mon 23, Tue 24 Mar; Fri 15 May; Thu 28 May; Thu 24 Dec.
+``ROUTING_JOINT_LEAVE`` adds dates on top of these (a decree newer than the package).
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,7 +30,8 @@ from services.routing.workdays import (
 SIJUNJUNG = "13.03"  # Kabupaten Sijunjung, Sumatera Barat (WIB)
 KOTA_JAYAPURA = "91.71"  # Kota Jayapura, Papua (WIT)
 
-LEBARAN_2026_JOINT_LEAVE = [date(2026, 3, d) for d in (18, 20, 23, 24)]
+JOINT_LEAVE_2026 = [date(2026, 2, 16), *(date(2026, 3, d) for d in (18, 20, 23, 24)),
+                    date(2026, 5, 15), date(2026, 5, 28), date(2026, 12, 24)]
 
 
 def at(zone, *args):
@@ -149,18 +151,22 @@ def test_independence_day_is_skipped(calendar):
     assert not calendar.is_working_day(date(2026, 8, 17))
 
 
-def test_idul_fitri_is_skipped(calendar):
-    # Fri 28 Mar 2025; Idul Fitri is Mon 31 Mar + Tue 1 Apr: Wed 2, Thu 3, Fri 4 Apr.
-    deadline = calendar.add_working_days(at(WITA, 2025, 3, 28, 11, 0), 3, WITA)
-    assert deadline == at(WITA, 2025, 4, 4, 16, 0)
-    assert not calendar.is_working_day(date(2025, 3, 31))
-    assert not calendar.is_working_day(date(2025, 4, 1))
+def test_idul_fitri_and_its_joint_leave_are_skipped(calendar):
+    # Thu 27 Mar 2025; Fri 28 Mar is joint leave, Idul Fitri is Mon 31 Mar + Tue 1 Apr,
+    # joint leave again Wed 2 - Mon 7 Apr: Tue 8, Wed 9, Thu 10 Apr.
+    deadline = calendar.add_working_days(at(WITA, 2025, 3, 27, 11, 0), 3, WITA)
+    assert deadline == at(WITA, 2025, 4, 10, 16, 0)
+    for day in (28, 31):
+        assert not calendar.is_working_day(date(2025, 3, day))
+    for day in (1, 2, 3, 4, 7):
+        assert not calendar.is_working_day(date(2025, 4, day))
 
 
-def test_christmas_is_skipped(calendar):
-    # Mon 21 Dec 2026; Christmas is Fri 25 Dec: Tue 22, Wed 23, Thu 24, Mon 28, Tue 29.
+def test_christmas_and_christmas_eve_joint_leave_are_skipped(calendar):
+    # Mon 21 Dec 2026; Thu 24 Dec is joint leave, Christmas Fri 25 Dec:
+    # Tue 22, Wed 23, Mon 28, Tue 29, Wed 30.
     deadline = calendar.add_working_days(at(WIB, 2026, 12, 21, 8, 0), 5, WIB)
-    assert deadline == at(WIB, 2026, 12, 29, 16, 0)
+    assert deadline == at(WIB, 2026, 12, 30, 16, 0)
 
 
 def test_clock_runs_across_the_new_year(calendar):
@@ -170,16 +176,34 @@ def test_clock_runs_across_the_new_year(calendar):
     assert deadline == at(WIB, 2027, 1, 6, 16, 0)
 
 
-def test_configured_joint_leave_is_skipped():
-    received = at(WIB, 2026, 3, 16, 9, 0)  # Mon 16 Mar 2026, the week before Lebaran
-    # Public holidays only (Nyepi Thu 19 Mar): Tue 17, Wed 18, Fri 20, Mon 23, Tue 24.
-    assert WorkCalendar().add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 24, 16, 0)
-    # With the cuti bersama configured, 18/20/23/24 Mar close too:
-    # Tue 17, Wed 25, Thu 26, Fri 27, Mon 30.
-    with_leave = WorkCalendar(joint_leave=LEBARAN_2026_JOINT_LEAVE)
-    assert with_leave.add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 30, 16, 0)
-    assert not with_leave.is_working_day(date(2026, 3, 20))
-    assert with_leave.is_working_day(date(2026, 3, 17))
+def test_lebaran_joint_leave_is_skipped_without_configuration(calendar):
+    # Tue 17 Mar 2026 10:00 WIB: Wed 18 (joint leave), Thu 19 (Nyepi), Fri 20, Mon 23 and
+    # Tue 24 (joint leave) are closed: Wed 25, Thu 26, Fri 27, Mon 30, Tue 31 Mar.
+    received = at(WIB, 2026, 3, 17, 10, 0)
+    assert calendar.add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 31, 16, 0)
+    assert deadline_for(received, 5, SIJUNJUNG, calendar) == at(WIB, 2026, 3, 31, 16, 0)
+
+
+def test_every_2026_joint_leave_day_is_closed(calendar):
+    for day in JOINT_LEAVE_2026:
+        assert day.weekday() < 5, f"{day} would be closed as a weekend anyway"
+        assert not calendar.is_working_day(day), day
+    # The working days around them stay open.
+    for day in (date(2026, 2, 13), date(2026, 3, 17), date(2026, 3, 25), date(2026, 5, 13),
+                date(2026, 12, 23)):
+        assert calendar.is_working_day(day), day
+
+
+def test_configured_joint_leave_adds_to_the_packages_dates():
+    received = at(WIB, 2026, 3, 17, 10, 0)
+    # A later decree also closes Thu 26 Mar: Wed 25, Fri 27, Mon 30, Tue 31 Mar, Wed 1 Apr.
+    with_extra = WorkCalendar(joint_leave=[date(2026, 3, 26)])
+    assert with_extra.add_working_days(received, 5, WIB) == at(WIB, 2026, 4, 1, 16, 0)
+    assert not with_extra.is_working_day(date(2026, 3, 26))
+    # Configuring the package's own dates again changes nothing, and never reopens a day.
+    repeated = WorkCalendar(joint_leave=JOINT_LEAVE_2026)
+    assert repeated.add_working_days(received, 5, WIB) == at(WIB, 2026, 3, 31, 16, 0)
+    assert not repeated.is_working_day(date(2026, 12, 24))
 
 
 def test_joint_leave_must_be_dates():
@@ -289,7 +313,7 @@ def test_working_days_between_is_zero_when_end_is_not_after_start(calendar):
 def test_counting_back_from_a_deadline_gives_the_clock_length():
     # Every start in 2026 (including weekends, holidays and joint leave) and each clock
     # length DESIGN.md uses: the deadline is exactly n working days after the start.
-    calendar = WorkCalendar(joint_leave=LEBARAN_2026_JOINT_LEAVE)
+    calendar = WorkCalendar(joint_leave=[date(2026, 3, 26)])
     start = at(WITA, 2026, 1, 1, 10, 0)
     for offset in range(365):
         received = start + timedelta(days=offset)
