@@ -1,15 +1,17 @@
 """Routing's gRPC API: thin servicers that turn protobuf into domain calls and domain
 problems into gRPC statuses with details, plus the interceptor that measures and logs
-every call."""
+every call and turns undecodable requests and a busy database into clear statuses."""
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 
 import grpc
 import sqlalchemy as sa
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
@@ -27,11 +29,43 @@ RPC_HANDLED = Counter("lapor_grpc_server_handled_total", "RPCs completed, by sta
                       ["method", "code"])
 RPC_SECONDS = Histogram("lapor_grpc_server_handling_seconds", "RPC handling time", ["method"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+SERVICE_NAME = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
 METHODS = [m.name for m in routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].methods]
 for _method in METHODS:
     RPC_SECONDS.labels(_method)
     for _code in ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL", "UNAVAILABLE"):
         RPC_HANDLED.labels(_method, _code)
+
+# A SuggestRoute within the field limits below is a few tens of KiB; anything much larger is
+# refused by gRPC itself (RESOURCE_EXHAUSTED) before a worker thread or the classifier sees
+# it. Answers may be larger (a long timeline, a page of 500 agencies), up to what clients
+# accept by default.
+MAX_REQUEST_BYTES = 256 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+# The longest value each request field may carry, in characters: intake's own limits for
+# what citizens type, the directory's and tickets' column sizes for identifiers. Checked
+# first, so nothing longer reaches the classifier, the database or an error message.
+MAX_CHARS = {"title": 200, "body": 10_000, "region_code": 16, "category": 40,
+             "tracking_id": 32, "code": 40, "page_token": 64}
+# Tracking ids (LPR-7K2-M9Q-XD4) and agency codes (PUPR-13.03): safe to quote back.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+
+
+def too_long(request, *fields: str) -> dict[str, str]:
+    """A violation for each of `fields` longer than its limit in MAX_CHARS."""
+    return {f: f"at most {MAX_CHARS[f]:,} characters" for f in fields
+            if len(getattr(request, f)) > MAX_CHARS[f]}
+
+
+def _identifier_problem(value: str, field: str, hint: str) -> str | None:
+    if not value:
+        return f"required: {hint}"
+    if len(value) > MAX_CHARS[field]:
+        return f"at most {MAX_CHARS[field]:,} characters: {hint}"
+    if not _IDENTIFIER.fullmatch(value):
+        return hint
+    return None
 
 
 def invalid_argument(context: grpc.ServicerContext, violations: dict[str, str]) -> None:
@@ -45,15 +79,30 @@ def invalid_argument(context: grpc.ServicerContext, violations: dict[str, str]) 
     context.abort_with_status(rpc_status.to_status(status))
 
 
+def _page_offset(token: str) -> int | None:
+    """The offset a next_page_token we issued stands for (0 for none), or None when the
+    token is not one of ours: a negative or huge offset would fail in the database."""
+    if not token:
+        return 0
+    if len(token) > MAX_CHARS["page_token"]:
+        return None
+    try:
+        offset = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except ValueError:  # not base64, not UTF-8, not a number
+        return None
+    return offset if 0 <= offset < 2**31 else None
+
+
 class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
     def __init__(self, engine):
         self.engine = engine
 
     def SuggestRoute(self, request, context):  # noqa: N802 (gRPC's naming)
-        problems = {}
-        if not valid_region_code(request.region_code):
+        problems = too_long(request, "title", "body", "region_code", "category")
+        if "region_code" not in problems and not valid_region_code(request.region_code):
             problems["region_code"] = "a Kemendagri code such as 13.03 (Kabupaten Sijunjung)"
-        if request.category and request.category not in CATEGORIES:
+        if "category" not in problems and request.category and \
+                request.category not in CATEGORIES:
             problems["category"] = "one of " + ", ".join(CATEGORIES)
         if not (request.title.strip() or request.body.strip()):
             problems["body"] = "give a title or a body to classify"
@@ -69,10 +118,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             needs_triage=not decision.auto_dispatch, explanation=decision.explanation)
 
     def GetTicket(self, request, context):  # noqa: N802
-        if not request.tracking_id:
-            invalid_argument(context, {"tracking_id": "required"})
-        if "\x00" in request.tracking_id:  # PostgreSQL refuses NUL in text; never an id
-            invalid_argument(context, {"tracking_id": "not a tracking id"})
+        # The shape check also keeps NUL (which PostgreSQL refuses in text) out of the query
+        # and anything long or unprintable out of the NOT_FOUND message below.
+        problem = _identifier_problem(request.tracking_id, "tracking_id",
+                                      "a tracking id such as LPR-7K2-M9Q-XD4")
+        if problem:
+            invalid_argument(context, {"tracking_id": problem})
         t, h, a = storage.tickets, storage.ticket_history, storage.agencies
         with reading(self.engine) as conn:
             row = conn.execute(sa.select(t, a.c.name.label("agency_name"),
@@ -107,8 +158,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         return ticket
 
     def GetAgency(self, request, context):  # noqa: N802
-        if "\x00" in request.code:  # PostgreSQL refuses NUL in text; never a code
-            invalid_argument(context, {"code": "an agency code such as PUPR-13.03"})
+        problem = _identifier_problem(request.code, "code", "an agency code such as PUPR-13.03")
+        if problem:
+            invalid_argument(context, {"code": problem})
         with reading(self.engine) as conn:
             agency = storage.SqlDirectory(conn).agency(request.code)
         if agency is None:
@@ -116,20 +168,15 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         return agency_proto(agency)
 
     def ListAgencies(self, request, context):  # noqa: N802
-        problems = {}
-        if request.region_code and not valid_region_code(request.region_code):
+        problems = too_long(request, "region_code")
+        if "region_code" not in problems and request.region_code and \
+                not valid_region_code(request.region_code):
             problems["region_code"] = "a Kemendagri code such as 13.03, or empty for all"
         if request.page_size < 0 or request.page_size > 500:
             problems["page_size"] = "between 1 and 500 (0 means 50)"
-        offset = 0
-        if request.page_token:
-            try:
-                offset = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
-            except ValueError:
-                offset = -1
-            # Not a token we issued: a negative or huge offset would fail in the database.
-            if not 0 <= offset < 2**31:
-                problems["page_token"] = "pass next_page_token from the previous page unchanged"
+        offset = _page_offset(request.page_token)
+        if offset is None:
+            problems["page_token"] = "pass next_page_token from the previous page unchanged"
         if problems:
             invalid_argument(context, problems)
         size = request.page_size or 50
@@ -143,14 +190,86 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         return response
 
 
+class Undecodable:
+    """What the guarded deserializer hands on instead of raising: grpc would log a
+    traceback and answer INTERNAL for what is the caller's mistake."""
+
+    def __init__(self, message_type: str, reason: str):
+        self.message_type = message_type
+        self.reason = reason
+
+
+def _guarded(deserializer):
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            # "Error parsing message with type 'X': String field had bad UTF-8": the text
+            # names the type and the fault, never the bytes.
+            message_type, _, reason = str(exc).partition(": ")
+            return Undecodable(message_type.removeprefix("Error parsing message with type "),
+                               reason or "not a valid protobuf message")
+
+    return deserialize
+
+
+def _refuse_undecodable(request: Undecodable, context: grpc.ServicerContext) -> None:
+    invalid_argument(context, {"request": f"cannot be read as {request.message_type} "
+                               f"({request.reason}); send a serialized protobuf message, "
+                               "with UTF-8 text in string fields"})
+
+
+def _checked_stream(requests, context):
+    for request in requests:
+        if isinstance(request, Undecodable):
+            _refuse_undecodable(request, context)
+        yield request
+
+
+def _guard_requests(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler, answering INVALID_ARGUMENT to requests that do not decode; for every
+    service on the server (health and reflection too), whatever the call's shape."""
+    deserializer = _guarded(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary or handler.unary_stream:
+        behavior = handler.unary_unary or handler.unary_stream
+        factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+                   else grpc.unary_stream_rpc_method_handler)
+
+        def unary(request, context):
+            if isinstance(request, Undecodable):
+                _refuse_undecodable(request, context)
+            return behavior(request, context)
+
+        return factory(unary, request_deserializer=deserializer,
+                       response_serializer=serializer)
+    behavior = handler.stream_unary or handler.stream_stream
+    factory = (grpc.stream_unary_rpc_method_handler if handler.stream_unary
+               else grpc.stream_stream_rpc_method_handler)
+    return factory(lambda requests, context: behavior(_checked_stream(requests, context),
+                                                       context),
+                   request_deserializer=deserializer, response_serializer=serializer)
+
+
+DATABASE_BUSY = (sa.exc.TimeoutError, sa.exc.OperationalError)
+
+
 class TelemetryInterceptor(grpc.ServerInterceptor):
-    """RED metrics and one log line per RPC; unexpected exceptions become INTERNAL without
-    leaking their text to the caller."""
+    """RED metrics and one log line per RPC; requests that do not decode become
+    INVALID_ARGUMENT, a database that cannot serve the call in time UNAVAILABLE (which
+    clients retry), other unexpected exceptions INTERNAL without leaking their text."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        handler = _guard_requests(handler)
         method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler is None or handler.unary_unary is None or method not in METHODS:
+        if handler.unary_unary is None or not handler_call_details.method.startswith(
+                f"/{SERVICE_NAME}/") or method not in METHODS:
             return handler
         inner = handler.unary_unary
 
@@ -161,6 +280,12 @@ class TelemetryInterceptor(grpc.ServerInterceptor):
                 code = "OK"
                 try:
                     return inner(request, context)
+                except DATABASE_BUSY as exc:
+                    # No free pooled connection within ROUTING_DB_POOL_TIMEOUT, or the
+                    # database refused one: worth a retry, maybe on another replica.
+                    log.warning("%s: database unavailable (%s)", method, type(exc).__name__)
+                    code = "UNAVAILABLE"
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "database busy, retry")
                 except Exception:
                     code_obj = context.code()
                     if code_obj is None:

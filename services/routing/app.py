@@ -7,23 +7,96 @@ import logging
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lapor.v1 import routing_pb2, routing_pb2_grpc
+from lapor.v1 import routing_pb2_grpc
 from services.infra import db, messaging
 from services.infra.config import ConfigError, Env
 from services.infra.outbox import Outbox
 from services.infra.telemetry import OpsServer
 from services.routing import seed, storage
-from services.routing.api import RoutingServicer, TelemetryInterceptor
+from services.routing.api import (
+    MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES,
+    SERVICE_NAME,
+    RoutingServicer,
+    TelemetryInterceptor,
+)
 from services.routing.workdays import WorkCalendar
 from services.routing.workflow import CONSUMER, Workflow
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_name
+
+
+def _read_file(env: Env, name: str) -> bytes | None:
+    """The contents of the file the variable names, None when unset; unreadable stops."""
+    path = env.str(name, "")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """Routing's certificate chain and private key (PEM); with client_ca, the CA whose client
+    certificates every caller must present (mutual TLS)."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def from_env(cls, env: Env) -> ServerTLS | None:
+        """ROUTING_TLS_CERT and ROUTING_TLS_KEY (files, both or neither), optional
+        ROUTING_TLS_CLIENT_CA; None (plaintext) when none is set."""
+        cert, key = _read_file(env, "ROUTING_TLS_CERT"), _read_file(env, "ROUTING_TLS_KEY")
+        client_ca = _read_file(env, "ROUTING_TLS_CLIENT_CA")
+        if cert is None and key is None:
+            if client_ca is not None:
+                raise ConfigError("ROUTING_TLS_CLIENT_CA needs ROUTING_TLS_CERT and "
+                                  "ROUTING_TLS_KEY: client certificates are checked over TLS")
+            return None
+        if cert is None or key is None:
+            raise ConfigError("ROUTING_TLS_CERT and ROUTING_TLS_KEY go together: set both "
+                              "(TLS) or neither (plaintext)")
+        tls = cls(cert, key, client_ca)
+        tls.validate()
+        return tls
+
+    def validate(self) -> None:
+        """Stops with the variable to fix when a file is not what it should be; gRPC itself
+        would only fail the first handshake."""
+        try:
+            chain = x509.load_pem_x509_certificates(self.certificate_chain)
+        except ValueError:
+            raise ConfigError("ROUTING_TLS_CERT is not a PEM certificate (chain)") from None
+        try:
+            key = serialization.load_pem_private_key(self.private_key, password=None)
+        except (ValueError, TypeError):
+            raise ConfigError("ROUTING_TLS_KEY is not an unencrypted PEM private key") from None
+        if chain[0].public_key() != key.public_key():
+            raise ConfigError("ROUTING_TLS_KEY is not the key of ROUTING_TLS_CERT's first "
+                              "certificate")
+        if self.client_ca is not None:
+            try:
+                x509.load_pem_x509_certificates(self.client_ca)
+            except ValueError:
+                raise ConfigError("ROUTING_TLS_CLIENT_CA is not a PEM certificate "
+                                  "(bundle)") from None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate_chain)], root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None)
 
 
 @dataclass(frozen=True)
@@ -37,6 +110,12 @@ class Settings:
     workers: int = 16
     drain_seconds: float = 10.0
     seed_demo: bool = False
+    # How long an RPC waits for a pooled database connection: below the clients' deadlines,
+    # so a saturated pool answers UNAVAILABLE (retried) instead of a deadline running out.
+    db_pool_timeout: float = 2.0
+    tls: ServerTLS | None = None
+    # Off by default: reflection lists every method to anyone who can reach the port.
+    reflection: bool = False
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -60,13 +139,35 @@ class Settings:
             workers=env.int("ROUTING_GRPC_WORKERS", 16),
             drain_seconds=env.float("ROUTING_DRAIN_SECONDS", 10.0),
             seed_demo=env.bool("ROUTING_SEED_DEMO", False),
+            db_pool_timeout=env.float("ROUTING_DB_POOL_TIMEOUT", 2.0),
+            tls=ServerTLS.from_env(env),
+            reflection=env.bool("ROUTING_REFLECTION", False),
         )
 
 
 class RoutingService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.engine = db.make_engine(settings.database_url)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.workers),
+            interceptors=[TelemetryInterceptor()],
+            options=[
+                # Without this a second routing on the same port starts "fine" and the
+                # kernel splits the calls between old and new (SO_REUSEPORT is gRPC's default).
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+                # Clients reconnect every few minutes, so new replicas get their share of the
+                # long-lived HTTP/2 connections that a Kubernetes Service balances only once.
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 30_000)])
+        # Bound first, so a port already taken stops the process before it migrates or
+        # consumes anything.
+        self.port = self._bind(settings)
+        # One connection for each RPC worker, plus the consumer, the outbox relay, the
+        # health checks and a spare: RPCs never queue behind each other for a connection.
+        self.engine = db.make_engine(settings.database_url, pool_size=settings.workers + 4,
+                                     pool_timeout=settings.db_pool_timeout)
         db.migrate(self.engine, "routing", storage.MIGRATIONS)
         if settings.seed_demo:
             with self.engine.begin() as conn:
@@ -77,25 +178,30 @@ class RoutingService:
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers),
-            interceptors=[TelemetryInterceptor()],
-            # Clients reconnect every few minutes, so new replicas get their share of the
-            # long-lived HTTP/2 connections that a Kubernetes Service balances only once.
-            options=[("grpc.max_connection_age_ms", 300_000),
-                     ("grpc.max_connection_age_grace_ms", 30_000)])
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(self.engine),
                                                               self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(settings.listen)
-        if self.port == 0:
-            raise ConfigError(f"ROUTING_LISTEN: cannot listen on {settings.listen}")
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.ops = OpsServer(settings.metrics_host, settings.metrics_port, {
             "database": lambda: db.check(self.engine),
             "broker": lambda: self.consumer.consuming.is_set(),
         })
+
+    def _bind(self, settings: Settings) -> int:
+        try:
+            if settings.tls is None:
+                port = self.server.add_insecure_port(settings.listen)
+            else:
+                port = self.server.add_secure_port(settings.listen, settings.tls.credentials())
+        except RuntimeError:  # gRPC's "Failed to bind to address"
+            port = 0
+        if port == 0:
+            raise ConfigError(f"ROUTING_LISTEN: cannot listen on {settings.listen}: another "
+                              "process (a second routing?) holds the port, or the address is "
+                              "not one of this host's")
+        return port
 
     def start(self) -> RoutingService:
         self.outbox.start()

@@ -48,10 +48,10 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
 State = common_pb2.TicketState
 
 
-def start_routing(database_url: str, amqp_url: str) -> RoutingService:
+def start_routing(database_url: str, amqp_url: str, **settings) -> RoutingService:
     service = RoutingService(Settings(
         database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
-        metrics_port=free_port(), drain_seconds=2))
+        metrics_port=free_port(), drain_seconds=2, **settings))
     with service.engine.begin() as conn:
         storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
     service.start()
@@ -172,12 +172,25 @@ def test_listing_agencies_page_by_page_returns_each_once(stub):
     assert [a.code for a in whole.agencies] == seen and not whole.next_page_token
 
 
-def test_health_and_reflection(channel):
+def test_health_and_no_reflection_by_default(channel):
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "lapor.v1.RoutingService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    # Reflection would list every method to anyone who reaches the port.
+    with pytest.raises(grpc.RpcError) as raised:
+        ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_when_enabled(sqlite_url):
+    with temporary_vhost() as amqp_url:
+        service = start_routing(sqlite_url, amqp_url, reflection=True)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{service.port}") as ch:
+                services = set(ProtoReflectionDescriptorDatabase(ch).get_services())
+        finally:
+            service.stop()
     assert {"lapor.v1.RoutingService", "grpc.health.v1.Health"} <= services
 
 
