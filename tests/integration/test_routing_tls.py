@@ -158,6 +158,9 @@ def test_tls_serves_clients_that_trust_its_ca_and_refuses_the_rest(pki, tmp_path
             clean_env.setenv("ROUTING_TLS_CA", str(pki["ca"]))
             assert healthcheck.check(f"grpcs://{address}")
             assert healthcheck.main([f"grpcs://localhost:{service.port}"]) == 0
+            # The readiness question: the API's own service name.
+            assert healthcheck.check(f"grpcs://{address}/lapor.v1.RoutingService")
+            assert not healthcheck.check(f"grpcs://{address}/lapor.v1.NoSuchService")
         finally:
             service.stop()
 
