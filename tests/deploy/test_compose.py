@@ -27,17 +27,19 @@ SERVICES = ("intake", "routing", "notify")
 # What each service reads from its environment (DESIGN §8 and the services' config). A name
 # outside this list is a typo the service would silently ignore, falling back to a default.
 KNOWN_ENV = {
-    "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL",
-               "ROUTING_ADDR"},
+    "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_METRICS_HOST", "INTAKE_METRICS_PORT",
+               "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_ADDR",
+               "LAPOR_SHUTDOWN_SECONDS"},
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
-                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_SEED_DEMO"},
+                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_SEED_DEMO",
+                "LAPOR_SHUTDOWN_SECONDS"},
     "notify": {"NOTIFY_METRICS_HOST", "NOTIFY_METRICS_PORT", "NOTIFY_DATABASE_URL",
-               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM", "LAPOR_PUBLIC_URL"},
+               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM", "LAPOR_PUBLIC_URL",
+               "LAPOR_SHUTDOWN_SECONDS"},
 }
 DATABASE_URL_VAR = {s: f"{s.upper()}_DATABASE_URL" for s in SERVICES}
-# Where each service answers /metrics: the HTTP port for intake, the metrics port otherwise.
-METRICS_PORT_VAR = {"intake": "INTAKE_PORT", "routing": "ROUTING_METRICS_PORT",
-                    "notify": "NOTIFY_METRICS_PORT"}
+# Where each service answers /metrics and /healthz: its own ops port, apart from its work.
+METRICS_PORT_VAR = {s: f"{s.upper()}_METRICS_PORT" for s in SERVICES}
 
 
 def _run_compose(*args: str) -> subprocess.CompletedProcess:
@@ -115,7 +117,8 @@ def test_lapor_services_have_healthchecks(services):
 
 def test_healthchecks_probe_the_port_the_service_listens_on(services):
     expected = {
-        "intake": f"http://127.0.0.1:{_env(services['intake'])['INTAKE_PORT']}/healthz",
+        "intake": "http://127.0.0.1:"
+        f"{_env(services['intake'])['INTAKE_METRICS_PORT']}/healthz",
         "routing": "grpc://127.0.0.1:" + _env(services["routing"])["ROUTING_LISTEN"]
         .rsplit(":", 1)[1],
         "notify": "http://127.0.0.1:"
@@ -223,6 +226,34 @@ def test_intake_publishes_8080(services):
     assert ("8080", 8080) in _published_ports(services["intake"])
 
 
+def _seconds(duration: str | int | float) -> float:
+    """Compose's durations: "1m30s", "45s", "500ms" or a number of seconds."""
+    if isinstance(duration, int | float):
+        return float(duration)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_stop_grace_outlasts_each_services_shutdown_budget(services):
+    for name in SERVICES:
+        budget = float(_env(services[name])["LAPOR_SHUTDOWN_SECONDS"])
+        # Compose's default of 10 s would kill every drain half way.
+        grace = _seconds(services[name].get("stop_grace_period", "10s"))
+        assert grace >= budget + 5, (name, grace, budget)
+
+
+def test_routing_and_the_metrics_ports_stay_on_the_project_network(services):
+    routing_port = int(_env(services["routing"])["ROUTING_LISTEN"].rsplit(":", 1)[1])
+    assert not services["routing"].get("ports"), "routing's gRPC port is for intake only"
+    assert str(routing_port) in [str(p) for p in services["routing"].get("expose", [])]
+    for name in SERVICES:
+        metrics_port = int(_env(services[name])[METRICS_PORT_VAR[name]])
+        assert metrics_port not in [target for _, target in _published_ports(services[name])]
+        assert str(metrics_port) in [str(p) for p in services[name].get("expose", [])], name
+
+
 def test_scaled_workers_publish_no_fixed_host_port(services):
     for name in ("routing", "notify"):
         fixed = [p for p in _published_ports(services[name]) if p[0]]
@@ -248,6 +279,7 @@ def test_environment_names_are_ones_the_services_read(services):
 def test_services_listen_beyond_loopback(services):
     env = {name: _env(services[name]) for name in SERVICES}
     assert env["intake"]["INTAKE_HOST"] == "0.0.0.0"
+    assert env["intake"]["INTAKE_METRICS_HOST"] == "0.0.0.0"
     assert env["routing"]["ROUTING_LISTEN"].startswith("0.0.0.0:")
     assert env["routing"]["ROUTING_METRICS_HOST"] == "0.0.0.0"
     assert env["notify"]["NOTIFY_METRICS_HOST"] == "0.0.0.0"

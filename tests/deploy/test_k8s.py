@@ -24,13 +24,17 @@ EXAMPLE_SECRET = "secret.example.yaml"
 SERVICES = ("intake", "routing", "notify")
 
 KNOWN_ENV = {
-    "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL",
-               "ROUTING_ADDR"},
+    "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_METRICS_HOST", "INTAKE_METRICS_PORT",
+               "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_ADDR",
+               "LAPOR_SHUTDOWN_SECONDS"},
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
-                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL"},
+                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "LAPOR_SHUTDOWN_SECONDS"},
     "notify": {"NOTIFY_METRICS_HOST", "NOTIFY_METRICS_PORT", "NOTIFY_DATABASE_URL",
-               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM"},
+               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM",
+               "LAPOR_SHUTDOWN_SECONDS"},
 }
+# Where each service serves /metrics and /healthz, apart from the port it does its work on.
+METRICS_PORT = {"intake": 9100, "routing": 9101, "notify": 9102}
 
 GRPC_CODES = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
               "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
@@ -161,6 +165,22 @@ def _selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def _main_container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def _port_number(container: dict, port: int | str) -> int:
+    """A probe's or policy's port, by number or by the container port's name."""
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p.get("name") == port]
+    return number
+
+
+def _env_values(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
 def test_every_service_has_deployment_service_autoscaler_and_disruption_budget(resources):
     for name in SERVICES:
         assert _find(resources, "Deployment", name)["apiVersion"] == "apps/v1"
@@ -189,24 +209,108 @@ def test_every_container_has_resources_probes_and_a_locked_down_context(resource
             assert context.get("runAsUser", 10001) != 0, where
 
 
+def _http_probe(container: dict, probe: str) -> tuple[str, int]:
+    get = container[probe]["httpGet"]
+    return get["path"], _port_number(container, get["port"])
+
+
 def test_probes_ask_the_right_endpoints(resources):
     deployments = _deployments(resources)
 
     def container(name):
-        return deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        return _main_container(deployments[name])
 
+    # Liveness on the ops port: /healthz fails when a background loop is dead or wedged.
     routing = container("routing")
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert routing[probe]["grpc"]["port"] == 50051, probe
+    assert _http_probe(routing, "livenessProbe") == ("/healthz", 9101)
+    # Readiness from the gRPC server itself, for the API's own service name, which turns
+    # NOT_SERVING while the database is down.
+    assert routing["readinessProbe"]["grpc"] == {"port": 50051,
+                                                 "service": "lapor.v1.RoutingService"}
     intake = container("intake")
-    assert intake["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert intake["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert _http_probe(intake, "livenessProbe") == ("/healthz", 9100)
+    assert _http_probe(intake, "readinessProbe") == ("/readyz", 8080)
     notify = container("notify")
-    ports = {p["name"]: p["containerPort"] for p in notify["ports"]}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        get = notify[probe]["httpGet"]
-        assert get["path"] == path
-        assert ports.get(get["port"], get["port"]) == 9102
+    assert _http_probe(notify, "livenessProbe") == ("/healthz", 9102)
+    assert _http_probe(notify, "readinessProbe") == ("/readyz", 9102)
+    for name in SERVICES:
+        # The startup probe guards the liveness probe, so it asks the same question.
+        assert container(name)["startupProbe"]["httpGet"]["path"] == "/healthz", name
+
+
+def _pre_stop_seconds(container: dict) -> int:
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in pre_stop:
+        return int(pre_stop["sleep"]["seconds"])
+    command = pre_stop.get("exec", {}).get("command", [])
+    assert command[:1] == ["sleep"] and len(command) == 2, command
+    return int(command[1])
+
+
+def test_pods_leave_the_endpoints_before_sigterm_and_drain_within_the_grace_period(resources):
+    for name, deployment in _deployments(resources).items():
+        pod = deployment["spec"]["template"]["spec"]
+        container = _main_container(deployment)
+        pause = _pre_stop_seconds(container)
+        assert pause >= 3, f"{name}: too short for the endpoint removal to reach every node"
+        budget = float(_env_values(container)["LAPOR_SHUTDOWN_SECONDS"])
+        # The kill comes terminationGracePeriodSeconds after the preStop hook starts.
+        assert pod["terminationGracePeriodSeconds"] >= pause + budget + 5, name
+
+
+def test_prometheus_scrapes_the_metrics_port_not_the_public_one(resources):
+    for name, deployment in _deployments(resources).items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        container = _main_container(deployment)
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert int(annotations["prometheus.io/port"]) == METRICS_PORT[name], name
+        assert _port_number(container, "metrics") == METRICS_PORT[name], name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+
+
+def _policies_for(resources, deployment: dict) -> list[dict]:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return [d["spec"] for d in resources if d["kind"] == "NetworkPolicy"
+            and _selects(d["spec"]["podSelector"].get("matchLabels", {}), labels)]
+
+
+def _allowed_sources(resources, deployment: dict, port: int) -> list[list[dict] | None]:
+    """For each ingress rule that opens `port`: its `from` list, None meaning anyone."""
+    container = _main_container(deployment)
+    found = []
+    for policy in _policies_for(resources, deployment):
+        for rule in policy.get("ingress", []):
+            ports = rule.get("ports")
+            if ports is None or any(_port_number(container, p["port"]) == port for p in ports):
+                found.append(rule.get("from"))
+    return found
+
+
+def _only_pods_named(sources: list[dict] | None, app: str) -> bool:
+    return bool(sources) and all(
+        "ipBlock" not in source
+        and source.get("podSelector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/name") == app
+        for source in sources)
+
+
+def test_network_policies_let_only_intake_call_routing_and_only_prometheus_scrape(resources):
+    deployments = _deployments(resources)
+    for name, deployment in deployments.items():
+        policies = _policies_for(resources, deployment)
+        assert policies, f"no NetworkPolicy selects {name}'s pods: every port is open"
+        assert all("Ingress" in p["policyTypes"] for p in policies), name
+        metrics = _allowed_sources(resources, deployment, METRICS_PORT[name])
+        assert metrics and all(_only_pods_named(s, "prometheus") for s in metrics), (
+            name, metrics)
+
+    grpc_sources = _allowed_sources(resources, deployments["routing"], 50051)
+    assert grpc_sources and all(_only_pods_named(s, "intake") for s in grpc_sources), (
+        grpc_sources)
+    # Intake's pods in this namespace, not pods with that label anywhere in the cluster.
+    assert not [s for sources in grpc_sources for s in sources if "namespaceSelector" in s]
+    # The public API port stays open to the Ingress, wherever it runs.
+    assert None in _allowed_sources(resources, deployments["intake"], 8080)
 
 
 def test_probe_and_service_ports_are_ports_the_containers_declare(resources):
@@ -235,11 +339,13 @@ def test_probe_and_service_ports_are_ports_the_containers_declare(resources):
 
 def test_listen_settings_agree_with_container_ports(resources):
     deployments = _deployments(resources)
-    for name, var in (("intake", "INTAKE_PORT"), ("routing", "ROUTING_METRICS_PORT"),
-                      ("notify", "NOTIFY_METRICS_PORT")):
+    for name, var in (("intake", "INTAKE_PORT"), ("intake", "INTAKE_METRICS_PORT"),
+                      ("routing", "ROUTING_METRICS_PORT"), ("notify", "NOTIFY_METRICS_PORT")):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert int(env[var]) in {p["containerPort"] for p in container["ports"]}, name
+        # The default 127.0.0.1 would leave Prometheus and the kubelet outside.
+        assert env[f"{name.upper()}_METRICS_HOST"] == "0.0.0.0", name
     routing = deployments["routing"]["spec"]["template"]["spec"]["containers"][0]
     listen = {e["name"]: e.get("value") for e in routing["env"]}["ROUTING_LISTEN"]
     assert listen.startswith("0.0.0.0:")
