@@ -42,18 +42,28 @@ def init_consumer_metrics(consumer: str, event_types) -> None:
             EVENTS_CONSUMED.labels(consumer, event_type, outcome)
 
 
+def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, bool]]:
+    """Runs each check (one that raises counts as failed); (all passed, results)."""
+    results = {}
+    for name, check in checks.items():
+        try:
+            results[name] = bool(check())
+        except Exception:  # noqa: BLE001 - a broken check is a failed one
+            log.exception("health check %s raised", name)
+            results[name] = False
+    return all(results.values()), results
+
+
 class _Handler(BaseHTTPRequestHandler):
     checks: Mapping[str, Check] = {}
+    live: Mapping[str, Check] = {}
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            self._send(200, b'{"status":"ok"}', "application/json")
-        elif path == "/readyz":
-            results = {name: bool(check()) for name, check in self.checks.items()}
-            ok = all(results.values())
+        elif path in ("/healthz", "/readyz"):
+            ok, results = run_checks(self.live if path == "/healthz" else self.checks)
             body = json.dumps({"status": "ok" if ok else "unavailable", "checks": results})
             self._send(200 if ok else 503, body.encode(), "application/json")
         else:
@@ -71,10 +81,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OpsServer:
-    """/metrics, /healthz and /readyz on their own port, in a daemon thread."""
+    """/metrics, /healthz (liveness: `live`, e.g. background loops alive and not wedged) and
+    /readyz (readiness: `checks`) on their own port, in a daemon thread."""
 
-    def __init__(self, host: str, port: int, checks: Mapping[str, Check]):
-        handler = type("OpsHandler", (_Handler,), {"checks": dict(checks)})
+    def __init__(self, host: str, port: int, checks: Mapping[str, Check],
+                 live: Mapping[str, Check] | None = None):
+        handler = type("OpsHandler", (_Handler,), {"checks": dict(checks),
+                                                   "live": dict(live or {})})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
