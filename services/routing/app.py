@@ -106,6 +106,8 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
+    # Closed days on top of the holidays package's public holidays and cuti bersama, for a
+    # decree newer than the installed package (ROUTING_JOINT_LEAVE).
     joint_leave: tuple[date, ...] = field(default_factory=tuple)
     workers: int = 16
     drain_seconds: float = 10.0
@@ -129,6 +131,10 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"ROUTING_JOINT_LEAVE must be YYYY-MM-DD dates separated by "
                                   f"commas, got {raw!r}") from None
+        pool_timeout = env.float("ROUTING_DB_POOL_TIMEOUT", 2.0)
+        if pool_timeout <= 0:
+            raise ConfigError(f"ROUTING_DB_POOL_TIMEOUT must be a number of seconds above 0, "
+                              f"got {pool_timeout}")
         return cls(
             database_url=env.database_url("ROUTING_DATABASE_URL", "routing"),
             amqp_url=env.amqp_url(),
@@ -139,7 +145,7 @@ class Settings:
             workers=env.int("ROUTING_GRPC_WORKERS", 16),
             drain_seconds=env.float("ROUTING_DRAIN_SECONDS", 10.0),
             seed_demo=env.bool("ROUTING_SEED_DEMO", False),
-            db_pool_timeout=env.float("ROUTING_DB_POOL_TIMEOUT", 2.0),
+            db_pool_timeout=pool_timeout,
             tls=ServerTLS.from_env(env),
             reflection=env.bool("ROUTING_REFLECTION", False),
         )

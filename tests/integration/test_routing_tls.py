@@ -197,6 +197,8 @@ def test_plaintext_and_no_reflection_are_the_defaults():
     enabled = Settings.from_env(Env({"ROUTING_REFLECTION": "true",
                                      "ROUTING_DB_POOL_TIMEOUT": "0.5"}))
     assert enabled.reflection is True and enabled.db_pool_timeout == 0.5
+    with pytest.raises(ConfigError, match="ROUTING_DB_POOL_TIMEOUT must be .* above 0"):
+        Settings.from_env(Env({"ROUTING_DB_POOL_TIMEOUT": "0"}))
 
 
 def test_server_tls_settings_that_cannot_work_stop_the_process_naming_the_variable(pki,
