@@ -32,16 +32,46 @@ def _rabbitmqctl(*args: str) -> None:
                    timeout=60)
 
 
+MANAGEMENT = f"http://{AMQP_HOST.split(':')[0]}:15672/api"
+
+
+def _management(method: str, path: str, body: dict | None = None) -> bool:
+    """One call to the broker's management API (guest is allowed from localhost); False when
+    the API does not answer, so the slower rabbitmqctl is used instead."""
+    import requests
+
+    try:
+        response = requests.request(method, f"{MANAGEMENT}{path}", json=body,
+                                    auth=("guest", "guest"), timeout=10)
+    except requests.RequestException:
+        return False
+    return response.status_code in (200, 201, 204)
+
+
+def create_vhost(vhost: str) -> None:
+    encoded = quote(vhost, safe="")
+    if not (_management("PUT", f"/vhosts/{encoded}")
+            and _management("PUT", f"/permissions/{encoded}/guest",
+                            {"configure": ".*", "write": ".*", "read": ".*"})):
+        if shutil.which("rabbitmqctl") is None:
+            pytest.fail("neither the management API nor rabbitmqctl is available: install "
+                        "rabbitmq-server (scripts/bootstrap.sh does)")
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+
+def delete_vhost(vhost: str) -> None:
+    if not _management("DELETE", f"/vhosts/{quote(vhost, safe='')}"):
+        _rabbitmqctl("delete_vhost", vhost)
+
+
 @pytest.fixture
 def amqp_url():
     """A fresh vhost on the real broker, deleted afterwards."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl not found: install rabbitmq-server (scripts/bootstrap.sh does)")
     vhost = f"lapor-test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    create_vhost(vhost)
     yield f"amqp://guest:guest@{AMQP_HOST}/{quote(vhost, safe='')}"
-    _rabbitmqctl("delete_vhost", vhost)
+    delete_vhost(vhost)
 
 
 @pytest.fixture

@@ -1,22 +1,36 @@
 """RabbitMQ the way its documentation asks: one durable topic exchange, a durable quorum
 queue per consumer, publisher confirms with `mandatory`, manual acks after the consumer's
 transaction commits, bounded prefetch, a retry path with growing delays (TTL queues that
-dead-letter back) ending in a parking-lot queue, and reconnection with capped backoff."""
+dead-letter back) ending in a parking-lot queue, and reconnection with capped backoff.
+
+Queue behaviour that may change (delivery limit, dead-lettering, TTLs) lives in broker
+policies, not in declare arguments: a changed argument would make every later declare fail
+with PRECONDITION_FAILED, a changed policy is just applied. Declares carry only the queue
+type. The services apply the policies through the management API when they start (and
+deploy/rabbitmq/definitions.json carries the same ones)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
-import random
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pika
-from pika.exceptions import AMQPError, NackError, UnroutableError
+import requests
+from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from prometheus_client import Gauge
 
 from lapor.v1 import events_pb2
 from services.infra import events, logs
+from services.infra.lifecycle import SupervisedLoop
 from services.infra.telemetry import EVENTS_CONSUMED, EVENTS_PUBLISHED, init_consumer_metrics
 
 log = logging.getLogger(__name__)
@@ -24,6 +38,11 @@ log = logging.getLogger(__name__)
 EXCHANGE = "lapor.events"
 ATTEMPT_HEADER = "x-lapor-attempt"
 REASON_HEADER = "x-lapor-parked-reason"
+POLICY_PRIORITY = 10
+DEFAULT_HEARTBEAT = 30
+
+POLICIES_APPLIED = Gauge("lapor_broker_policies_applied",
+                         "1 once this process has applied the queue policies to the broker")
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,27 @@ class QueueSpec:
     def parking_queue(self) -> str:
         return f"{self.name}.parking"
 
+    def policies(self) -> dict[str, dict]:
+        """Policy name -> body for the management API: the main queue dead-letters to its
+        parking lot after the delivery limit; retry queue n holds a message for its delay,
+        then dead-letters it back. At-least-once dead-lettering, so a broker failure in
+        between loses nothing (it needs overflow=reject-publish)."""
+        safe = {"dead-letter-exchange": "", "dead-letter-strategy": "at-least-once",
+                "overflow": "reject-publish"}
+        out = {f"lapor.{self.name}": _policy(self.name, {
+            **safe, "dead-letter-routing-key": self.parking_queue,
+            "delivery-limit": self.delivery_limit})}
+        for attempt, delay in enumerate(self.retry_delays_ms, start=1):
+            queue = self.retry_queue(attempt)
+            out[f"lapor.{queue}"] = _policy(queue, {
+                **safe, "dead-letter-routing-key": self.name, "message-ttl": delay})
+        return out
+
+
+def _policy(queue: str, definition: dict) -> dict:
+    return {"pattern": f"^{re.escape(queue)}$", "definition": definition,
+            "priority": POLICY_PRIORITY, "apply-to": "queues"}
+
 
 # Every process declares the whole topology on connect, so no event published by one service
 # is unroutable because its consumer has not started yet (publishers use `mandatory`).
@@ -53,36 +93,61 @@ QUEUES: dict[str, QueueSpec] = {
 }
 
 
+def all_policies(queues: Iterable[QueueSpec] | None = None) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for spec in QUEUES.values() if queues is None else queues:
+        out.update(spec.policies())
+    return out
+
+
 def connection_parameters(url: str, name: str) -> pika.URLParameters:
+    """Parameters for `url`; `heartbeat`, `socket_timeout` and `stack_timeout` given in the
+    URL's query win over these defaults."""
     params = pika.URLParameters(url)
-    params.heartbeat = 30
+    given = set(parse_qs(urlsplit(url).query))
+    defaults = {
+        "heartbeat": DEFAULT_HEARTBEAT,
+        "socket_timeout": 5,
+        # A broker that accepts TCP and never completes the handshake fails the attempt here.
+        "stack_timeout": 10,
+    }
+    for key, value in defaults.items():
+        if key not in given:
+            setattr(params, key, value)
     params.blocked_connection_timeout = 30
-    params.socket_timeout = 5
     params.connection_attempts = 1
     params.client_properties = {"connection_name": name}
     return params
 
 
-def declare_topology(channel, queues: Iterable[QueueSpec] | None = None) -> None:
+def declare_topology(channel, queues: Iterable[QueueSpec] | None = None):
+    """Declares the exchange, the queues and their bindings; returns the channel to use (a
+    new one when the broker closed the first over a queue declared with other arguments)."""
     channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
     for spec in QUEUES.values() if queues is None else queues:
-        channel.queue_declare(spec.parking_queue, durable=True,
-                              arguments={"x-queue-type": "quorum"})
-        channel.queue_declare(spec.name, durable=True, arguments={
-            "x-queue-type": "quorum",
-            "x-delivery-limit": spec.delivery_limit,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": spec.parking_queue,
-        })
+        names = [spec.parking_queue, spec.name,
+                 *(spec.retry_queue(n) for n in range(1, len(spec.retry_delays_ms) + 1))]
+        for name in names:
+            channel = _declare_quorum(channel, name)
         for key in spec.bindings:
             channel.queue_bind(spec.name, EXCHANGE, routing_key=key)
-        for attempt, delay in enumerate(spec.retry_delays_ms, start=1):
-            # Classic queues: one TTL for the whole queue, so expiry at the head is exact.
-            channel.queue_declare(spec.retry_queue(attempt), durable=True, arguments={
-                "x-message-ttl": delay,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": spec.name,
-            })
+    return channel
+
+
+def _declare_quorum(channel, name: str):
+    try:
+        channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+        return channel
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists with other arguments
+            raise
+    # Declared by an earlier release with arguments of its own (or as a classic queue): use
+    # it as it is rather than fail every declare; its own arguments win over the policies.
+    log.warning("queue %s exists with other arguments than this release declares; using it "
+                "as it is (delete it when empty to get the current settings)", name)
+    channel = channel.connection.channel()
+    channel.queue_declare(name, passive=True)
+    return channel
 
 
 class PublishError(Exception):
@@ -100,6 +165,90 @@ def _properties(envelope_type: str, event_id: str, headers: dict | None = None):
         headers=headers or {})
 
 
+# -- policies ---------------------------------------------------------------------------------
+def management_url(amqp_url: str) -> str | None:
+    """The management API for `amqp_url`'s broker: LAPOR_RABBITMQ_API_URL, "off" for none
+    (policies then come from definitions.json), else http://<broker host>:15672; without
+    credentials of its own it uses the AMQP URL's."""
+    configured = os.environ.get("LAPOR_RABBITMQ_API_URL", "").strip()
+    if configured.lower() == "off":
+        return None
+    amqp = urlsplit(amqp_url)
+    api = urlsplit(configured or f"http://{amqp.hostname or '127.0.0.1'}:15672")
+    user = api.username or unquote(amqp.username or "guest")
+    password = api.password or unquote(amqp.password or "guest")
+    host = api.hostname or "127.0.0.1"
+    port = f":{api.port}" if api.port else ""
+    return (f"{api.scheme}://{quote(unquote(user), safe='')}:{quote(unquote(password), safe='')}"
+            f"@{host}{port}{api.path.rstrip('/')}")
+
+
+class BrokerPolicies:
+    """Applies the queue policies to the vhost of `amqp_url` once per process; until that
+    succeeds, tries again at most every `retry_every` seconds."""
+
+    _done: set[tuple[str, str]] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, amqp_url: str, queues: Iterable[QueueSpec] | None = None,
+                 api_url: str | None = "", retry_every: float = 30.0, timeout: float = 5.0):
+        self.api_url = management_url(amqp_url) if api_url == "" else api_url
+        self.vhost = unquote(urlsplit(amqp_url).path.lstrip("/")) or "/"
+        self.policies = all_policies(queues)
+        self.retry_every = retry_every
+        self.timeout = timeout
+        self._last_try = -float("inf")
+        self._key = (self.api_url or "", self.vhost,
+                     json.dumps(self.policies, sort_keys=True))
+
+    @property
+    def applied(self) -> bool:
+        return self.api_url is None or self._key in self._done
+
+    def ensure(self) -> bool:
+        """Applies them if not yet done and not tried too recently; True once applied."""
+        if self.applied:
+            POLICIES_APPLIED.set(1)
+            return True
+        if time.monotonic() - self._last_try < self.retry_every:
+            return False
+        self._last_try = time.monotonic()
+        with self._lock:
+            if self._key in self._done:
+                return True
+            try:
+                self._apply()
+            except (requests.RequestException, ValueError) as exc:
+                POLICIES_APPLIED.set(0)
+                log.warning("could not apply the queue policies through the management API "
+                            "(%s); retries and parking need them: enable rabbitmq_management "
+                            "or load deploy/rabbitmq/definitions.json", _describe(exc))
+                return False
+            self._done.add(self._key)
+        POLICIES_APPLIED.set(1)
+        log.info("queue policies applied", extra={"policies": len(self.policies)})
+        return True
+
+    def _apply(self) -> None:
+        parts = urlsplit(self.api_url)
+        auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+        port = f":{parts.port}" if parts.port else ""
+        base = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+        vhost = quote(self.vhost, safe="")
+        with requests.Session() as session:
+            for name, body in self.policies.items():
+                response = session.put(f"{base}/api/policies/{vhost}/{quote(name, safe='')}",
+                                       json=body, auth=auth, timeout=self.timeout)
+                if response.status_code not in (200, 201, 204):
+                    raise ValueError(f"HTTP {response.status_code} for policy {name}")
+
+
+def _describe(exc: Exception) -> str:
+    # requests' messages repeat the URL, which carries the broker password.
+    return exc.args[0] if isinstance(exc, ValueError) and exc.args else type(exc).__name__
+
+
+# -- publishing -------------------------------------------------------------------------------
 class Publisher:
     """A confirmed, mandatory publisher on one connection. Not thread-safe: one per thread."""
 
@@ -110,171 +259,258 @@ class Publisher:
         self._channel = None
 
     def _ensure_channel(self):
-        if self._channel is None or not self._channel.is_open:
+        if (self._channel is None or not self._channel.is_open
+                or not self._connection.is_open):
             self.close()
-            self._connection = pika.BlockingConnection(connection_parameters(self.url, self.name))
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
-            declare_topology(self._channel)
+            connection = pika.BlockingConnection(connection_parameters(self.url, self.name))
+            try:
+                channel = declare_topology(connection.channel())
+                channel.confirm_delivery()
+            except BaseException:
+                _close_quietly(connection)
+                raise
+            self._connection, self._channel = connection, channel
         return self._channel
 
     def publish(self, event_type: str, body: bytes, event_id: str) -> None:
-        try:
-            channel = self._ensure_channel()
-            channel.basic_publish(EXCHANGE, event_type, body,
-                                  properties=_properties(event_type, event_id), mandatory=True)
-        except UnroutableError:
-            raise Unroutable(f"no queue bound for {event_type}") from None
-        except NackError:
-            raise PublishError("broker refused the message (nack)") from None
-        except (AMQPError, OSError) as exc:
-            self.close()
-            raise PublishError(f"broker unreachable: {type(exc).__name__}") from None
+        # A connection that died while idle (a broker restart, a missed heartbeat) is
+        # replaced once, quietly; only a fresh connection's failure is the broker's.
+        reused = self._channel is not None
+        for last in (not reused, True):
+            try:
+                channel = self._ensure_channel()
+                channel.basic_publish(EXCHANGE, event_type, body,
+                                      properties=_properties(event_type, event_id),
+                                      mandatory=True)
+                break
+            except UnroutableError:
+                raise Unroutable(f"no queue bound for {event_type}") from None
+            except NackError:
+                raise PublishError("broker refused the message (nack)") from None
+            except Exception as exc:  # noqa: BLE001 - pika raises plain Exceptions too
+                self.close()
+                if last:
+                    raise PublishError(f"broker unreachable: {type(exc).__name__}") from None
         EVENTS_PUBLISHED.labels(event_type).inc()
+
+    def keep_alive(self) -> None:
+        """Lets an idle connection answer the broker's heartbeats (call every few seconds)."""
+        if self._connection is None:
+            return
+        try:
+            if self._connection.is_open:
+                self._connection.process_data_events(time_limit=0)
+        except Exception:  # noqa: BLE001 - it is replaced at the next publish
+            self.close()
 
     def check(self) -> bool:
         try:
             self._ensure_channel()
             return True
-        except (AMQPError, OSError):
+        except Exception:  # noqa: BLE001
             self.close()
             return False
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except (AMQPError, OSError):
-                pass
+        if connection is not None:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection) -> None:
+    try:
+        if connection.is_open:
+            connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        pass
 
 
 def broker_reachable(url: str) -> bool:
     """Readiness: a connection can be opened."""
     try:
         connection = pika.BlockingConnection(connection_parameters(url, "lapor-readiness"))
-    except (AMQPError, OSError):
+    except Exception:  # noqa: BLE001
         return False
-    connection.close()
+    _close_quietly(connection)
     return True
 
 
+# -- consuming --------------------------------------------------------------------------------
 Handler = Callable[[events_pb2.EventEnvelope], str]
 
 
-class Consumer:
-    """Consumes one queue in a thread of its own.
+class ConsumerCancelled(Exception):
+    """The broker cancelled our subscription (queue deleted, or its leader moved)."""
 
-    The handler commits its own transaction (and dedupes on the event id) and returns
-    "processed" or "duplicate"; only then is the message acked. A handler that raises sends
-    the message down the retry path; after the last delay it is parked for an operator.
+
+@dataclass(frozen=True)
+class _Settle:
+    """What the I/O thread does with a handled message: republish it (retry or park) and ack."""
+
+    outcome: str
+    event_type: str
+    republish_to: str = ""
+    headers: dict | None = None
+
+
+def attempt_of(headers: dict | None) -> int:
+    """The retry attempt a message is on; a header that is not a small number counts as 0."""
+    raw = (headers or {}).get(ATTEMPT_HEADER, 0)
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        log.warning("ignoring a malformed %s header", ATTEMPT_HEADER)
+        return 0
+    return value if 0 <= value < 1000 else 0
+
+
+class Consumer:
+    """Consumes one queue under a supervised loop.
+
+    The handler runs on a worker thread while the connection's own thread keeps answering
+    heartbeats, so a slow handler never gets the connection dropped (and its message handled
+    twice); acks and republishes go back to the connection's thread. The handler commits its
+    own transaction (and dedupes on the event id) and returns "processed" or "duplicate";
+    only then is the message acked. A handler that raises sends the message down the retry
+    path; after the last delay it is parked for an operator. A handler running longer than
+    `handler_timeout` marks the consumer wedged (unhealthy), so the process gets restarted.
     """
 
     def __init__(self, url: str, spec: QueueSpec, handler: Handler, *, consumer: str,
-                 prefetch: int = 16, backoff_cap: float = 30.0):
+                 prefetch: int = 16, backoff_cap: float = 30.0, handler_timeout: float = 120.0,
+                 policies: BrokerPolicies | None = None):
         self.url = url
         self.spec = spec
         self.handler = handler
         self.consumer = consumer
         self.prefetch = prefetch
-        self.backoff_cap = backoff_cap
-        self._stop = threading.Event()
+        self.handler_timeout = handler_timeout
+        # The whole topology plus this consumer's own queue (tests and tools bring their own).
+        self.topology = list({q.name: q for q in (*QUEUES.values(), spec)}.values())
+        self.policies = policies if policies is not None else BrokerPolicies(url, self.topology)
         self.consuming = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"consumer-{spec.name}",
-                                        daemon=True)
+        self._cancelled = threading.Event()
+        self._busy: dict[int, float] = {}      # delivery tag -> when its handler started
+        self._in_hand: set[int] = set()       # delivered to us, not yet acked
+        self._drain_until = 0.0
+        self.loop = SupervisedLoop(f"consumer-{spec.name}", self._session,
+                                   backoff_cap=backoff_cap, stall_after=60.0,
+                                   extra_stall=self._handler_wedged)
         init_consumer_metrics(consumer, [t for t in events.CATALOG])
 
     def start(self) -> Consumer:
-        self._thread.start()
+        self.loop.start()
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stops taking messages, lets the one in hand finish and be acked, then closes."""
-        self._stop.set()
-        self._thread.join(timeout)
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stops taking messages, lets the ones in hand finish and be acked, then closes.
+        True when it finished within `timeout`."""
+        self._drain_until = time.monotonic() + max(0.0, timeout - 0.5)
+        return self.loop.stop(timeout)
 
-    def _run(self) -> None:
-        self._failures = 0
-        while not self._stop.is_set():
-            try:
-                self._consume()
-            except (AMQPError, OSError) as exc:
-                self.consuming.clear()
-                self._failures += 1
-                delay = min(self.backoff_cap, 0.5 * 2 ** min(self._failures, 10))
-                delay *= random.uniform(0.5, 1.0)
-                log.warning("broker connection lost (%s); reconnecting in %.1fs",
-                            type(exc).__name__, delay, extra={"queue": self.spec.name})
-                self._stop.wait(delay)
-        self.consuming.clear()
+    def healthy(self) -> bool:
+        return self.loop.healthy()
 
-    def _consume(self) -> None:
+    def _handler_wedged(self) -> bool:
+        now = time.monotonic()
+        return any(now - started > self.handler_timeout for started in list(self._busy.values()))
+
+    # -- the connection's thread --------------------------------------------------------------
+    def _session(self, loop: SupervisedLoop) -> None:
+        self.policies.ensure()
         connection = pika.BlockingConnection(
             connection_parameters(self.url, f"{self.consumer}-consumer"))
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{self.spec.name}")
+        self._cancelled.clear()
+        self._in_hand.clear()
         try:
-            channel = connection.channel()
-            declare_topology(channel)
+            channel = declare_topology(connection.channel(), self.topology)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
-            tag = channel.basic_consume(self.spec.name, self._on_message, auto_ack=False)
+            channel.add_on_cancel_callback(lambda _frame: self._cancelled.set())
+            tag = channel.basic_consume(
+                self.spec.name, functools.partial(self._on_message, connection, worker),
+                auto_ack=False)
             self.consuming.set()
-            # Connected again: the next outage starts the backoff from its shortest delay.
-            self._failures = 0
+            loop.ok()
             log.info("consuming %s", self.spec.name)
-            while not self._stop.is_set():
+            while not loop.stopping and not self._cancelled.is_set():
                 connection.process_data_events(time_limit=0.5)
-            # Messages prefetched but not yet handled go back to the queue when we close.
+                loop.beat()
+                self.policies.ensure()
+            if self._cancelled.is_set():
+                raise ConsumerCancelled(f"the broker cancelled the subscription to "
+                                        f"{self.spec.name}; subscribing again")
+            # Stopping: no new messages; the ones in hand finish and are acked; whatever was
+            # prefetched but not started goes back to the queue when the channel closes.
             channel.basic_cancel(tag)
+            while self._busy and time.monotonic() < self._drain_until:
+                connection.process_data_events(time_limit=0.1)
+            connection.process_data_events(time_limit=0)
         finally:
             self.consuming.clear()
-            if connection.is_open:
-                try:
-                    connection.close()
-                except (AMQPError, OSError):
-                    pass
+            worker.shutdown(wait=False, cancel_futures=True)
+            _close_quietly(connection)
 
-    def _on_message(self, channel, method, properties, body: bytes) -> None:
-        if self._stop.is_set():
+    def _on_message(self, connection, worker, channel, method, properties, body: bytes) -> None:
+        if self.loop.stopping:
             # Prefetched before stop() and dispatched in the same batch: leave it unacked,
             # so closing the channel hands it back to the queue for another consumer.
             return
+        self._in_hand.add(method.delivery_tag)
+        worker.submit(self._work, connection, channel, method.delivery_tag, properties, body)
+
+    def _settle(self, channel, tag: int, properties, body: bytes, settle: _Settle) -> None:
+        if tag not in self._in_hand or not channel.is_open:
+            return  # from a connection that is gone: the broker redelivers it
+        if settle.republish_to:
+            channel.basic_publish("", settle.republish_to, body,
+                                  properties=_properties(properties.type or "",
+                                                         properties.message_id or "",
+                                                         settle.headers), mandatory=True)
+        channel.basic_ack(tag)
+        self._in_hand.discard(tag)
+        EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
+
+    # -- the handler's thread -----------------------------------------------------------------
+    def _work(self, connection, channel, tag: int, properties, body: bytes) -> None:
+        if self.loop.stopping:
+            return  # not started before stop(): handed back when the channel closes
+        self._busy[tag] = time.monotonic()
+        try:
+            settle = self._handle(properties, body)
+        finally:
+            self._busy.pop(tag, None)
+        try:
+            connection.add_callback_threadsafe(
+                functools.partial(self._settle, channel, tag, properties, body, settle))
+        except Exception:  # noqa: BLE001 - the connection closed meanwhile
+            log.info("connection gone before the ack; the broker will redeliver the message")
+
+    def _handle(self, properties, body: bytes) -> _Settle:
         headers = properties.headers or {}
-        attempt = int(headers.get(ATTEMPT_HEADER, 0))
         try:
             envelope = events.decode(body)
         except events.BadEvent as exc:
             log.error("parking a malformed message: %s", exc, extra={"queue": self.spec.name})
-            self._park(channel, properties, body, "malformed")
-            channel.basic_ack(method.delivery_tag)
-            EVENTS_CONSUMED.labels(self.consumer, "malformed", "parked").inc()
-            return
+            return self._park(headers, "malformed", "malformed")
+        attempt = attempt_of(headers)
         with logs.bound(tracking_id=envelope.aggregate_id, event_id=envelope.event_id):
             try:
                 outcome = self.handler(envelope)
             except events.BadEvent as exc:
                 log.error("parking %s: %s", envelope.type, exc)
-                self._park(channel, properties, body, "malformed")
-                outcome = "parked"
+                return self._park(headers, "malformed", envelope.type)
             except Exception:
                 log.exception("handling %s failed (attempt %d)", envelope.type, attempt + 1)
-                outcome = self._retry_or_park(channel, properties, body, attempt)
-            channel.basic_ack(method.delivery_tag)
-            EVENTS_CONSUMED.labels(self.consumer, envelope.type, outcome).inc()
+                if attempt < len(self.spec.retry_delays_ms):
+                    return _Settle("retried", envelope.type, self.spec.retry_queue(attempt + 1),
+                                   {**headers, ATTEMPT_HEADER: attempt + 1})
+                return self._park(headers, "handler failed after retries", envelope.type)
+        return _Settle(str(outcome), envelope.type)
 
-    def _retry_or_park(self, channel, properties, body: bytes, attempt: int) -> str:
-        if attempt < len(self.spec.retry_delays_ms):
-            headers = dict(properties.headers or {}, **{ATTEMPT_HEADER: attempt + 1})
-            channel.basic_publish("", self.spec.retry_queue(attempt + 1), body,
-                                  properties=_properties(properties.type or "",
-                                                         properties.message_id or "", headers),
-                                  mandatory=True)
-            return "retried"
-        self._park(channel, properties, body, "handler failed after retries")
-        return "parked"
-
-    def _park(self, channel, properties, body: bytes, reason: str) -> None:
-        headers = dict(properties.headers or {}, **{REASON_HEADER: reason})
-        channel.basic_publish("", self.spec.parking_queue, body,
-                              properties=_properties(properties.type or "",
-                                                     properties.message_id or "", headers),
-                              mandatory=True)
+    def _park(self, headers: dict, reason: str, event_type: str) -> _Settle:
+        return _Settle("parked", event_type, self.spec.parking_queue,
+                       {**headers, REASON_HEADER: reason})

@@ -1,7 +1,15 @@
 """Transactional outbox: a service writes its state change and the event in one database
 transaction; a relay publishes unsent rows with confirms and marks them sent. Accepting a
 report therefore never depends on the broker being up; delivery is at least once and
-consumers dedupe on the event id."""
+consumers dedupe on the event id.
+
+The relay never talks to the broker inside a database transaction: it claims a batch (a
+short write that leases the rows to it), publishes outside any transaction, then records the
+outcome in a second short write. So a slow or unresponsive broker never holds SQLite's write
+lock (submissions stay fast), and several replicas relay side by side without taking each
+other's rows. A row the broker cannot route is put back with a growing delay of its own, so
+it never blocks the rows behind it. Once the broker confirms a row its body is cleared: the
+events may carry contacts or confidential text, and nothing needs them after the confirm."""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -16,10 +26,19 @@ from sqlalchemy.engine import Connection, Engine
 from lapor.v1 import events_pb2
 from services.infra import logs
 from services.infra.db import BigId, as_utc, is_postgres, reading, utcnow
+from services.infra.lifecycle import SupervisedLoop
 from services.infra.messaging import PublishError, Unroutable
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
+
+# A claimed batch belongs to its relay for this long; a relay that dies mid-batch leaves its
+# rows to the others after it (they are then published again: at least once).
+CLAIM_LEASE = timedelta(seconds=30)
+# Delays for a row the broker could not route (no queue bound for its type): 1 s doubling
+# to 5 min, so a missing binding costs little while it lasts and is noticed (the alert on
+# lapor_outbox_publish_errors_total{reason="unroutable"}) without blocking other events.
+UNROUTABLE_DELAY_CAP = 300.0
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -30,16 +49,30 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_id", sa.String(36), nullable=False, unique=True),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("aggregate_id", sa.String(32), nullable=False),
+        # Cleared once the broker confirms the event.
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
         sa.Column("last_error", sa.String(200)),
+        # Not before: a relay's lease on the row, or the delay after an unroutable attempt.
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     )
     sa.Index("ix_outbox_unsent", table.c.id,
              sqlite_where=table.c.published_at.is_(None),
              postgresql_where=table.c.published_at.is_(None))
+    sa.Index("ix_outbox_published_at", table.c.published_at)
     return table
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    event_id: str
+    event_type: str
+    aggregate_id: str
+    body: bytes
+    attempts: int
 
 
 class Outbox:
@@ -55,10 +88,11 @@ class Outbox:
         self.batch = batch
         self.poll_interval = poll_interval
         self.backoff_cap = backoff_cap
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._publisher = None
+        self._flush_timeout = 10.0
+        self.loop = SupervisedLoop(f"outbox-{service}", self._iteration,
+                                   backoff_base=0.25, backoff_cap=backoff_cap,
+                                   on_exit=self._final_flush)
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, conn: Connection, envelope: events_pb2.EventEnvelope) -> None:
@@ -70,90 +104,155 @@ class Outbox:
 
     def wake(self) -> None:
         """Asks the relay to publish now instead of at its next poll."""
-        self._wake.set()
+        self.loop.wake()
 
     # -- relaying --------------------------------------------------------------------------
     def start(self) -> Outbox:
-        self._thread = threading.Thread(target=self._run, name=f"outbox-{self.service}",
-                                        daemon=True)
-        self._thread.start()
+        self.loop.start()
         return self
 
     def stop(self, flush_timeout: float = 10.0) -> int:
-        """Stops the relay after publishing what it can within flush_timeout; returns backlog."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(flush_timeout + 5)
-        left = self.flush(flush_timeout)
-        if self._publisher is not None:
-            self._publisher.close()
-            self._publisher = None
+        """Stops the relay after it has published what it can within flush_timeout (on its
+        own thread and connection); returns how many events are left for the next start."""
+        self._flush_timeout = flush_timeout
+        if self.loop._thread is None:
+            self._final_flush(self.loop)
+        elif not self.loop.stop(flush_timeout + 2.0):
+            # Still in a broker call that outlived the budget: its connection stays its own.
+            log.warning("outbox relay still busy at shutdown; its batch goes out on next start")
+        try:
+            left = self.backlog()[0]
+        except sa.exc.SQLAlchemyError:
+            return -1
         if left:
             log.warning("outbox closed with %d unsent events; they go out on next start", left)
         return left
 
+    def _final_flush(self, _loop: SupervisedLoop) -> None:
+        try:
+            self.flush(self._flush_timeout)
+        finally:
+            self._close_publisher()
+
+    def _close_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+
     def flush(self, timeout: float) -> int:
-        """Publishes until nothing is left or timeout passes; returns what is left."""
+        """Publishes until nothing is due or timeout passes; returns what is left. Only on the
+        relay's own thread, or when the relay is not running."""
+        if self.loop.status().alive and threading.current_thread() is not self.loop._thread:
+            raise RuntimeError("flush() while the relay runs: stop() it instead")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             sent, failed = self.relay_once()
             if failed:
-                time.sleep(0.2)
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             elif sent == 0:
                 break
         return self.backlog()[0]
 
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            sent, failed = self.relay_once()
-            self._update_gauges()
-            if failed:
-                failures += 1
-                self._stop.wait(min(self.backoff_cap, 0.25 * 2 ** min(failures, 8)))
-                continue
-            failures = 0
-            if sent < self.batch:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+    def _iteration(self, loop: SupervisedLoop) -> None:
+        sent, failed = self.relay_once()
+        self._update_gauges()
+        if failed:
+            # The supervisor logs it once and backs off; the rows stay due.
+            raise PublishError(f"broker unavailable: {failed}")
+        if sent < self.batch:
+            # Idle: let the publisher answer the broker's heartbeats, or after two missed
+            # ones the broker closes the connection and the next publish fails on it.
+            if self._publisher is not None:
+                self._publisher.keep_alive()
+            loop.wait(min(self.poll_interval, 5.0))
 
-    def relay_once(self) -> tuple[int, bool]:
-        """Publishes one batch of unsent rows in id order; returns (sent, a failure occurred)."""
+    def relay_once(self) -> tuple[int, str]:
+        """Publishes one batch of due rows; returns (sent, why the broker failed or "").
+
+        A row the broker cannot route is not a broker failure: it waits on its own delay
+        while the rest go out."""
+        rows = self._claim()
+        if not rows:
+            return 0, ""
         if self._publisher is None:
             self._publisher = self.publisher_factory()
-        sent = 0
-        failed = False
+        sent: list[int] = []
+        unroutable: list[tuple[_Row, str]] = []
+        failed: tuple[_Row, str] | None = None
+        for row in rows:
+            with logs.bound(tracking_id=row.aggregate_id, event_id=row.event_id):
+                try:
+                    self._publisher.publish(row.event_type, row.body, row.event_id)
+                except Unroutable as exc:
+                    OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
+                    log.warning("outbox: no queue bound for %s; trying it again later",
+                                row.event_type)
+                    unroutable.append((row, str(exc)))
+                    continue
+                except PublishError as exc:
+                    OUTBOX_PUBLISH_ERRORS.labels(self.service, "broker").inc()
+                    failed = (row, str(exc))
+                    break
+            sent.append(row.id)
+        self._record(rows, sent, unroutable, failed)
+        return len(sent), failed[1] if failed else ""
+
+    def _claim(self) -> list[_Row]:
         t = self.table
-        try:
-            with self.engine.begin() as conn:
-                query = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body)
-                         .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self.batch))
-                if is_postgres(conn):
-                    # Several replicas relay at once; each takes rows the others have not locked.
-                    query = query.with_for_update(skip_locked=True)
-                rows = conn.execute(query).all()
-                for row in rows:
-                    with logs.bound(tracking_id=row.aggregate_id, event_id=row.event_id):
-                        try:
-                            self._publisher.publish(row.event_type, row.body, row.event_id)
-                        except PublishError as exc:
-                            failed = True
-                            reason = "unroutable" if isinstance(exc, Unroutable) else "broker"
-                            OUTBOX_PUBLISH_ERRORS.labels(self.service, reason).inc()
-                            conn.execute(t.update().where(t.c.id == row.id).values(
-                                attempts=t.c.attempts + 1, last_error=str(exc)[:200]))
-                            log.warning("outbox publish of %s failed: %s", row.event_type, exc)
-                            if isinstance(exc, Unroutable):
-                                continue  # the other events can still go out
-                            break
-                        conn.execute(t.update().where(t.c.id == row.id).values(
-                            published_at=utcnow(), attempts=t.c.attempts + 1))
-                        sent += 1
-        except sa.exc.SQLAlchemyError:
-            log.exception("outbox relay could not read or update its table")
-            return sent, True
-        return sent, failed
+        now = utcnow()
+        due = sa.and_(t.c.published_at.is_(None),
+                      sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
+        # A read first: when nothing is due (most polls) no write lock is taken at all.
+        with reading(self.engine) as conn:
+            if conn.execute(sa.select(t.c.id).where(due).limit(1)).first() is None:
+                return []
+        with self.engine.begin() as conn:
+            query = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
+                               t.c.attempts)
+                     .where(due).order_by(t.c.id).limit(self.batch))
+            if is_postgres(conn):
+                # Several replicas relay at once; each takes rows the others have not locked.
+                query = query.with_for_update(skip_locked=True)
+            rows = [_Row(*r) for r in conn.execute(query).all()]
+            if rows:
+                conn.execute(t.update().where(t.c.id.in_([r.id for r in rows]))
+                             .values(next_attempt_at=now + CLAIM_LEASE))
+        return rows
+
+    def _record(self, rows: list[_Row], sent: list[int],
+                unroutable: list[tuple[_Row, str]], failed: tuple[_Row, str] | None) -> None:
+        t = self.table
+        now = utcnow()
+        done = set(sent) | {r.id for r, _ in unroutable}
+        untried = [r.id for r in rows if r.id not in done]
+        with self.engine.begin() as conn:
+            if sent:
+                conn.execute(t.update().where(t.c.id.in_(sent)).values(
+                    published_at=now, body=b"", attempts=t.c.attempts + 1,
+                    next_attempt_at=None, last_error=None))
+            for row, error in unroutable:
+                delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
+                conn.execute(t.update().where(t.c.id == row.id).values(
+                    attempts=row.attempts + 1, last_error=error[:200],
+                    next_attempt_at=now + timedelta(seconds=delay)))
+            if failed is not None:
+                row, error = failed
+                conn.execute(t.update().where(t.c.id == row.id).values(
+                    attempts=row.attempts + 1, last_error=error[:200]))
+            if untried:
+                # The broker is away: the relay backs off as a whole; the rows are due again
+                # as soon as it is back.
+                conn.execute(t.update().where(t.c.id.in_(untried))
+                             .values(next_attempt_at=None))
+
+    def purge_sent(self, older_than: timedelta, batch: int = 1000) -> int:
+        """Deletes up to `batch` rows confirmed longer ago than `older_than`; returns how many."""
+        t = self.table
+        cutoff = utcnow() - older_than
+        with self.engine.begin() as conn:
+            ids = sa.select(t.c.id).where(t.c.published_at.is_not(None),
+                                          t.c.published_at < cutoff).limit(batch)
+            return conn.execute(t.delete().where(t.c.id.in_(ids.scalar_subquery()))).rowcount
 
     def backlog(self) -> tuple[int, float]:
         """(unsent rows, age in seconds of the oldest)."""

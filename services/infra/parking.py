@@ -22,8 +22,7 @@ from services.infra.messaging import (
 
 def _open(url: str):
     connection = pika.BlockingConnection(connection_parameters(url, "lapor-parking"))
-    channel = connection.channel()
-    declare_topology(channel)
+    channel = declare_topology(connection.channel())
     channel.confirm_delivery()
     return connection, channel
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -66,15 +65,14 @@ def vhost_of(amqp_url: str) -> str:
 @contextlib.contextmanager
 def temporary_vhost(prefix: str = "lapor-test") -> Iterator[str]:
     """A fresh vhost for fixtures wider than one test (conftest's amqp_url is per test)."""
-    if shutil.which("rabbitmqctl") is None:
-        raise RuntimeError("rabbitmqctl not found: install rabbitmq-server")
+    from tests.conftest import create_vhost, delete_vhost
+
     vhost = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    create_vhost(vhost)
     try:
         yield f"amqp://guest:guest@{AMQP_HOST}/{quote(vhost, safe='')}"
     finally:
-        rabbitmqctl("delete_vhost", vhost)
+        delete_vhost(vhost)
 
 
 @contextlib.contextmanager
@@ -235,6 +233,45 @@ class TcpProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+class BlackHole:
+    """A TCP listener that accepts connections and never answers: an overloaded broker, one
+    still starting, or a proxy with no backend. close() frees the port (a TcpProxy can then
+    take it over: the broker "comes back" on the same address)."""
+
+    def __init__(self):
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, vhost_url: str, **query: object) -> str:
+        parts = urlsplit(vhost_url)
+        extra = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"amqp://guest:guest@127.0.0.1:{self.port}{parts.path}" + (
+            f"?{extra}" if extra else "")
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.accepted.append(client)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for sock in self.accepted:
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 # -- events ----------------------------------------------------------------------------------

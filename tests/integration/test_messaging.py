@@ -8,12 +8,18 @@ import logging
 import threading
 import time
 import uuid
+from urllib.parse import quote
 
+import pika
 import pytest
+import requests
 
 from lapor.v1 import events_pb2
 from services.infra import events, messaging
 from tests.integration.helpers import (
+    BlackHole,
+    TcpProxy,
+    channel,
     close_connections,
     connection_pids,
     dead_amqp_url,
@@ -23,6 +29,7 @@ from tests.integration.helpers import (
     queue_depth,
     take_messages,
     ticket_dispatched,
+    vhost_of,
     wait_for,
 )
 
@@ -184,14 +191,14 @@ def test_the_consumer_reconnects_after_the_broker_drops_its_connection(
     # time (a broker restart a week later is not the fourth failure in a row).
     # (Without that, the third reconnect alone would wait 2 to 4 seconds.) The delay the
     # consumer chose is read from its log line, so the check does not depend on timing.
-    caplog.set_level("WARNING", logger="services.infra.messaging")
+    caplog.set_level("WARNING", logger="services.infra.lifecycle")
     dropped: list[str] = []
     for outage in range(3):
         dropped += close_connections(amqp_url, name)
         assert len(dropped) == outage + 1
         wait_for(lambda: not consumer.consuming.is_set(), 5, what="the drop to be noticed")
         wait_for(consumer.consuming.is_set, 10, what="the consumer to reconnect")
-        delays = [r.args[1] for r in caplog.records if "reconnecting in" in r.msg]
+        delays = [r.args[2] for r in caplog.records if "retrying in" in r.msg]
         assert len(delays) == outage + 1
         assert delays[-1] <= 1.0, f"outage {outage + 1} waited {delays[-1]:.1f}s"
         sent.append(ticket_dispatched(tracking_id()))
@@ -231,7 +238,7 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, spec, publi
     stopper = threading.Thread(target=stop)
     stopper.start()
     # The handler is released only once stop() has been asked for (as on SIGTERM mid-work).
-    wait_for(consumer._stop.is_set, 5, what="stop() to be requested")
+    wait_for(lambda: consumer.loop.stopping, 5, what="stop() to be requested")
     release.set()
     stopper.join(15)
     assert stopped_at, "stop() did not return"
@@ -283,3 +290,198 @@ def test_publisher_recovers_after_the_broker_drops_its_connection(amqp_url, publ
     ids = [p.message_id for p, _ in take_messages(amqp_url, messaging.QUEUES["notify"].name)]
     assert ids[-1] == sent.event_id
     assert messaging.broker_reachable(amqp_url) is True
+
+
+# -- failure paths found by review and fault runs ------------------------------------------
+def test_a_broker_that_never_answers_does_not_kill_the_consumer(amqp_url, spec, publisher):
+    """pika gives up on a silent broker with a plain Exception; the consumer keeps trying,
+    stays alive (and says it is not consuming), and consumes once the broker is back."""
+    hole = BlackHole()
+    handler = Recorder()
+    consumer = messaging.Consumer(hole.url(amqp_url, stack_timeout=1, socket_timeout=1), spec,
+                                  handler, consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  backoff_cap=0.5)
+    consumer.start()
+    proxy = None
+    try:
+        wait_for(lambda: consumer.loop.status().failures >= 2, 15,
+                 what="two connection attempts to time out")
+        status = consumer.loop.status()
+        assert status.alive and not status.stalled, "failing to connect is not dying"
+        assert "Timeout" in status.last_error or "Error" in status.last_error
+        assert not consumer.consuming.is_set()
+
+        port = hole.port
+        hole.close()
+        proxy = TcpProxy()
+        proxy.port = port
+        proxy.start()  # the broker answers on the same address now
+        wait_for(consumer.consuming.is_set, 15, what="the consumer to connect")
+        sent = ticket_dispatched(tracking_id())
+        publish(publisher, sent)
+        wait_for(lambda: handler.ids() == [sent.event_id], 10, what="the event to be handled")
+        assert consumer.loop.status().failures == 0
+    finally:
+        consumer.stop(timeout=5)
+        hole.close()
+        if proxy is not None:
+            proxy.stop()
+
+
+def test_a_malformed_attempt_header_does_not_kill_the_consumer(amqp_url, spec, publisher,
+                                                                start_consumer):
+    handler = Recorder()
+    consumer = start_consumer(spec, handler)
+    odd = ticket_dispatched(tracking_id())
+    with channel(amqp_url) as ch:
+        ch.basic_publish("", spec.name, odd.SerializeToString(), properties=pika.BasicProperties(
+            message_id=odd.event_id, type=EVENT,
+            headers={messaging.ATTEMPT_HEADER: "not a number"}))
+    after = ticket_dispatched(tracking_id())
+    publish(publisher, after)
+    wait_for(lambda: handler.ids() == [odd.event_id, after.event_id], 10,
+             what="both messages to be handled")
+    assert consumer.loop.status().healthy
+    assert queue_depth(amqp_url, spec.parking_queue) == 0
+
+
+def test_the_consumer_subscribes_again_when_the_broker_cancels_it(amqp_url, spec, publisher,
+                                                                   start_consumer):
+    """Deleting the queue (or a quorum leader moving) cancels the subscription; the consumer
+    declares the queue again and goes on consuming instead of idling as if all were well."""
+    handler = Recorder()
+    consumer = start_consumer(spec, handler)
+    with channel(amqp_url) as ch:
+        ch.queue_delete(spec.name)
+    wait_for(lambda: consumer.loop.status().failures >= 1 or not consumer.consuming.is_set(),
+             5, what="the cancellation to be noticed")
+    wait_for(consumer.consuming.is_set, 10, what="the consumer to subscribe again")
+    sent = ticket_dispatched(tracking_id())
+    publish(publisher, sent)
+    wait_for(lambda: handler.ids() == [sent.event_id], 10,
+             what="an event published after the cancel to be handled")
+
+
+def test_a_handler_slower_than_the_heartbeat_keeps_the_connection(amqp_url, spec, publisher):
+    """Heartbeats keep flowing while a handler works, so the broker does not drop the
+    connection and hand the message to someone else a second time."""
+    calls: list[str] = []
+
+    def slow(envelope):
+        calls.append(envelope.event_id)
+        time.sleep(4)  # the broker gives up after two missed heartbeats: 2 s here
+        return "processed"
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    consumer = messaging.Consumer(f"{amqp_url}?heartbeat=1", spec, slow, consumer=name)
+    consumer.start()
+    try:
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to start")
+        before = connection_pids(amqp_url, f"{name}-consumer")
+        sent = ticket_dispatched(tracking_id())
+        publish(publisher, sent)
+        wait_for(lambda: metric("lapor_events_consumed_total", consumer=name, type=EVENT,
+                                outcome="processed") == 1, 15, what="the message to be acked")
+        time.sleep(1)
+        assert calls == [sent.event_id], "handled exactly once"
+        assert connection_pids(amqp_url, f"{name}-consumer") == before, "never reconnected"
+        assert queue_depth(amqp_url, spec.name) == 0
+    finally:
+        consumer.stop(timeout=10)
+
+
+def test_a_wedged_handler_makes_the_consumer_unhealthy(amqp_url, spec, publisher):
+    release = threading.Event()
+
+    def stuck(envelope):
+        release.wait(10)
+        return "processed"
+
+    consumer = messaging.Consumer(amqp_url, spec, stuck, consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  handler_timeout=0.5)
+    consumer.start()
+    try:
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to start")
+        publish(publisher, ticket_dispatched(tracking_id()))
+        wait_for(lambda: not consumer.healthy(), 5, what="the consumer to count as wedged")
+        release.set()
+        wait_for(consumer.healthy, 5, what="the consumer to be healthy again")
+    finally:
+        release.set()
+        consumer.stop(timeout=10)
+
+
+# -- queue settings as broker policies -------------------------------------------------------
+def management(method: str, path: str, **kwargs):
+    response = requests.request(method, f"http://127.0.0.1:15672/api{path}",
+                                auth=("guest", "guest"), timeout=10, **kwargs)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def test_queue_settings_are_policies_the_services_apply(amqp_url, spec, publisher,
+                                                        start_consumer):
+    start_consumer(spec, Recorder())
+    vhost = quote(vhost_of(amqp_url), safe="")
+    policies = {p["name"]: p for p in management("GET", f"/policies/{vhost}")}
+    main = policies[f"lapor.{spec.name}"]["definition"]
+    assert main["dead-letter-routing-key"] == spec.parking_queue
+    assert main["delivery-limit"] == spec.delivery_limit
+    assert main["dead-letter-strategy"] == "at-least-once"
+    retry = policies[f"lapor.{spec.retry_queue(1)}"]["definition"]
+    assert (retry["message-ttl"], retry["dead-letter-routing-key"]) == (200, spec.name)
+    for name in ("routing.events", "notify.events", "intake.read-model"):
+        assert f"lapor.{name}" in policies, "the whole topology's policies"
+    # Retry queues are replicated like the rest: quorum queues, settings from the policy.
+    queue = management("GET", f"/queues/{vhost}/{quote(spec.retry_queue(1), safe='')}")
+    assert queue["type"] == "quorum"
+    assert queue["arguments"] == {"x-queue-type": "quorum"}
+
+
+def test_changing_a_retry_delay_is_a_policy_update_not_a_broken_declare(amqp_url, publisher):
+    name = f"test.{uuid.uuid4().hex[:8]}"
+    first = messaging.QueueSpec(name, (EVENT,), retry_delays_ms=(200, 200))
+    changed = messaging.QueueSpec(name, (EVENT,), retry_delays_ms=(300, 300, 300))
+    handler = Recorder(fail=RuntimeError("still failing"))
+    for spec in (first, changed):
+        consumer = messaging.Consumer(amqp_url, spec, handler,
+                                      consumer=f"test-{uuid.uuid4().hex[:8]}")
+        consumer.start()
+        try:
+            wait_for(consumer.consuming.is_set, 10, what="the consumer to start")
+        finally:
+            consumer.stop(timeout=5)
+    vhost = quote(vhost_of(amqp_url), safe="")
+    policy = management("GET", f"/policies/{vhost}/{quote(f'lapor.{name}.retry.1', safe='')}")
+    assert policy["definition"]["message-ttl"] == 300
+    # The new third retry step exists and works through its policy.
+    consumer = messaging.Consumer(amqp_url, changed, handler,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}").start()
+    try:
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to start")
+        publish(publisher, ticket_dispatched(tracking_id()))
+        wait_for(lambda: queue_depth(amqp_url, changed.parking_queue) == 1, 10,
+                 what="the message to go through three retries and be parked")
+        assert len(handler.calls) == 4
+    finally:
+        consumer.stop(timeout=5)
+
+
+def test_a_queue_declared_with_old_arguments_is_used_as_it_is(amqp_url, caplog):
+    """A queue an earlier release declared with x-delivery-limit and dead-letter arguments
+    must not make every declare fail (PRECONDITION_FAILED): it is used, with a warning."""
+    routing = messaging.QUEUES["routing"]
+    with channel(amqp_url) as ch:
+        ch.queue_declare(routing.name, durable=True, arguments={
+            "x-queue-type": "quorum", "x-delivery-limit": 10,
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": routing.parking_queue})
+    caplog.set_level(logging.WARNING, logger="services.infra.messaging")
+    publisher = messaging.Publisher(amqp_url, "test-legacy")
+    try:
+        event = events.new("report.submitted", "LPR-X", events_pb2.ReportSubmitted(
+            tracking_id="LPR-X"), producer="intake")
+        publish(publisher, event)
+    finally:
+        publisher.close()
+    assert queue_depth(amqp_url, routing.name) == 1
+    assert any("exists with other arguments" in r.getMessage() for r in caplog.records)

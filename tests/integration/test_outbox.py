@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,8 +14,10 @@ import sqlalchemy as sa
 from services.infra import db, messaging
 from services.infra.outbox import Outbox, outbox_table
 from tests.integration.helpers import (
+    BlackHole,
     TcpProxy,
     collect_events,
+    connection_pids,
     dead_amqp_url,
     metric,
     observe,
@@ -105,6 +108,8 @@ def test_only_committed_events_are_published_in_order_and_marked_sent(
     stored = rows(engine, table)
     assert [r.event_id for r in stored] == committed_ids
     assert all(r.published_at is not None and r.attempts == 1 for r in stored)
+    # Events may carry contacts or confidential text: nothing needs them after the confirm.
+    assert all(bytes(r.body) == b"" for r in stored)
 
     assert outbox.flush(10) == 0
     assert take_messages(amqp_url, watched) == [], "sent rows are not sent again"
@@ -121,7 +126,8 @@ def test_with_the_broker_down_events_are_kept_and_sent_once_it_is_reachable(
     assert count == 3 and age >= 0
 
     started = time.monotonic()
-    assert outbox.relay_once() == (0, True)
+    sent, failure = outbox.relay_once()
+    assert (sent, "broker unreachable" in failure) == (0, True)
     assert time.monotonic() - started < 3, "a dead broker is noticed quickly"
     first = rows(engine, table)[0]
     assert first.published_at is None and first.attempts == 1
@@ -162,7 +168,9 @@ def test_the_relay_catches_up_after_an_outage_and_the_backlog_gauge_follows(
 
         proxy.start()  # back on the same address; nobody calls flush()
         got = collect_events(amqp_url, watched, 4, timeout=10)
-        assert [e.event_id for e in got] == during
+        # At least once: a publish cut off with the connection may go out again.
+        first_seen = list(dict.fromkeys(e.event_id for e in got))
+        assert set(first_seen) - set(before) == set(during)
         wait_for(lambda: metric("lapor_outbox_backlog", service=service) == 0, 5,
                  what="the gauge to drop back to zero")
         assert outbox.backlog()[0] == 0
@@ -206,3 +214,131 @@ def test_two_relays_on_one_database_lose_no_event(store, amqp_url, service, outb
     duplicates = len(published) - len(set(published))
     assert duplicates == 0, f"{duplicates} events were published twice"
     assert all(r.published_at is not None for r in rows(engine, table))
+
+
+def add_unroutable(engine, table, count: int) -> None:
+    """Rows whose type no queue binds (a producer deployed before its consumer's binding)."""
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [
+            dict(event_id=str(uuid.uuid4()), event_type="nobody.binds.this", aggregate_id="x",
+                 body=b"x", created_at=db.utcnow(), attempts=0) for _ in range(count)])
+
+
+def test_unroutable_rows_never_block_the_events_behind_them(store, amqp_url, service, outboxes):
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    outbox = outboxes(engine, table, service, live(amqp_url), batch=100)
+    add_unroutable(engine, table, 150)
+    routable = add_committed(engine, outbox, 1)
+
+    for _ in range(3):
+        outbox.relay_once()
+    assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == routable
+    assert metric("lapor_outbox_publish_errors_total", service=service,
+                  reason="unroutable") == 150, "each unroutable row tried once, then it waits"
+    waiting = [r for r in rows(engine, table) if r.published_at is None]
+    assert len(waiting) == 150
+    assert all(r.attempts == 1 and "no queue bound" in r.last_error for r in waiting)
+    assert all(db.as_utc(r.next_attempt_at) > db.utcnow() for r in waiting), (
+        "an unroutable row waits a delay of its own before it is tried again")
+    # The relay as a whole does not back off for them: new events still go out at once.
+    later = add_committed(engine, outbox, 1)
+    assert outbox.relay_once() == (1, "")
+    assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == later
+
+
+def test_a_slow_broker_never_holds_up_a_submission(sqlite_url, amqp_url, service, outboxes):
+    """The relay talks to the broker outside any transaction: with a broker that accepts TCP
+    and never answers, a concurrent write (a citizen's report) does not wait for it."""
+    engine = db.make_engine(sqlite_url)
+    table = outbox_table(sa.MetaData())
+    table.metadata.create_all(engine)
+    hole = BlackHole()
+    try:
+        outbox = outboxes(engine, table, service, lambda: messaging.Publisher(
+            hole.url(amqp_url, stack_timeout=5, socket_timeout=5), "test-outbox"),
+            poll_interval=0.05)
+        add_committed(engine, outbox, 3)
+        outbox.start()
+        wait_for(lambda: hole.accepted, 5, what="the relay to reach the silent broker")
+        time.sleep(0.3)  # it is now waiting for the handshake
+        started = time.monotonic()
+        add_committed(engine, outbox, 1)
+        waited = time.monotonic() - started
+        assert waited < 2, f"a submission waited {waited:.1f}s behind the relay"
+        assert outbox.loop.status().alive
+    finally:
+        hole.close()
+        engine.dispose()
+
+
+class ThreadRecordingPublisher(messaging.Publisher):
+    threads: list[int] = []
+
+    def publish(self, event_type, body, event_id):
+        self.threads.append(threading.get_ident())
+        time.sleep(0.002)
+        super().publish(event_type, body, event_id)
+
+
+def test_stop_flushes_on_the_relays_own_thread(store, amqp_url, service, outboxes):
+    """One connection, one thread: stop() never publishes on the caller's thread while the
+    relay may still be using the same connection."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    ThreadRecordingPublisher.threads = []
+    outbox = outboxes(engine, table, service,
+                      lambda: ThreadRecordingPublisher(amqp_url, "test-outbox"),
+                      batch=5, poll_interval=0.05).start()
+    ids = add_committed(engine, outbox, 40)
+    outbox.wake()
+    wait_for(lambda: ThreadRecordingPublisher.threads, 5, what="the relay to start publishing")
+    assert outbox.stop(flush_timeout=10) == 0
+    assert threading.get_ident() not in ThreadRecordingPublisher.threads
+    assert len(set(ThreadRecordingPublisher.threads)) == 1
+    assert set(p.message_id for p, _ in take_messages(amqp_url, watched)) == set(ids)
+
+
+def test_an_idle_publisher_keeps_its_connection(store, amqp_url, service, outboxes):
+    """After a quiet spell longer than the broker's heartbeat timeout the next event goes out
+    on the same connection, without a (false) broker error."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    url = f"{amqp_url}?heartbeat=1"
+    outbox = outboxes(engine, table, service, lambda: messaging.Publisher(url, "test-idle"),
+                      poll_interval=0.2).start()
+    first = add_committed(engine, outbox, 1)
+    outbox.wake()
+    wait_for(lambda: take_messages(amqp_url, watched), 5, what="the first event")
+    connections = connection_pids(amqp_url, "test-idle")
+    assert len(connections) == 1
+
+    time.sleep(5)  # the broker drops a connection after two missed heartbeats (2 s here)
+    second = add_committed(engine, outbox, 1)
+    outbox.wake()
+    got = collect_events(amqp_url, watched, 1, timeout=5)
+    assert [e.event_id for e in got] == second and first != second
+    assert metric("lapor_outbox_publish_errors_total", service=service, reason="broker") == 0
+    assert connection_pids(amqp_url, "test-idle") == connections, "the same connection"
+
+
+def test_confirmed_rows_are_purged_after_the_retention_window(store, amqp_url, service,
+                                                              outboxes):
+    engine, table = store
+    outbox = outboxes(engine, table, service, live(amqp_url))
+    old = add_committed(engine, outbox, 5)
+    assert outbox.flush(10) == 0
+    unsent = add_committed(engine, outbox, 2)
+    with engine.begin() as conn:  # confirmed eight days ago
+        conn.execute(table.update().where(table.c.event_id.in_(old)).values(
+            published_at=db.utcnow() - timedelta(days=8),
+            created_at=db.utcnow() - timedelta(days=8)))
+    fresh = add_committed(engine, outbox, 1)
+    outbox.flush(10)
+
+    assert outbox.purge_sent(timedelta(days=7), batch=2) == 2, "in small batches"
+    assert outbox.purge_sent(timedelta(days=7), batch=2) == 2
+    assert outbox.purge_sent(timedelta(days=7), batch=2) == 1
+    assert outbox.purge_sent(timedelta(days=7), batch=2) == 0
+    left = {r.event_id for r in rows(engine, table)}
+    assert left == set(unsent + fresh), "unsent and recently sent rows stay"
