@@ -1,14 +1,14 @@
-"""Storage shared by the services: engines for SQLite (default) and PostgreSQL, ordered
-migrations, and the processed-events table that makes consumers idempotent."""
+"""Storage shared by the services: engines for SQLite (default) and PostgreSQL, migrations
+(services.infra.migrations, Alembic), and the processed-events table that makes consumers
+idempotent."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,11 +29,22 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> Engine:
+# Every statement is bounded, so a handler or an RPC never waits on the database longer than
+# its caller (a broker heartbeat, a client's deadline) waits on it. Migrations lift them.
+STATEMENT_TIMEOUT = 15.0
+LOCK_TIMEOUT = 5.0
+
+
+def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
+                statement_timeout: float = STATEMENT_TIMEOUT,
+                lock_timeout: float = LOCK_TIMEOUT) -> Engine:
     """An engine for `url`: sqlite:///path (WAL, immediate write transactions) or postgresql://.
 
     `pool_size` should cover every thread that may hold a connection at once (RPC workers,
     consumer, relay); `pool_timeout` is how long a caller waits for a free one before failing.
+    PostgreSQL statements end after `statement_timeout` seconds and lock waits after
+    `lock_timeout`; on SQLite a writer waits at most `statement_timeout` for the write lock.
+    A new SQLite file is created readable by its owner only (it holds contacts and secrets).
 
     Errors never quote the statement's values: they may be contacts or secrets, and error
     messages end up in logs.
@@ -43,16 +54,35 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> 
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+            _private_file(Path(path))
+        engine = sa.create_engine(url, connect_args={"timeout": statement_timeout,
+                                                     "check_same_thread": False},
                                   hide_parameters=True)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_ms=int(statement_timeout * 1000))
         return engine
+    options = (f"-c statement_timeout={int(statement_timeout * 1000)} "
+               f"-c lock_timeout={int(lock_timeout * 1000)}")
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                            pool_timeout=pool_timeout, hide_parameters=True)
+                            pool_timeout=pool_timeout, hide_parameters=True,
+                            connect_args={"options": options})
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _private_file(path: Path) -> None:
+    """Creates the database file 0600 before SQLite opens it (SQLite gives its -wal and -shm
+    files the same mode), and tightens one an earlier release left readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = candidate.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            candidate.chmod(mode & 0o700)
+
+
+def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
     # pysqlite's own transaction handling begins DEFERRED transactions lazily, so two writers can
     # both read and then fail to upgrade with "database is locked" instead of waiting. We take
     # the write lock up front (BEGIN IMMEDIATE) unless the caller asked for a read.
@@ -60,7 +90,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -101,57 +131,28 @@ def is_postgres(conn_or_engine) -> bool:
     return conn_or_engine.dialect.name == "postgresql"
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    apply: Callable[[Connection], None]
+def migrate(engine: Engine, service: str, plan, after: Callable[[Connection], None] | None = None
+            ) -> list[str]:
+    """Brings the service's database to its newest schema (services.infra.migrations);
+    `after` runs under the same lock, e.g. to seed reference data once."""
+    from services.infra import migrations
 
-
-_schema_migrations = sa.Table(
-    "schema_migrations",
-    sa.MetaData(),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-def migrate(engine: Engine, service: str, migrations: list[Migration]) -> list[int]:
-    """Applies the migrations not yet applied, in order, in one transaction; returns them.
-
-    Several replicas may start at once: PostgreSQL serialises them with an advisory lock,
-    SQLite with its write lock.
-    """
-    versions = [m.version for m in migrations]
-    if versions != sorted(set(versions)):
-        raise ValueError(f"{service}: migration versions must be unique and ascending")
-    applied: list[int] = []
-    with engine.begin() as conn:
-        if is_postgres(conn):
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                         {"key": zlib.crc32(f"lapor-migrate-{service}".encode())})
-        _schema_migrations.create(conn, checkfirst=True)
-        done = set(conn.execute(sa.select(_schema_migrations.c.version)).scalars())
-        for migration in migrations:
-            if migration.version in done:
-                continue
-            migration.apply(conn)
-            conn.execute(_schema_migrations.insert().values(
-                version=migration.version, name=migration.name, applied_at=utcnow()))
-            applied.append(migration.version)
-    return applied
+    if plan.service != service:
+        raise ValueError(f"migration plan of {plan.service} given for {service}")
+    return migrations.upgrade(engine, plan, after)
 
 
 def processed_events_table(metadata: sa.MetaData) -> sa.Table:
     """Event ids a consumer has already handled (its dedupe memory)."""
-    return sa.Table(
+    table = sa.Table(
         "processed_events",
         metadata,
         sa.Column("consumer", sa.String(64), primary_key=True),
         sa.Column("event_id", sa.String(36), primary_key=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
     )
+    sa.Index("ix_processed_events_processed_at", table.c.processed_at)
+    return table
 
 
 def first_delivery(conn: Connection, consumer: str, event_id: str) -> bool:

@@ -1,13 +1,15 @@
-"""Intake's tables: reports as submitted (with the reporter's contact, which never leaves
-intake except to notify), idempotency keys, the citizen-facing status read model and its
-timeline, and the outbox."""
+"""Intake's tables: reports as submitted, idempotency keys, the citizen-facing status read
+model and its timeline, and the outbox. Reporters' contacts are not kept here: they pass
+through to notify (reporter.registered) and only notify stores them."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from pathlib import Path
 
-from services.infra.db import BigId, Migration, processed_events_table
+import sqlalchemy as sa
+
+from services.infra.db import BigId, processed_events_table
+from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 
 metadata = sa.MetaData()
@@ -28,14 +30,14 @@ reports = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("anonymous", sa.Boolean, nullable=False),
     sa.Column("confidential", sa.Boolean, nullable=False),
-    sa.Column("reporter_name", sa.String(100), nullable=False, default=""),
-    sa.Column("reporter_email", sa.String(254), nullable=False, default=""),
-    sa.Column("reporter_phone", sa.String(20), nullable=False, default=""),
     sa.Column("language", sa.String(2), nullable=False, default="id"),
     sa.Column("access_token_hash", sa.String(64), nullable=False),
     # Read model, updated from routing's events.
     sa.Column("status", sa.String(24), nullable=False),
     sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+    # The ticket version of the last event applied (routing numbers every change); 0 until
+    # the first versioned event.
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("agency_code", sa.String(40), nullable=False, default=""),
     sa.Column("agency_name", sa.String(200), nullable=False, default=""),
     sa.Column("deadline", sa.DateTime(timezone=True)),
@@ -44,14 +46,15 @@ reports = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The first answer to a keyed submission, so a retry gets the same answer, token included.
+# Neither the key nor the request is stored: the answer is sealed with a key derived from
+# both (services/intake/idempotency.py), so a copy of this table yields no working token.
+# Kept for the retry window only, then deleted.
 idempotency_keys = sa.Table(
     "idempotency_keys", metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
     sa.Column("tracking_id", sa.String(20), nullable=False),
-    # The first answer, token included, so a retry gets the same answer. Kept for the
-    # retry window only (see docs/decisions.md), then the row is deleted.
-    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("sealed_answer", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
@@ -73,8 +76,4 @@ outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
 
-def _create_all(conn: Connection) -> None:
-    metadata.create_all(conn)
-
-
-MIGRATIONS = [Migration(1, "reports, idempotency, read model, outbox", _create_all)]
+MIGRATIONS = MigrationPlan("intake", metadata, Path(__file__).with_name("migrations"))

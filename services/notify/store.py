@@ -4,12 +4,14 @@ contacts (only notify keeps them), agency webhook subscriptions, and the migrati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from services.infra.db import BigId, Migration, processed_events_table, utcnow
+from services.infra.db import BigId, processed_events_table, utcnow
+from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 
 CONSUMER = "notify"
@@ -91,17 +93,7 @@ delivery_attempts = _tables["delivery_attempts"]
 outbox = _tables["outbox"]
 
 
-def _v1_initial(conn: Connection) -> None:
-    # Its own MetaData, so that a later change to the tables above arrives as a new migration
-    # instead of silently changing what version 1 creates.
-    v1 = sa.MetaData()
-    _define(v1)
-    v1.create_all(conn)
-
-
-MIGRATIONS = [
-    Migration(1, "contacts, webhook subscriptions, deliveries, attempts, outbox", _v1_initial),
-]
+MIGRATIONS = MigrationPlan("notify", metadata, Path(__file__).with_name("migrations"))
 
 
 # -- contacts -------------------------------------------------------------------------------

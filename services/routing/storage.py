@@ -10,7 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.infra.db import BigId, Migration, processed_events_table
+from services.infra.db import BigId, processed_events_table
+from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 from services.routing.rules import AgencyRef, region_ancestry, valid_region_code
 from services.routing.seed import AgencyRow, Region
@@ -64,6 +65,8 @@ tickets = sa.Table(
     sa.Column("deadline_zone", sa.String(8), nullable=False, default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Bumped by every change; events carry it so readers apply them in order.
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
 )
 sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
 
@@ -84,11 +87,7 @@ outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
 
-def _create_all(conn: Connection) -> None:
-    metadata.create_all(conn)
-
-
-MIGRATIONS = [Migration(1, "directory, tickets, outbox", _create_all)]
+MIGRATIONS = MigrationPlan("routing", metadata, Path(__file__).with_name("migrations"))
 
 
 def _agency_ref(row) -> AgencyRef:

@@ -1,0 +1,154 @@
+"""Schema migrations (Alembic, frozen revisions): every service's database migrates from
+empty to head on SQLite and PostgreSQL and then matches its table definitions exactly
+(`alembic check`); a database created by the first release's schema is taken over and
+upgraded with its data; replicas starting together migrate once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from services.infra import db, migrations
+from services.intake import idempotency
+from services.intake import storage as intake_storage
+from services.notify import store as notify_store
+from services.routing import storage as routing_storage
+
+pytestmark = pytest.mark.integration
+
+PLANS = {"intake": intake_storage.MIGRATIONS, "routing": routing_storage.MIGRATIONS,
+         "notify": notify_store.MIGRATIONS}
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_schema"
+
+
+
+@pytest.mark.parametrize("service", sorted(PLANS))
+def test_an_empty_database_migrates_to_head_and_matches_the_tables(database_url, service):
+    plan = PLANS[service]
+    engine = db.make_engine(database_url)
+    try:
+        applied = db.migrate(engine, service, plan)
+        assert applied == ["0001", "0002"]
+        migrations.check(engine, plan)  # raises when models and revisions disagree
+        with engine.connect() as conn:
+            assert migrations.current(conn, plan) == migrations.head(plan)
+            tables = set(sa.inspect(conn).get_table_names())
+        assert plan.version_table in tables
+        assert set(plan.metadata.tables) <= tables
+        assert "schema_migrations" not in tables
+        assert db.migrate(engine, service, plan) == [], "a second run changes nothing"
+    finally:
+        engine.dispose()
+
+
+def _load_legacy(database_url: str, service: str) -> None:
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[1]
+        with sqlite3.connect(path) as conn:
+            conn.executescript((LEGACY / f"{service}.sqlite.sql").read_text())
+    else:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute((LEGACY / f"{service}.postgres.sql").read_text())
+
+
+def test_the_first_releases_intake_database_is_upgraded_with_its_data(database_url):
+    """Reports keep everything citizens see, contacts leave, and an idempotent answer stored
+    in clear by the first release is sealed: the same key and request still open it."""
+    _load_legacy(database_url, "intake")
+    engine = db.make_engine(database_url)
+    answer = {"tracking_id": "LPR-7K2-M9Q-XD4", "access_token": "tok-secret-123",
+              "status": "SUBMITTED", "status_label": "Belum terverifikasi"}
+    now = db.utcnow()
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO reports (tracking_id, kind, title, body, region_code, category, "
+                "target_agency, incident_date, address, channel, anonymous, confidential, "
+                "reporter_name, reporter_email, reporter_phone, language, access_token_hash, "
+                "status, status_at, agency_code, agency_name, deadline_zone, created_at, "
+                "updated_at) VALUES ('LPR-7K2-M9Q-XD4', 'PENGADUAN', 'Jalan rusak', "
+                "'Jalan berlubang di Nagari Muaro', '13.03', '', '', '', '', 'web', false, "
+                "false, 'Rina', 'rina@contoh.id', '+6281234567890', 'id', 'abc', "
+                "'DISPATCHED', :now, 'PUPR-13.03', 'Dinas PUPR', 'WIB', :now, :now)"),
+                {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO idempotency_keys (key, request_hash, tracking_id, response, "
+                "created_at) VALUES ('key-0001-abcdef', 'fingerprint-1', 'LPR-7K2-M9Q-XD4', "
+                ":response, :now)"), {"response": json.dumps(answer), "now": now})
+            conn.execute(sa.text(
+                "INSERT INTO outbox (event_id, event_type, aggregate_id, body, created_at, "
+                "published_at, attempts) VALUES ('e1', 'reporter.registered', "
+                "'LPR-7K2-M9Q-XD4', :body, :now, :now, 1)"),
+                {"body": b"rina@contoh.id", "now": now})
+
+        assert db.migrate(engine, "intake", intake_storage.MIGRATIONS) == ["0002"]
+        migrations.check(engine, intake_storage.MIGRATIONS)
+
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+            report = conn.execute(sa.select(intake_storage.reports)).one()
+            stored = conn.execute(sa.select(intake_storage.idempotency_keys)).one()
+            outbox_body = conn.execute(sa.text("SELECT body FROM outbox")).scalar_one()
+        assert not {"reporter_name", "reporter_email", "reporter_phone"} & columns
+        assert (report.status, report.agency_code, report.version) == ("DISPATCHED",
+                                                                      "PUPR-13.03", 0)
+        assert stored.key_hash == idempotency.key_hash("key-0001-abcdef")
+        assert b"tok-secret-123" not in stored.sealed_answer
+        assert idempotency.unseal("key-0001-abcdef", "fingerprint-1",
+                                  stored.sealed_answer) == answer
+        assert idempotency.unseal("key-0001-abcdef", "another request",
+                                  stored.sealed_answer) is None
+        assert bytes(outbox_body) == b"", "a confirmed event's contacts are cleared"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("service", ["routing", "notify"])
+def test_the_first_releases_database_is_taken_over(database_url, service):
+    _load_legacy(database_url, service)
+    engine = db.make_engine(database_url)
+    try:
+        assert db.migrate(engine, service, PLANS[service]) == ["0002"]
+        migrations.check(engine, PLANS[service])
+    finally:
+        engine.dispose()
+
+
+def test_replicas_starting_together_migrate_and_seed_once(database_url):
+    """Three replicas on one empty database: one migrates, each finds the work done; the
+    `after` step (seeding) runs under the same lock, so none sees a half-seeded table."""
+    engines = [db.make_engine(database_url) for _ in range(3)]
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def seed(conn):
+        # Idempotent like the real seeding: look, then insert what is missing.
+        count = conn.execute(sa.text("SELECT count(*) FROM regions")).scalar_one()
+        seen.append(count)
+        if count == 0:
+            conn.execute(sa.text("INSERT INTO regions (code, name, level) VALUES "
+                                 "('13', 'Sumatera Barat', 'provinsi')"))
+
+    def replica(engine):
+        try:
+            start.wait(10)
+            db.migrate(engine, "routing", routing_storage.MIGRATIONS, after=seed)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for engine in engines:
+        engine.dispose()
+    assert errors == []
+    assert sorted(seen) == [0, 1, 1]
