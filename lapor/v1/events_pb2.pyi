@@ -63,7 +63,7 @@ class ReportUpdated(_message.Message):
     def __init__(self, tracking_id: _Optional[str] = ..., message: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TicketDispatched(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "agency", "deadline", "deadline_zone", "working_days", "category", "confidence", "decision", "report", "actor_role")
+    __slots__ = ("tracking_id", "ticket_id", "agency", "deadline", "deadline_zone", "working_days", "category", "confidence", "decision", "report", "actor_role", "ticket_version")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class TicketDispatched(_message.Message):
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ROLE_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     agency: _common_pb2.Agency
@@ -86,10 +87,11 @@ class TicketDispatched(_message.Message):
     decision: str
     report: _common_pb2.ReportContent
     actor_role: str
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., working_days: _Optional[int] = ..., category: _Optional[str] = ..., confidence: _Optional[float] = ..., decision: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., actor_role: _Optional[str] = ...) -> None: ...
+    ticket_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., working_days: _Optional[int] = ..., category: _Optional[str] = ..., confidence: _Optional[float] = ..., decision: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., actor_role: _Optional[str] = ..., ticket_version: _Optional[int] = ...) -> None: ...
 
 class TicketStatusChanged(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "from_state", "to_state", "actor_role", "deadline", "deadline_zone", "public_note", "agency")
+    __slots__ = ("tracking_id", "ticket_id", "from_state", "to_state", "actor_role", "deadline", "deadline_zone", "public_note", "agency", "ticket_version")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,7 @@ class TicketStatusChanged(_message.Message):
     DEADLINE_ZONE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_NOTE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     from_state: _common_pb2.TicketState
@@ -108,24 +111,27 @@ class TicketStatusChanged(_message.Message):
     deadline_zone: str
     public_note: str
     agency: _common_pb2.Agency
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., from_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., to_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., actor_role: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., public_note: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ...) -> None: ...
+    ticket_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., from_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., to_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., actor_role: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., public_note: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ...) -> None: ...
 
 class TicketSlaWarning(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "stage", "deadline", "agency")
+    __slots__ = ("tracking_id", "ticket_id", "stage", "deadline", "agency", "ticket_version")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     stage: _common_pb2.TicketState
     deadline: _timestamp_pb2.Timestamp
     agency: _common_pb2.Agency
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ...) -> None: ...
+    ticket_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ...) -> None: ...
 
 class TicketEscalated(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "stage", "level", "from_agency", "to_agency", "deadline", "reason")
+    __slots__ = ("tracking_id", "ticket_id", "stage", "level", "from_agency", "to_agency", "deadline", "reason", "ticket_version")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +140,7 @@ class TicketEscalated(_message.Message):
     TO_AGENCY_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     stage: _common_pb2.TicketState
@@ -142,7 +149,8 @@ class TicketEscalated(_message.Message):
     to_agency: _common_pb2.Agency
     deadline: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., level: _Optional[int] = ..., from_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., to_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    ticket_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., level: _Optional[int] = ..., from_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., to_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., ticket_version: _Optional[int] = ...) -> None: ...
 
 class NotificationOutcome(_message.Message):
     __slots__ = ("tracking_id", "delivery_id", "channel", "audience", "attempt", "outcome", "reason", "trigger_type")

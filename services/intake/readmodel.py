@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from lapor.v1 import common_pb2
 from services.infra import events
-from services.infra.db import as_utc, first_delivery
+from services.infra.db import first_delivery
 from services.intake import storage
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,8 @@ class ReadModel:
         with self.engine.begin() as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
-            row = conn.execute(sa.select(r.c.status_at).where(
-                r.c.tracking_id == envelope.aggregate_id)).first()
-            if row is None:
+            if conn.execute(sa.select(r.c.tracking_id).where(
+                    r.c.tracking_id == envelope.aggregate_id)).first() is None:
                 log.warning("event for a report intake does not have; ignored")
                 return "processed"
             change, entry = self._interpret(envelope.type, payload)
@@ -45,11 +44,27 @@ class ReadModel:
                 conn.execute(storage.timeline.insert().values(
                     **entry, tracking_id=envelope.aggregate_id, at=occurred,
                     source_event_id=envelope.event_id))
-            # Events can arrive out of order: an older one never overwrites a newer status.
-            if change and occurred >= as_utc(row.status_at):
-                conn.execute(r.update().where(r.c.tracking_id == envelope.aggregate_id)
-                             .values(**change, status_at=occurred, updated_at=occurred))
+            if change:
+                conn.execute(self._apply(envelope.aggregate_id, change, occurred,
+                                         getattr(payload, "ticket_version", 0)))
         return "processed"
+
+    @staticmethod
+    def _apply(tracking_id: str, change: dict, occurred, version: int):
+        """The status update, applied only when the event is newer than what is shown.
+
+        Newer means a higher ticket version (routing numbers every change), decided in the
+        UPDATE itself, so events arriving out of order, two replicas applying events of one
+        ticket at once, or routing's clock running behind intake's never roll a status back.
+        """
+        r = storage.reports
+        update = r.update().where(r.c.tracking_id == tracking_id).values(
+            **change, status_at=occurred, updated_at=occurred)
+        if version:
+            return update.where(r.c.version < version).values(version=version)
+        # An event from before ticket versions: the old rule, by time, until the first
+        # versioned event has been applied.
+        return update.where(r.c.version == 0, r.c.status_at <= occurred)
 
     @staticmethod
     def _interpret(event_type: str, p) -> tuple[dict, dict | None]:

@@ -17,7 +17,7 @@ from lapor.v1 import common_pb2, events_pb2
 from services.infra import events, logs
 from services.infra.db import as_utc, utcnow
 from services.infra.outbox import Outbox
-from services.intake import ids, storage
+from services.intake import idempotency, ids, storage
 from services.intake.validation import NewReport
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
            idempotency_key: str | None) -> tuple[dict, bool]:
     """Stores the report and its events in one transaction; returns (answer, replayed).
 
-    The answer holds the access token in clear: this is the only time it is shown.
+    The answer holds the access token in clear: this is the only time it is shown (and to a
+    retry with the same Idempotency-Key and report, which gets the same answer).
     """
     fingerprint = request_fingerprint(report) if idempotency_key else ""
     for _ in range(5):
@@ -76,8 +77,9 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
                 answer = _insert(conn, outbox, report)
                 if idempotency_key:
                     conn.execute(storage.idempotency_keys.insert().values(
-                        key=idempotency_key, request_hash=fingerprint,
-                        tracking_id=answer["tracking_id"], response=json.dumps(answer),
+                        key_hash=idempotency.key_hash(idempotency_key),
+                        tracking_id=answer["tracking_id"],
+                        sealed_answer=idempotency.seal(idempotency_key, fingerprint, answer),
                         created_at=utcnow()))
         except sa.exc.IntegrityError:
             # A tracking id collision, or the same key arriving twice at once: the next
@@ -91,13 +93,14 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
 
 
 def _previous_answer(conn: Connection, key: str, fingerprint: str) -> dict | None:
-    row = conn.execute(sa.select(storage.idempotency_keys).where(
-        storage.idempotency_keys.c.key == key)).first()
+    row = conn.execute(sa.select(storage.idempotency_keys.c.sealed_answer).where(
+        storage.idempotency_keys.c.key_hash == idempotency.key_hash(key))).first()
     if row is None:
         return None
-    if row.request_hash != fingerprint:
+    answer = idempotency.unseal(key, fingerprint, row.sealed_answer)
+    if answer is None:
         raise IdempotencyConflict(key)
-    return json.loads(row.response)
+    return answer
 
 
 def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
@@ -111,8 +114,7 @@ def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
         target_agency=report.target_agency, incident_date=report.incident_date,
         latitude=report.latitude, longitude=report.longitude, address=report.address,
         channel=report.channel, anonymous=report.anonymous, confidential=report.confidential,
-        reporter_name=reporter.name, reporter_email=reporter.email,
-        reporter_phone=reporter.phone, language=reporter.language,
+        language=reporter.language,
         access_token_hash=ids.hash_token(token), status="SUBMITTED", status_at=now,
         created_at=now, updated_at=now))
     conn.execute(storage.timeline.insert().values(
@@ -184,8 +186,9 @@ def public_view(row, entries) -> dict:
 
 
 def owner_view(row, entries) -> dict:
-    """What the holder of the report's access token sees: everything they sent, and all of
-    the timeline including the delivery of their own notifications."""
+    """What the holder of the report's access token sees: the report as they sent it (but
+    their contacts, which only notify keeps), and all of the timeline including the delivery
+    of their own notifications."""
     view = public_view(row, [])
     view.update({
         "title": row.title,
@@ -197,8 +200,8 @@ def owner_view(row, entries) -> dict:
                      if row.latitude is not None else None),
         "address": row.address or None,
         "target_agency": row.target_agency or None,
-        "reporter": {"name": row.reporter_name or None, "email": row.reporter_email or None,
-                     "phone": row.reporter_phone or None, "language": row.language},
+        # Contacts went to notify with reporter.registered; intake does not keep them.
+        "reporter": {"language": row.language},
         "timeline": [_entry(e) for e in entries],
     })
     return view

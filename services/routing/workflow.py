@@ -120,7 +120,7 @@ class Workflow:
             # 16:00 WIB deadline would read back as 16:00 UTC (23:00 WIB).
             submitted_at=submitted_at, deadline=deadline.astimezone(UTC),
             deadline_zone=zone_label(tz),
-            created_at=now, updated_at=now))
+            created_at=now, updated_at=now, version=1))
         history = [dict(at=submitted_at, from_state="", to_state="SUBMITTED", actor_role="citizen",
                         agency_code="", note="Laporan diterima")]
         if decision.auto_dispatch:
@@ -143,7 +143,7 @@ class Workflow:
                 agency=agency_proto(decision.agency), deadline=events.timestamp(deadline),
                 deadline_zone=zone_label(tz), working_days=days, category=decision.category,
                 confidence=decision.confidence, decision=decision.explanation, report=content,
-                actor_role="system")
+                actor_role="system", ticket_version=1)
             event = events.new("ticket.dispatched", payload.tracking_id, dispatched,
                                producer="routing")
         else:
@@ -152,7 +152,7 @@ class Workflow:
                 from_state=State.TICKET_STATE_UNSPECIFIED, to_state=state, actor_role="system",
                 deadline=events.timestamp(deadline), deadline_zone=zone_label(tz),
                 public_note="Laporan menunggu verifikasi admin nasional",
-                agency=agency_proto(decision.agency))
+                agency=agency_proto(decision.agency), ticket_version=1)
             event = events.new("ticket.status_changed", payload.tracking_id, changed,
                                producer="routing")
         self.outbox.add(conn, event)

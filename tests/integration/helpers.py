@@ -277,24 +277,24 @@ class BlackHole:
 # -- events ----------------------------------------------------------------------------------
 def ticket_dispatched(tracking_id: str, *, occurred_at: datetime | None = None,
                       agency: common_pb2.Agency = SIJUNJUNG_PUPR,
-                      deadline: datetime = datetime(2030, 7, 19, 9, 0, tzinfo=UTC)
-                      ) -> events_pb2.EventEnvelope:
+                      deadline: datetime = datetime(2030, 7, 19, 9, 0, tzinfo=UTC),
+                      version: int = 0) -> events_pb2.EventEnvelope:
     return events.new("ticket.dispatched", tracking_id, events_pb2.TicketDispatched(
         tracking_id=tracking_id, ticket_id=str(uuid.uuid4()), agency=agency,
         deadline=events.timestamp(deadline), deadline_zone="WIB", working_days=5,
-        category="INFRASTRUKTUR", confidence=0.8, decision="test", actor_role="system"),
-        producer="routing", occurred_at=occurred_at)
+        category="INFRASTRUKTUR", confidence=0.8, decision="test", actor_role="system",
+        ticket_version=version), producer="routing", occurred_at=occurred_at)
 
 
 def status_changed(tracking_id: str, to_state: str, *, occurred_at: datetime | None = None,
-                   agency: common_pb2.Agency = SIJUNJUNG_PUPR, note: str = ""
-                   ) -> events_pb2.EventEnvelope:
+                   agency: common_pb2.Agency = SIJUNJUNG_PUPR, note: str = "",
+                   version: int = 0) -> events_pb2.EventEnvelope:
     state = common_pb2.TicketState.Value("TICKET_STATE_" + to_state)
     return events.new("ticket.status_changed", tracking_id, events_pb2.TicketStatusChanged(
         tracking_id=tracking_id, ticket_id=str(uuid.uuid4()),
         from_state=common_pb2.TicketState.TICKET_STATE_DISPATCHED, to_state=state,
-        actor_role="agency_officer", agency=agency, public_note=note),
-        producer="routing", occurred_at=occurred_at)
+        actor_role="agency_officer", agency=agency, public_note=note,
+        ticket_version=version), producer="routing", occurred_at=occurred_at)
 
 
 def notification(tracking_id: str, *, audience: str, outcome: str = "delivered",

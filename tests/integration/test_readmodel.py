@@ -4,6 +4,7 @@ then see through the API."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -168,6 +169,61 @@ def test_events_on_the_broker_reach_the_citizen(database_url, amqp_url):
         assert queue_depth(amqp_url, messaging.QUEUES["routing"].name) == 1
     finally:
         publisher.close()
-        ctx.stop_workers(drain_seconds=1)
+        ctx.stop_workers(1)
         ctx.engine.dispose()
     assert queue_depth(amqp_url, messaging.QUEUES["intake"].name) == 0, "both copies acked"
+
+
+def test_the_newer_ticket_version_wins_whatever_routings_clock_says(app, feed):
+    """Routing's clock 0.3 s behind intake's: the follow-up still replaces the dispatch,
+    because the order is the ticket's version, not the time stamps of two machines."""
+    citizen = Citizen(app)
+    t0 = citizen.submitted_at
+    feed(ticket_dispatched(citizen.tracking_id, occurred_at=t0 + timedelta(seconds=60),
+                           version=1))
+    feed(status_changed(citizen.tracking_id, "FOLLOWED_UP", version=2, note="Sudah diperbaiki",
+                        occurred_at=t0 + timedelta(seconds=59.7)))
+    assert citizen.public()["status"] == "FOLLOWED_UP"
+
+    feed(status_changed(citizen.tracking_id, "DISPATCHED", version=1,
+                        occurred_at=t0 + timedelta(seconds=120)))
+    assert citizen.public()["status"] == "FOLLOWED_UP", "a late copy of version 1 is older"
+
+
+def test_two_replicas_applying_one_tickets_events_at_once_end_on_the_newest(database_url):
+    """Two intake replicas, each with its own connections, apply versions 2 and 3 of the
+    same tickets at the same moment; every ticket ends on version 3's status."""
+    apps = [make_app(database_url, dead_amqp_url(), workers=False) for _ in range(2)]
+    feeds = [readmodel.ReadModel(a.extensions["lapor"].engine).handle for a in apps]
+    try:
+        citizens = [Citizen(apps[0]) for _ in range(12)]
+        for citizen in citizens:
+            feeds[0](ticket_dispatched(citizen.tracking_id, version=1))
+        errors: list[BaseException] = []
+
+        def apply(handle, event, gate):
+            try:
+                gate.wait(10)
+                handle(event)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        for n, citizen in enumerate(citizens):
+            # Version 2 carries the later time stamp: only the version can order them.
+            later = datetime.now(UTC) + timedelta(seconds=5)
+            v2 = status_changed(citizen.tracking_id, "ON_HOLD", version=2, occurred_at=later)
+            v3 = status_changed(citizen.tracking_id, "FOLLOWED_UP", version=3,
+                                occurred_at=later - timedelta(seconds=1))
+            gate = threading.Barrier(2)
+            pair = [(feeds[n % 2], v2), (feeds[(n + 1) % 2], v3)]
+            threads = [threading.Thread(target=apply, args=(h, e, gate)) for h, e in pair]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+        assert errors == []
+        assert [c.public()["status"] for c in citizens] == ["FOLLOWED_UP"] * len(citizens)
+    finally:
+        for a in apps:
+            a.extensions["lapor"].routing.close()
+            a.extensions["lapor"].engine.dispose()
