@@ -27,6 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "without one)")
     set_.add_argument("agency_code", help="directory code, e.g. PUPR-13.03, or '*'")
     set_.add_argument("url", help="https://... endpoint that receives signed POSTs")
+    set_.add_argument("--allow-http", action="store_true",
+                      help="accept an http:// URL: only for a local test receiver, since "
+                           "plain http shows reports to anyone on the way")
     secret = set_.add_mutually_exclusive_group(required=True)
     secret.add_argument("--secret-file", metavar="PATH",
                         help="file holding the signing secret (trailing newline ignored)")
@@ -101,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
 def _webhooks_set(args: argparse.Namespace) -> int:
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return _fail("the URL must be http:// or https:// with a host")
+        return _fail("the URL must be https:// with a host")
+    if parts.scheme == "http" and not args.allow_http:
+        return _fail("the URL must be https://: over plain http anyone on the way reads the "
+                     "reports. For a local test receiver only, add --allow-http")
     code = args.agency_code.strip()
     if not code or len(code) > 64:
         return _fail("the agency code must be 1 to 64 characters")

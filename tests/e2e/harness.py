@@ -118,7 +118,7 @@ class Stack:
 
     def setup(self) -> None:
         self.run("routing", "seed-demo")
-        self.run("notify", "webhooks", "set", "*", self.agency.url,
+        self.run("notify", "webhooks", "set", "*", self.agency.url, "--allow-http",
                  "--secret-file", str(self.workdir / "secret"))
 
     def start(self, service: str) -> None:

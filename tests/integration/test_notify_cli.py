@@ -87,6 +87,28 @@ def test_webhooks_set_refuses_weak_or_missing_secrets_and_bad_urls(notify_db, mo
     engine.dispose()
 
 
+def test_webhooks_set_refuses_plain_http_unless_allowed_for_local_testing(notify_db, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setenv("PUPR_SECRET", SECRET)
+    url = "http://pupr.sijunjung.go.id/lapor"
+    assert main(["webhooks", "set", "PUPR-13.03", url, "--secret-env", "PUPR_SECRET"]) == 2
+    err = capsys.readouterr().err
+    assert "https://" in err and "--allow-http" in err
+    assert main(["webhooks", "list"]) == 0
+    assert "no webhook endpoints" in capsys.readouterr().out
+
+    local = "http://127.0.0.1:8099/agency"
+    assert main(["webhooks", "set", "*", local, "--secret-env", "PUPR_SECRET",
+                 "--allow-http"]) == 0
+    assert endpoint(notify_db, "PUPR-13.03").url == local
+
+
+def test_webhooks_set_help_explains_allow_http(capsys):
+    with pytest.raises(SystemExit):
+        main(["webhooks", "set", "--help"])
+    assert "--allow-http" in capsys.readouterr().out
+
+
 def test_serve_answers_probes_and_drains_on_sigterm(amqp_url, sqlite_url):
     port = free_port()
     env = dict(os.environ, NOTIFY_DATABASE_URL=sqlite_url, LAPOR_AMQP_URL=amqp_url,
