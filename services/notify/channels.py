@@ -1,13 +1,21 @@
 """Sending one attempt: an email over SMTP or a signed webhook POST. Each returns a Result
 whose detail is short and free of personal data ("HTTP 503", "SMTP 250", "timeout"), since
-it is stored in the delivery log and may be logged."""
+it is stored in the delivery log and may be logged.
+
+Whatever the other side does, a send ends within its time limit: socket timeouts apply to
+each operation, so a peer that answers one byte at a time could otherwise keep a send going
+far past the worker's lease, and another worker would send the same delivery again."""
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
+import functools
 import http.client
 import smtplib
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,10 +24,15 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from email_validator import EmailNotValidError, validate_email
+
 from services.notify import signing
 from services.notify.templates import Email
 
 USER_AGENT = "LAPOR-notify/1"
+# The whole of one send may take this many per-operation timeouts: a slow but working peer
+# gets a full timeout to connect and another to answer.
+SEND_LIMIT_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,92 @@ class Result:
     ok: bool
     detail: str
     permanent: bool = False  # retrying cannot help (e.g. the mail server refuses the address)
+
+
+def send_limit(timeout: float) -> float:
+    """The most seconds one send may take, given the per-operation timeout."""
+    return SEND_LIMIT_FACTOR * timeout
+
+
+# -- the time limit of one send ---------------------------------------------------------------
+class SendDeadline:
+    """An overall time limit for one send. Sockets opened through `connect` get a
+    per-operation timeout no longer than the time left, and are shut down when the limit
+    passes, which ends any read or write in progress; nothing is sent after it."""
+
+    def __init__(self, limit: float, timeout: float):
+        self._ends = time.monotonic() + max(0.0, limit)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(max(0.0, limit), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> SendDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        with self._lock:
+            watched, self._watched = self._watched, []
+        for sock in watched:
+            sock.close()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._watched:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def timeout(self) -> float:
+        """The timeout for the next operation; TimeoutError when no time is left."""
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the send's time limit has passed")
+        return min(self._timeout, left)
+
+    def _watch(self, sock: socket.socket) -> None:
+        # A duplicate of the descriptor: TLS wrapping detaches the original socket object,
+        # and shutting down either shuts down the connection they share.
+        with self._lock:
+            if self.expired:
+                raise TimeoutError("the send's time limit has passed")
+            self._watched.append(sock.dup())
+
+    def connect(self, address: tuple[str, int], timeout: object = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """socket.create_connection under this limit (the `timeout` argument is ignored)."""
+        host, port = address
+        error: OSError | None = None
+        for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0,
+                                                                   socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._watch(sock)
+                sock.settimeout(self.timeout())
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+                if isinstance(exc, TimeoutError):
+                    break
+        raise error or OSError(f"no address for {host}")
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """True when a socket timeout caused `exc` (smtplib re-raises it as a disconnection)."""
+    seen = 0
+    while isinstance(exc, BaseException) and seen < 10:
+        if isinstance(exc, TimeoutError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 # -- SMTP -----------------------------------------------------------------------------------
@@ -62,56 +161,141 @@ def parse_smtp_url(url: str) -> SmtpSettings:
                         password=unquote(parts.password or ""))
 
 
+class AddressError(ValueError):
+    """A recipient address that cannot be put on the wire. The message never holds it."""
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    envelope: str   # for RCPT TO: the local part as given, the domain in ASCII (IDNA)
+    header: str     # for the To header
+    smtputf8: bool  # the local part is not ASCII: only a server offering SMTPUTF8 takes it
+
+
+def mailbox(address: str) -> Mailbox:
+    """Checks a reporter's address and gives the forms to send it in; AddressError when it
+    is not one address (a comma, a space, a missing domain)."""
+    try:
+        checked = validate_email(address.strip(), check_deliverability=False,
+                                 globally_deliverable=False, test_environment=True)
+    except EmailNotValidError:
+        raise AddressError("recipient address invalid") from None
+    if checked.ascii_email:  # an ASCII local part, the domain as IDNA if it was Unicode
+        return Mailbox(checked.ascii_email, checked.ascii_email, False)
+    return Mailbox(f"{checked.local_part}@{checked.ascii_domain}", checked.normalized, True)
+
+
+def _envelope_sender(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    local, at, domain = address.rpartition("@")
+    if at and not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}{at}{domain}"
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A message with its envelope."""
+
+    message: EmailMessage
+    sender: str
+    recipient: str
+    smtputf8: bool
+
+
 # Lines up to RFC 5322's hard limit: the stdlib folds a subject that starts with "[LAPOR!]"
 # and exceeds 78 characters by breaking right after "Subject:", which some parsers read back
 # with a leading space.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)
+# For a recipient whose local part is not ASCII: headers in UTF-8 (RFC 6532), since an
+# encoded word is not allowed inside an address.
+_POLICY_UTF8 = email.policy.SMTPUTF8.clone(max_line_length=998)
 
 
-def build_email(mail_from: str, to: str, content: Email, delivery_id: str) -> EmailMessage:
-    message = EmailMessage(policy=_POLICY)
+def build_email(mail_from: str, to: str, content: Email, delivery_id: str) -> OutgoingEmail:
+    """The message for one delivery; AddressError when `to` cannot be sent to."""
+    recipient = mailbox(to)
+    sender = _envelope_sender(mail_from)
+    smtputf8 = recipient.smtputf8 or not sender.isascii()
+    message = EmailMessage(policy=_POLICY_UTF8 if smtputf8 else _POLICY)
     message["From"] = mail_from
-    message["To"] = to
+    message["To"] = recipient.header
     message["Subject"] = content.subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "lapor.localhost"
+    domain = sender.rpartition("@")[2] or "lapor.localhost"
     # Stable across retries, so a mail system that saw the first attempt can drop the second.
     message["Message-ID"] = f"<{delivery_id}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"
     # 7-bit safe whatever the text, so no server needs 8BITMIME.
     message.set_content(content.body, charset="utf-8",
                         cte="7bit" if content.body.isascii() else "quoted-printable")
-    return message
+    return OutgoingEmail(message, sender, recipient.envelope, smtputf8)
 
 
-def send_email(settings: SmtpSettings, message: EmailMessage, timeout: float) -> Result:
-    sender = parseaddr(str(message["From"]))[1]
-    recipient = parseaddr(str(message["To"]))[1]
-    try:
-        if settings.use_ssl:
-            client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout,
-                                      context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
-        with client:
+class _Smtp(smtplib.SMTP):
+    """smtplib.SMTP whose socket lives under a SendDeadline."""
+
+    deadline: SendDeadline
+
+    def _get_socket(self, host, port, timeout):
+        return self.deadline.connect((host, port), source_address=self.source_address)
+
+
+class _SmtpTls(smtplib.SMTP_SSL, _Smtp):
+    """smtplib.SMTP_SSL connecting through _Smtp._get_socket, then wrapping in TLS."""
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        client.quit()
+    client.close()
+
+
+def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
+               limit: float | None = None) -> Result:
+    """One SMTP conversation, ending within `limit` seconds (default send_limit(timeout))."""
+    limit = send_limit(timeout) if limit is None else limit
+    with SendDeadline(limit, timeout) as deadline:
+        client: smtplib.SMTP | None = None
+        try:
+            if settings.use_ssl:
+                client = _SmtpTls(timeout=timeout, context=ssl.create_default_context())
+            else:
+                client = _Smtp(timeout=timeout)
+            client.deadline = deadline
+            code, message = client.connect(settings.host, settings.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, message)
             if settings.starttls:
                 client.starttls(context=ssl.create_default_context())
             if settings.username:
                 client.login(settings.username, settings.password)
+            client.ehlo_or_helo_if_needed()
+            options = []
+            if mail.smtputf8:
+                if not client.has_extn("smtputf8"):
+                    return Result(False, "recipient needs SMTPUTF8", permanent=True)
+                options.append("SMTPUTF8")
             # sendmail raises unless the server answered 250 to DATA.
-            client.sendmail(sender, [recipient], message.as_bytes())
-        return Result(True, "SMTP 250")
-    except smtplib.SMTPRecipientsRefused as exc:
-        # The exception text carries the address: report only the code.
-        codes = [code for code, _ in exc.recipients.values()]
-        code = codes[0] if codes else 0
-        return Result(False, f"SMTP {code} recipient refused", permanent=500 <= code < 600)
-    except smtplib.SMTPResponseException as exc:
-        return Result(False, f"SMTP {exc.smtp_code}")
-    except TimeoutError:
-        return Result(False, "SMTP timeout")
-    except (smtplib.SMTPException, OSError) as exc:
-        return Result(False, f"SMTP {type(exc).__name__}")
+            client.sendmail(mail.sender, [mail.recipient], mail.message.as_bytes(),
+                            mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            # The exception text carries the address: report only the code.
+            codes = [code for code, _ in exc.recipients.values()]
+            code = codes[0] if codes else 0
+            return Result(False, f"SMTP {code} recipient refused", permanent=500 <= code < 600)
+        except smtplib.SMTPResponseException as exc:
+            return Result(False, f"SMTP {exc.smtp_code}")
+        except smtplib.SMTPNotSupportedError:
+            return Result(False, "recipient needs SMTPUTF8", permanent=True)
+        except Exception as exc:  # whatever it is, the attempt is recorded, not crashed
+            if deadline.expired or _timed_out(exc):
+                return Result(False, "SMTP timeout")
+            return Result(False, f"SMTP {type(exc).__name__}")
+        finally:
+            if client is not None:
+                _quit(client)
+    return Result(True, "SMTP 250")
 
 
 # -- webhooks -------------------------------------------------------------------------------
@@ -121,7 +305,36 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _Connection(http.client.HTTPConnection):
+    def __init__(self, *args, deadline: SendDeadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        # http.client opens its socket through this attribute (HTTPS wraps what it returns).
+        self._create_connection = deadline.connect
+
+
+class _TlsConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, deadline: SendDeadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = deadline.connect
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: SendDeadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_Connection, deadline=self._deadline), req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: SendDeadline):
+        super().__init__(context=ssl.create_default_context())
+        self._deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_TlsConnection, deadline=self._deadline), req,
+                            context=self._context)
 
 
 def webhook_headers(event_type: str, delivery_id: str, secret: str, body: bytes,
@@ -137,24 +350,28 @@ def webhook_headers(event_type: str, delivery_id: str, secret: str, body: bytes,
     }
 
 
-def send_webhook(url: str, headers: dict[str, str], body: bytes, timeout: float) -> Result:
+def send_webhook(url: str, headers: dict[str, str], body: bytes, timeout: float,
+                 limit: float | None = None) -> Result:
+    """One signed POST, ending within `limit` seconds (default send_limit(timeout)). The
+    agency's answer is its status code; a body it then sends slowly changes nothing."""
+    limit = send_limit(timeout) if limit is None else limit
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(65536)
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return Result(False, f"HTTP {exc.code}")
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            return Result(False, "timeout")
-        return Result(False, f"network {type(reason).__name__}")
-    except TimeoutError:
-        return Result(False, "timeout")
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        return Result(False, f"network {type(exc).__name__}")
+    with SendDeadline(limit, timeout) as deadline:
+        opener = urllib.request.build_opener(_NoRedirects, _HttpHandler(deadline),
+                                             _HttpsHandler(deadline))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                status = response.status
+                with contextlib.suppress(Exception):
+                    response.read(65536)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return Result(False, f"HTTP {exc.code}")
+        except Exception as exc:  # whatever it is, the attempt is recorded, not crashed
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if deadline.expired or _timed_out(reason):
+                return Result(False, "timeout")
+            return Result(False, f"network {type(reason).__name__}")
     if 200 <= status < 300:
         return Result(True, f"HTTP {status}")
     return Result(False, f"HTTP {status}")

@@ -81,11 +81,14 @@ class EventHandler:
             tracking_id=tracking_id, name=msg.name.strip(), email=msg.email.strip(),
             phone=msg.phone.strip(), language=msg.language.strip().lower() or "id",
             anonymous=msg.anonymous))
-        # Emails that were waiting for this contact (events arrive out of order) go now.
+        # Emails that were waiting for this contact (events arrive out of order) go now:
+        # every one not yet attempted, whether or not a worker has looked at it yet. Never
+        # one being sent: that one was claimed with its attempt counted and the wait cleared,
+        # and waking it would hand it to a second worker.
         d = store.deliveries
         woken = conn.execute(d.update().where(
-            d.c.tracking_id == tracking_id, d.c.channel == "email",
-            d.c.status == "pending", d.c.last_error == WAITING_FOR_CONTACT,
+            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.status == "pending",
+            sa.or_(d.c.attempts == 0, d.c.last_error == WAITING_FOR_CONTACT),
         ).values(next_attempt_at=db.utcnow())).rowcount
         return woken
 

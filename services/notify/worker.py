@@ -4,8 +4,12 @@ transaction, and record each attempt (the delivery log) with the outcome event.
 Several notify replicas run at once. A delivery is claimed in a short transaction that
 pushes its next_attempt_at forward by a lease and counts the attempt (FOR UPDATE SKIP
 LOCKED on PostgreSQL; SQLite's write lock serialises claims), so no two workers send it
-at the same time. Recording checks the attempt number, so a worker whose lease ran out
-cannot overwrite the outcome of the one that took over."""
+at the same time: a send ends within its time limit (channels.send_limit), which the lease
+outlasts by a margin. Recording checks the attempt number, so a worker whose lease ran out
+cannot overwrite the outcome of the one that took over.
+
+An email whose reporter's contact has not arrived yet (events arrive out of order) is put
+back for a short while without counting an attempt; reporter.registered wakes it."""
 
 from __future__ import annotations
 
@@ -30,6 +34,11 @@ from services.notify.metrics import DELIVERIES, OLDEST_PENDING_AGE, PENDING, SEN
 
 log = logging.getLogger(__name__)
 
+# What the lease allows beyond the longest send: the claim's commit before the send starts,
+# and the record after it ends.
+LEASE_MARGIN_S = 30.0
+CONTACT_NEVER_ARRIVED = "contact never arrived"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -41,11 +50,22 @@ class WorkerSettings:
     smtp_timeout: float
     poll_interval: float
     threads: int = 4
+    # An email waiting for its reporter's contact is looked at again this often, and given
+    # up (skipped) when the contact has not come this long after the delivery was created.
+    contact_poll: float = 5.0
+    contact_wait: float = 86400.0
+
+    @property
+    def send_limit(self) -> float:
+        """The longest one send can take, webhook or email (timeouts are per operation)."""
+        return max(channels.send_limit(self.webhook_timeout),
+                   channels.send_limit(self.smtp_timeout))
 
     @property
     def lease(self) -> timedelta:
-        """How long a claimed delivery stays with its worker: longer than any one send."""
-        return timedelta(seconds=2 * max(self.webhook_timeout, self.smtp_timeout) + 30)
+        """How long a claimed delivery stays with its worker: the longest send plus a margin,
+        so the delivery cannot be claimed again while a send of it is still going."""
+        return timedelta(seconds=self.send_limit + LEASE_MARGIN_S)
 
 
 @dataclass(frozen=True)
@@ -64,12 +84,27 @@ class Claim:
     attempt: int
     contact: store.Contact | None = None
     endpoint: store.Subscription | None = None
+    claimed_at: float = 0.0  # monotonic clock, read with the time the lease counts from
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: str  # delivered | retry | failed | skipped
     detail: str
+
+
+_PUT_BACK = object()  # _claim_next: a delivery was put back to wait; look at the next one
+_MAX_PUT_BACK = 100  # per claim() call, so one call stays short
+
+
+def _where(exc: BaseException) -> str:
+    """file:line where `exc` was raised, for a log line that cannot quote its message."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
 
 
 class DeliveryWorker:
@@ -151,8 +186,18 @@ class DeliveryWorker:
         return True
 
     def claim(self) -> Claim | None:
+        """Takes the next due delivery that can be sent now, or None. Emails still waiting
+        for their contact are put back on the way, without counting an attempt."""
+        for _ in range(_MAX_PUT_BACK):
+            claim = self._claim_next()
+            if claim is not _PUT_BACK:
+                return claim
+        return None  # a burst of waiting emails: the rest at the next look
+
+    def _claim_next(self):
         d = store.deliveries
         now = db.utcnow()
+        claimed_at = time.monotonic()
         with self.engine.begin() as conn:
             query = (sa.select(d).where(d.c.status == "pending", d.c.next_attempt_at <= now)
                      .order_by(d.c.next_attempt_at, d.c.id).limit(1))
@@ -161,17 +206,28 @@ class DeliveryWorker:
             row = conn.execute(query).first()
             if row is None:
                 return None
-            attempt = row.attempts + 1
-            conn.execute(d.update().where(d.c.id == row.id).values(
-                attempts=attempt, next_attempt_at=now + self.settings.lease, updated_at=now))
             contact = endpoint = None
             if row.channel == "email":
                 contact = store.load_contact(conn, row.tracking_id)
+                waited = (now - db.as_utc(row.created_at)).total_seconds()
+                if contact is None and waited < self.settings.contact_wait:
+                    # Not an attempt: nothing was tried. reporter.registered wakes it sooner.
+                    conn.execute(d.update().where(d.c.id == row.id).values(
+                        next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
+                        last_error=WAITING_FOR_CONTACT, updated_at=now))
+                    return _PUT_BACK
             elif row.channel == "webhook":
                 endpoint = store.endpoint_for(conn, row.target)
+            attempt = row.attempts + 1
+            # The wait for the contact is over: reporter.registered must not wake (and so
+            # hand to a second worker) a delivery that is being sent.
+            last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
+            conn.execute(d.update().where(d.c.id == row.id).values(
+                attempts=attempt, next_attempt_at=now + self.settings.lease,
+                last_error=last_error, updated_at=now))
         return Claim(row.id, row.delivery_id, row.tracking_id, row.channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
-                     contact, endpoint)
+                     contact, endpoint, claimed_at)
 
     def attempt(self, claim: Claim) -> Outcome:
         started = time.monotonic()
@@ -183,7 +239,9 @@ class DeliveryWorker:
             else:
                 result = Outcome("failed", f"unknown channel {claim.channel}")
         except Exception as exc:  # a bug must not kill the worker or leave the row leased
-            log.exception("delivery %s crashed", claim.delivery_id)
+            # Not the exception's text nor a traceback: either may quote an address.
+            log.error("delivery %s crashed: %s at %s", claim.delivery_id, type(exc).__name__,
+                      _where(exc))
             result = Outcome("retry", f"internal {type(exc).__name__}")
         SEND_SECONDS.labels(claim.channel).observe(time.monotonic() - started)
         if result.status == "retry" and retry.next_attempt_at(
@@ -191,26 +249,37 @@ class DeliveryWorker:
             return Outcome("failed", result.detail)
         return result
 
+    def _time_left(self, claim: Claim, timeout: float) -> float:
+        """The send's time limit, counted from the claim like the lease."""
+        elapsed = time.monotonic() - claim.claimed_at if claim.claimed_at else 0.0
+        return max(0.0, channels.send_limit(timeout) - elapsed)
+
     def _webhook(self, claim: Claim) -> Outcome:
         if claim.endpoint is None:
             return Outcome("skipped", "no endpoint")
         body = claim.payload.encode()
         headers = channels.webhook_headers(claim.trigger_type, claim.delivery_id,
                                            claim.endpoint.secret, body)
-        result = self.send_webhook(claim.endpoint.url, headers, body,
-                                   self.settings.webhook_timeout)
+        timeout = self.settings.webhook_timeout
+        result = self.send_webhook(claim.endpoint.url, headers, body, timeout,
+                                   limit=self._time_left(claim, timeout))
         return self._outcome(result)
 
     def _email(self, claim: Claim) -> Outcome:
-        if claim.contact is None:
-            return Outcome("retry", WAITING_FOR_CONTACT)
+        if claim.contact is None:  # claim() hands it over only once the wait is over
+            return Outcome("skipped", CONTACT_NEVER_ARRIVED)
         if not claim.contact.email:
             return Outcome("skipped", "no email")
         stored = json.loads(claim.payload)
         email = templates.render(stored, claim.contact.language, self.settings.public_url)
-        message = channels.build_email(self.settings.mail_from, claim.contact.email, email,
-                                       claim.delivery_id)
-        result = self.send_email(self.settings.smtp, message, self.settings.smtp_timeout)
+        try:
+            message = channels.build_email(self.settings.mail_from, claim.contact.email,
+                                           email, claim.delivery_id)
+        except channels.AddressError as exc:  # its text never holds the address
+            return Outcome("failed", str(exc))
+        timeout = self.settings.smtp_timeout
+        result = self.send_email(self.settings.smtp, message, timeout,
+                                 limit=self._time_left(claim, timeout))
         return self._outcome(result)
 
     @staticmethod

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pika
@@ -22,11 +22,13 @@ from aiosmtpd.controller import Controller
 
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import events, messaging
-from services.notify import signing, store
+from services.notify import channels, signing, store
 from services.notify.app import NotifyService, Settings
-from services.notify.channels import parse_smtp_url
+from services.notify.channels import SmtpSettings, parse_smtp_url
+from services.notify.worker import LEASE_MARGIN_S
 from tests.conftest import free_port
 from tests.integration.helpers import wait_for
+from tests.integration.test_notify_timeouts import SlowPeer
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +41,24 @@ NAME, EMAIL, PHONE = "Siti Rahayu", "siti.rahayu@example.id", "+6281234567890"
 
 # -- real outside servers ---------------------------------------------------------------------
 class SmtpSink:
-    """aiosmtpd handler keeping every message it accepts."""
+    """aiosmtpd handler keeping every message it accepts; it answers 451 (try again later)
+    to the first `refuse` messages and keeps those in `refused`."""
 
     def __init__(self):
         self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.refused: list[email.message.EmailMessage] = []
+        self.mail_options: list[list[str]] = []
+        self.refuse = 0
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
+            if len(self.refused) < self.refuse:
+                self.refused.append(parsed)
+                return "451 4.3.0 Try again later"
             self.messages.append((list(envelope.rcpt_tos), parsed))
+            self.mail_options.append(list(envelope.mail_options))
         return "250 Message accepted for delivery"
 
     def to(self, address):
@@ -103,14 +113,29 @@ class Receiver:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def smtp():
+def smtp_server(**options):
     sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port(), **options)
     controller.start()
     sink.url = f"smtp://127.0.0.1:{controller.port}"
+    sink.controller = controller
+    return sink
+
+
+@pytest.fixture
+def smtp():
+    """A mail server offering SMTPUTF8 (aiosmtpd's Controller does by default)."""
+    sink = smtp_server()
     yield sink
-    controller.stop()
+    sink.controller.stop()
+
+
+@pytest.fixture
+def ascii_smtp():
+    """A mail server that does not offer SMTPUTF8: addresses must be ASCII."""
+    sink = smtp_server(enable_SMTPUTF8=False)
+    yield sink
+    sink.controller.stop()
 
 
 @pytest.fixture
@@ -121,17 +146,31 @@ def agency():
 
 
 @pytest.fixture
+def slow_peers():
+    """Receivers that answer one byte every half second (see test_notify_timeouts)."""
+    started: list[SlowPeer] = []
+
+    def start(answer: bytes) -> SlowPeer:
+        started.append(SlowPeer(answer))
+        return started[-1]
+
+    yield start
+    for peer in started:
+        peer.stop()
+
+
+@pytest.fixture
 def start_notify(database_url, amqp_url, smtp):
     """Starts NotifyService replicas in-process; all are drained at the end of the test."""
     started: list[NotifyService] = []
 
     def start(retry_delays=(0.2, 0.2, 0.5), **overrides) -> NotifyService:
-        settings = Settings(database_url=database_url, amqp_url=amqp_url,
-                            smtp=parse_smtp_url(smtp.url), metrics_port=0,
-                            retry_delays=tuple(retry_delays), poll_interval=0.2,
-                            webhook_timeout=5.0, smtp_timeout=5.0,
-                            public_url="https://lapor.example.go.id", drain_seconds=5.0,
-                            **overrides)
+        options = dict(smtp=parse_smtp_url(smtp.url), metrics_port=0,
+                       retry_delays=tuple(retry_delays), poll_interval=0.2,
+                       webhook_timeout=5.0, smtp_timeout=5.0,
+                       public_url="https://lapor.example.go.id", drain_seconds=5.0)
+        options.update(overrides)
+        settings = Settings(database_url=database_url, amqp_url=amqp_url, **options)
         service = NotifyService(settings).start()
         started.append(service)
         wait_for(service.consumer.consuming.is_set, what="the consumer to attach")
@@ -377,28 +416,108 @@ def test_the_same_event_twice_yields_one_webhook_and_one_email(start_notify, pub
     assert len(rows(service, store.deliveries, trigger_event_id=event.event_id)) == 2
 
 
-def test_dispatch_before_registration_still_emails_the_reporter(start_notify, publish, smtp,
-                                                                agency):
-    service = start_notify(retry_delays=(0.5, 1, 2, 4))
-    subscribe(service, AGENCY.code, agency.url)
+def email_of(service, event):
+    found = rows(service, store.deliveries, trigger_event_id=event.event_id, channel="email")
+    return found[0] if found else None
+
+
+def log_of(service, delivery_id):
+    return [(a["attempt"], a["outcome"], a["detail"]) for a in attempts_of(service, delivery_id)]
+
+
+def test_an_email_waiting_for_its_contact_goes_out_when_it_arrives_with_one_attempt(
+        start_notify, publish, smtp):
+    # The real retry schedule: a wait that cost a retry delay would take 30 s.
+    service = start_notify(retry_delays=(30, 120))
     tid = tracking_id()
     event = publish(dispatched(tid))
 
-    def email_delivery():
-        found = rows(service, store.deliveries, trigger_event_id=event.event_id,
-                     channel="email")
-        return found[0] if found and found[0]["attempts"] >= 1 and \
-            found[0]["last_error"] == "contact not yet known" else None
+    waiting = wait_for(lambda: (lambda e: e if e and e["last_error"] == "contact not yet known"
+                                else None)(email_of(service, event)),
+                       what="the email to wait for the contact")
+    # Waiting is not an attempt: the delivery log is empty and the retry budget untouched.
+    assert (waiting["status"], waiting["attempts"]) == ("pending", 0)
+    assert attempts_of(service, waiting["delivery_id"]) == []
 
-    waiting = wait_for(email_delivery, what="the email to wait for the contact")
-    assert waiting["status"] == "pending"
     publish(registered(tid))
-
-    message = wait_for(lambda: smtp.to(EMAIL), what="the email")[0]
+    message = wait_for(lambda: smtp.to(EMAIL), timeout=3, what="the email")[0]
     assert tid in message["Subject"]
-    log = wait_for(lambda: (lambda a: a if a and a[-1]["outcome"] == "delivered" else None)(
-        attempts_of(service, waiting["delivery_id"])), what="the delivered attempt")
-    assert log[0]["outcome"] == "retry" and log[0]["detail"] == "contact not yet known"
+    wait_for(lambda: email_of(service, event)["status"] == "delivered", what="the record")
+    assert log_of(service, waiting["delivery_id"]) == [(1, "delivered", "SMTP 250")]
+
+
+def wait_until_blocked(service, seconds=0.3):
+    """Gives the registration, started on another thread, time to reach the lock the
+    worker's claim holds: on PostgreSQL we can see it wait; SQLite's busy wait is not
+    visible, so a moment is given."""
+    if not service.engine.dialect.name == "postgresql":
+        time.sleep(seconds)
+        return
+
+    def waiting():
+        with service.engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar()
+
+    wait_for(waiting, what="the registration to wait for the claim's lock")
+
+
+def test_a_registration_landing_while_a_worker_holds_the_claim_still_wakes_the_email(
+        start_notify, smtp, monkeypatch):
+    service = start_notify(retry_delays=(30, 120))
+    service.worker.stop()  # this test turns the worker's crank itself
+    worker, handler = service.worker, service.handler
+    tid = tracking_id()
+    event = dispatched(tid)
+    handler(event)  # no contact yet: the ticket event came first
+
+    real_load_contact = store.load_contact
+    registration: list[threading.Thread] = []
+
+    def load_contact_as_the_registration_lands(conn, tracking_id_):
+        found = real_load_contact(conn, tracking_id_)
+        if found is None and not registration:
+            # The contact arrives now, while this worker's claim transaction is open.
+            registration.append(threading.Thread(target=handler, args=(registered(tid),)))
+            registration[0].start()
+            wait_until_blocked(service)
+        return found
+
+    monkeypatch.setattr(store, "load_contact", load_contact_as_the_registration_lands)
+    while worker.run_once():  # the webhook (no endpoint: skipped), then the email
+        pass
+    assert registration, "the worker never looked for the contact"
+    registration[0].join(10)
+    monkeypatch.undo()
+
+    # Whatever is due now: the email must be, not 30 s (a retry delay) from now.
+    while worker.run_once():
+        pass
+    assert [rcpts for rcpts, _ in smtp.messages] == [[EMAIL]]
+    delivery = email_of(service, event)
+    assert delivery["status"] == "delivered"
+    assert log_of(service, delivery["delivery_id"]) == [(1, "delivered", "SMTP 250")]
+
+
+def test_an_email_whose_contact_never_arrives_ends_skipped(start_notify, publish, smtp):
+    service = start_notify(retry_delays=(30, 120))
+    event = publish(dispatched(tracking_id()))
+    waiting = wait_for(lambda: (lambda e: e if e and e["last_error"] else None)(
+        email_of(service, event)), what="the email to wait for the contact")
+    # A day later (created 25 h ago), still no registration.
+    with service.engine.begin() as conn:
+        conn.execute(store.deliveries.update().where(
+            store.deliveries.c.id == waiting["id"]).values(
+            created_at=datetime.now(UTC) - timedelta(hours=25),
+            next_attempt_at=datetime.now(UTC)))
+    service.worker.wake()
+
+    ended = wait_for(lambda: (lambda e: e if e["status"] != "pending" else None)(
+        email_of(service, event)), what="the delivery to end")
+    assert (ended["status"], ended["last_error"]) == ("skipped", "contact never arrived")
+    assert log_of(service, ended["delivery_id"]) == [(1, "skipped", "contact never arrived")]
+    assert smtp.messages == []
 
 
 def test_without_any_endpoint_the_webhook_is_skipped_until_a_default_is_set(
@@ -469,3 +588,103 @@ def test_two_replicas_send_each_delivery_exactly_once(start_notify, publish, smt
     assert len(delivered) == len(set(delivered)) == len(ids)
     assert sorted(rcpt for rcpts, _ in smtp.messages for rcpt in rcpts) == sorted(
         f"{tid.lower()}@example.id" for tid in ids)
+
+
+# -- slow receivers (the lease must outlast any send) -----------------------------------------
+def test_a_receiver_dripping_its_answer_ends_as_a_timeout_within_the_send_limit(
+        start_notify, publish, slow_peers):
+    webhook_peer = slow_peers(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # 19 s
+    smtp_peer = slow_peers(b"220 mail.contoh.id ESMTP ready\r\n")
+    service = start_notify(retry_delays=(30,), webhook_timeout=1.0, smtp_timeout=1.0,
+                           smtp=SmtpSettings("127.0.0.1", smtp_peer.port))
+    subscribe(service, AGENCY.code, f"http://127.0.0.1:{webhook_peer.port}/lapor")
+    tid = tracking_id()
+    publish(registered(tid))
+    event = publish(dispatched(tid))
+
+    limit = channels.send_limit(1.0)
+    assert service.worker.settings.lease.total_seconds() >= limit + LEASE_MARGIN_S
+    for channel, detail in (("webhook", "timeout"), ("email", "SMTP timeout")):
+        [delivery] = wait_for(lambda c=channel: rows(
+            service, store.deliveries, trigger_event_id=event.event_id, channel=c),
+            what=f"the {channel} delivery")
+        # A generous "no hang" bound: the drip alone would take 16 to 19 s.
+        recorded = wait_for(lambda d=delivery: log_of(service, d["delivery_id"]),
+                            timeout=limit + 4, what=f"the {channel} attempt to be recorded")
+        assert recorded == [(1, "retry", detail)]
+
+
+def test_every_attempt_of_an_email_carries_the_same_message_id(start_notify, publish, smtp):
+    smtp.refuse = 1  # the first attempt is answered "451 try again later"
+    service = start_notify()
+    tid = tracking_id()
+    publish(registered(tid))
+    event = publish(dispatched(tid))
+
+    message = wait_for(lambda: smtp.to(EMAIL), what="the second attempt")[0]
+    [first] = smtp.refused
+    delivery = wait_for(lambda: (lambda e: e if e["status"] == "delivered" else None)(
+        email_of(service, event)), what="the record")
+    assert first["Message-ID"] == message["Message-ID"] == (
+        f"<{delivery['delivery_id']}@lapor.localhost>")
+    assert log_of(service, delivery["delivery_id"]) == [
+        (1, "retry", "SMTP 451"), (2, "delivered", "SMTP 250")]
+
+
+# -- addresses notify must handle, whatever intake accepted -----------------------------------
+def test_internationalised_addresses_go_out_with_smtputf8_or_as_idna(start_notify, publish,
+                                                                     smtp):
+    service = start_notify()
+    unicode_local, unicode_domain = tracking_id(), tracking_id()
+    publish(registered(unicode_local, email_address="rína@contoh.id"))
+    publish(registered(unicode_domain, email_address="rina@contóh.id"))
+    publish(dispatched(unicode_local))
+    publish(dispatched(unicode_domain))
+
+    message = wait_for(lambda: smtp.to("rína@contoh.id"), what="the SMTPUTF8 email")[0]
+    assert message["To"] == "rína@contoh.id"
+    assert unicode_local in message["Subject"]
+    # A domain in Unicode goes as its IDNA form, which every server takes.
+    message = wait_for(lambda: smtp.to("rina@xn--conth-3ta.id"), what="the IDNA email")[0]
+    assert message["To"] == "rina@xn--conth-3ta.id"
+    with smtp.lock:
+        options = dict(zip([tuple(r) for r, _ in smtp.messages], smtp.mail_options,
+                           strict=True))
+    assert "SMTPUTF8" in options[("rína@contoh.id",)]
+    assert "SMTPUTF8" not in options[("rina@xn--conth-3ta.id",)]
+    wait_for(lambda: len(rows(service, store.deliveries, channel="email",
+                              status="delivered")) == 2, what="both recorded")
+
+
+def test_an_address_the_server_cannot_take_fails_once_and_is_never_logged(
+        start_notify, publish, ascii_smtp, outcomes, caplog):
+    caplog.set_level(logging.DEBUG)
+    service = start_notify(smtp=parse_smtp_url(ascii_smtp.url))
+    cases = {"rína@contoh.id": "recipient needs SMTPUTF8",
+             "a,postmaster@contoh.id": "recipient address invalid"}
+    events_by_address = {}
+    for address in cases:
+        tid = tracking_id()
+        publish(registered(tid, email_address=address))
+        events_by_address[address] = publish(dispatched(tid))
+    fine = tracking_id()
+    publish(registered(fine, email_address="rina@contóh.id"))
+    publish(dispatched(fine))
+
+    wait_for(lambda: ascii_smtp.to("rina@xn--conth-3ta.id"), what="the IDNA email")
+    for address, reason in cases.items():
+        ended = wait_for(lambda e=events_by_address[address]: (
+            lambda d: d if d and d["status"] != "pending" else None)(email_of(service, e)),
+            what=f"the email to {reason}")
+        # Permanent: one attempt, not a retry loop, and the operators hear of it.
+        assert (ended["status"], ended["last_error"]) == ("failed", reason)
+        assert log_of(service, ended["delivery_id"]) == [(1, "failed", reason)]
+        wait_for(lambda d=ended, r=reason: [o for _, o in outcomes()
+                                            if o.delivery_id == d["delivery_id"]
+                                            and o.reason == r], what="notification.failed")
+    assert [rcpts for rcpts, _ in ascii_smtp.messages] == [["rina@xn--conth-3ta.id"]]
+
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records
+                       if r.name.startswith("services."))
+    for address in (*cases, "rína", "postmaster@"):
+        assert address not in logged

@@ -1,8 +1,19 @@
-"""SMTP settings from NOTIFY_SMTP_URL."""
+"""SMTP settings from NOTIFY_SMTP_URL; recipient addresses and the message built for them."""
+
+import smtplib
 
 import pytest
 
-from services.notify.channels import parse_smtp_url
+from services.notify.channels import (
+    AddressError,
+    Mailbox,
+    _timed_out,
+    build_email,
+    mailbox,
+    parse_smtp_url,
+    send_limit,
+)
+from services.notify.templates import Email
 
 
 def test_plain_smtp_with_port():
@@ -28,3 +39,61 @@ def test_smtps_defaults_to_465():
 def test_bad_urls(url):
     with pytest.raises(ValueError):
         parse_smtp_url(url)
+
+
+# -- addresses ------------------------------------------------------------------------------
+def test_an_ascii_address_goes_as_it_is():
+    assert mailbox(" siti.rahayu@example.id ") == Mailbox("siti.rahayu@example.id",
+                                                          "siti.rahayu@example.id", False)
+
+
+def test_a_unicode_domain_goes_as_idna_without_smtputf8():
+    assert mailbox("rina@contóh.id") == Mailbox("rina@xn--conth-3ta.id",
+                                                "rina@xn--conth-3ta.id", False)
+
+
+def test_a_unicode_local_part_needs_smtputf8():
+    box = mailbox("rína@contóh.id")
+    assert box == Mailbox("rína@xn--conth-3ta.id", "rína@contóh.id", True)
+
+
+@pytest.mark.parametrize("address", ["a,postmaster@contoh.id", "rina", "rina@", "@contoh.id",
+                                     "rina@contoh.id\r\nBcc: x@contoh.id", "a b@contoh.id"])
+def test_what_is_not_one_address_is_refused_without_quoting_it(address):
+    with pytest.raises(AddressError) as refused:
+        mailbox(address)
+    assert str(refused.value) == "recipient address invalid"
+
+
+def test_a_message_to_a_unicode_mailbox_has_utf8_headers_and_a_stable_message_id():
+    content = Email("[LAPOR!] Laporan diteruskan", "Yth. Pelapor,\n\nLaporan Anda ...")
+    first = build_email("LAPOR! <no-reply@lapor.localhost>", "rína@contoh.id", content, "d-1")
+    again = build_email("LAPOR! <no-reply@lapor.localhost>", "rína@contoh.id", content, "d-1")
+    assert (first.sender, first.recipient, first.smtputf8) == (
+        "no-reply@lapor.localhost", "rína@contoh.id", True)
+    raw = first.message.as_bytes()
+    assert "To: rína@contoh.id\r\n".encode() in raw  # no encoded word inside an address
+    assert first.message["Message-ID"] == again.message["Message-ID"] == (
+        "<d-1@lapor.localhost>")
+
+
+def test_an_ascii_message_stays_seven_bit():
+    mail = build_email("LAPOR! <no-reply@lapor.localhost>", "rina@contóh.id",
+                       Email("[LAPOR!] Status laporan", "Catatan: jalan sudah diperbaiki"),
+                       "d-2")
+    assert not mail.smtputf8 and mail.message.as_bytes().isascii()
+
+
+def test_a_timeout_behind_another_exception_is_recognised():
+    try:
+        try:
+            raise TimeoutError("timed out")
+        except OSError as exc:
+            raise smtplib.SMTPServerDisconnected(f"closed: {exc}")  # noqa: B904 (as smtplib)
+    except smtplib.SMTPServerDisconnected as exc:
+        assert _timed_out(exc)
+    assert not _timed_out(smtplib.SMTPServerDisconnected("closed"))
+
+
+def test_the_send_limit_is_a_fixed_multiple_of_the_timeout():
+    assert send_limit(10.0) == 20.0
