@@ -2,6 +2,10 @@
 
 import hashlib
 import hmac
+import re
+import time
+from email.message import Message
+from pathlib import Path
 
 from services.notify import channels, signing
 
@@ -65,3 +69,24 @@ def test_headers_carry_event_and_delivery_id():
     assert headers[signing.EVENT_HEADER] == "ticket.dispatched"
     assert headers[signing.DELIVERY_HEADER] == "0b0f6a52-1111-4c2e-9d3c-2f1b8c1e0001"
     assert headers[signing.TIMESTAMP_HEADER] == str(NOW)
+
+
+def test_the_verification_example_in_the_agencies_doc_accepts_what_notify_signs():
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "webhooks.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", doc, re.S)
+    namespace: dict = {}
+    exec(compile(example, "docs/webhooks.md", "exec"), namespace)  # noqa: S102 (our own doc)
+    verify = namespace["verify_lapor_request"]
+    now = int(time.time())
+    headers = Message()  # case-insensitive, like a web framework's
+    for name, value in channels.webhook_headers("ticket.dispatched", "d-1", SECRET, BODY,
+                                                now=now).items():
+        headers[name.lower()] = value
+    assert verify(SECRET.encode(), headers, BODY)
+    assert not verify(SECRET.encode(), headers, BODY + b" ")
+    assert not verify(b"another-agency-secret", headers, BODY)
+    stale = Message()
+    for name, value in channels.webhook_headers("ticket.dispatched", "d-1", SECRET, BODY,
+                                                now=now - 600).items():
+        stale[name] = value
+    assert not verify(SECRET.encode(), stale, BODY)
