@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_SHUTDOWN_SECONDS = 20.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,3 +69,12 @@ class Env:
 
     def amqp_url(self) -> str:
         return self.str("LAPOR_AMQP_URL", DEFAULT_AMQP_URL)
+
+    def shutdown_seconds(self) -> float:
+        """LAPOR_SHUTDOWN_SECONDS: the one budget for a service's whole ordered stop; keep it
+        below the orchestrator's grace period (Kubernetes: 30 s by default)."""
+        value = self.float("LAPOR_SHUTDOWN_SECONDS", DEFAULT_SHUTDOWN_SECONDS)
+        if not 0 < value <= 600:
+            raise ConfigError(f"LAPOR_SHUTDOWN_SECONDS must be between 0 and 600 seconds, "
+                              f"got {value!r}")
+        return value

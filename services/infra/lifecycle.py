@@ -24,8 +24,6 @@ from prometheus_client.registry import REGISTRY, Collector
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHUTDOWN_SECONDS = 20.0
-
 LOOP_FAILURES = Counter("lapor_loop_failures_total",
                         "Iterations of a background loop that raised (it backs off and retries)",
                         ["loop"])

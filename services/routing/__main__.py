@@ -10,7 +10,7 @@ from pathlib import Path
 from services.infra import db, logs
 from services.infra.config import Env
 from services.infra.lifecycle import wait_for_shutdown_signal
-from services.routing import seed, storage
+from services.routing import storage
 
 log = logging.getLogger("services.routing")
 
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     engine = db.make_engine(env.database_url("ROUTING_DATABASE_URL", "routing"))
-    db.migrate(engine, "routing", storage.MIGRATIONS)
+    # Seeding runs under the migration lock, so replicas starting together seed once.
+    db.migrate(engine, "routing", storage.MIGRATIONS,
+               after=storage.seed_demo if command == "seed-demo" else None)
     if command == "seed-demo":
-        with engine.begin() as conn:
-            storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
         log.info("demo directory loaded")
     elif command == "import-regions":
         try:

@@ -18,9 +18,11 @@ from grpc_reflection.v1alpha import reflection
 from lapor.v1 import routing_pb2_grpc
 from services.infra import db, messaging
 from services.infra.config import ConfigError, Env
+from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
 from services.infra.outbox import Outbox
+from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
-from services.routing import seed, storage
+from services.routing import storage
 from services.routing.api import (
     MAX_REQUEST_BYTES,
     MAX_RESPONSE_BYTES,
@@ -110,7 +112,9 @@ class Settings:
     # decree newer than the installed package (ROUTING_JOINT_LEAVE).
     joint_leave: tuple[date, ...] = field(default_factory=tuple)
     workers: int = 16
-    drain_seconds: float = 10.0
+    # The whole ordered stop (RPCs in flight, the message in hand, the outbox flush) fits
+    # in this (LAPOR_SHUTDOWN_SECONDS), below the orchestrator's grace period.
+    shutdown_seconds: float = 20.0
     seed_demo: bool = False
     # How long an RPC waits for a pooled database connection: below the clients' deadlines,
     # so a saturated pool answers UNAVAILABLE (retried) instead of a deadline running out.
@@ -118,6 +122,8 @@ class Settings:
     tls: ServerTLS | None = None
     # Off by default: reflection lists every method to anyone who can reach the port.
     reflection: bool = False
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    health_interval: float = 2.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -143,11 +149,12 @@ class Settings:
             metrics_port=env.int("ROUTING_METRICS_PORT", 9101),
             joint_leave=tuple(leave),
             workers=env.int("ROUTING_GRPC_WORKERS", 16),
-            drain_seconds=env.float("ROUTING_DRAIN_SECONDS", 10.0),
+            shutdown_seconds=env.shutdown_seconds(),
             seed_demo=env.bool("ROUTING_SEED_DEMO", False),
             db_pool_timeout=pool_timeout,
             tls=ServerTLS.from_env(env),
             reflection=env.bool("ROUTING_REFLECTION", False),
+            retention=RetentionSettings.from_env(env),
         )
 
 
@@ -174,26 +181,35 @@ class RoutingService:
         # health checks and a spare: RPCs never queue behind each other for a connection.
         self.engine = db.make_engine(settings.database_url, pool_size=settings.workers + 4,
                                      pool_timeout=settings.db_pool_timeout)
-        db.migrate(self.engine, "routing", storage.MIGRATIONS)
-        if settings.seed_demo:
-            with self.engine.begin() as conn:
-                storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+        # Seeding runs under the migration lock: replicas starting together on one empty
+        # database seed it once instead of colliding on its primary keys.
+        db.migrate(self.engine, "routing", storage.MIGRATIONS,
+                   after=storage.seed_demo if settings.seed_demo else None)
         self.outbox = Outbox(self.engine, storage.outbox, "routing",
                              lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
         self.workflow = Workflow(self.engine, self.outbox, WorkCalendar(settings.joint_leave))
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
+        self._serving = True
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(self.engine),
                                                               self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             reflection.enable_server_reflection(
                 (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.retention = Retention.standard("routing", self.engine, self.outbox,
+                                            storage.processed_events, settings.retention)
+        self.loops = [self.consumer.loop, self.outbox.loop, self.retention.loop]
+        # Readiness on the gRPC port (what the kubelet and intake ask): the database answers
+        # and no background loop is dead or wedged. The broker is not part of it: RPCs work
+        # without it, and events wait in the outbox.
+        self.serving = SupervisedLoop("routing-health", self._update_health, stall_after=30)
         self.ops = OpsServer(settings.metrics_host, settings.metrics_port, {
             "database": lambda: db.check(self.engine),
             "broker": lambda: self.consumer.consuming.is_set(),
-        })
+            "loops": loops_healthy(self.loops),
+        }, live={"loops": loops_healthy([*self.loops, self.serving])})
 
     def _bind(self, settings: Settings) -> int:
         try:
@@ -212,19 +228,45 @@ class RoutingService:
     def start(self) -> RoutingService:
         self.outbox.start()
         self.consumer.start()
+        self.retention.start()
         self.server.start()
+        self._set_health(self._healthy())
+        self.serving.start()
         self.ops.start()
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("routing serving gRPC on %s", self.settings.listen)
         return self
 
+    def _healthy(self) -> bool:
+        return db.check(self.engine) and all(loop.healthy() for loop in self.loops)
+
+    def _set_health(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def _update_health(self, loop: SupervisedLoop) -> None:
+        serving = self._healthy()
+        if serving != self._serving:
+            log.warning("routing is %s", "serving again" if serving else
+                        "NOT serving: its database does not answer or a background loop "
+                        "is dead or wedged (see /healthz on the metrics port)")
+        self._serving = serving
+        self._set_health(serving)
+        loop.wait(self.settings.health_interval)
+
     def stop(self) -> None:
-        """Drains: no new RPCs or messages; in-flight work finishes; the outbox is flushed."""
+        """Drains within one budget: NOT_SERVING at once; RPCs in flight and the message in
+        hand finish; the outbox is flushed with what time is left."""
+        budget = Budget(self.settings.shutdown_seconds)
         self.health.enter_graceful_shutdown()
-        self.consumer.stop()
-        self.server.stop(self.settings.drain_seconds).wait()
-        left = self.outbox.stop(flush_timeout=self.settings.drain_seconds)
+        self.serving.stop(1.0)
+        stopped = self.server.stop(budget.share(0.4))
+        self.consumer.stop(timeout=budget.share(0.5))
+        self.retention.stop(1.0)
+        stopped.wait(budget.left())
+        left = self.outbox.stop(flush_timeout=budget.left() - 2.5)
         self.ops.stop()
         self.engine.dispose()
-        log.info("routing stopped", extra={"outbox_left": left})
+        log.info("routing stopped", extra={"outbox_left": left,
+                                           "seconds": round(budget.seconds - budget.left(), 1)})

@@ -14,7 +14,7 @@ from services.infra.db import BigId, processed_events_table
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 from services.routing.rules import AgencyRef, region_ancestry, valid_region_code
-from services.routing.seed import AgencyRow, Region
+from services.routing.seed import AgencyRow, Region, demo_agencies, demo_regions
 
 metadata = sa.MetaData()
 
@@ -184,6 +184,11 @@ def read_regions_csv(path: Path) -> list[Region]:
                 raise ValueError(f"{path}:{line}: empty name for {code}")
             out.append(Region(code, name, level))
     return out
+
+
+def seed_demo(conn: Connection) -> None:
+    """The demo directory (Sumatera Barat, ministries, the triage queue); idempotent."""
+    seed_directory(conn, demo_regions(), demo_agencies())
 
 
 def seed_directory(conn: Connection, region_rows: Iterable[Region],

@@ -51,7 +51,7 @@ State = common_pb2.TicketState
 def start_routing(database_url: str, amqp_url: str, **settings) -> RoutingService:
     service = RoutingService(Settings(
         database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
-        metrics_port=free_port(), drain_seconds=2, **settings))
+        metrics_port=free_port(), shutdown_seconds=4, **settings))
     with service.engine.begin() as conn:
         storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
     service.start()
@@ -217,7 +217,8 @@ def test_the_ops_port_reports_ready(shared_routing):
     with urllib.request.urlopen(f"http://127.0.0.1:{shared_routing.ops.port}/readyz",
                                 timeout=5) as response:
         assert response.status == 200
-        assert json.loads(response.read())["checks"] == {"database": True, "broker": True}
+        assert json.loads(response.read())["checks"] == {"database": True, "broker": True,
+                                                         "loops": True}
 
 
 # -- intake's citizen API calling this routing -----------------------------------------------

@@ -29,7 +29,7 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
 def start_routing(database_url: str, amqp_url: str, **settings) -> RoutingService:
     service = RoutingService(Settings(
         database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
-        metrics_port=free_port(), drain_seconds=2, **settings))
+        metrics_port=free_port(), shutdown_seconds=4, **settings))
     with service.engine.begin() as conn:
         storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
     return service.start()

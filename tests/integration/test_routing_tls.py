@@ -95,7 +95,7 @@ def pki(tmp_path_factory) -> dict[str, Path]:
 def start_routing(tmp_path: Path, amqp_url: str, tls: ServerTLS) -> RoutingService:
     return RoutingService(Settings(
         database_url=f"sqlite:///{tmp_path / 'routing.db'}", amqp_url=amqp_url,
-        listen=f"127.0.0.1:{free_port()}", metrics_port=free_port(), drain_seconds=2,
+        listen=f"127.0.0.1:{free_port()}", metrics_port=free_port(), shutdown_seconds=4,
         tls=tls)).start()
 
 
