@@ -50,11 +50,23 @@ wait_port() {  # host port seconds
   return 1
 }
 
+# The services apply their queue policies through RabbitMQ's management API (port 15672);
+# on a local broker, turn the plugin on when it does not answer.
+ensure_rabbitmq_management() {
+  local host=$1
+  port_open "$host" 15672 && return 0
+  case "$host" in 127.*|localhost) ;; *) return 0;; esac
+  command -v rabbitmq-plugins >/dev/null || return 0
+  say "enabling RabbitMQ's management API (queue policies)"
+  as_root rabbitmq-plugins enable --online rabbitmq_management >/dev/null
+  wait_port "$host" 15672 30 || echo "RabbitMQ's management API did not come up on :15672" >&2
+}
+
 # Starts RabbitMQ when nothing answers on the configured URL; prints "started" if it did.
 ensure_rabbitmq() {
   local host port
   read -r host port < <(amqp_host_port "$AMQP_URL")
-  if port_open "$host" "$port"; then return 0; fi
+  if port_open "$host" "$port"; then ensure_rabbitmq_management "$host" >&2; return 0; fi
   case "$host" in 127.*|localhost) ;; *)
     echo "RabbitMQ at $host:$port does not answer and is not local; start it or fix LAPOR_AMQP_URL" >&2
     return 1;;
@@ -68,5 +80,6 @@ ensure_rabbitmq() {
   fi
   # The port opens before the broker accepts logins; wait until it does.
   as_root rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+  ensure_rabbitmq_management "$host" >&2
   echo started
 }

@@ -24,6 +24,8 @@ export INTAKE_PORT="${INTAKE_PORT:-8080}"
 export ROUTING_ADDR="${ROUTING_ADDR:-127.0.0.1:50051}"
 export ROUTING_LISTEN="${ROUTING_LISTEN:-$ROUTING_ADDR}"
 export LAPOR_PUBLIC_URL="${LAPOR_PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
+# Reflection lets grpcurl list the API on this development machine; off in deployments.
+export ROUTING_REFLECTION="${ROUTING_REFLECTION:-true}"
 
 start() {  # name command...
   local name=$1; shift
@@ -47,7 +49,7 @@ fi
 say "seeding the demo directory"
 "$PY" -m services.routing seed-demo >>"$LOG/routing.log"
 if [ -n "$DEMO_SINKS" ]; then
-  "$PY" -m services.notify webhooks set '*' http://127.0.0.1:8099/agency \
+  "$PY" -m services.notify webhooks set '*' http://127.0.0.1:8099/agency --allow-http \
     --secret-file "$VAR/demo-webhook-secret" >>"$LOG/notify.log"
 fi
 

@@ -23,15 +23,14 @@ PROMETHEUS = DEPLOY / "prometheus"
 EXAMPLE_SECRET = "secret.example.yaml"
 SERVICES = ("intake", "routing", "notify")
 
+SHARED_ENV = {"LAPOR_AMQP_URL", "LAPOR_SHUTDOWN_SECONDS", "LAPOR_RABBITMQ_API_URL"}
 KNOWN_ENV = {
     "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_METRICS_HOST", "INTAKE_METRICS_PORT",
-               "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_ADDR",
-               "LAPOR_SHUTDOWN_SECONDS"},
+               "INTAKE_DATABASE_URL", "ROUTING_ADDR"} | SHARED_ENV,
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
-                "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "LAPOR_SHUTDOWN_SECONDS"},
+                "ROUTING_DATABASE_URL"} | SHARED_ENV,
     "notify": {"NOTIFY_METRICS_HOST", "NOTIFY_METRICS_PORT", "NOTIFY_DATABASE_URL",
-               "LAPOR_AMQP_URL", "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM",
-               "LAPOR_SHUTDOWN_SECONDS"},
+               "NOTIFY_SMTP_URL", "NOTIFY_MAIL_FROM"} | SHARED_ENV,
 }
 # Where each service serves /metrics and /healthz, apart from the port it does its work on.
 METRICS_PORT = {"intake": 9100, "routing": 9101, "notify": 9102}
