@@ -88,10 +88,14 @@ class SupervisedLoop:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float) -> bool:
-        """Asks the loop to finish its iteration and exit; True when it did within timeout."""
+    def request_stop(self) -> None:
+        """Asks the loop to finish its iteration and exit, without waiting for it."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Asks the loop to finish its iteration and exit; True when it did within timeout."""
+        self.request_stop()
         if self._thread is None:
             return True
         self._thread.join(max(0.0, timeout))

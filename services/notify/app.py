@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from services.infra import db, messaging
 from services.infra.config import ConfigError, Env
+from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
+from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
 from services.notify import retry, store
 from services.notify.channels import SmtpSettings, parse_smtp_url
@@ -37,7 +39,10 @@ class Settings:
     public_url: str = DEFAULT_PUBLIC_URL
     log_level: str = "INFO"
     workers: int = 4
-    drain_seconds: float = 10.0
+    # The whole ordered stop fits in this (LAPOR_SHUTDOWN_SECONDS); a send cut short by it
+    # is sent again after its lease (agencies dedupe on X-Lapor-Delivery).
+    shutdown_seconds: float = 20.0
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -72,7 +77,8 @@ class Settings:
             public_url=public_url,
             log_level=env.str("LAPOR_LOG_LEVEL", "INFO"),
             workers=env.int("NOTIFY_WORKERS", 4),
-            drain_seconds=env.float("NOTIFY_DRAIN_SECONDS", 10.0),
+            shutdown_seconds=env.shutdown_seconds(),
+            retention=RetentionSettings.from_env(env),
         )
         for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
                             ("NOTIFY_SMTP_TIMEOUT", settings.smtp_timeout),
@@ -104,10 +110,14 @@ class NotifyService:
         self.handler = EventHandler(self.engine, on_new_deliveries=self.worker.wake)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
                                            self.handler, consumer=store.CONSUMER)
+        self.retention = Retention.standard("notify", self.engine, self.outbox,
+                                            store.processed_events, settings.retention)
+        loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, *self.worker.loops]
         self.ops = OpsServer(settings.metrics_host, settings.metrics_port, {
             "database": lambda: db.check(self.engine),
             "broker": lambda: self.consumer.consuming.is_set(),
-        })
+            "loops": loops_healthy(loops),
+        }, live={"loops": loops_healthy(loops)})
 
     @property
     def metrics_port(self) -> int:
@@ -117,19 +127,20 @@ class NotifyService:
         self.outbox.start()
         self.worker.start()
         self.consumer.start()
+        self.retention.start()
         self.ops.start()
         log.info("notify started", extra={"workers": self.settings.workers})
         return self
 
     def stop(self) -> None:
-        """Drains: the message in hand is handled and acked, the attempts in hand are
-        recorded, the outcome events are flushed to the broker."""
-        self.consumer.stop()
-        # A send in hand ends within its timeout; one cut short is sent again after its lease.
-        self.worker.stop(timeout=max(self.settings.drain_seconds,
-                                     self.settings.webhook_timeout + 5,
-                                     self.settings.smtp_timeout + 5))
-        left = self.outbox.stop(flush_timeout=self.settings.drain_seconds)
+        """Drains within one budget: the message in hand is handled and acked, the attempts
+        in hand are recorded, the outcome events are flushed to the broker."""
+        budget = Budget(self.settings.shutdown_seconds)
+        self.consumer.stop(timeout=budget.share(0.3))
+        self.worker.stop(timeout=budget.share(0.6))
+        self.retention.stop(1.0)
+        left = self.outbox.stop(flush_timeout=budget.left() - 2.5)
         self.ops.stop()
         self.engine.dispose()
-        log.info("notify stopped", extra={"outbox_left": left})
+        log.info("notify stopped", extra={"outbox_left": left,
+                                          "seconds": round(budget.seconds - budget.left(), 1)})

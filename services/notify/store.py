@@ -91,6 +91,7 @@ subscriptions = _tables["webhook_subscriptions"]
 deliveries = _tables["deliveries"]
 delivery_attempts = _tables["delivery_attempts"]
 outbox = _tables["outbox"]
+processed_events = _tables["processed_events"]
 
 
 MIGRATIONS = MigrationPlan("notify", metadata, Path(__file__).with_name("migrations"))

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from lapor.v1 import events_pb2
 from services.infra import db, events, logs
+from services.infra.lifecycle import SupervisedLoop
 from services.infra.outbox import Outbox
 from services.notify import channels, retry, store, templates
 from services.notify.channels import Result, SmtpSettings
@@ -116,21 +117,23 @@ class DeliveryWorker:
         self.settings = settings
         self.send_webhook = send_webhook
         self.send_email = send_email
-        self._stop = threading.Event()
         self._wake = threading.Condition()
         self._generation = 0
-        self._threads: list[threading.Thread] = []
         self._last_gauges = 0.0
         # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
         # retry delay is not rounded up to the poll interval.
         self._soonest_retry = float("inf")
+        # One supervised loop per sending thread; a send in hand may take its whole limit
+        # before the loop counts as wedged.
+        self.loops = [SupervisedLoop("notify-worker", self._iteration, backoff_base=0.5,
+                                     backoff_cap=30.0,
+                                     stall_after=settings.send_limit + settings.poll_interval + 30)
+                      for _ in range(max(1, settings.threads))]
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> DeliveryWorker:
-        for n in range(max(1, self.settings.threads)):
-            thread = threading.Thread(target=self._run, name=f"notify-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for loop in self.loops:
+            loop.start()
         return self
 
     def wake(self) -> None:
@@ -139,40 +142,30 @@ class DeliveryWorker:
             self._generation += 1
             self._wake.notify_all()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """No new claims; attempts in hand finish and are recorded."""
-        self._stop.set()
+    def stop(self, timeout: float | None = None) -> bool:
+        """No new claims; attempts in hand finish and are recorded. True when every sending
+        thread finished within `timeout` (default: a whole send)."""
+        for loop in self.loops:
+            loop.request_stop()
         self.wake()
-        limit = timeout if timeout is not None else self.settings.lease.total_seconds()
+        limit = timeout if timeout is not None else self.settings.send_limit
         deadline = time.monotonic() + limit
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._threads.clear()
+        return all([loop.stop(deadline - time.monotonic()) for loop in self.loops])
 
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            with self._wake:
-                seen = self._generation
-            try:
-                worked = self.run_once()
-                failures = 0
-            except Exception:  # the database is down, or a bug: keep the thread alive
-                failures += 1
-                log.exception("delivery worker failed; backing off")
-                self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
-                continue
-            if worked:
-                continue
-            self._update_gauges()
-            with self._wake:
-                if self._generation == seen and not self._stop.is_set():
-                    now = time.monotonic()
-                    if self._soonest_retry <= now:
-                        self._soonest_retry = float("inf")  # due now: look again at once
-                    else:
-                        self._wake.wait(min(self.settings.poll_interval,
-                                            self._soonest_retry - now))
+    def _iteration(self, loop: SupervisedLoop) -> None:
+        with self._wake:
+            seen = self._generation
+        if self.run_once():
+            return
+        self._update_gauges()
+        with self._wake:
+            if self._generation == seen and not loop.stopping:
+                now = time.monotonic()
+                if self._soonest_retry <= now:
+                    self._soonest_retry = float("inf")  # due now: look again at once
+                else:
+                    self._wake.wait(min(self.settings.poll_interval,
+                                        self._soonest_retry - now))
 
     # -- one delivery ----------------------------------------------------------------------
     def run_once(self) -> bool:

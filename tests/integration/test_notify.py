@@ -168,7 +168,7 @@ def start_notify(database_url, amqp_url, smtp):
         options = dict(smtp=parse_smtp_url(smtp.url), metrics_port=0,
                        retry_delays=tuple(retry_delays), poll_interval=0.2,
                        webhook_timeout=5.0, smtp_timeout=5.0,
-                       public_url="https://lapor.example.go.id", drain_seconds=5.0)
+                       public_url="https://lapor.example.go.id", shutdown_seconds=5.0)
         options.update(overrides)
         settings = Settings(database_url=database_url, amqp_url=amqp_url, **options)
         service = NotifyService(settings).start()

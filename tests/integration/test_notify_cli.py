@@ -126,7 +126,10 @@ def test_serve_answers_probes_and_drains_on_sigterm(amqp_url, sqlite_url):
                     break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
-        assert ready == {"status": "ok", "checks": {"database": True, "broker": True}}
+        assert ready == {"status": "ok", "checks": {"database": True, "broker": True,
+                                                    "loops": True}}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            assert json.loads(r.read())["checks"] == {"loops": True}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
             assert b"lapor_notify_deliveries_total" in r.read()
         process.send_signal(signal.SIGTERM)
