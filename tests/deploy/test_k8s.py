@@ -54,6 +54,13 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "lapor_notify_deliveries_total": {
         "channel": {"email", "sms", "webhook"}, "outcome": {"delivered", "retry", "failed"}},
     "lapor_tickets_created_total": {"outcome": {"dispatched", "triage"}},
+    "lapor_outbox_publish_errors_total": {"service": set(SERVICES),
+                                          "reason": {"broker", "unroutable"}},
+    "lapor_loop_healthy": {"loop": None},
+    "lapor_loop_seconds_since_progress": {"loop": None},
+    "lapor_loop_failures_total": {"loop": None},
+    "lapor_broker_policies_applied": {},
+    "lapor_retention_deleted_total": {"service": set(SERVICES), "table": None},
     "up": {},
 }
 HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds"}
