@@ -14,7 +14,16 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PREFIX = "LPR"
 RANDOM_CHARS = 8  # 40 bits: collisions are retried against the unique index
 _ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
-_SHAPE = re.compile(rf"^[{ALPHABET}]{{{RANDOM_CHARS + 1}}}$")
+
+# What a person may type for a tracking id, in one pattern that both the code and the OpenAPI
+# document use: any case, the LPR prefix or not, dashes, dots, underscores or spaces between
+# characters, O for 0 and I/L for 1 (so every letter but U). The nine characters are the
+# eight random ones and the check character; the check itself is arithmetic, not a pattern.
+_SEPARATORS = "[-_. \\t\\r\\n]*"
+_CHAR = "[0-9A-TV-Za-tv-z]"
+TRACKING_ID_PATTERN = (f"^{_SEPARATORS}(?:[Ll]{_SEPARATORS}[Pp]{_SEPARATORS}[Rr]{_SEPARATORS})?"
+                       f"((?:{_CHAR}{_SEPARATORS}){{{RANDOM_CHARS}}}{_CHAR}){_SEPARATORS}$")
+_TYPED = re.compile(TRACKING_ID_PATTERN)
 
 
 def check_char(payload: str) -> str:
@@ -37,18 +46,16 @@ def new_tracking_id() -> str:
     return _display(payload + check_char(payload))
 
 
-def normalise_tracking_id(text: str) -> str | None:
-    """The canonical form of what a person typed (any case, with or without dashes or the
-    prefix, O for 0, I/L for 1), or None when it is not a valid tracking id."""
-    cleaned = re.sub(r"[\s\-_.]", "", text or "").upper()
-    if cleaned.startswith(PREFIX):
-        cleaned = cleaned[len(PREFIX):]
-    cleaned = cleaned.translate(_ALIASES)
-    if not _SHAPE.match(cleaned):
+def normalise_tracking_id(text: str | None) -> str | None:
+    """The canonical form of what a person typed (see TRACKING_ID_PATTERN), or None when it
+    is not a valid tracking id: the wrong shape, or a check character that does not match."""
+    match = _TYPED.fullmatch(text or "")
+    if match is None:
         return None
-    if check_char(cleaned[:-1]) != cleaned[-1]:
+    chars = re.sub(r"[-_. \t\r\n]", "", match[1]).upper().translate(_ALIASES)
+    if check_char(chars[:-1]) != chars[-1]:
         return None
-    return _display(cleaned)
+    return _display(chars)
 
 
 def new_access_token() -> str:

@@ -131,8 +131,7 @@ def row(**changes) -> SimpleNamespace:
         tracking_id="LPR-7K2-M9Q-4TX", kind="PENGADUAN", title=TITLE, body=BODY,
         region_code="13.03", category="KESEHATAN", target_agency="", incident_date="2025-03-01",
         latitude=-0.6886, longitude=100.9527, address="Jl. Prof. M. Yamin, Muaro Sijunjung",
-        channel="mobile", anonymous=False, confidential=False, reporter_name=NAME,
-        reporter_email=EMAIL, reporter_phone=PHONE, language="id",
+        channel="mobile", anonymous=False, confidential=False, language="id",
         access_token_hash="ab" * 32, status="SUBMITTED", status_at=T0, agency_code="",
         agency_name="", deadline=None, deadline_zone="", created_at=T0, updated_at=T0)
     values.update(changes)
@@ -203,7 +202,9 @@ def test_private_timeline_entries_are_hidden_from_the_public():
 def test_owner_view_shows_everything_the_reporter_sent_and_the_whole_timeline():
     view = owner_view(row(anonymous=True, confidential=True, **DISPATCHED), TIMELINE)
     assert (view["title"], view["body"]) == (TITLE, BODY)
-    assert view["reporter"] == {"name": NAME, "email": EMAIL, "phone": PHONE, "language": "id"}
+    # Contacts are notify's alone: intake has none to show, only the language of messages.
+    assert view["reporter"] == {"language": "id"}
+    assert_no_identity(json.dumps(view))
     assert view["anonymous"] is True and view["confidential"] is True
     assert view["location"] == {"latitude": -0.6886, "longitude": 100.9527}
     assert view["address"] == "Jl. Prof. M. Yamin, Muaro Sijunjung"
@@ -214,11 +215,9 @@ def test_owner_view_shows_everything_the_reporter_sent_and_the_whole_timeline():
 
 
 def test_owner_view_without_optional_parts_shows_nulls_not_blanks():
-    view = owner_view(row(latitude=None, longitude=None, address="", incident_date="",
-                          reporter_email="", reporter_phone=""), [])
+    view = owner_view(row(latitude=None, longitude=None, address="", incident_date=""), [])
     assert view["location"] is None and view["address"] is None
     assert view["incident_date"] is None
-    assert view["reporter"]["email"] is None and view["reporter"]["phone"] is None
 
 
 def test_views_are_json_with_utc_timestamps():
