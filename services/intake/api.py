@@ -8,15 +8,27 @@ import grpc
 from flask import Blueprint, current_app, g, jsonify, request
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from werkzeug.routing import BaseConverter
 
 from lapor.v1 import common_pb2, routing_pb2
 from services.infra.db import reading
-from services.intake import ids, reports
+from services.intake import ids, models, reports
 from services.intake.problems import Problem, validation
 from services.intake.validation import ValidationFailed, parse_draft, parse_new_report
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,255}$")
+
+
+class _ReportId(BaseConverter):
+    """A report's path segment: anything but the names of the other resources under
+    /reports. As in OpenAPI, /reports/suggest is its own resource, not a report called
+    "suggest", so GET on it is 405 with Allow: POST like any other unsupported method."""
+
+    regex = r"(?!suggest\Z)[^/]+"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("report_id", _ReportId))
+IDEMPOTENCY_KEY = re.compile(models.IDEMPOTENCY_KEY)
 
 
 def _ctx():
@@ -40,7 +52,7 @@ def _json_body() -> dict:
 @bp.post("/reports")
 def create_report():
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise Problem(400, "invalid_idempotency_key", "Invalid Idempotency-Key",
                       "Idempotency-Key must be 8 to 255 visible ASCII characters; "
                       "a fresh UUID per report is best", errors=[
@@ -66,13 +78,23 @@ def create_report():
 
 
 def _access_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.headers.get("X-Access-Token") or request.args.get("token") or None
+    """The bearer token of the Authorization header. Anywhere else a token ends up in
+    proxy logs, browser history and Referer headers, so it is refused there."""
+    if "token" in request.args or "X-Access-Token" in request.headers:
+        raise Problem(400, "token_not_in_header", "Send the access token in the header",
+                      "Send the access token as the header Authorization: Bearer <token>, "
+                      "never in the address (?token=) or another header")
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(400, "token_not_in_header", "Send the access token as a bearer token",
+                      "Send the access token as the header Authorization: Bearer <token>")
+    return token.strip()
 
 
-@bp.get("/reports/<tracking_id>")
+@bp.get("/reports/<report_id:tracking_id>")
 def get_report(tracking_id: str):
     canonical = ids.normalise_tracking_id(tracking_id)
     if canonical is None:
@@ -81,12 +103,12 @@ def get_report(tracking_id: str):
                       "check character, so one mistyped character is caught here",
                       errors=[{"field": "tracking_id", "message": "check each character"}])
     g.tracking_id = canonical
+    token = _access_token()
     with reading(_ctx().engine) as conn:
         row, entries = reports.load(conn, canonical)
     if row is None:
         raise Problem(404, "report_not_found", "No such report",
                       f"No report has tracking id {canonical}")
-    token = _access_token()
     if token is None:
         return jsonify(reports.public_view(row, entries))
     if not ids.token_matches(token, row.access_token_hash):

@@ -5,31 +5,40 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from flask import Flask, g, jsonify, request
-from prometheus_client import Counter, Histogram, make_wsgi_app
+from flask_cors import CORS
+from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.infra import db, logs, messaging
-from services.infra.config import Env
+from services.infra.config import ConfigError, Env
 from services.infra.outbox import Outbox
-from services.intake import readmodel, storage
+from services.intake import limits, readmodel, storage
 from services.intake.api import bp as api_bp
+from services.intake.openapi import MAX_BODY_KIB
+from services.intake.openapi import PATH as OPENAPI_PATH
 from services.intake.problems import Problem
 from services.intake.routing_client import RoutingClient
 
 log = logging.getLogger(__name__)
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = MAX_BODY_KIB * 1024
 
 HTTP_REQUESTS = Counter("lapor_http_requests_total", "HTTP requests handled",
                         ["route", "method", "status"])
 HTTP_SECONDS = Histogram("lapor_http_request_duration_seconds", "HTTP request duration",
                          ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+# Browser front ends on other origins may call the API with these (CORS).
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_EXPOSE_HEADERS = ["Location", "Retry-After", "Idempotent-Replayed", "RateLimit-Limit",
+                       "RateLimit-Remaining", "RateLimit-Reset"]
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
 @dataclass
@@ -38,15 +47,22 @@ class IntakeContext:
     outbox: Outbox
     routing: RoutingClient
     consumer: messaging.Consumer
+    # Set when the process starts shutting down: readiness turns 503 so load balancers stop
+    # sending new work while the requests in flight finish.
+    draining: threading.Event = field(default_factory=threading.Event)
 
     def start_workers(self) -> None:
         self.outbox.start()
         self.consumer.start()
 
-    def stop_workers(self, drain_seconds: float = 10.0) -> int:
-        """Stops the read-model consumer after the message in hand, then flushes the outbox."""
-        self.consumer.stop()
-        left = self.outbox.stop(flush_timeout=drain_seconds)
+    def stop_workers(self, budget: float = 10.0) -> int:
+        """Stops the read-model consumer after the messages in hand, then has the relay
+        publish what it can, all within `budget` seconds; returns the events left for the
+        next start."""
+        deadline = time.monotonic() + budget
+        self.consumer.stop(timeout=budget * 0.4)
+        # Outbox.stop may take its flush time plus two seconds to let a broker call end.
+        left = self.outbox.stop(flush_timeout=max(0.0, deadline - time.monotonic() - 2.5))
         self.routing.close()
         return left
 
@@ -58,18 +74,34 @@ def settings_from_env(env: Env | None = None) -> dict:
         "AMQP_URL": env.amqp_url(),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.float("INTAKE_ROUTING_TIMEOUT", 1.0),
+        "CORS_ORIGINS": env.str("INTAKE_CORS_ORIGINS", ""),
         "START_WORKERS": True,
+        **limits.settings_from_env(env),
     }
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """The app; `config` (tests) or the environment gives DATABASE_URL, AMQP_URL, ROUTING_ADDR.
-    With START_WORKERS the outbox relay and read-model consumer run in this process."""
-    app = Flask(__name__)
+    """The app; `config` (tests) or the environment gives DATABASE_URL, AMQP_URL, ROUTING_ADDR
+    and the optional settings of settings_from_env. With START_WORKERS the outbox relay and
+    read-model consumer run in this process."""
+    app = Flask(__name__, static_folder=None)
     app.config.update(settings_from_env() if config is None else config)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+
+    # Everything that reads a setting comes first, so a bad one stops the process before it
+    # opens the database or starts a worker.
+    app.register_blueprint(api_bp)
+    _register_error_handlers(app)
+    _register_metrics(app)
+    _register_response_headers(app)
+    limits.install(app)
+    _install_cors(app)
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies:
+        # The client is the address the nearest trusted proxy saw, not the proxy itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
 
     engine = db.make_engine(app.config["DATABASE_URL"])
     db.migrate(engine, "intake", storage.MIGRATIONS)
@@ -83,14 +115,9 @@ def create_app(config: dict | None = None) -> Flask:
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"]),
                         consumer)
     app.extensions["lapor"] = ctx
+    _register_ops_routes(app, ctx)
     if app.config.get("START_WORKERS"):
         ctx.start_workers()
-
-    app.register_blueprint(api_bp)
-    _register_ops_routes(app, ctx)
-    _register_error_handlers(app)
-    _register_metrics(app)
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": make_wsgi_app()})
     return app
 
 
@@ -110,6 +137,8 @@ def _register_ops_routes(app: Flask, ctx: IntakeContext) -> None:
                   "broker": ctx.consumer.consuming.is_set(),
                   "routing": ctx.routing.healthy()}
         ready = checks["database"]
+        if ctx.draining.is_set():
+            return jsonify(status="draining", checks=checks), 503
         return jsonify(status="ok" if ready else "unavailable", checks=checks), \
             200 if ready else 503
 
@@ -130,11 +159,14 @@ def _register_error_handlers(app: Flask) -> None:
             405: ("method_not_allowed", "Method not allowed",
                   f"{request.method} is not supported here; see /api/v1/openapi.json"),
             413: ("payload_too_large", "Request too large",
-                  f"Send at most {MAX_BODY_BYTES // 1024} KiB; attachments go separately"),
+                  f"Send at most {MAX_BODY_KIB} KiB; attachments go separately"),
         }
         code, title, detail = messages.get(
             exc.code, ("http_error", exc.name, exc.description or exc.name))
-        return Problem(exc.code or 400, code, title, detail).response(request.path)
+        # 405 says which methods the resource has (RFC 9110 requires Allow).
+        headers = {name: value for name, value in exc.get_headers() if name == "Allow"}
+        return Problem(exc.code or 400, code, title, detail,
+                       headers=headers).response(request.path)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
@@ -143,6 +175,32 @@ def _register_error_handlers(app: Flask) -> None:
                        "The service could not complete the request; nothing was saved. "
                        "Please try again shortly", headers={"Retry-After": "5"}
                        ).response(request.path)
+
+
+def _register_response_headers(app: Flask) -> None:
+    @app.after_request
+    def _hygiene(response):
+        # Never let a browser guess a content type (a JSON answer rendered as HTML).
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Answers about reports carry access tokens, private detail or a status that changes;
+        # errors may echo what was sent. No cache keeps any of them.
+        if response.status_code >= 400 or request.path.startswith("/api/v1/reports"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _install_cors(app: Flask) -> None:
+    origins = [o.strip() for o in (app.config.get("CORS_ORIGINS") or "").split(",")
+               if o.strip()]
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(f"INTAKE_CORS_ORIGINS: {origin!r} is not an origin such as "
+                              "https://lapor.go.id (scheme, host and port only)")
+    if not origins:
+        return  # no browser front end on another origin: no CORS headers at all
+    CORS(app, resources={r"/api/v1/*": {"origins": origins}}, methods=["GET", "POST"],
+         allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS,
+         supports_credentials=False, max_age=600)
 
 
 def _register_metrics(app: Flask) -> None:

@@ -3,7 +3,9 @@ stable machine-readable code and a detail that says what to fix."""
 
 from __future__ import annotations
 
-from flask import Response, json
+import json
+
+from flask import Response
 
 PROBLEM_BASE = "https://lapor.go.id/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -20,15 +22,17 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers or {}
 
-    def response(self, instance: str | None = None) -> Response:
+    def body(self, instance: str | None = None) -> bytes:
         body = {"type": PROBLEM_BASE + self.code, "title": self.title, "status": self.status,
                 "detail": self.detail, "code": self.code}
         if instance:
             body["instance"] = instance
         if self.errors:
             body["errors"] = self.errors
-        response = Response(json.dumps(body, ensure_ascii=False), status=self.status,
-                            mimetype=MEDIA_TYPE)
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    def response(self, instance: str | None = None) -> Response:
+        response = Response(self.body(instance), status=self.status, mimetype=MEDIA_TYPE)
         response.headers.update(self.headers)
         return response
 

@@ -8,12 +8,15 @@ import json
 import threading
 import time
 
+import jsonschema_rs
 import pytest
 import sqlalchemy as sa
+from prometheus_client import generate_latest
 
 from services.infra import events, messaging
-from services.intake import ids, storage
-from services.intake.app import create_app
+from services.infra.config import ConfigError
+from services.intake import ids, limits, storage
+from services.intake.app import MAX_BODY_BYTES, create_app
 from tests.conftest import free_port
 from tests.integration.helpers import dead_amqp_url, scraped, take_messages
 
@@ -63,10 +66,14 @@ class Api:
         return self.post("/api/v1/reports", json=report() if body is None else body, **kwargs)
 
 
+# These tests send more than a citizen would; the limits have their own tests.
+HIGH_LIMITS = {key: "100000 per minute" for key in limits.LIMIT_SETTINGS}
+
+
 def make_app(database_url: str, amqp_url: str | None = None):
     return create_app({"DATABASE_URL": database_url, "AMQP_URL": amqp_url or dead_amqp_url(),
                        "ROUTING_ADDR": f"127.0.0.1:{free_port()}", "ROUTING_TIMEOUT": 1.0,
-                       "START_WORKERS": False})
+                       "START_WORKERS": False, **HIGH_LIMITS})
 
 
 def close(app) -> None:
@@ -246,7 +253,7 @@ def test_broken_requests_get_a_problem_that_says_what_to_fix(api):
     problem(api.post("/api/v1/reports", data="kind=PENGADUAN",
                      content_type="application/x-www-form-urlencoded"),
             415, "unsupported_media_type")
-    big = report(body="x" * (65 * 1024))
+    big = report(body="x" * (MAX_BODY_BYTES + 1))
     problem(api.post("/api/v1/reports", data=json.dumps(big), content_type="application/json"),
             413, "payload_too_large")
     problem(api.get("/api/v1/no-such-thing"), 404, "not_found")
@@ -292,12 +299,11 @@ def test_the_public_sees_neither_the_reporter_nor_confidential_content(api):
     owner = api.get(path, headers={"Authorization": f"Bearer {answer['access_token']}"})
     assert owner.status_code == 200
     mine = owner.get_json()
-    assert mine["reporter"] == {"name": NAME, "email": EMAIL, "phone": PHONE_E164,
-                                "language": "id"}
+    # Contacts went to notify; intake keeps only the language of messages.
+    assert mine["reporter"] == {"language": "id"}
     assert (mine["title"], mine["body"]) == (report()["title"], report()["body"])
     assert mine["location"] == {"latitude": -0.6712, "longitude": 100.9521}
-    same = api.get(path, headers={"X-Access-Token": answer["access_token"]})
-    assert same.get_json() == mine
+    assert owner.headers["Cache-Control"] == "no-store"
 
     wrong = api.get(path, headers={"Authorization": "Bearer not-the-token"})
     body = problem(wrong, 403, "wrong_access_token")
@@ -341,9 +347,9 @@ def test_health_readiness_and_metrics(api):
 
     api.submit()
     problem(api.submit({}), 422, "validation_failed")
-    metrics = api.get("/metrics")
-    assert metrics.status_code == 200
-    text = metrics.get_data(as_text=True)
+    # Metrics are served on the metrics port (test_intake_server.py), not to citizens.
+    problem(api.get("/metrics"), 404, "not_found")
+    text = generate_latest().decode()
     route = {"route": "/api/v1/reports", "method": "POST"}
     assert scraped(text, "lapor_http_requests_total", **route, status="201") >= 1
     assert scraped(text, "lapor_http_requests_total", **route, status="422") >= 1
@@ -393,3 +399,127 @@ def test_odd_bodies_never_get_a_5xx(api):
     headers = {"Idempotency-Key": "kunci-é-12345678"}
     problem(api.submit(headers=headers), 400, "invalid_idempotency_key")
     assert count(api.app, storage.reports) == 1
+
+
+# -- email addresses -------------------------------------------------------------------------
+def test_email_addresses_are_checked_and_stored_in_normalised_form(api):
+    body = problem(api.submit(report(reporter={"email": "a,postmaster@contoh.id"})), 422,
+                   "validation_failed")
+    assert body["errors"][0]["field"] == "reporter.email"
+    assert "','" in body["errors"][0]["message"]  # says which character is wrong
+
+    for sent, kept in [("rína@contoh.id", "rína@contoh.id"),
+                       ("Siti.Rahayu@EXAMPLE.ID", "Siti.Rahayu@example.id")]:
+        answer = api.submit(report(reporter={"email": sent}))
+        assert answer.status_code == 201, answer.get_json()
+        registered = outbox_rows(api.app, answer.get_json()["tracking_id"])[1]
+        assert events.payload(events.decode(registered.body)).email == kept
+
+
+# -- HTTP hygiene ----------------------------------------------------------------------------
+def test_no_answer_is_sniffed_and_none_with_a_token_or_private_detail_is_stored(api):
+    created = api.submit()
+    answer = created.get_json()
+    path = f"/api/v1/reports/{answer['tracking_id']}"
+    owner = api.get(path, headers={"Authorization": f"Bearer {answer['access_token']}"})
+    errors = [api.submit({}), api.get("/api/v1/nothing"), api.get(path[:-1] + "U")]
+    for response in [created, owner, api.get(path), api.get("/healthz"), *errors]:
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    for response in [created, owner, *errors]:
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_method_not_allowed_says_which_are(api):
+    for method, path in [("DELETE", "/api/v1/reports"), ("GET", "/api/v1/reports/suggest"),
+                         ("PUT", "/api/v1/reports/LPR-7K2-M9Q-XD4")]:
+        response = api.open(method, path)
+        problem(response, 405, "method_not_allowed")
+        allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert allowed - {"HEAD", "OPTIONS"} == ({"GET"} if "LPR" in path else {"POST"})
+
+
+def test_the_access_token_is_taken_only_from_the_authorization_header(api):
+    answer = api.submit().get_json()
+    path, token = f"/api/v1/reports/{answer['tracking_id']}", answer["access_token"]
+    for kwargs in [{"query_string": {"token": token}}, {"headers": {"X-Access-Token": token}},
+                   {"headers": {"Authorization": f"Basic {token}"}},
+                   {"headers": {"Authorization": "Bearer "}}]:
+        response = api.get(path, **kwargs)
+        body = problem(response, 400, "token_not_in_header")
+        assert "Authorization: Bearer" in body["detail"]
+        assert report()["body"] not in response.get_data(as_text=True)
+    assert api.get(path, headers={"Authorization": f"bearer {token}"}).get_json()["reporter"]
+
+
+@pytest.fixture
+def browser_app(database_url):
+    app = create_app({"DATABASE_URL": database_url, "AMQP_URL": dead_amqp_url(),
+                      "ROUTING_ADDR": f"127.0.0.1:{free_port()}", "ROUTING_TIMEOUT": 1.0,
+                      "START_WORKERS": False, **HIGH_LIMITS,
+                      "CORS_ORIGINS": "https://lapor.go.id, https://m.lapor.go.id"})
+    yield app
+    close(app)
+
+
+def test_browser_front_ends_on_listed_origins_may_call_the_api(browser_app, api):
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+    client = Api(browser_app)
+    allowed = client.open("OPTIONS", "/api/v1/reports",
+                          headers={"Origin": "https://m.lapor.go.id", **preflight})
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://m.lapor.go.id"
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    granted = {h.strip().lower()
+               for h in allowed.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "idempotency-key"} <= granted
+    assert "Access-Control-Allow-Credentials" not in allowed.headers
+
+    created = client.submit(headers={"Origin": "https://lapor.go.id"})
+    assert created.headers["Access-Control-Allow-Origin"] == "https://lapor.go.id"
+    exposed = {h.strip() for h in created.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Location", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+            "RateLimit-Reset"} <= exposed
+
+    stranger = client.open("OPTIONS", "/api/v1/reports",
+                           headers={"Origin": "https://lapor.example.com", **preflight})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    # With no origin configured (the default) no browser on another origin is let in.
+    default = api.open("OPTIONS", "/api/v1/reports",
+                       headers={"Origin": "https://lapor.go.id", **preflight})
+    assert "Access-Control-Allow-Origin" not in default.headers
+
+
+def test_a_malformed_cors_origin_stops_the_process_naming_the_variable(sqlite_url):
+    with pytest.raises(ConfigError, match="INTAKE_CORS_ORIGINS"):
+        create_app({"DATABASE_URL": sqlite_url, "AMQP_URL": dead_amqp_url(),
+                    "ROUTING_ADDR": "127.0.0.1:1", "START_WORKERS": False,
+                    "ROUTING_TIMEOUT": 1.0, "CORS_ORIGINS": "https://lapor.go.id/app/"})
+
+
+# -- answers are what the document says ------------------------------------------------------
+def test_answers_match_the_schemas_of_the_served_document(api):
+    document = api.get("/api/v1/openapi.json").get_json()
+
+    def check(response, schema_name: str) -> None:
+        schema = {"$ref": f"#/components/schemas/{schema_name}",
+                  "components": document["components"]}
+        validator = jsonschema_rs.validator_for(schema, validate_formats=True)
+        errors = [str(e) for e in validator.iter_errors(response.get_json())]
+        assert not errors, (schema_name, errors)
+
+    for anonymous, confidential in [(False, False), (True, True)]:
+        created = api.submit(report(anonymous=anonymous, confidential=confidential))
+        check(created, "Accepted")
+        answer = created.get_json()
+        path = f"/api/v1/reports/{answer['tracking_id']}"
+        public = api.get(path)
+        owner = api.get(path, headers={"Authorization": f"Bearer {answer['access_token']}"})
+        check(public, "PublicReport")
+        check(owner, "OwnerReport")
+        # GET answers oneOf the two: each view must match its own schema and not the other.
+        other = jsonschema_rs.validator_for({"$ref": "#/components/schemas/PublicReport",
+                                             "components": document["components"]})
+        assert not other.is_valid(owner.get_json())
+    check(api.submit({}), "Problem")
+    check(api.get("/api/v1/reports/not-an-id"), "Problem")

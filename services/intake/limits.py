@@ -1,0 +1,147 @@
+"""Per-client rate limits on the citizen API (Flask-Limiter).
+
+Submissions, suggestions and report lookups each have an allowance per client; lookups that
+fail (an unknown tracking id, a wrong access token) also count against a much smaller one,
+so guessing ids or tokens slows to a crawl while a citizen who mistypes once is not
+bothered (the check character already turns most typos into a 400 that does not count).
+The client is its address, IPv6 clients by their /64 (one subscriber's prefix); behind
+proxies, INTAKE_TRUSTED_PROXIES says how many X-Forwarded-For hops to believe.
+
+With LAPOR_REDIS_URL the counts live in Redis and hold across replicas; without it, in this
+process. Redis going away must not turn citizens away: the limiter falls back to counting
+in memory, logs a warning, and goes back to Redis once it answers again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+
+from flask import Flask, request
+from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse_many
+
+from services.infra.config import ConfigError, Env
+from services.intake.problems import Problem
+
+log = logging.getLogger(__name__)
+
+# setting (app.config key) -> (environment variable, default)
+LIMIT_SETTINGS = {
+    "RATE_LIMIT_SUBMIT": ("INTAKE_RATE_LIMIT_SUBMIT", "30 per minute; 300 per hour"),
+    "RATE_LIMIT_SUGGEST": ("INTAKE_RATE_LIMIT_SUGGEST", "60 per minute; 600 per hour"),
+    "RATE_LIMIT_READ": ("INTAKE_RATE_LIMIT_READ", "300 per minute; 5000 per hour"),
+    "RATE_LIMIT_LOOKUP_FAILURES": ("INTAKE_RATE_LIMIT_LOOKUP_FAILURES",
+                                   "10 per minute; 100 per hour"),
+}
+# Which endpoint each allowance guards.
+ENDPOINTS = {"api.create_report": "RATE_LIMIT_SUBMIT", "api.suggest_route": "RATE_LIMIT_SUGGEST",
+             "api.get_report": "RATE_LIMIT_READ"}
+TOO_MANY = {"api.create_report": "Too many reports from this network",
+            "api.suggest_route": "Too many suggestion requests from this network",
+            "api.get_report": "Too many report lookups from this network"}
+LOOKUP_FAILURE_STATUSES = (403, 404)
+REDIS_TIMEOUT = 0.5  # seconds: a slow Redis must not make every request slow
+
+
+def settings_from_env(env: Env) -> dict:
+    settings = {key: env.str(var, default) for key, (var, default) in LIMIT_SETTINGS.items()}
+    settings["REDIS_URL"] = env.str("LAPOR_REDIS_URL", "") or None
+    settings["TRUSTED_PROXIES"] = env.int("INTAKE_TRUSTED_PROXIES", 0)
+    return settings
+
+
+def _limit(config: dict, key: str) -> str:
+    value = config.get(key) or LIMIT_SETTINGS[key][1]
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{LIMIT_SETTINGS[key][0]} must be limits such as "
+                          f"'30 per minute; 300 per hour', got {value!r}") from None
+    return value
+
+
+def client_key() -> str:
+    """Who is asking: the address, or the /64 for IPv6 (one subscriber gets a whole /64)."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def install(app: Flask) -> Limiter:
+    """Rate-limits the API's endpoints of `app` as its config says."""
+    config = app.config
+    storage = config.get("REDIS_URL") or "memory://"
+    options = ({"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
+               if storage.startswith(("redis://", "rediss://")) else {})
+    limiter = Limiter(
+        client_key, storage_uri=storage, storage_options=options,
+        strategy="sliding-window-counter", key_prefix=config.get("RATE_LIMIT_KEY_PREFIX",
+                                                                 "lapor-intake"),
+        headers_enabled=False,  # set below, as the IETF fields with seconds to reset
+        in_memory_fallback_enabled=True, swallow_errors=True,
+        enabled=config.get("RATE_LIMIT_ENABLED", True))
+
+    # Each refusal is counted in lapor_http_requests_total{status="429"}; flask-limiter's own
+    # line per refusal would put client addresses in the log.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    # Registered before the limiter's own hook so it runs after it (Flask runs these in
+    # reverse), once a failed lookup has been counted.
+    app.after_request(_headers(limiter))
+    limiter.init_app(app)
+
+    failures = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_LOOKUP_FAILURES"), scope="report-lookup-failures",
+        deduct_when=lambda response: response.status_code in LOOKUP_FAILURE_STATUSES,
+        error_message="Too many lookups of unknown reports or with wrong access tokens from "
+                      "this network")
+    for endpoint, setting in ENDPOINTS.items():
+        view = limiter.limit(_limit(config, setting), error_message=TOO_MANY[endpoint])(
+            app.view_functions[endpoint])
+        if endpoint == "api.get_report":
+            view = failures(view)
+        app.view_functions[endpoint] = view
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):
+        wait = _seconds_to_reset(limiter) or 1
+        return Problem(429, "rate_limited", "Too many requests",
+                       f"{exc.description} (at most {exc.limit.limit}); wait {wait} seconds "
+                       "(Retry-After) and try again",
+                       headers={"Retry-After": str(wait)}).response(request.path)
+
+    return limiter
+
+
+def _seconds_to_reset(limiter: Limiter) -> int | None:
+    current = limiter.current_limit
+    if current is None:
+        return None
+    return max(0, math.ceil(current.reset_at - time.time()))
+
+
+def _headers(limiter: Limiter):
+    def add_rate_limit_headers(response):
+        current = limiter.current_limit
+        if current is None:
+            return response
+        try:
+            remaining, reset = current.remaining, _seconds_to_reset(limiter)
+        except Exception as exc:  # noqa: BLE001 - storage trouble: answer without the fields
+            log.warning("rate limit state unavailable (%s)", type(exc).__name__)
+            return response
+        response.headers["RateLimit-Limit"] = str(current.limit.amount)
+        response.headers["RateLimit-Remaining"] = str(max(0, remaining))
+        response.headers["RateLimit-Reset"] = str(reset)
+        return response
+
+    return add_rate_limit_headers

@@ -1,0 +1,126 @@
+"""The served OpenAPI document holds: schemathesis runs every operation of the real server
+(waitress, SQLite, a stand-in routing on a real gRPC port) with all its checks — server
+errors, status codes, content types, headers and bodies against their schemas, schema-valid
+requests accepted, schema-invalid ones refused, unsupported methods answered 405 with Allow —
+through all its phases (examples, coverage, fuzzing, stateful), and must find nothing.
+
+Three rules of the API are not expressible in JSON Schema, and the document says them in
+words; the generator is told about them here, as any client must be:
+* the last character of a tracking id is a check character (format lapor-tracking-id):
+  ids are drawn with a correct one, as a citizen copies them from the SMS;
+* an email address must be one mail can be delivered to in principle (format lapor-email:
+  a domain with a dot, not a special-use name such as .test): addresses are drawn that
+  email-validator accepts;
+* an incident date lies within the last ten years and not in the future: a real date is
+  moved into that window before the request is sent (a date that is not one is left as
+  drawn).
+A request body is refused over its byte limit (413 payload_too_large, documented) whatever
+its content: JSON Schema counts characters, not the bytes of their encoding, and allows
+white space around codes and unknown fields, so a schema-valid body can be larger than any
+limit. 413 counts as a refusal for invalid data and as the documented answer for valid
+data. And one rule is about state: an Idempotency-Key used for one report is refused for a
+different one (422 idempotency_key_reused, documented). The generator draws keys from a
+small space and would reuse them across different bodies, so each key that matches the
+pattern is made unique before the request is sent.
+
+This module is also the hooks module schemathesis loads (SCHEMATHESIS_HOOKS)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import strategies as st
+
+from services.intake import ids, models
+from services.intake.validation import JAKARTA, normalise_email
+from tests.integration.test_intake_server import FakeRouting, running_intake
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS_MODULE = "tests.integration.test_intake_openapi_fuzz"
+EXAMPLES_PER_OPERATION = 200
+STATEFUL_SCENARIOS = 60  # submit, then read what was submitted: slower, and fewer suffice
+_IDEMPOTENCY_KEY = re.compile(models.IDEMPOTENCY_KEY)
+
+
+def _tracking_id(payload: str) -> str:
+    chars = payload + ids.check_char(payload)
+    return f"LPR-{chars[0:3]}-{chars[3:6]}-{chars[6:9]}"
+
+
+def _into_incident_window(body) -> None:
+    """Moves a real date in `body` (a report) into the accepted window, in place."""
+    text = body.get("incident_date") if isinstance(body, dict) else None
+    try:
+        day = date.fromisoformat(text) if isinstance(text, str) and len(text) == 10 else None
+    except ValueError:
+        return  # not a date: the server's answer to that is what is being tested
+    if day is not None:
+        today = datetime.now(JAKARTA).date()
+        earliest = today - timedelta(days=3649)
+        body["incident_date"] = min(today, max(earliest, day)).isoformat()
+
+
+def _deliverable(address: str) -> bool:
+    return len(address) <= 254 and normalise_email(address)[0] is not None
+
+
+schemathesis.openapi.format("lapor-email", st.one_of(
+    st.emails().filter(_deliverable),
+    st.sampled_from(["rína@contoh.id", "budi+lapor@mail.sijunjung.go.id", "表示@例え.jp"])))
+schemathesis.openapi.format("lapor-tracking-id", st.text(
+    alphabet=ids.ALPHABET, min_size=ids.RANDOM_CHARS, max_size=ids.RANDOM_CHARS).map(
+    _tracking_id))
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    for headers in (case.headers, kwargs.get("headers")):
+        key = (headers or {}).get("Idempotency-Key")
+        if isinstance(key, str) and _IDEMPOTENCY_KEY.fullmatch(key):
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+    for body in (case.body, kwargs.get("json")):
+        _into_incident_window(body)
+
+
+# Derandomized, so CI sees the same cases every run. The status lists are schemathesis 4.32's
+# defaults plus 413 (see above).
+CONFIG = f"""
+[generation]
+max-examples = {EXAMPLES_PER_OPERATION}
+deterministic = true
+[phases.stateful.generation]
+max-examples = {STATEFUL_SCENARIOS}
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422",
+                     "428", "429", "5xx"]
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+"""
+
+
+def test_the_served_document_holds_for_every_operation(tmp_path):
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    with FakeRouting() as routing, running_intake(
+            tmp_path, routing_addr=f"127.0.0.1:{routing.port}") as intake:
+        base = f"http://127.0.0.1:{intake.port}"
+        command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+                   f"{base}/api/v1/openapi.json", "--url", base, "--checks", "all",
+                   "--workers", "2", "--no-color", "--request-timeout", "10",
+                   "--output-truncate", "true"]
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS_MODULE,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
+    assert done.returncode == 0, done.stdout[-12000:] + done.stderr[-4000:]
+    assert "5 selected / 5 total" in done.stdout
