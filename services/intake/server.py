@@ -33,7 +33,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from services.infra import db
 from services.infra.config import DEFAULT_SHUTDOWN_SECONDS, Env
-from services.infra.lifecycle import Budget, SupervisedLoop
+from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
 from services.infra.telemetry import OpsServer
 from services.intake.app import MAX_BODY_BYTES, IntakeContext
 from services.intake.problems import MEDIA_TYPE, Problem
@@ -313,11 +313,18 @@ class IntakeProcess:
         self.settings = settings
         self.ctx: IntakeContext = app.extensions["lapor"]
         self.http = HttpServer(app, settings)
-        self.ops = OpsServer(settings.metrics_host, settings.metrics_port, checks={
-            "serving": lambda: not self.ctx.draining.is_set(),
-            "database": lambda: db.check(self.ctx.engine)})
         self.purge = SupervisedLoop("intake-idempotency-purge", self._purge_once,
                                     stall_after=PURGE_INTERVAL * 3)
+        loops = [self.purge]
+        if app.config.get("START_WORKERS"):
+            loops += [self.ctx.outbox.loop, self.ctx.consumer.loop]
+        # Liveness: a dead or wedged background loop gets the process restarted.
+        # Readiness: the database, and not shutting down (the broker may be away: the
+        # outbox keeps what it cannot send).
+        self.ops = OpsServer(settings.metrics_host, settings.metrics_port, checks={
+            "serving": lambda: not self.ctx.draining.is_set(),
+            "database": lambda: db.check(self.ctx.engine)},
+            live={"loops": loops_healthy(loops)})
 
     @property
     def port(self) -> int:

@@ -248,6 +248,15 @@ def test_metrics_are_on_their_own_port_and_not_on_the_citizens_one(tmp_path):
         assert status == 200 and json.loads(body)["checks"]["serving"] is True
 
 
+def test_a_dead_background_loop_fails_liveness_on_the_metrics_port(tmp_path):
+    with running_intake(tmp_path, workers=True) as intake:
+        status, _, body = request(intake.ops.port, "GET", "/healthz")
+        assert (status, json.loads(body)["checks"]) == (200, {"loops": True})
+        intake.ctx.outbox.loop.stop(2.0)  # as if the relay's thread had ended
+        status, _, body = request(intake.ops.port, "GET", "/healthz")
+        assert (status, json.loads(body)["checks"]) == (503, {"loops": False})
+
+
 # -- the ordered stop ------------------------------------------------------------------------
 def test_stop_finishes_the_request_in_flight_refuses_new_connections_and_keeps_the_budget(
         tmp_path):
