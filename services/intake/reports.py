@@ -131,14 +131,6 @@ def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
             "status_label": STATUS_LABELS["SUBMITTED"]}
 
 
-def purge_idempotency_keys(engine: Engine) -> int:
-    """Forgets answers older than the retry window (they hold access tokens)."""
-    with engine.begin() as conn:
-        result = conn.execute(storage.idempotency_keys.delete().where(
-            storage.idempotency_keys.c.created_at < utcnow() - IDEMPOTENCY_WINDOW))
-    return result.rowcount
-
-
 def load(conn: Connection, tracking_id: str):
     report = conn.execute(sa.select(storage.reports).where(
         storage.reports.c.tracking_id == tracking_id)).first()

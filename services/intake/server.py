@@ -22,7 +22,7 @@ import logging
 import resource
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask
 from waitress import wasyncore
@@ -33,17 +33,18 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from services.infra import db
 from services.infra.config import DEFAULT_SHUTDOWN_SECONDS, Env
-from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
+from services.infra.lifecycle import Budget, loops_healthy
+from services.infra.retention import Retention, RetentionSettings, delete_older
 from services.infra.telemetry import OpsServer
+from services.intake import storage
 from services.intake.app import MAX_BODY_BYTES, IntakeContext
 from services.intake.problems import MEDIA_TYPE, Problem
-from services.intake.reports import purge_idempotency_keys
+from services.intake.reports import IDEMPOTENCY_WINDOW
 
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 32 * 1024
 DRAIN_IDLE_GRACE = 0.5  # seconds a connection may stay silent once the drain has begun
-PURGE_INTERVAL = 600.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ServerSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9100
     shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
     def from_env(cls, env: Env) -> ServerSettings:
@@ -67,7 +69,8 @@ class ServerSettings:
                    idle_timeout=env.int("INTAKE_IDLE_TIMEOUT", cls.idle_timeout),
                    metrics_host=env.str("INTAKE_METRICS_HOST", cls.metrics_host),
                    metrics_port=env.int("INTAKE_METRICS_PORT", cls.metrics_port),
-                   shutdown_seconds=env.shutdown_seconds())
+                   shutdown_seconds=env.shutdown_seconds(),
+                   retention=RetentionSettings.from_env(env))
 
 
 # -- waitress, with a deadline per request and problem+json errors -------------------------
@@ -306,16 +309,22 @@ def _allow_descriptors(connections: int) -> None:
 
 class IntakeProcess:
     """Everything `python -m services.intake` runs: the HTTP server, metrics and health on
-    their own port, the workers the app brought, the idempotency-key purge."""
+    their own port, the workers the app brought, the retention job."""
 
     def __init__(self, app: Flask, settings: ServerSettings):
         self.app = app
         self.settings = settings
         self.ctx: IntakeContext = app.extensions["lapor"]
         self.http = HttpServer(app, settings)
-        self.purge = SupervisedLoop("intake-idempotency-purge", self._purge_once,
-                                    stall_after=PURGE_INTERVAL * 3)
-        loops = [self.purge]
+        # Confirmed events and the dedupe memory after their windows, and idempotent answers
+        # (sealed access tokens) once no retry can need them.
+        answers = storage.idempotency_keys
+        self.retention = Retention.standard(
+            "intake", self.ctx.engine, self.ctx.outbox, storage.processed_events,
+            settings.retention, extra={"idempotency_keys": delete_older(
+                self.ctx.engine, answers, answers.c.created_at, IDEMPOTENCY_WINDOW,
+                answers.c.key_hash)})
+        loops = [self.retention.loop]
         if app.config.get("START_WORKERS"):
             loops += [self.ctx.outbox.loop, self.ctx.consumer.loop]
         # Liveness: a dead or wedged background loop gets the process restarted.
@@ -333,7 +342,7 @@ class IntakeProcess:
     def start(self) -> IntakeProcess:
         self.ops.start()
         self.http.start()
-        self.purge.start()
+        self.retention.start()
         log.info("intake listening on http://%s:%s", self.settings.host, self.http.port)
         return self
 
@@ -346,14 +355,10 @@ class IntakeProcess:
         # (at most 5 s) to hand their last events to the broker.
         reserve = min(5.0, budget.seconds / 4)
         answered = self.http.drain(budget.left() - reserve)
-        self.purge.stop(min(1.0, budget.left()))
+        self.retention.stop(min(1.0, budget.left()))
         left = self.ctx.stop_workers(budget.left())
         self.ops.stop()
         self.ctx.engine.dispose()
         log.info("intake stopped", extra={"outbox_left": left, "all_answered": answered,
                                           "seconds": round(budget.seconds - budget.left(), 2)})
         return left
-
-    def _purge_once(self, loop: SupervisedLoop) -> None:
-        if not loop.wait(PURGE_INTERVAL):
-            purge_idempotency_keys(self.ctx.engine)

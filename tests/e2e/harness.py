@@ -82,7 +82,8 @@ class Stack:
 
     def __post_init__(self):
         self.ports = {name: free_port() for name in
-                      ("intake", "grpc", "routing_metrics", "notify_metrics", "smtp")}
+                      ("intake", "intake_metrics", "grpc", "routing_metrics", "notify_metrics",
+                       "smtp")}
         self.smtp = Controller(self.inbox, hostname="127.0.0.1", port=self.ports["smtp"])
         self.smtp.start()
         (self.workdir / "secret").write_bytes(SECRET)
@@ -102,6 +103,7 @@ class Stack:
             "ROUTING_DATABASE_URL": f"sqlite:///{self.workdir / 'routing.db'}",
             "NOTIFY_DATABASE_URL": f"sqlite:///{self.workdir / 'notify.db'}",
             "INTAKE_PORT": str(self.ports["intake"]),
+            "INTAKE_METRICS_PORT": str(self.ports["intake_metrics"]),
             "ROUTING_LISTEN": f"127.0.0.1:{self.ports['grpc']}",
             "ROUTING_ADDR": f"127.0.0.1:{self.ports['grpc']}",
             "ROUTING_METRICS_PORT": str(self.ports["routing_metrics"]),

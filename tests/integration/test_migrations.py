@@ -34,7 +34,7 @@ def test_an_empty_database_migrates_to_head_and_matches_the_tables(database_url,
     engine = db.make_engine(database_url)
     try:
         applied = db.migrate(engine, service, plan)
-        assert applied == ["0001", "0002"]
+        assert applied[0] == "0001" and applied[-1] == migrations.head(plan)
         migrations.check(engine, plan)  # raises when models and revisions disagree
         with engine.connect() as conn:
             assert migrations.current(conn, plan) == migrations.head(plan)
@@ -87,7 +87,7 @@ def test_the_first_releases_intake_database_is_upgraded_with_its_data(database_u
                 "'LPR-7K2-M9Q-XD4', :body, :now, :now, 1)"),
                 {"body": b"rina@contoh.id", "now": now})
 
-        assert db.migrate(engine, "intake", intake_storage.MIGRATIONS) == ["0002"]
+        assert db.migrate(engine, "intake", intake_storage.MIGRATIONS)[0] == "0002"
         migrations.check(engine, intake_storage.MIGRATIONS)
 
         with engine.connect() as conn:
@@ -114,7 +114,7 @@ def test_the_first_releases_database_is_taken_over(database_url, service):
     _load_legacy(database_url, service)
     engine = db.make_engine(database_url)
     try:
-        assert db.migrate(engine, service, PLANS[service]) == ["0002"]
+        assert db.migrate(engine, service, PLANS[service])[0] == "0002"
         migrations.check(engine, PLANS[service])
     finally:
         engine.dispose()
