@@ -72,7 +72,7 @@ cat <<MSG
 
 LAPOR is up.
   Citizen API      http://127.0.0.1:$INTAKE_PORT/api/v1/reports   (OpenAPI: /api/v1/openapi.json)
-  Health, metrics  http://127.0.0.1:$INTAKE_PORT/readyz  /metrics; routing :${ROUTING_METRICS_PORT:-9101}, notify :${NOTIFY_METRICS_PORT:-9102}
+  Health, metrics  http://127.0.0.1:${INTAKE_METRICS_PORT:-9100}/readyz  /healthz  /metrics; routing :${ROUTING_METRICS_PORT:-9101}, notify :${NOTIFY_METRICS_PORT:-9102}
   Routing gRPC     $ROUTING_ADDR (reflection on)
   Logs             var/log/*.log
 MSG
