@@ -55,9 +55,11 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             _private_file(Path(path))
+        pool = ({} if not path or path == ":memory:" else
+                {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout})
         engine = sa.create_engine(url, connect_args={"timeout": statement_timeout,
                                                      "check_same_thread": False},
-                                  hide_parameters=True)
+                                  hide_parameters=True, **pool)
         _configure_sqlite(engine, busy_ms=int(statement_timeout * 1000))
         return engine
     options = (f"-c statement_timeout={int(statement_timeout * 1000)} "

@@ -13,7 +13,7 @@ TRIAGE_AGENCY = "ADMIN-NASIONAL"
 AUTO_DISPATCH_CONFIDENCE = 0.6
 MIN_BODY_CHARS = 20
 
-REGION_CODE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$", re.ASCII)
+REGION_CODE = re.compile(r"\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ CATEGORIES: dict[str, Category] = {c.code: c for c in (
 
 
 def valid_region_code(code: str) -> bool:
-    return bool(REGION_CODE.match(code or ""))
+    return bool(REGION_CODE.fullmatch(code or ""))
 
 
 def region_ancestry(code: str) -> list[str]:

@@ -16,6 +16,7 @@ from services.routing.rules import (
     decide,
     quality_problems,
     region_ancestry,
+    valid_region_code,
 )
 from services.routing.workdays import zone_label
 from services.routing.workflow import clock_zone
@@ -322,3 +323,9 @@ def test_the_triage_queue_keeps_jakarta_time(report_region):
 @pytest.mark.parametrize("report_region", ["91.71", "51.71"])
 def test_a_national_ministry_keeps_jakarta_time_wherever_the_report_is_from(report_region):
     assert zone_label(clock_zone(KEMENSOS, report_region)) == "WIB"
+
+
+def test_a_region_code_with_a_trailing_newline_is_not_one():
+    assert valid_region_code("13.03")
+    assert not valid_region_code("13.03\n")
+    assert not valid_region_code("13.03 ")
