@@ -185,8 +185,8 @@ class TimelineEntry(_Answer):
     agency_name: str | None
 
 
-class PublicReport(_Answer):
-    """What anyone may see: never the reporter; no title or body when confidential."""
+class _ReportStatus(_Answer):
+    """What every view of a report shows: its status, handler and timeline."""
 
     tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
     kind: Literal[KINDS]
@@ -201,6 +201,11 @@ class PublicReport(_Answer):
     created_at: datetime
     updated_at: datetime
     timeline: list[TimelineEntry]
+
+
+class PublicReport(_ReportStatus):
+    """What anyone may see: never the reporter; no title or body when confidential."""
+
     title: str = Field(None, description="absent when the report is confidential")
     body: str = Field(None, description="absent when the report is confidential")
 
@@ -216,23 +221,10 @@ class OwnerReporter(_Answer):
     language: Literal[LANGUAGES]
 
 
-class OwnerReport(_Answer):
+class OwnerReport(_ReportStatus):
     """What the holder of the report's access token sees: what they sent and the whole
     timeline, including the delivery of their own notifications."""
 
-    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
-    kind: Literal[KINDS]
-    status: Literal[STATES]
-    status_label: str
-    agency: Agency | None
-    deadline: datetime | None
-    deadline_zone: Literal[ZONES] | None
-    region_code: str
-    category: str | None
-    confidential: bool
-    created_at: datetime
-    updated_at: datetime
-    timeline: list[TimelineEntry]
     title: str
     body: str
     anonymous: bool

@@ -274,6 +274,19 @@ class BlackHole:
                 sock.close()
 
 
+# -- services ----------------------------------------------------------------------------------
+def start_routing(database_url: str, amqp_url: str, **settings):
+    """Routing in this process with the demo directory, on free ports, consuming."""
+    from services.routing.app import RoutingService, Settings
+    from tests.conftest import free_port
+
+    service = RoutingService(Settings(
+        database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
+        metrics_port=free_port(), shutdown_seconds=4, seed_demo=True, **settings)).start()
+    wait_for(service.consumer.consuming.is_set, 10, what="routing's consumer")
+    return service
+
+
 # -- events ----------------------------------------------------------------------------------
 def ticket_dispatched(tracking_id: str, *, occurred_at: datetime | None = None,
                       agency: common_pb2.Agency = SIJUNJUNG_PUPR,

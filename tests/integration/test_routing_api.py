@@ -26,8 +26,7 @@ from services.infra import events, messaging
 from services.intake import ids
 from services.intake.app import create_app
 from services.routing import seed, storage
-from services.routing.app import RoutingService, Settings
-from tests.conftest import free_port
+from services.routing.app import RoutingService
 from tests.integration.helpers import (
     collect_events,
     dead_amqp_url,
@@ -35,6 +34,7 @@ from tests.integration.helpers import (
     observe,
     scrape,
     scraped,
+    start_routing,
     take_messages,
     temporary_vhost,
     wait_for,
@@ -48,15 +48,6 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
 State = common_pb2.TicketState
 
 
-def start_routing(database_url: str, amqp_url: str, **settings) -> RoutingService:
-    service = RoutingService(Settings(
-        database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
-        metrics_port=free_port(), shutdown_seconds=4, **settings))
-    with service.engine.begin() as conn:
-        storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
-    service.start()
-    wait_for(service.consumer.consuming.is_set, 10, what="routing's consumer")
-    return service
 
 
 @pytest.fixture(scope="module")

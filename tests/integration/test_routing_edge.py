@@ -15,10 +15,9 @@ from grpc_status import rpc_status
 
 from lapor.v1 import routing_pb2, routing_pb2_grpc
 from services.infra.config import ConfigError
-from services.routing import seed, storage
 from services.routing.app import RoutingService, Settings
 from tests.conftest import free_port
-from tests.integration.helpers import dead_amqp_url, metric, temporary_vhost
+from tests.integration.helpers import dead_amqp_url, metric, start_routing, temporary_vhost
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +25,6 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
              "sudah tiga bulan tidak diperbaiki.")
 
 
-def start_routing(database_url: str, amqp_url: str, **settings) -> RoutingService:
-    service = RoutingService(Settings(
-        database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
-        metrics_port=free_port(), shutdown_seconds=4, **settings))
-    with service.engine.begin() as conn:
-        storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
-    return service.start()
 
 
 @pytest.fixture(scope="module")
