@@ -91,7 +91,7 @@ class TicketDispatched(_message.Message):
     def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., working_days: _Optional[int] = ..., category: _Optional[str] = ..., confidence: _Optional[float] = ..., decision: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., actor_role: _Optional[str] = ..., ticket_version: _Optional[int] = ...) -> None: ...
 
 class TicketStatusChanged(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "from_state", "to_state", "actor_role", "deadline", "deadline_zone", "public_note", "agency", "ticket_version")
+    __slots__ = ("tracking_id", "ticket_id", "from_state", "to_state", "actor_role", "deadline", "deadline_zone", "public_note", "agency", "ticket_version", "action", "reporter_note", "confidential")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,9 @@ class TicketStatusChanged(_message.Message):
     PUBLIC_NOTE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_NOTE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENTIAL_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     from_state: _common_pb2.TicketState
@@ -112,26 +115,33 @@ class TicketStatusChanged(_message.Message):
     public_note: str
     agency: _common_pb2.Agency
     ticket_version: int
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., from_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., to_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., actor_role: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., public_note: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ...) -> None: ...
+    action: str
+    reporter_note: str
+    confidential: bool
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., from_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., to_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., actor_role: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., public_note: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ..., action: _Optional[str] = ..., reporter_note: _Optional[str] = ..., confidential: _Optional[bool] = ...) -> None: ...
 
 class TicketSlaWarning(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "stage", "deadline", "agency", "ticket_version")
+    __slots__ = ("tracking_id", "ticket_id", "stage", "deadline", "agency", "ticket_version", "clock", "deadline_zone")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_ZONE_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     stage: _common_pb2.TicketState
     deadline: _timestamp_pb2.Timestamp
     agency: _common_pb2.Agency
     ticket_version: int
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ...) -> None: ...
+    clock: str
+    deadline_zone: str
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., ticket_version: _Optional[int] = ..., clock: _Optional[str] = ..., deadline_zone: _Optional[str] = ...) -> None: ...
 
 class TicketEscalated(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "stage", "level", "from_agency", "to_agency", "deadline", "reason", "ticket_version")
+    __slots__ = ("tracking_id", "ticket_id", "stage", "level", "from_agency", "to_agency", "deadline", "reason", "ticket_version", "kind", "deadline_zone")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +151,8 @@ class TicketEscalated(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_ZONE_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     stage: _common_pb2.TicketState
@@ -150,7 +162,35 @@ class TicketEscalated(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     reason: str
     ticket_version: int
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., level: _Optional[int] = ..., from_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., to_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., ticket_version: _Optional[int] = ...) -> None: ...
+    kind: str
+    deadline_zone: str
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.TicketState, str]] = ..., level: _Optional[int] = ..., from_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., to_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., ticket_version: _Optional[int] = ..., kind: _Optional[str] = ..., deadline_zone: _Optional[str] = ...) -> None: ...
+
+class TicketMessage(_message.Message):
+    __slots__ = ("tracking_id", "ticket_id", "agency", "direction", "text", "ticket_version", "confidential")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    ticket_id: str
+    agency: _common_pb2.Agency
+    direction: str
+    text: str
+    ticket_version: int
+    confidential: bool
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., direction: _Optional[str] = ..., text: _Optional[str] = ..., ticket_version: _Optional[int] = ..., confidential: _Optional[bool] = ...) -> None: ...
+
+class ReportSupported(_message.Message):
+    __slots__ = ("tracking_id", "count")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    count: int
+    def __init__(self, tracking_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class NotificationOutcome(_message.Message):
     __slots__ = ("tracking_id", "delivery_id", "channel", "audience", "attempt", "outcome", "reason", "trigger_type")

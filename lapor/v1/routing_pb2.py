@@ -22,33 +22,82 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lapor.v1 import common_pb2 as lapor_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lapor/v1/routing.proto\x12\x08lapor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lapor/v1/common.proto\"}\n\x13SuggestRouteRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.lapor.v1.ReportKind\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\"\xa0\x01\n\x14SuggestRouteResponse\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x14\n\x0cneeds_triage\x18\x05 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x06 \x01(\t\"\'\n\x10GetTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\"\x94\x01\n\rTimelineEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12\x12\n\nactor_role\x18\x03 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"\xef\x02\n\x06Ticket\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdeadline_zone\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08timeline\x18\n \x03(\x0b\x32\x17.lapor.v1.TimelineEntry\x12\x13\n\x0bregion_code\x18\x0b \x01(\t\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"Q\n\x13ListAgenciesRequest\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListAgenciesResponse\x12\"\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x10.lapor.v1.Agency\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa4\x02\n\x0eRoutingService\x12M\n\x0cSuggestRoute\x12\x1d.lapor.v1.SuggestRouteRequest\x1a\x1e.lapor.v1.SuggestRouteResponse\x12\x39\n\tGetTicket\x12\x1a.lapor.v1.GetTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x39\n\tGetAgency\x12\x1a.lapor.v1.GetAgencyRequest\x1a\x10.lapor.v1.Agency\x12M\n\x0cListAgencies\x12\x1d.lapor.v1.ListAgenciesRequest\x1a\x1e.lapor.v1.ListAgenciesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lapor/v1/routing.proto\x12\x08lapor.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lapor/v1/common.proto\"}\n\x13SuggestRouteRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.lapor.v1.ReportKind\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\"\xa0\x01\n\x14SuggestRouteResponse\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x14\n\x0cneeds_triage\x18\x05 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x06 \x01(\t\"\'\n\x10GetTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\"\xa4\x01\n\rTimelineEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12\x12\n\nactor_role\x18\x03 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\"f\n\nChainEntry\x12 \n\x06\x61gency\x18\x01 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x12TicketMessageEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x13\n\x0b\x61uthor_role\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"{\n\rDeliveryEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xd9\x06\n\x06Ticket\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdeadline_zone\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08timeline\x18\n \x03(\x0b\x32\x17.lapor.v1.TimelineEntry\x12\x13\n\x0bregion_code\x18\x0b \x01(\t\x12\x0f\n\x07version\x18\x0c \x01(\x04\x12\'\n\x06report\x18\r \x01(\x0b\x32\x17.lapor.v1.ReportContent\x12\x10\n\x08\x64\x65\x63ision\x18\x0e \x01(\t\x12\x12\n\nconfidence\x18\x0f \x01(\x02\x12(\n\ncomplexity\x18\x10 \x01(\x0e\x32\x14.lapor.v1.Complexity\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63lock\x18\x12 \x01(\t\x12\x0f\n\x07overdue\x18\x13 \x01(\x08\x12\x18\n\x10\x65scalation_level\x18\x14 \x01(\r\x12\x19\n\x11oversight_flagged\x18\x15 \x01(\x08\x12\x15\n\rsupport_count\x18\x16 \x01(\r\x12\x0e\n\x06rating\x18\x17 \x01(\r\x12\x16\n\x0erating_comment\x18\x18 \x01(\t\x12#\n\x05\x63hain\x18\x19 \x03(\x0b\x32\x14.lapor.v1.ChainEntry\x12.\n\x08messages\x18\x1a \x03(\x0b\x32\x1c.lapor.v1.TicketMessageEntry\x12+\n\ndeliveries\x18\x1b \x03(\x0b\x32\x17.lapor.v1.DeliveryEntry\x12\x17\n\x0f\x61llowed_actions\x18\x1c \x03(\t\"c\n\tPrincipal\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\"\xc2\x01\n\x12ListTicketsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.lapor.v1.TicketState\x12\x14\n\x0coverdue_only\x18\x02 \x01(\x08\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x13\n\x0bregion_code\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x06 \x01(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"\xea\x02\n\rTicketSummary\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12 \n\x06\x61gency\x18\x03 \x01(\x0b\x32\x10.lapor.v1.Agency\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x13\n\x0bregion_code\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdeadline_zone\x18\x08 \x01(\t\x12\x0f\n\x07overdue\x18\t \x01(\x08\x12\x0f\n\x07version\x18\n \x01(\x04\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x65scalation_level\x18\x0c \x01(\r\x12\x15\n\rsupport_count\x18\r \x01(\r\"X\n\x13ListTicketsResponse\x12(\n\x07tickets\x18\x01 \x03(\x0b\x32\x17.lapor.v1.TicketSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x92\x02\n\nAuditEntry\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x12\n\nactor_role\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12)\n\nfrom_state\x18\x05 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12\'\n\x08to_state\x18\x06 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12\x13\n\x0b\x66rom_agency\x18\x07 \x01(\t\x12\x11\n\tto_agency\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0c\n\x04note\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x04\"H\n\nAuditTrail\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.lapor.v1.AuditEntry\"y\n\x13VerifyTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"T\n\x11HoldTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x10\n\x08question\x18\x03 \x01(\t\"c\n\x14\x41rchiveTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"n\n\x13\x41\x63\x63\x65ptTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12(\n\ncomplexity\x18\x03 \x01(\x0e\x32\x14.lapor.v1.Complexity\"f\n\x14\x46orwardTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x11\n\tunit_code\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"t\n\x14\x44\x65\x63lineTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1d\n\x15suggested_agency_code\x18\x04 \x01(\t\"X\n\x15\x46ollowUpTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x10\n\x08response\x18\x03 \x01(\t\"Q\n\x12\x43loseTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0c\n\x04note\x18\x03 \x01(\t\"U\n\x16MessageReporterRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\"<\n\x14ReporterReplyRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\">\n\x16ReporterConfirmRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"I\n\x11RateTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\r\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\":\n\x13\x41ppealTicketRequest\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc7\x01\n\x16ReporterActionResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.lapor.v1.TicketState\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12 \n\x06\x61gency\x18\x04 \x01(\x0b\x32\x10.lapor.v1.Agency\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdeadline_zone\x18\x06 \x01(\t\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"Q\n\x13ListAgenciesRequest\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListAgenciesResponse\x12\"\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x10.lapor.v1.Agency\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*m\n\nComplexity\x12\x1a\n\x16\x43OMPLEXITY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OMPLEXITY_SIMPLE\x10\x01\x12\x16\n\x12\x43OMPLEXITY_DISPUTE\x10\x02\x12\x14\n\x10\x43OMPLEXITY_FIELD\x10\x03\x32\x85\x0b\n\x0eRoutingService\x12M\n\x0cSuggestRoute\x12\x1d.lapor.v1.SuggestRouteRequest\x1a\x1e.lapor.v1.SuggestRouteResponse\x12\x39\n\tGetAgency\x12\x1a.lapor.v1.GetAgencyRequest\x1a\x10.lapor.v1.Agency\x12M\n\x0cListAgencies\x12\x1d.lapor.v1.ListAgenciesRequest\x1a\x1e.lapor.v1.ListAgenciesResponse\x12\x35\n\x06WhoAmI\x12\x16.google.protobuf.Empty\x1a\x13.lapor.v1.Principal\x12J\n\x0bListTickets\x12\x1c.lapor.v1.ListTicketsRequest\x1a\x1d.lapor.v1.ListTicketsResponse\x12\x39\n\tGetTicket\x12\x1a.lapor.v1.GetTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x41\n\rGetAuditTrail\x12\x1a.lapor.v1.GetTicketRequest\x1a\x14.lapor.v1.AuditTrail\x12?\n\x0cVerifyTicket\x12\x1d.lapor.v1.VerifyTicketRequest\x1a\x10.lapor.v1.Ticket\x12;\n\nHoldTicket\x12\x1b.lapor.v1.HoldTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x41\n\rArchiveTicket\x12\x1e.lapor.v1.ArchiveTicketRequest\x1a\x10.lapor.v1.Ticket\x12?\n\x0c\x41\x63\x63\x65ptTicket\x12\x1d.lapor.v1.AcceptTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x41\n\rForwardTicket\x12\x1e.lapor.v1.ForwardTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x41\n\rDeclineTicket\x12\x1e.lapor.v1.DeclineTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x43\n\x0e\x46ollowUpTicket\x12\x1f.lapor.v1.FollowUpTicketRequest\x1a\x10.lapor.v1.Ticket\x12=\n\x0b\x43loseTicket\x12\x1c.lapor.v1.CloseTicketRequest\x1a\x10.lapor.v1.Ticket\x12\x45\n\x0fMessageReporter\x12 .lapor.v1.MessageReporterRequest\x1a\x10.lapor.v1.Ticket\x12Q\n\rReporterReply\x12\x1e.lapor.v1.ReporterReplyRequest\x1a .lapor.v1.ReporterActionResponse\x12U\n\x0fReporterConfirm\x12 .lapor.v1.ReporterConfirmRequest\x1a .lapor.v1.ReporterActionResponse\x12K\n\nRateTicket\x12\x1b.lapor.v1.RateTicketRequest\x1a .lapor.v1.ReporterActionResponse\x12O\n\x0c\x41ppealTicket\x12\x1d.lapor.v1.AppealTicketRequest\x1a .lapor.v1.ReporterActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lapor.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUGGESTROUTEREQUEST']._serialized_start=92
-  _globals['_SUGGESTROUTEREQUEST']._serialized_end=217
-  _globals['_SUGGESTROUTERESPONSE']._serialized_start=220
-  _globals['_SUGGESTROUTERESPONSE']._serialized_end=380
-  _globals['_GETTICKETREQUEST']._serialized_start=382
-  _globals['_GETTICKETREQUEST']._serialized_end=421
-  _globals['_TIMELINEENTRY']._serialized_start=424
-  _globals['_TIMELINEENTRY']._serialized_end=572
-  _globals['_TICKET']._serialized_start=575
-  _globals['_TICKET']._serialized_end=942
-  _globals['_GETAGENCYREQUEST']._serialized_start=944
-  _globals['_GETAGENCYREQUEST']._serialized_end=976
-  _globals['_LISTAGENCIESREQUEST']._serialized_start=978
-  _globals['_LISTAGENCIESREQUEST']._serialized_end=1059
-  _globals['_LISTAGENCIESRESPONSE']._serialized_start=1061
-  _globals['_LISTAGENCIESRESPONSE']._serialized_end=1144
-  _globals['_ROUTINGSERVICE']._serialized_start=1147
-  _globals['_ROUTINGSERVICE']._serialized_end=1439
+  _globals['_COMPLEXITY']._serialized_start=4497
+  _globals['_COMPLEXITY']._serialized_end=4606
+  _globals['_SUGGESTROUTEREQUEST']._serialized_start=121
+  _globals['_SUGGESTROUTEREQUEST']._serialized_end=246
+  _globals['_SUGGESTROUTERESPONSE']._serialized_start=249
+  _globals['_SUGGESTROUTERESPONSE']._serialized_end=409
+  _globals['_GETTICKETREQUEST']._serialized_start=411
+  _globals['_GETTICKETREQUEST']._serialized_end=450
+  _globals['_TIMELINEENTRY']._serialized_start=453
+  _globals['_TIMELINEENTRY']._serialized_end=617
+  _globals['_CHAINENTRY']._serialized_start=619
+  _globals['_CHAINENTRY']._serialized_end=721
+  _globals['_TICKETMESSAGEENTRY']._serialized_start=723
+  _globals['_TICKETMESSAGEENTRY']._serialized_end=837
+  _globals['_DELIVERYENTRY']._serialized_start=839
+  _globals['_DELIVERYENTRY']._serialized_end=962
+  _globals['_TICKET']._serialized_start=965
+  _globals['_TICKET']._serialized_end=1822
+  _globals['_PRINCIPAL']._serialized_start=1824
+  _globals['_PRINCIPAL']._serialized_end=1923
+  _globals['_LISTTICKETSREQUEST']._serialized_start=1926
+  _globals['_LISTTICKETSREQUEST']._serialized_end=2120
+  _globals['_TICKETSUMMARY']._serialized_start=2123
+  _globals['_TICKETSUMMARY']._serialized_end=2485
+  _globals['_LISTTICKETSRESPONSE']._serialized_start=2487
+  _globals['_LISTTICKETSRESPONSE']._serialized_end=2575
+  _globals['_AUDITENTRY']._serialized_start=2578
+  _globals['_AUDITENTRY']._serialized_end=2852
+  _globals['_AUDITTRAIL']._serialized_start=2854
+  _globals['_AUDITTRAIL']._serialized_end=2926
+  _globals['_VERIFYTICKETREQUEST']._serialized_start=2928
+  _globals['_VERIFYTICKETREQUEST']._serialized_end=3049
+  _globals['_HOLDTICKETREQUEST']._serialized_start=3051
+  _globals['_HOLDTICKETREQUEST']._serialized_end=3135
+  _globals['_ARCHIVETICKETREQUEST']._serialized_start=3137
+  _globals['_ARCHIVETICKETREQUEST']._serialized_end=3236
+  _globals['_ACCEPTTICKETREQUEST']._serialized_start=3238
+  _globals['_ACCEPTTICKETREQUEST']._serialized_end=3348
+  _globals['_FORWARDTICKETREQUEST']._serialized_start=3350
+  _globals['_FORWARDTICKETREQUEST']._serialized_end=3452
+  _globals['_DECLINETICKETREQUEST']._serialized_start=3454
+  _globals['_DECLINETICKETREQUEST']._serialized_end=3570
+  _globals['_FOLLOWUPTICKETREQUEST']._serialized_start=3572
+  _globals['_FOLLOWUPTICKETREQUEST']._serialized_end=3660
+  _globals['_CLOSETICKETREQUEST']._serialized_start=3662
+  _globals['_CLOSETICKETREQUEST']._serialized_end=3743
+  _globals['_MESSAGEREPORTERREQUEST']._serialized_start=3745
+  _globals['_MESSAGEREPORTERREQUEST']._serialized_end=3830
+  _globals['_REPORTERREPLYREQUEST']._serialized_start=3832
+  _globals['_REPORTERREPLYREQUEST']._serialized_end=3892
+  _globals['_REPORTERCONFIRMREQUEST']._serialized_start=3894
+  _globals['_REPORTERCONFIRMREQUEST']._serialized_end=3956
+  _globals['_RATETICKETREQUEST']._serialized_start=3958
+  _globals['_RATETICKETREQUEST']._serialized_end=4031
+  _globals['_APPEALTICKETREQUEST']._serialized_start=4033
+  _globals['_APPEALTICKETREQUEST']._serialized_end=4091
+  _globals['_REPORTERACTIONRESPONSE']._serialized_start=4094
+  _globals['_REPORTERACTIONRESPONSE']._serialized_end=4293
+  _globals['_GETAGENCYREQUEST']._serialized_start=4295
+  _globals['_GETAGENCYREQUEST']._serialized_end=4327
+  _globals['_LISTAGENCIESREQUEST']._serialized_start=4329
+  _globals['_LISTAGENCIESREQUEST']._serialized_end=4410
+  _globals['_LISTAGENCIESRESPONSE']._serialized_start=4412
+  _globals['_LISTAGENCIESRESPONSE']._serialized_end=4495
+  _globals['_ROUTINGSERVICE']._serialized_start=4609
+  _globals['_ROUTINGSERVICE']._serialized_end=6022
 # @@protoc_insertion_point(module_scope)

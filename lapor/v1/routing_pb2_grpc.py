@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from lapor.v1 import common_pb2 as lapor_dot_v1_dot_common__pb2
 from lapor.v1 import routing_pb2 as lapor_dot_v1_dot_routing__pb2
 
@@ -40,11 +41,6 @@ class RoutingServiceStub:
                 request_serializer=lapor_dot_v1_dot_routing__pb2.SuggestRouteRequest.SerializeToString,
                 response_deserializer=lapor_dot_v1_dot_routing__pb2.SuggestRouteResponse.FromString,
                 _registered_method=True)
-        self.GetTicket = channel.unary_unary(
-                '/lapor.v1.RoutingService/GetTicket',
-                request_serializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
-                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
-                _registered_method=True)
         self.GetAgency = channel.unary_unary(
                 '/lapor.v1.RoutingService/GetAgency',
                 request_serializer=lapor_dot_v1_dot_routing__pb2.GetAgencyRequest.SerializeToString,
@@ -55,6 +51,91 @@ class RoutingServiceStub:
                 request_serializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.SerializeToString,
                 response_deserializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/lapor.v1.RoutingService/WhoAmI',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Principal.FromString,
+                _registered_method=True)
+        self.ListTickets = channel.unary_unary(
+                '/lapor.v1.RoutingService/ListTickets',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.ListTicketsRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/GetTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.GetAuditTrail = channel.unary_unary(
+                '/lapor.v1.RoutingService/GetAuditTrail',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.AuditTrail.FromString,
+                _registered_method=True)
+        self.VerifyTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/VerifyTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.VerifyTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.HoldTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/HoldTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.HoldTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.ArchiveTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/ArchiveTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.AcceptTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/AcceptTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.AcceptTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.ForwardTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/ForwardTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.ForwardTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.DeclineTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/DeclineTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.DeclineTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.FollowUpTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/FollowUpTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.FollowUpTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.CloseTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/CloseTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.CloseTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.MessageReporter = channel.unary_unary(
+                '/lapor.v1.RoutingService/MessageReporter',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.MessageReporterRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.ReporterReply = channel.unary_unary(
+                '/lapor.v1.RoutingService/ReporterReply',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.ReporterReplyRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+                _registered_method=True)
+        self.ReporterConfirm = channel.unary_unary(
+                '/lapor.v1.RoutingService/ReporterConfirm',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.ReporterConfirmRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+                _registered_method=True)
+        self.RateTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/RateTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.RateTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+                _registered_method=True)
+        self.AppealTicket = channel.unary_unary(
+                '/lapor.v1.RoutingService/AppealTicket',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.AppealTicketRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -62,13 +143,6 @@ class RoutingServiceServicer:
 
     def SuggestRoute(self, request, context):
         """Suggests category and agency for a draft report. Pure: stores nothing.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetTicket(self, request, context):
-        """One ticket with its timeline, by the report's tracking id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +162,122 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Who the caller is: the account behind the token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTickets(self, request, context):
+        """An inbox: the caller's agency's tickets (all, for national admins and oversight),
+        filtered, sorted by deadline, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicket(self, request, context):
+        """One ticket with its timeline, the routing decision, messages and deliveries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditTrail(self, request, context):
+        """The append-only audit trail: who did what, when, why (national admin, oversight).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyTicket(self, request, context):
+        """National admin, on the triage queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HoldTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptTicket(self, request, context):
+        """The agency holding the ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForwardTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineTicket(self, request, context):
+        """Not our authority (bukan wewenang): to the next candidate agency or back to triage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowUpTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MessageReporter(self, request, context):
+        """A message to the reporter, relayed by the platform (anonymous reporters stay so).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReporterReply(self, request, context):
+        """The reporter's actions. Called by intake's service account on behalf of a citizen whose
+        access token intake has checked; answers only what the citizen may see.
+        A reply to a follow-up, information for a held report, or a message to the agency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReporterConfirm(self, request, context):
+        """Satisfied with the follow-up: closes the ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RateTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppealTicket(self, request, context):
+        """Reopens a closed ticket at the agency's parent, within 10 working days of the closure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,11 +285,6 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.SuggestRoute,
                     request_deserializer=lapor_dot_v1_dot_routing__pb2.SuggestRouteRequest.FromString,
                     response_serializer=lapor_dot_v1_dot_routing__pb2.SuggestRouteResponse.SerializeToString,
-            ),
-            'GetTicket': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTicket,
-                    request_deserializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.FromString,
-                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
             ),
             'GetAgency': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAgency,
@@ -110,6 +295,91 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.ListAgencies,
                     request_deserializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.FromString,
                     response_serializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Principal.SerializeToString,
+            ),
+            'ListTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTickets,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.ListTicketsRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'GetAuditTrail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditTrail,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.GetTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.AuditTrail.SerializeToString,
+            ),
+            'VerifyTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.VerifyTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'HoldTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.HoldTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'ArchiveTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'AcceptTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.AcceptTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'ForwardTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForwardTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.ForwardTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'DeclineTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.DeclineTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'FollowUpTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.FollowUpTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.FollowUpTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'CloseTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.CloseTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'MessageReporter': grpc.unary_unary_rpc_method_handler(
+                    servicer.MessageReporter,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.MessageReporterRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'ReporterReply': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReporterReply,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterReplyRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.SerializeToString,
+            ),
+            'ReporterConfirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReporterConfirm,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.ReporterConfirmRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.SerializeToString,
+            ),
+            'RateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.RateTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.RateTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.SerializeToString,
+            ),
+            'AppealTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppealTicket,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.AppealTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,33 +409,6 @@ class RoutingService:
             '/lapor.v1.RoutingService/SuggestRoute',
             lapor_dot_v1_dot_routing__pb2.SuggestRouteRequest.SerializeToString,
             lapor_dot_v1_dot_routing__pb2.SuggestRouteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetTicket(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lapor.v1.RoutingService/GetTicket',
-            lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
-            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
             options,
             channel_credentials,
             insecure,
@@ -220,6 +463,465 @@ class RoutingService:
             '/lapor.v1.RoutingService/ListAgencies',
             lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.SerializeToString,
             lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/WhoAmI',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ListTickets',
+            lapor_dot_v1_dot_routing__pb2.ListTicketsRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/GetTicket',
+            lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditTrail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/GetAuditTrail',
+            lapor_dot_v1_dot_routing__pb2.GetTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.AuditTrail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/VerifyTicket',
+            lapor_dot_v1_dot_routing__pb2.VerifyTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/HoldTicket',
+            lapor_dot_v1_dot_routing__pb2.HoldTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ArchiveTicket',
+            lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/AcceptTicket',
+            lapor_dot_v1_dot_routing__pb2.AcceptTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ForwardTicket',
+            lapor_dot_v1_dot_routing__pb2.ForwardTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/DeclineTicket',
+            lapor_dot_v1_dot_routing__pb2.DeclineTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowUpTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/FollowUpTicket',
+            lapor_dot_v1_dot_routing__pb2.FollowUpTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/CloseTicket',
+            lapor_dot_v1_dot_routing__pb2.CloseTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MessageReporter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/MessageReporter',
+            lapor_dot_v1_dot_routing__pb2.MessageReporterRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReporterReply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ReporterReply',
+            lapor_dot_v1_dot_routing__pb2.ReporterReplyRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReporterConfirm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ReporterConfirm',
+            lapor_dot_v1_dot_routing__pb2.ReporterConfirmRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/RateTicket',
+            lapor_dot_v1_dot_routing__pb2.RateTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppealTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/AppealTicket',
+            lapor_dot_v1_dot_routing__pb2.AppealTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ReporterActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,8 +21,11 @@ CATALOG: dict[str, type[Message]] = {
     "ticket.status_changed": events_pb2.TicketStatusChanged,
     "ticket.sla_warning": events_pb2.TicketSlaWarning,
     "ticket.escalated": events_pb2.TicketEscalated,
+    "ticket.message": events_pb2.TicketMessage,
+    "report.supported": events_pb2.ReportSupported,
     "notification.delivered": events_pb2.NotificationOutcome,
     "notification.failed": events_pb2.NotificationOutcome,
+    "notification.skipped": events_pb2.NotificationOutcome,
 }
 
 

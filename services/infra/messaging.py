@@ -87,7 +87,8 @@ def _policy(queue: str, definition: dict) -> dict:
 # Every process declares the whole topology on connect, so no event published by one service
 # is unroutable because its consumer has not started yet (publishers use `mandatory`).
 QUEUES: dict[str, QueueSpec] = {
-    "routing": QueueSpec("routing.events", ("report.submitted", "report.updated")),
+    "routing": QueueSpec("routing.events", ("report.submitted", "report.updated",
+                                            "report.supported", "notification.*")),
     "notify": QueueSpec("notify.events", ("reporter.registered", "ticket.*")),
     "intake": QueueSpec("intake.read-model", ("ticket.*", "notification.*")),
 }

@@ -88,6 +88,12 @@ class ReadModel:
                       "deadline": p.deadline.ToDatetime(tzinfo=UTC), "status": _state(p.stage)}
             return change, {"status": _state(p.stage), "agency_name": p.to_agency.name,
                             "note": f"Dieskalasi ke {p.to_agency.name}", "private": False}
+        if event_type == "ticket.message":
+            # Relayed between the agency and the reporter: the reporter's own timeline only.
+            note = ("Pesan dari instansi" if p.direction == "to_reporter"
+                    else "Pesan Anda diteruskan ke instansi")
+            return {}, {"status": "MESSAGE", "note": note, "agency_name": p.agency.name,
+                        "private": True}
         if event_type == "ticket.sla_warning":
             return {}, {"status": _state(p.stage), "agency_name": p.agency.name,
                         "note": "Batas waktu tindak lanjut segera berakhir", "private": False}
@@ -95,6 +101,8 @@ class ReadModel:
         if p.audience != "reporter":
             return {}, None
         channel = CHANNEL_NAMES.get(p.channel, p.channel)
+        if p.outcome == "skipped":
+            return {}, None
         note = (f"Pemberitahuan terkirim lewat {channel}" if p.outcome == "delivered"
                 else f"Pemberitahuan lewat {channel} gagal terkirim")
         return {}, {"status": "NOTIFICATION", "note": note, "private": True}

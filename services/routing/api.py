@@ -16,11 +16,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from lapor.v1 import common_pb2, routing_pb2, routing_pb2_grpc
-from services.infra import events, logs
-from services.infra.db import as_utc, reading
+from lapor.v1 import routing_pb2, routing_pb2_grpc
+from services.infra import logs
+from services.infra.db import reading
 from services.routing import storage
 from services.routing.rules import CATEGORIES, Draft, decide, valid_region_code
+from services.routing.tickets.service import TicketRpcs
 from services.routing.workflow import agency_proto
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,10 @@ def _page_offset(token: str) -> int | None:
     return offset if 0 <= offset < 2**31 else None
 
 
-class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, engine):
+class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
+    def __init__(self, engine, tickets=None):
         self.engine = engine
+        self.tickets = tickets
 
     def SuggestRoute(self, request, context):  # noqa: N802 (gRPC's naming)
         problems = too_long(request, "title", "body", "region_code", "category")
@@ -117,45 +119,14 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             confidence=decision.confidence, agency=agency_proto(decision.agency),
             needs_triage=not decision.auto_dispatch, explanation=decision.explanation)
 
-    def GetTicket(self, request, context):  # noqa: N802
-        # The shape check also keeps NUL (which PostgreSQL refuses in text) out of the query
-        # and anything long or unprintable out of the NOT_FOUND message below.
-        problem = _identifier_problem(request.tracking_id, "tracking_id",
+    def check_tracking_id(self, context: grpc.ServicerContext, value: str) -> None:
+        """Aborts unless `value` has a tracking id's shape. The check also keeps NUL (which
+        PostgreSQL refuses in text) out of queries, and anything long or unprintable out of
+        the messages that name the ticket."""
+        problem = _identifier_problem(value, "tracking_id",
                                       "a tracking id such as LPR-7K2-M9Q-XD4")
         if problem:
             invalid_argument(context, {"tracking_id": problem})
-        t, h, a = storage.tickets, storage.ticket_history, storage.agencies
-        with reading(self.engine) as conn:
-            row = conn.execute(sa.select(t, a.c.name.label("agency_name"),
-                                         a.c.level.label("agency_level"),
-                                         a.c.region_code.label("agency_region"),
-                                         a.c.parent_code.label("agency_parent"))
-                               .join(a, a.c.code == t.c.agency_code, isouter=True)
-                               .where(t.c.tracking_id == request.tracking_id)).first()
-            if row is None:
-                context.abort(grpc.StatusCode.NOT_FOUND,
-                              f"no ticket for {request.tracking_id} (yet): routing may still "
-                              "be processing the report")
-            history = conn.execute(sa.select(h).where(h.c.ticket_id == row.ticket_id)
-                                   .order_by(h.c.at, h.c.id)).all()
-        ticket = routing_pb2.Ticket(
-            ticket_id=row.ticket_id, tracking_id=row.tracking_id,
-            state=common_pb2.TicketState.Value("TICKET_STATE_" + row.state),
-            agency=common_pb2.Agency(code=row.agency_code, name=row.agency_name or "",
-                                     level=row.agency_level or "",
-                                     region_code=row.agency_region or "",
-                                     parent_code=row.agency_parent or ""),
-            category=row.category, deadline_zone=row.deadline_zone,
-            created_at=events.timestamp(as_utc(row.created_at)),
-            updated_at=events.timestamp(as_utc(row.updated_at)), region_code=row.region_code)
-        if row.deadline is not None:
-            ticket.deadline.CopyFrom(events.timestamp(as_utc(row.deadline)))
-        for entry in history:
-            ticket.timeline.add(
-                at=events.timestamp(as_utc(entry.at)),
-                state=common_pb2.TicketState.Value("TICKET_STATE_" + entry.to_state),
-                actor_role=entry.actor_role, agency_code=entry.agency_code, note=entry.note)
-        return ticket
 
     def GetAgency(self, request, context):  # noqa: N802
         problem = _identifier_problem(request.code, "code", "an agency code such as PUPR-13.03")

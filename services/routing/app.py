@@ -4,9 +4,10 @@ the outbox relay and the metrics endpoint, started and drained together."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from lapor.v1 import routing_pb2_grpc
 from services.infra import db, messaging
 from services.infra.config import ConfigError, Env
+from services.infra.db import utcnow
 from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
@@ -30,6 +32,7 @@ from services.routing.api import (
     RoutingServicer,
     TelemetryInterceptor,
 )
+from services.routing.tickets.commands import Tickets
 from services.routing.workdays import WorkCalendar
 from services.routing.workflow import CONSUMER, Workflow
 
@@ -124,6 +127,8 @@ class Settings:
     reflection: bool = False
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     health_interval: float = 2.0
+    # What "now" is for tickets' clocks; tests move it (ROUTING_CLOCK_FILE).
+    clock: Callable[[], datetime] = utcnow
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -187,13 +192,15 @@ class RoutingService:
                    after=storage.seed_demo if settings.seed_demo else None)
         self.outbox = Outbox(self.engine, storage.outbox, "routing",
                              lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
-        self.workflow = Workflow(self.engine, self.outbox, WorkCalendar(settings.joint_leave))
+        calendar = WorkCalendar(settings.joint_leave)
+        self.tickets = Tickets(self.engine, self.outbox, calendar, now=settings.clock)
+        self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
         self._serving = True
-        routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(self.engine),
-                                                              self.server)
+        routing_pb2_grpc.add_RoutingServiceServicer_to_server(
+            RoutingServicer(self.engine, self.tickets), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             reflection.enable_server_reflection(

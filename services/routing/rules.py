@@ -115,9 +115,10 @@ class Draft:
 class Decision:
     category: str
     confidence: float
-    agency: AgencyRef
+    agency: AgencyRef              # who gets the ticket now (the triage queue when not auto)
     auto_dispatch: bool
     explanation: str
+    suggested: AgencyRef | None = None  # the handler found, even when a human verifies first
 
 
 def decide(draft: Draft, directory: Directory) -> Decision:
@@ -162,7 +163,8 @@ def decide(draft: Draft, directory: Directory) -> Decision:
         reasons.append("perlu verifikasi: " + ", ".join(problems))
     elif not auto:
         reasons.append("keyakinan rendah; perlu verifikasi admin nasional")
-    return Decision(category, confidence, agency if auto else triage, auto, "; ".join(reasons))
+    return Decision(category, confidence, agency if auto else triage, auto, "; ".join(reasons),
+                    suggested=agency)
 
 
 def quality_problems(draft: Draft) -> list[str]:

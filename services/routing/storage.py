@@ -67,8 +67,34 @@ tickets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # Bumped by every change; events carry it so readers apply them in order.
     sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    # The rest of what the agency needs to act (the report as routing received it).
+    sa.Column("address", sa.Text, nullable=False, server_default=""),
+    sa.Column("incident_date", sa.String(10), nullable=False, server_default=""),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("channel", sa.String(16), nullable=False, server_default="web"),
+    sa.Column("target_agency", sa.String(40), nullable=False, server_default=""),
+    # The agency routing's decision named (the triage queue holds the ticket meanwhile).
+    sa.Column("suggested_agency", sa.String(40), nullable=False, server_default=""),
+    # The clock the deadline belongs to (statemachine.Clock); while ON_HOLD the working
+    # days that were left are kept in paused_days.
+    sa.Column("clock", sa.String(16), nullable=False, server_default="respond"),
+    sa.Column("paused_days", sa.Integer),
+    sa.Column("complexity", sa.String(16), nullable=False, server_default="SIMPLE"),
+    sa.Column("accepted_at", sa.DateTime(timezone=True)),
+    sa.Column("followed_up_at", sa.DateTime(timezone=True)),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+    # The deadline a warning went out for, so two SLA jobs never warn twice.
+    sa.Column("warned_deadline", sa.DateTime(timezone=True)),
+    sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("oversight_flagged_at", sa.DateTime(timezone=True)),
+    sa.Column("support_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rating", sa.Integer),
+    sa.Column("rating_comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("appealed_at", sa.DateTime(timezone=True)),
 )
 sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
+sa.Index("ix_tickets_state_deadline", tickets.c.state, tickets.c.deadline)
 
 ticket_history = sa.Table(
     "ticket_history", metadata,
@@ -81,6 +107,69 @@ ticket_history = sa.Table(
     sa.Column("actor_role", sa.String(32), nullable=False),
     sa.Column("agency_code", sa.String(40), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
+    # The audit trail: what was done, by whom (account username, "system", "citizen"), from
+    # which agency, why (a reason only staff see), and the version it produced.
+    sa.Column("action", sa.String(32), nullable=False, server_default=""),
+    sa.Column("actor", sa.String(64), nullable=False, server_default=""),
+    sa.Column("from_agency", sa.String(40), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Messages relayed between an agency and the reporter (the agency never learns who an
+# anonymous reporter is: notify delivers them).
+ticket_messages = sa.Table(
+    "ticket_messages", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("tickets.ticket_id"), nullable=False,
+              index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("author_role", sa.String(32), nullable=False),
+    sa.Column("author", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+# What notify reported about a ticket's notifications (notification.* events).
+ticket_deliveries = sa.Table(
+    "ticket_deliveries", metadata,
+    sa.Column("delivery_id", sa.String(36), primary_key=True),
+    sa.Column("tracking_id", sa.String(32), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("audience", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False, server_default=""),
+)
+
+# Staff and service accounts (DESIGN §2, roles). Staff belong to one agency; national
+# admins, oversight and platform services to none. A service may authenticate by its
+# client certificate instead of a token (tls_subject: the certificate's common name).
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("agency_code", sa.String(40)),
+    sa.Column("tls_subject", sa.String(200), unique=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Bearer tokens: shown once, stored as SHA-256 hashes, with an expiry, revocable.
+account_tokens = sa.Table(
+    "account_tokens", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False,
+              index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.String(100), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
 )
 
 outbox = outbox_table(metadata)
@@ -106,6 +195,12 @@ class SqlDirectory:
         return _agency_ref(row) if row else None
 
     def handler_for(self, category: str, region_code: str) -> AgencyRef | None:
+        found = self.handlers_for(category, region_code)
+        return found[0] if found else None
+
+    def handlers_for(self, category: str, region_code: str) -> list[AgencyRef]:
+        """Every active agency handling `category` in the code's ancestry, most specific
+        region first: the candidates a ticket is handed on to (pelimpahan)."""
         ancestry = region_ancestry(region_code)
         rows = self.conn.execute(
             sa.select(agencies, handling_rules.c.region_code.label("rule_region"))
@@ -113,10 +208,13 @@ class SqlDirectory:
             .where(handling_rules.c.category == category,
                    handling_rules.c.region_code.in_(ancestry),
                    agencies.c.active.is_(True))).all()
-        if not rows:
-            return None
-        best = min(rows, key=lambda r: ancestry.index(r.rule_region))
-        return _agency_ref(best)
+        rows.sort(key=lambda r: (ancestry.index(r.rule_region), r.code))
+        return [_agency_ref(r) for r in rows]
+
+    def units_of(self, code: str) -> list[str]:
+        """Codes of the active agencies whose parent is `code` (its units)."""
+        return list(self.conn.execute(sa.select(agencies.c.code).where(
+            agencies.c.parent_code == code, agencies.c.active.is_(True))).scalars())
 
     def region_name(self, code: str) -> str:
         return self.conn.execute(sa.select(regions.c.name).where(regions.c.code == code)

@@ -56,19 +56,30 @@ def clock_zone(agency: AgencyRef, report_region: str):
 
 
 class Workflow:
-    def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar):
+    """Routing's consumer: reports become tickets; the public's support and notify's
+    delivery outcomes are recorded on them."""
+
+    def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar, tickets=None):
         self.engine = engine
         self.outbox = outbox
         self.calendar = calendar
+        self.tickets = tickets
+        # One handler per event type; messaging.QUEUES["routing"] binds each of them.
+        self.handlers = {
+            "report.submitted": self._report_submitted,
+            "report.updated": self._report_updated,
+            "report.supported": self._report_supported,
+            "notification.delivered": self._notification,
+            "notification.failed": self._notification,
+            "notification.skipped": self._notification,
+        }
 
     def handle(self, envelope: events_pb2.EventEnvelope) -> str:
         """Consumer entry point: returns "processed" or "duplicate"; raises to retry."""
-        if envelope.type == "report.submitted":
-            outcome = self._report_submitted(envelope, events.payload(envelope))
-        elif envelope.type == "report.updated":
-            outcome = self._report_updated(envelope, events.payload(envelope))
-        else:
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
             raise events.BadEvent(f"routing does not handle {envelope.type}")
+        outcome = handler(envelope, events.payload(envelope))
         self.outbox.wake()
         return outcome
 
@@ -93,6 +104,21 @@ class Workflow:
                                               "confidence": decision.confidence})
         return "processed"
 
+    def _report_supported(self, envelope, payload: events_pb2.ReportSupported) -> str:
+        with self.engine.begin() as conn:
+            if not first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            self.tickets.record_support(conn, payload.tracking_id, payload.count)
+        return "processed"
+
+    def _notification(self, envelope, payload: events_pb2.NotificationOutcome) -> str:
+        with self.engine.begin() as conn:
+            if not first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            self.tickets.record_delivery(conn, payload,
+                                         envelope.occurred_at.ToDatetime(tzinfo=UTC))
+        return "processed"
+
     def _open_ticket(self, conn: Connection, payload: events_pb2.ReportSubmitted,
                      decision: Decision, region_name: str) -> None:
         report = payload.report
@@ -108,6 +134,7 @@ class Workflow:
                 submitted_at
         deadline = self.calendar.add_working_days(clock_start, days, tz)
         ticket_id = str(uuid.uuid4())
+        located = report.HasField("location")
         conn.execute(storage.tickets.insert().values(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
@@ -116,19 +143,29 @@ class Workflow:
             title=report.title, body=report.body, region_code=report.region_code,
             anonymous=report.anonymous, confidential=report.confidential,
             reporter_name="" if report.anonymous else report.reporter_name,
+            address=report.address, incident_date=report.incident_date,
+            latitude=report.location.latitude if located else None,
+            longitude=report.location.longitude if located else None,
+            channel=report.channel or "web", target_agency=report.target_agency,
+            suggested_agency=decision.suggested.code if decision.suggested else "",
+            clock="respond" if decision.auto_dispatch else "verify", complexity="SIMPLE",
             # In UTC: SQLite keeps a datetime's wall-clock time and drops its offset, so a
             # 16:00 WIB deadline would read back as 16:00 UTC (23:00 WIB).
             submitted_at=submitted_at, deadline=deadline.astimezone(UTC),
             deadline_zone=zone_label(tz),
             created_at=now, updated_at=now, version=1))
         history = [dict(at=submitted_at, from_state="", to_state="SUBMITTED", actor_role="citizen",
-                        agency_code="", note="Laporan diterima")]
+                        actor="citizen", action="submit", agency_code="",
+                        note="Laporan diterima", version=1)]
         if decision.auto_dispatch:
             history.append(dict(at=now, from_state="SUBMITTED", to_state="DISPATCHED",
-                                actor_role="system", agency_code=decision.agency.code,
-                                note=f"Terdisposisi ke {decision.agency.name}"))
+                                actor_role="system", actor="system", action="dispatch",
+                                agency_code=decision.agency.code, version=1,
+                                note=f"Terdisposisi ke {decision.agency.name}",
+                                reason=decision.explanation))
         else:
             history[0]["agency_code"] = decision.agency.code
+            history[0]["reason"] = decision.explanation
         conn.execute(storage.ticket_history.insert(),
                      [dict(h, ticket_id=ticket_id) for h in history])
 
@@ -169,7 +206,8 @@ class Workflow:
             at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else utcnow()
             conn.execute(storage.ticket_history.insert().values(
                 ticket_id=ticket.ticket_id, at=at, from_state=ticket.state,
-                to_state=ticket.state, actor_role="citizen", agency_code=ticket.agency_code,
-                note="Pelapor menambahkan informasi"))
+                to_state=ticket.state, actor_role="citizen", actor="citizen", action="update",
+                agency_code=ticket.agency_code, from_agency=ticket.agency_code,
+                note="Pelapor menambahkan informasi", version=ticket.version))
         return "processed"
 
