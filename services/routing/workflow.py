@@ -64,6 +64,8 @@ class Workflow:
         self.outbox = outbox
         self.calendar = calendar
         self.tickets = tickets
+        # The tickets' clock (injectable), so deadlines of new tickets follow it too.
+        self.now = tickets.now if tickets is not None else utcnow
         # One handler per event type; messaging.QUEUES["routing"] binds each of them.
         self.handlers = {
             "report.submitted": self._report_submitted,
@@ -122,7 +124,7 @@ class Workflow:
     def _open_ticket(self, conn: Connection, payload: events_pb2.ReportSubmitted,
                      decision: Decision, region_name: str) -> None:
         report = payload.report
-        now = utcnow()
+        now = self.now()
         submitted_at = (report.submitted_at.ToDatetime(tzinfo=UTC)
                         if report.HasField("submitted_at") else now)
         tz = clock_zone(decision.agency, report.region_code)
@@ -203,7 +205,7 @@ class Workflow:
             if ticket is None:
                 # The report.submitted it follows has not been handled yet: retry later.
                 raise LookupError("update for a report routing has not seen yet")
-            at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else utcnow()
+            at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else self.now()
             conn.execute(storage.ticket_history.insert().values(
                 ticket_id=ticket.ticket_id, at=at, from_state=ticket.state,
                 to_state=ticket.state, actor_role="citizen", actor="citizen", action="update",
