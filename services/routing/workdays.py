@@ -28,6 +28,7 @@ __all__ = [
     "WorkCalendar",
     "deadline_for",
     "timezone_for_region",
+    "zone_for_label",
     "zone_label",
 ]
 
@@ -120,6 +121,14 @@ def zone_label(tz: ZoneInfo) -> str:
         return ZONE_LABEL[tz.key]
     except KeyError:
         raise ValueError(f"{tz.key} is not an Indonesian time zone (WIB, WITA, WIT)") from None
+
+
+def zone_for_label(label: str) -> ZoneInfo:
+    """The zone behind a label ("WIB", "WITA", "WIT"), as tickets store it."""
+    for key, known in ZONE_LABEL.items():
+        if known == label:
+            return ZoneInfo(key)
+    raise ValueError(f"{label!r} is not an Indonesian time zone label (WIB, WITA, WIT)")
 
 
 # Government offices close on both: PUBLIC holds the national holidays, GOVERNMENT the
@@ -216,6 +225,39 @@ class WorkCalendar:
             for _ in range(n):
                 day = self._next_working_day(day)
         return datetime.combine(day, self.close_of_business, tzinfo=tz)
+
+    def next_working_day(self, d: date) -> date:
+        """The first working day after ``d``."""
+        if isinstance(d, datetime):
+            raise TypeError("pass a date: the local day of a datetime depends on its zone")
+        return self._next_working_day(d)
+
+    def previous_working_day(self, d: date) -> date:
+        """The last working day before ``d``."""
+        if isinstance(d, datetime):
+            raise TypeError("pass a date: the local day of a datetime depends on its zone")
+        d -= timedelta(days=1)
+        while not self.is_working_day(d):
+            d -= timedelta(days=1)
+        return d
+
+    def working_days_before(self, moment: datetime, n: int, tz: ZoneInfo) -> datetime:
+        """The same local time in ``tz`` on the n-th working day before ``moment``'s local day.
+
+        Counts working days, not hours: one working day before a deadline on Monday 16:00 is
+        the Friday before at 16:00 (Thursday when that Friday is a holiday). n=0 is
+        ``moment`` itself.
+        """
+        _require_aware(moment, "moment")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int number of working days, got {n!r}")
+        if n < 0:
+            raise ValueError(f"n must be 0 or more working days, got {n}")
+        local = moment.astimezone(tz)
+        day = local.date()
+        for _ in range(n):
+            day = self.previous_working_day(day)
+        return local.replace(year=day.year, month=day.month, day=day.day)
 
     def working_days_between(self, start: datetime, end: datetime, tz: ZoneInfo) -> int:
         """Working days after ``start``'s local day, up to and including ``end``'s.

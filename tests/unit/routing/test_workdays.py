@@ -24,6 +24,7 @@ from services.routing.workdays import (
     WorkCalendar,
     deadline_for,
     timezone_for_region,
+    zone_for_label,
     zone_label,
 )
 
@@ -321,3 +322,72 @@ def test_counting_back_from_a_deadline_gives_the_clock_length():
             deadline = calendar.add_working_days(received, n, WITA)
             assert calendar.working_days_between(received, deadline, WITA) == n
             assert calendar.is_working_day(deadline.date())
+
+
+# --- counting back: when a warning "one working day before" goes out -------
+
+
+def test_one_working_day_before_a_monday_deadline_is_the_friday_at_the_same_time(calendar):
+    # Deadline Mon 13 Jul 2026 16:00 WIB: the warning is Fri 10 Jul 16:00, not Sun 12 Jul.
+    deadline = at(WIB, 2026, 7, 13, 16, 0)
+    assert calendar.working_days_before(deadline, 1, WIB) == at(WIB, 2026, 7, 10, 16, 0)
+
+
+def test_one_working_day_before_midweek_is_the_day_before(calendar):
+    deadline = at(WITA, 2026, 7, 15, 16, 0)  # Wed
+    assert calendar.working_days_before(deadline, 1, WITA) == at(WITA, 2026, 7, 14, 16, 0)
+
+
+def test_counting_back_skips_a_friday_holiday(calendar):
+    # Good Friday, Fri 3 Apr 2026: one working day before Mon 6 Apr is Thu 2 Apr.
+    deadline = at(WIB, 2026, 4, 6, 16, 0)
+    assert calendar.working_days_before(deadline, 1, WIB) == at(WIB, 2026, 4, 2, 16, 0)
+
+
+def test_counting_back_skips_the_whole_lebaran_closure(calendar):
+    # Wed 18 to Tue 24 Mar 2026 are Nyepi, Idul Fitri and their joint leave.
+    deadline = at(WIB, 2026, 3, 25, 16, 0)
+    assert calendar.working_days_before(deadline, 1, WIB) == at(WIB, 2026, 3, 17, 16, 0)
+    assert calendar.previous_working_day(date(2026, 3, 25)) == date(2026, 3, 17)
+    assert calendar.next_working_day(date(2026, 3, 17)) == date(2026, 3, 25)
+
+
+def test_counting_back_uses_the_local_day_in_the_given_zone(calendar):
+    # Mon 13 Jul 2026 00:30 WIT is still Sun 12 Jul in UTC; in WIT it is Monday, so one
+    # working day before is Fri 10 Jul 00:30 WIT.
+    deadline = at(WIT, 2026, 7, 13, 0, 30).astimezone(UTC)
+    assert calendar.working_days_before(deadline, 1, WIT) == at(WIT, 2026, 7, 10, 0, 30)
+
+
+def test_counting_back_zero_days_is_the_moment_itself(calendar):
+    moment = at(WIB, 2026, 7, 11, 9, 0)  # a Saturday
+    assert calendar.working_days_before(moment, 0, WIB) == moment
+
+
+def test_counting_back_several_days_then_forward_returns_to_the_deadline():
+    calendar = WorkCalendar(joint_leave=[date(2026, 3, 26)])
+    start = at(WIB, 2026, 1, 1, 16, 0)
+    for offset in range(365):
+        deadline = calendar.add_working_days(start + timedelta(days=offset), 5, WIB)
+        for n in (1, 3):
+            earlier = calendar.working_days_before(deadline, n, WIB)
+            assert calendar.is_working_day(earlier.date())
+            assert calendar.add_working_days(earlier, n, WIB) == deadline
+
+
+def test_counting_back_rejects_bad_input(calendar):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        calendar.working_days_before(datetime(2026, 7, 13, 16, 0), 1, WIB)
+    with pytest.raises(ValueError, match="0 or more"):
+        calendar.working_days_before(at(WIB, 2026, 7, 13, 16, 0), -1, WIB)
+    with pytest.raises(TypeError):
+        calendar.working_days_before(at(WIB, 2026, 7, 13, 16, 0), 1.0, WIB)
+    with pytest.raises(TypeError, match="pass a date"):
+        calendar.previous_working_day(at(WIB, 2026, 7, 13, 16, 0))
+
+
+def test_zone_labels_turn_back_into_zones():
+    for zone in (WIB, WITA, WIT):
+        assert zone_for_label(zone_label(zone)) == zone
+    with pytest.raises(ValueError, match="WIB, WITA, WIT"):
+        zone_for_label("CET")
