@@ -33,6 +33,7 @@ from services.routing.api import (
     TelemetryInterceptor,
 )
 from services.routing.tickets.commands import Tickets
+from services.routing.tickets.sla import SlaJob, clock_from_env, interval_from_env
 from services.routing.workdays import WorkCalendar
 from services.routing.workflow import CONSUMER, Workflow
 
@@ -129,6 +130,8 @@ class Settings:
     health_interval: float = 2.0
     # What "now" is for tickets' clocks; tests move it (ROUTING_CLOCK_FILE).
     clock: Callable[[], datetime] = utcnow
+    # Seconds between passes of the SLA job (ROUTING_SLA_INTERVAL).
+    sla_interval: float = 60.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -160,6 +163,8 @@ class Settings:
             tls=ServerTLS.from_env(env),
             reflection=env.bool("ROUTING_REFLECTION", False),
             retention=RetentionSettings.from_env(env),
+            clock=clock_from_env(env),
+            sla_interval=interval_from_env(env),
         )
 
 
@@ -207,7 +212,8 @@ class RoutingService:
                 (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.retention = Retention.standard("routing", self.engine, self.outbox,
                                             storage.processed_events, settings.retention)
-        self.loops = [self.consumer.loop, self.outbox.loop, self.retention.loop]
+        self.sla = SlaJob(self.tickets, settings.sla_interval)
+        self.loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, self.sla.loop]
         # Readiness on the gRPC port (what the kubelet and intake ask): the database answers
         # and no background loop is dead or wedged. The broker is not part of it: RPCs work
         # without it, and events wait in the outbox.
@@ -236,6 +242,7 @@ class RoutingService:
         self.outbox.start()
         self.consumer.start()
         self.retention.start()
+        self.sla.start()
         self.server.start()
         self._set_health(self._healthy())
         self.serving.start()
@@ -271,6 +278,7 @@ class RoutingService:
         stopped = self.server.stop(budget.share(0.4))
         self.consumer.stop(timeout=budget.share(0.5))
         self.retention.stop(1.0)
+        self.sla.stop(budget.share(0.3))
         stopped.wait(budget.left())
         left = self.outbox.stop(flush_timeout=budget.left() - 2.5)
         self.ops.stop()

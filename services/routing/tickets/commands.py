@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +25,7 @@ from services.infra import events
 from services.infra.db import as_utc, is_postgres, reading, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
+from services.routing.metrics import count_follow_up
 from services.routing.principal import Principal
 from services.routing.rules import TRIAGE_AGENCY, AgencyRef
 from services.routing.tickets.statemachine import (
@@ -44,7 +45,7 @@ from services.routing.tickets.statemachine import (
     allowed_actions,
     step,
 )
-from services.routing.workdays import WorkCalendar, zone_label
+from services.routing.workdays import WIB, WIT, WITA, WorkCalendar, zone_for_label, zone_label
 from services.routing.workflow import agency_proto, clock_zone
 
 log = logging.getLogger(__name__)
@@ -381,9 +382,9 @@ class Tickets:
 
         def body(conn, row):
             public = "Ditindaklanjuti" if row.confidential else response
-            return self._apply(conn, row, principal, Action.FOLLOW_UP, _Move(
+            return count_follow_up(row, self._apply(conn, row, principal, Action.FOLLOW_UP, _Move(
                 values={"followed_up_at": self.now()}, public_note=public,
-                reporter_note=response), expected_version)
+                reporter_note=response), expected_version))
         return self._command(principal, tracking_id, body)
 
     def close(self, principal: Principal, tracking_id: str, *, note: str = "",
@@ -501,34 +502,58 @@ class Tickets:
         return self._command(CITIZEN, tracking_id, body)
 
     # -- the clock (SLA job) -------------------------------------------------------------------
-    def due(self, conn: Connection, now: datetime, warn_within: timedelta) -> dict[str, list]:
+    WARN_WORKING_DAYS = 1  # ticket.sla_warning goes out this many working days before
+    DUE_BATCH = 500        # tickets of each kind `due` lists at most
+
+    def warning_time(self, deadline: datetime, zone: str) -> datetime:
+        """When the warning about `deadline` is due: the same local time one working day
+        before it (a deadline on Monday 16:00 is warned about on Friday at 16:00), in the
+        ticket's zone (WIB when a ticket has none)."""
+        try:
+            tz = zone_for_label(zone)
+        except ValueError:
+            tz = zone_for_label("WIB")
+        return self.calendar.working_days_before(deadline, self.WARN_WORKING_DAYS, tz)
+
+    def due(self, conn: Connection, now: datetime) -> dict[str, list]:
         """Tracking ids needing the clock's attention: warnings, escalations, auto-closes
         and oversight flags (read only; each is re-checked under its lock)."""
+        now = now.astimezone(UTC)  # SQLite compares the stored UTC wall-clock text
         t = storage.tickets
         active = [s.value for s in ACTIVE if s != State.ON_HOLD]
         overdue = conn.execute(sa.select(t.c.tracking_id).where(
             t.c.state.in_(active), t.c.deadline.is_not(None), t.c.deadline <= now)
-            .order_by(t.c.deadline).limit(500)).scalars().all()
-        warn = conn.execute(sa.select(t.c.tracking_id).where(
-            t.c.state.in_(active), t.c.deadline.is_not(None), t.c.deadline > now,
-            t.c.deadline <= now + warn_within,
-            sa.or_(t.c.warned_deadline.is_(None), t.c.warned_deadline != t.c.deadline))
-            .order_by(t.c.deadline).limit(500)).scalars().all()
+            .order_by(t.c.deadline).limit(self.DUE_BATCH)).scalars().all()
+        # A deadline is warned about from one working day before it, so none after the end
+        # of the next working day (in the zone whose day ends last) can be due yet; the exact
+        # working-day check is in Python, on the few candidates with the nearest deadlines.
+        horizon = max(datetime.combine(
+            self.calendar.next_working_day(now.astimezone(tz).date()) + timedelta(days=1),
+            time(0), tzinfo=tz) for tz in (WIB, WITA, WIT)).astimezone(UTC)
+        candidates = conn.execute(sa.select(t.c.tracking_id, t.c.deadline, t.c.deadline_zone)
+                                  .where(t.c.state.in_(active), t.c.deadline.is_not(None),
+                                         t.c.deadline > now, t.c.deadline < horizon,
+                                         sa.or_(t.c.warned_deadline.is_(None),
+                                                t.c.warned_deadline != t.c.deadline))
+                                  .order_by(t.c.deadline).limit(self.DUE_BATCH)).all()
+        warn = [c.tracking_id for c in candidates
+                if self.warning_time(as_utc(c.deadline), c.deadline_zone) <= now]
         unresolved = conn.execute(sa.select(t.c.tracking_id).where(
             t.c.state.in_([s.value for s in ACTIVE]), t.c.oversight_flagged_at.is_(None),
-            t.c.submitted_at <= now - timedelta(days=UNRESOLVED_DAYS)).limit(500)
+            t.c.submitted_at <= now - timedelta(days=UNRESOLVED_DAYS)).limit(self.DUE_BATCH)
         ).scalars().all()
-        return {"overdue": list(overdue), "warn": list(warn), "unresolved": list(unresolved)}
+        return {"overdue": list(overdue), "warn": warn, "unresolved": list(unresolved)}
 
-    def warn(self, tracking_id: str, warn_within: timedelta) -> bool:
-        """ticket.sla_warning for the ticket's current deadline, once; True if sent."""
+    def warn(self, tracking_id: str) -> str:
+        """ticket.sla_warning for the ticket's current deadline, once, from one working day
+        before it; returns the clock warned about ("" when nothing was due)."""
         def body(conn, row):
             deadline = as_utc(row.deadline)
             now = self.now()
             if (row.state not in _CLOCKED or deadline is None or deadline <= now
-                    or deadline > now + warn_within
+                    or self.warning_time(deadline, row.deadline_zone) > now
                     or as_utc(row.warned_deadline) == deadline):
-                return False
+                return ""
             t = storage.tickets
             conn.execute(t.update().where(t.c.ticket_id == row.ticket_id)
                          .values(warned_deadline=row.deadline))
@@ -540,7 +565,7 @@ class Tickets:
                 deadline_zone=row.deadline_zone)
             self.outbox.add(conn, events.new("ticket.sla_warning", row.tracking_id, warning,
                                              producer="routing"))
-            return True
+            return row.clock
         return self._command(SYSTEM, tracking_id, body)
 
     def expire(self, tracking_id: str) -> str:
