@@ -39,6 +39,9 @@ GRPC_CODES = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEED
               "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
               "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
               "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+TICKET_STATES = {"SUBMITTED", "ON_HOLD", "DISPATCHED", "FOLLOWED_UP", "REPORTER_REPLIED",
+                 "CLOSED", "ARCHIVED"}
+AGENCY_LEVELS = {"triage", "national", "provincial", "regency", "other"}
 # The metrics the services export: name -> {label: allowed values, or None for open sets}.
 METRICS: dict[str, dict[str, set[str] | None]] = {
     "lapor_http_requests_total": {"route": None, "method": None, "status": None},
@@ -61,6 +64,13 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "lapor_loop_failures_total": {"loop": None},
     "lapor_broker_policies_applied": {},
     "lapor_retention_deleted_total": {"service": set(SERVICES), "table": None},
+    "lapor_tickets": {"state": TICKET_STATES, "level": AGENCY_LEVELS},
+    "lapor_tickets_overdue": {"level": AGENCY_LEVELS},
+    "lapor_followups_total": {"on_time": {"true", "false"}},
+    "lapor_ticket_escalations_total": {"kind": {"parent", "national", "verification",
+                                                "oversight"}},
+    "lapor_sla_warnings_total": {"clock": {"verify", "respond", "auto_close"}},
+    "lapor_tickets_auto_closed_total": {},
     "up": {},
 }
 HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds"}

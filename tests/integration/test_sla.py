@@ -340,3 +340,29 @@ def test_ticket_gauges_count_by_state_and_level_and_show_the_overdue(world):
         assert metric("lapor_tickets", state="DISPATCHED", level="regency") == 2
     finally:
         metrics.TICKETS.forget(world.tickets)
+
+
+def test_ticket_metrics_are_the_ones_alerts_and_dashboards_are_checked_against(world):
+    from prometheus_client import REGISTRY
+
+    from tests.deploy.test_k8s import METRICS
+
+    dispatched(world, wib(6, 10))
+    metrics.TICKETS.watch(world.tickets)
+    try:
+        exported = {}
+        for family in REGISTRY.collect():
+            for sample in family.samples:
+                if sample.name in METRICS and sample.name.startswith(
+                        ("lapor_tickets", "lapor_followups", "lapor_ticket_escalations",
+                         "lapor_sla_warnings")):
+                    for label, value in sample.labels.items():
+                        exported.setdefault((sample.name, label), set()).add(value)
+    finally:
+        metrics.TICKETS.forget(world.tickets)
+    names = {name for name, _ in exported}
+    assert {"lapor_tickets", "lapor_tickets_overdue", "lapor_followups_total",
+            "lapor_ticket_escalations_total", "lapor_sla_warnings_total"} <= names
+    for (name, label), values in exported.items():
+        # Every value is declared, and all of them are there from the first scrape.
+        assert values == METRICS[name][label], (name, label)
