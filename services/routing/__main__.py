@@ -1,4 +1,4 @@
-"""`python -m services.routing [serve|migrate|seed-demo|import-regions CSV]`."""
+"""`python -m services.routing [serve|migrate|seed-demo|import-regions CSV|accounts ...]`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from services.infra import db, logs
 from services.infra.config import Env
 from services.infra.lifecycle import wait_for_shutdown_signal
-from services.routing import storage
+from services.routing import auth, storage
 
 log = logging.getLogger("services.routing")
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import-regions", help="import the Kemendagri region list (CSV: "
                          "kode,nama,level)")
     imp.add_argument("csv", type=Path)
+    auth.add_command(sub)
     args = parser.parse_args(argv)
     env = Env()
     logs.setup("routing", env.str("LAPOR_LOG_LEVEL", "INFO"))
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_shutdown_signal()
         service.stop()
         return 0
+
+    if command == "accounts":
+        return auth.main(args, env)
 
     engine = db.make_engine(env.database_url("ROUTING_DATABASE_URL", "routing"))
     # Seeding runs under the migration lock, so replicas starting together seed once.

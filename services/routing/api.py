@@ -160,6 +160,25 @@ class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
                 str(offset + size).encode()).decode()
         return response
 
+    def WhoAmI(self, request, context):  # noqa: N802
+        """Who routing takes the caller to be: a way to check a token or certificate."""
+        from services.routing.auth import current_principal
+
+        principal = current_principal()
+        if principal is None:  # the auth interceptor admits every call; never answer without
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "sign in with a bearer token")
+        answer = routing_pb2.Principal(username=principal.username,
+                                       display_name=principal.display_name,
+                                       role=principal.role.value)
+        if principal.agency_code:
+            with reading(self.engine) as conn:
+                agency = storage.SqlDirectory(conn).agency(principal.agency_code)
+            if agency is not None:
+                answer.agency.CopyFrom(agency_proto(agency))
+            else:  # no longer active in the directory: the code is all there is to say
+                answer.agency.code = principal.agency_code
+        return answer
+
 
 class Undecodable:
     """What the guarded deserializer hands on instead of raising: grpc would log a

@@ -32,6 +32,8 @@ from services.routing.api import (
     RoutingServicer,
     TelemetryInterceptor,
 )
+from services.routing.auth import Authenticator
+from services.routing.authz import AuthInterceptor
 from services.routing.tickets.commands import Tickets
 from services.routing.tickets.sla import SlaJob, clock_from_env, interval_from_env
 from services.routing.workdays import WorkCalendar
@@ -171,9 +173,14 @@ class Settings:
 class RoutingService:
     def __init__(self, settings: Settings):
         self.settings = settings
+        # Every RoutingService call is authenticated and authorized inside the telemetry
+        # interceptor, so denials are counted and logged like any other answer. With client
+        # certificates required, a call without a token is the certificate's service account.
+        self.auth = AuthInterceptor(lambda: self.authenticator, trust_client_certificates=(
+            settings.tls is not None and settings.tls.client_ca is not None))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers),
-            interceptors=[TelemetryInterceptor()],
+            interceptors=[TelemetryInterceptor(), self.auth],
             options=[
                 # Without this a second routing on the same port starts "fine" and the
                 # kernel splits the calls between old and new (SO_REUSEPORT is gRPC's default).
@@ -191,6 +198,7 @@ class RoutingService:
         # health checks and a spare: RPCs never queue behind each other for a connection.
         self.engine = db.make_engine(settings.database_url, pool_size=settings.workers + 4,
                                      pool_timeout=settings.db_pool_timeout)
+        self.authenticator = Authenticator(self.engine)
         # Seeding runs under the migration lock: replicas starting together on one empty
         # database seed it once instead of colliding on its primary keys.
         db.migrate(self.engine, "routing", storage.MIGRATIONS,

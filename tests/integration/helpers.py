@@ -4,6 +4,7 @@ builders and Prometheus readings."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
+import grpc
 import pika
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -276,15 +278,69 @@ class BlackHole:
 
 # -- services ----------------------------------------------------------------------------------
 def start_routing(database_url: str, amqp_url: str, **settings):
-    """Routing in this process with the demo directory, on free ports, consuming."""
+    """Routing in this process with the demo directory, on free ports, consuming; with a
+    national admin's token (`service.token`: sees and may read everything) and a platform
+    service's token (`service.intake_token`: what intake calls with) for the tests' calls."""
     from services.routing.app import RoutingService, Settings
     from tests.conftest import free_port
 
     service = RoutingService(Settings(
         database_url=database_url, amqp_url=amqp_url, listen=f"127.0.0.1:{free_port()}",
         metrics_port=free_port(), shutdown_seconds=4, seed_demo=True, **settings)).start()
+    service.token = account_token(service.engine, "test-admin", "national_admin")
+    service.intake_token = account_token(service.engine, "test-intake", "service")
     wait_for(service.consumer.consuming.is_set, 10, what="routing's consumer")
     return service
+
+
+def account_token(engine, username: str, role: str, agency: str = "", *, days: int = 90,
+                  **account: str) -> str:
+    """A fresh token of the account, created first when missing (account: display_name,
+    tls_subject)."""
+    from services.routing import auth
+
+    with engine.begin() as conn:
+        if auth.get_account(conn, username) is None:
+            auth.create_account(conn, username, role, agency, **account)
+        return auth.issue_token(conn, username, days).token
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    """The metadata routing authenticates a call by."""
+    return [("authorization", f"Bearer {token}")]
+
+
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
+                         "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call on a channel."""
+
+    def __init__(self, token: str):
+        self.metadata = bearer(token)
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> _CallDetails:
+        return _CallDetails(details.method, details.timeout,
+                            [*(details.metadata or ()), *self.metadata], details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+
+@contextlib.contextmanager
+def routing_channel(service, token: str | None = None) -> Iterator[grpc.Channel]:
+    """A plaintext channel to an in-process routing whose calls carry `token` (by default the
+    national admin's, service.token); token="" sends none."""
+    token = service.token if token is None else token
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as plain:
+        yield grpc.intercept_channel(plain, BearerToken(token)) if token else plain
 
 
 # -- events ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     dead_amqp_url,
     metric,
     observe,
+    routing_channel,
     scrape,
     scraped,
     start_routing,
@@ -62,7 +63,7 @@ def shared_routing(tmp_path_factory):
 
 @pytest.fixture
 def channel(shared_routing):
-    with grpc.insecure_channel(f"127.0.0.1:{shared_routing.port}") as ch:
+    with routing_channel(shared_routing) as ch:
         yield ch
 
 
@@ -213,9 +214,13 @@ def test_the_ops_port_reports_ready(shared_routing):
 
 
 # -- intake's citizen API calling this routing -----------------------------------------------
-def test_intake_suggestions_come_from_routing(shared_routing, sqlite_url):
+def test_intake_suggestions_come_from_routing(shared_routing, sqlite_url, tmp_path):
+    # Intake calls with its own service token, from the file INTAKE_ROUTING_TOKEN_FILE names.
+    token_file = tmp_path / "intake-routing-token"
+    token_file.write_text(shared_routing.intake_token + "\n")
     app = create_app({"DATABASE_URL": sqlite_url, "AMQP_URL": dead_amqp_url(),
                       "ROUTING_ADDR": f"127.0.0.1:{shared_routing.port}",
+                      "ROUTING_TOKEN_FILE": str(token_file),
                       "ROUTING_TIMEOUT": 2.0, "START_WORKERS": False})
     client = app.test_client()
     try:
@@ -299,7 +304,7 @@ def test_a_submitted_report_becomes_a_dispatched_ticket_once(routing, amqp_url):
     duplicates = metric("lapor_events_consumed_total", **labels, outcome="duplicate")
     try:
         publisher.publish(envelope.type, envelope.SerializeToString(), envelope.event_id)
-        with grpc.insecure_channel(f"127.0.0.1:{routing.port}") as ch:
+        with routing_channel(routing) as ch:
             stub = routing_pb2_grpc.RoutingServiceStub(ch)
 
             def ticket():
@@ -367,7 +372,7 @@ def test_an_unclear_report_waits_for_the_national_admin(routing, amqp_url):
     changed = events.payload(event)
     assert changed.to_state == State.TICKET_STATE_SUBMITTED
     assert changed.agency.code == "ADMIN-NASIONAL"
-    with grpc.insecure_channel(f"127.0.0.1:{routing.port}") as ch:
+    with routing_channel(routing) as ch:
         ticket = routing_pb2_grpc.RoutingServiceStub(ch).GetTicket(
             routing_pb2.GetTicketRequest(tracking_id=tracking_id), timeout=5)
     assert ticket.state == State.TICKET_STATE_SUBMITTED

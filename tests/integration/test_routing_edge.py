@@ -17,7 +17,13 @@ from lapor.v1 import routing_pb2, routing_pb2_grpc
 from services.infra.config import ConfigError
 from services.routing.app import RoutingService, Settings
 from tests.conftest import free_port
-from tests.integration.helpers import dead_amqp_url, metric, start_routing, temporary_vhost
+from tests.integration.helpers import (
+    dead_amqp_url,
+    metric,
+    routing_channel,
+    start_routing,
+    temporary_vhost,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +44,7 @@ def routing(tmp_path_factory):
 
 @pytest.fixture
 def channel(routing):
-    with grpc.insecure_channel(f"127.0.0.1:{routing.port}") as ch:
+    with routing_channel(routing) as ch:
         yield ch
 
 
@@ -193,7 +199,7 @@ def test_with_every_pooled_connection_taken_an_rpc_is_unavailable_not_stuck(post
         service = start_routing(postgres_url, amqp_url, workers=2, db_pool_timeout=0.5)
         held = []
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{service.port}") as ch:
+            with routing_channel(service) as ch:
                 stub = routing_pb2_grpc.RoutingServiceStub(ch)
                 while len(held) < 100:
                     try:

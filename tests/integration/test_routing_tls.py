@@ -1,8 +1,10 @@
 """TLS and mutual TLS on routing's gRPC port, as intake's client, the container health probe
-and an outsider meet it; and the ROUTING_TLS_* settings that stop the process when wrong.
+and an outsider meet it; a client certificate as a service account's identity; and the
+ROUTING_TLS_* settings that stop the process when wrong.
 
 Certificates are made here with `cryptography`: a CA, a server certificate for 127.0.0.1 and
-localhost, a client certificate, and a second CA that nobody trusts."""
+localhost, client certificates ("client", which an account names, and "stranger", which
+none does), and a second CA that nobody trusts."""
 
 from __future__ import annotations
 
@@ -16,15 +18,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lapor.v1 import routing_pb2
 from services.infra import healthcheck
 from services.infra.config import ConfigError, Env
 from services.intake.routing_client import ClientTLS, RoutingClient
+from services.routing import auth, storage
 from services.routing.app import RoutingService, ServerTLS, Settings
 from tests.conftest import free_port
-from tests.integration.helpers import temporary_vhost
+from tests.integration.helpers import account_token, bearer, temporary_vhost
 
 pytestmark = pytest.mark.integration
 TLS_VARS = ("ROUTING_TLS_CA", "ROUTING_TLS_CLIENT_CERT", "ROUTING_TLS_CLIENT_KEY",
@@ -76,14 +80,15 @@ def _write(directory: Path, name: str, cert: x509.Certificate, key) -> tuple[Pat
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
-    """Paths: ca, server.crt/key, client.crt/key, other-ca and a client it signed."""
+    """Paths: ca, server.crt/key, client.crt/key, stranger.crt/key, other-ca and a client
+    it signed."""
     directory = tmp_path_factory.mktemp("pki")
     paths = {}
     for ca_name, prefix in (("ca", ""), ("other-ca", "other-")):
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _certificate(f"LAPOR test {ca_name}", ca_key, None, ca_key, ca=True)
         paths[ca_name], _ = _write(directory, ca_name, ca_cert, ca_key)
-        for role in ("server", "client"):
+        for role in ("server", "client", "stranger"):
             key = ec.generate_private_key(ec.SECP256R1())
             cert = _certificate(f"{prefix}{role}", key, ca_cert, ca_key,
                                 server=role == "server")
@@ -113,6 +118,7 @@ def client(address: str, **env: Path | str) -> RoutingClient:
 
 
 def refused(routing_client: RoutingClient) -> bool:
+    """Whether the connection itself fails (TLS); an answer, even UNAUTHENTICATED, is not."""
     try:
         routing_client.suggest(SUGGESTION)
     except grpc.RpcError as exc:
@@ -120,6 +126,15 @@ def refused(routing_client: RoutingClient) -> bool:
     finally:
         routing_client.close()
     return False
+
+
+def who(routing_client: RoutingClient, token: str | None = None) -> str | grpc.StatusCode:
+    """The username routing takes the caller to be, or the status code it answered."""
+    try:
+        return routing_client.stub.WhoAmI(empty_pb2.Empty(), timeout=5,
+                                          metadata=bearer(token) if token else None).username
+    except grpc.RpcError as exc:
+        return exc.code()
 
 
 @pytest.fixture
@@ -134,10 +149,15 @@ def test_tls_serves_clients_that_trust_its_ca_and_refuses_the_rest(pki, tmp_path
         service = start_routing(tmp_path, amqp_url, server_tls(pki, mutual=False))
         address = f"127.0.0.1:{service.port}"
         try:
+            token = account_token(service.engine, "intake", "service")
             trusted = client(address, ROUTING_TLS_CA=pki["ca"])
             try:
-                assert trusted.suggest(SUGGESTION).category == "INFRASTRUKTUR"
+                assert trusted.stub.SuggestRoute(SUGGESTION, metadata=bearer(token),
+                                                 timeout=5).category == "INFRASTRUKTUR"
                 assert trusted.healthy()
+                # TLS proves who routing is, not who the caller is.
+                assert who(trusted) == grpc.StatusCode.UNAUTHENTICATED
+                assert who(trusted, token) == "intake"
             finally:
                 trusted.close()
             # The certificate names localhost too; an override names what to expect.
@@ -185,6 +205,39 @@ def test_mutual_tls_requires_a_client_certificate_from_its_ca(pki, tmp_path, cle
             clean_env.setenv("ROUTING_TLS_CLIENT_KEY", str(pki["client.key"]))
             assert healthcheck.check(f"grpcs://{address}")
         finally:
+            service.stop()
+
+
+def test_a_client_certificate_is_the_identity_of_the_service_account_that_names_it(
+        pki, tmp_path, clean_env):
+    with temporary_vhost() as amqp_url:
+        service = start_routing(tmp_path, amqp_url, server_tls(pki, mutual=True))
+        address = f"127.0.0.1:{service.port}"
+        with service.engine.begin() as conn:
+            storage.seed_demo(conn)
+            auth.create_account(conn, "intake", "service", tls_subject="client")
+        officer = account_token(service.engine, "siti.pupr", "agency_officer", "PUPR-13.03")
+        certified = client(address, ROUTING_TLS_CA=pki["ca"],
+                           ROUTING_TLS_CLIENT_CERT=pki["client.crt"],
+                           ROUTING_TLS_CLIENT_KEY=pki["client.key"])
+        stranger = client(address, ROUTING_TLS_CA=pki["ca"],
+                          ROUTING_TLS_CLIENT_CERT=pki["stranger.crt"],
+                          ROUTING_TLS_CLIENT_KEY=pki["stranger.key"])
+        try:
+            assert who(certified) == "intake"
+            assert certified.suggest(SUGGESTION).agency.code == "PUPR-13.03"
+            # A staff member's token passed through by intake: the token decides, and a bad
+            # one is refused rather than falling back to the certificate.
+            assert who(certified, officer) == "siti.pupr"
+            assert who(certified, auth.new_token()) == grpc.StatusCode.UNAUTHENTICATED
+            # Signed by the right CA, but no account names it.
+            assert who(stranger) == grpc.StatusCode.UNAUTHENTICATED
+            with service.engine.begin() as conn:
+                auth.set_active(conn, "intake", False)
+            assert who(certified) == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            certified.close()
+            stranger.close()
             service.stop()
 
 
