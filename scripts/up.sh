@@ -48,6 +48,15 @@ fi
 
 say "seeding the demo directory"
 "$PY" -m services.routing seed-demo >>"$LOG/routing.log"
+# Intake calls routing with its own service account's token (citizen-side calls only); a
+# token kept from an earlier run is reused while it works.
+export INTAKE_ROUTING_TOKEN_FILE="${INTAKE_ROUTING_TOKEN_FILE:-$VAR/intake-routing-token}"
+if ! "$PY" -m services.routing accounts ensure-service intake \
+     --token-file "$INTAKE_ROUTING_TOKEN_FILE" >>"$LOG/routing.log" 2>&1; then
+  echo "could not give intake its routing token; last lines of $LOG/routing.log:" >&2
+  tail -n 5 "$LOG/routing.log" >&2
+  exit 1
+fi
 if [ -n "$DEMO_SINKS" ]; then
   "$PY" -m services.notify webhooks set '*' http://127.0.0.1:8099/agency --allow-http \
     --secret-file "$VAR/demo-webhook-secret" >>"$LOG/notify.log"
@@ -74,6 +83,7 @@ LAPOR is up.
   Citizen API      http://127.0.0.1:$INTAKE_PORT/api/v1/reports   (OpenAPI: /api/v1/openapi.json)
   Health, metrics  http://127.0.0.1:${INTAKE_METRICS_PORT:-9100}/readyz  /healthz  /metrics; routing :${ROUTING_METRICS_PORT:-9101}, notify :${NOTIFY_METRICS_PORT:-9102}
   Routing gRPC     $ROUTING_ADDR (reflection on)
+  Staff accounts   .venv/bin/python -m services.routing accounts create|token|list (docs/authorization.md)
   Logs             var/log/*.log
 MSG
 if [ -n "$DEMO_SINKS" ]; then

@@ -111,8 +111,19 @@ class Stack:
             "NOTIFY_SMTP_URL": f"smtp://127.0.0.1:{self.ports['smtp']}",
             "NOTIFY_RETRY_DELAYS": "0.5,1,2,4",
             "LAPOR_PUBLIC_URL": self.base_url,
+            # A test that writes workdir/clock (before starting routing) moves ticket clocks
+            # with it; the SLA job then looks twice a second.
+            "ROUTING_CLOCK_FILE": (str(self.workdir / "clock")
+                                   if (self.workdir / "clock").exists() else ""),
+            "ROUTING_SLA_INTERVAL": "0.5",
+            # Intake's own token for routing (setup() writes it).
+            "INTAKE_ROUTING_TOKEN_FILE": str(self.intake_token_file),
         })
         return env
+
+    @property
+    def intake_token_file(self) -> Path:
+        return self.workdir / "intake-routing-token"
 
     def run(self, service: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", f"services.{service}", *args], check=True,
@@ -120,8 +131,19 @@ class Stack:
 
     def setup(self) -> None:
         self.run("routing", "seed-demo")
+        self.run("routing", "accounts", "ensure-service", "intake", "--token-file",
+                 str(self.intake_token_file))
         self.run("notify", "webhooks", "set", "*", self.agency.url, "--allow-http",
                  "--secret-file", str(self.workdir / "secret"))
+
+    def staff_token(self, username: str, role: str, agency: str = "") -> str:
+        """Creates a staff account with the command line an operator uses and returns a
+        fresh token of it (as `accounts token` hands it to the staff member)."""
+        self.run("routing", "accounts", "create", username, "--role", role,
+                 *(["--agency", agency] if agency else []))
+        target = self.workdir / f"{username}.token"
+        self.run("routing", "accounts", "token", username, "--output", str(target))
+        return target.read_text().strip()
 
     def start(self, service: str) -> None:
         with open(self.workdir / f"{service}.log", "ab") as log:
