@@ -116,11 +116,6 @@ class Stack:
             "ROUTING_CLOCK_FILE": (str(self.workdir / "clock")
                                    if (self.workdir / "clock").exists() else ""),
             "ROUTING_SLA_INTERVAL": "0.5",
-            # A test that writes workdir/clock (before starting routing) moves ticket clocks
-            # with it; the SLA job then looks twice a second.
-            "ROUTING_CLOCK_FILE": (str(self.workdir / "clock")
-                                   if (self.workdir / "clock").exists() else ""),
-            "ROUTING_SLA_INTERVAL": "0.5",
             # Intake's own token for routing (setup() writes it).
             "INTAKE_ROUTING_TOKEN_FILE": str(self.intake_token_file),
         })
