@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -185,6 +186,25 @@ def mailbox(address: str) -> Mailbox:
     return Mailbox(f"{checked.local_part}@{checked.ascii_domain}", checked.normalized, True)
 
 
+def parse_address_list(raw: str) -> tuple[str, ...]:
+    """Addresses separated by commas (NOTIFY_NATIONAL_ADMIN_EMAILS), each checked; "" gives
+    none. ValueError says which entry is wrong without quoting it."""
+    if not raw.strip():
+        return ()
+    addresses: list[str] = []
+    for number, entry in enumerate(raw.split(","), start=1):
+        if not entry.strip():
+            raise ValueError(f"entry {number} is empty (a stray comma?)")
+        try:
+            checked = validate_email(entry.strip(), check_deliverability=False,
+                                     globally_deliverable=False, test_environment=True)
+        except EmailNotValidError as exc:
+            raise ValueError(f"entry {number} is not an email address: {exc}") from None
+        if checked.normalized not in addresses:
+            addresses.append(checked.normalized)
+    return tuple(addresses)
+
+
 def _envelope_sender(mail_from: str) -> str:
     address = parseaddr(mail_from)[1]
     local, at, domain = address.rpartition("@")
@@ -199,7 +219,7 @@ class OutgoingEmail:
 
     message: EmailMessage
     sender: str
-    recipient: str
+    recipients: tuple[str, ...]
     smtputf8: bool
 
 
@@ -212,24 +232,35 @@ _POLICY = email.policy.SMTP.clone(max_line_length=998)
 _POLICY_UTF8 = email.policy.SMTPUTF8.clone(max_line_length=998)
 
 
-def build_email(mail_from: str, to: str, content: Email, delivery_id: str) -> OutgoingEmail:
-    """The message for one delivery; AddressError when `to` cannot be sent to."""
-    recipient = mailbox(to)
+def _cte(text: str) -> str:
+    # 7-bit safe whatever the text, so no server needs 8BITMIME.
+    return "7bit" if text.isascii() else "quoted-printable"
+
+
+def build_email(mail_from: str, to: str | Sequence[str], content: Email,
+                delivery_id: str) -> OutgoingEmail:
+    """The message for one delivery (one reporter, or the national admins together): text,
+    with the HTML alternative when the content has one. AddressError when an address in
+    `to` cannot be sent to."""
+    boxes = [mailbox(address) for address in ([to] if isinstance(to, str) else to)]
+    if not boxes:
+        raise AddressError("no recipient")
     sender = _envelope_sender(mail_from)
-    smtputf8 = recipient.smtputf8 or not sender.isascii()
+    smtputf8 = any(box.smtputf8 for box in boxes) or not sender.isascii()
     message = EmailMessage(policy=_POLICY_UTF8 if smtputf8 else _POLICY)
     message["From"] = mail_from
-    message["To"] = recipient.header
+    message["To"] = ", ".join(box.header for box in boxes)
     message["Subject"] = content.subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
     domain = sender.rpartition("@")[2] or "lapor.localhost"
     # Stable across retries, so a mail system that saw the first attempt can drop the second.
     message["Message-ID"] = f"<{delivery_id}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"
-    # 7-bit safe whatever the text, so no server needs 8BITMIME.
-    message.set_content(content.body, charset="utf-8",
-                        cte="7bit" if content.body.isascii() else "quoted-printable")
-    return OutgoingEmail(message, sender, recipient.envelope, smtputf8)
+    message.set_content(content.body, charset="utf-8", cte=_cte(content.body))
+    if content.html:
+        message.add_alternative(content.html, subtype="html", charset="utf-8",
+                                cte=_cte(content.html))
+    return OutgoingEmail(message, sender, tuple(box.envelope for box in boxes), smtputf8)
 
 
 class _Smtp(smtplib.SMTP):
@@ -277,8 +308,8 @@ def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
                     return Result(False, "recipient needs SMTPUTF8", permanent=True)
                 options.append("SMTPUTF8")
             # sendmail raises unless the server answered 250 to DATA.
-            client.sendmail(mail.sender, [mail.recipient], mail.message.as_bytes(),
-                            mail_options=options)
+            refused = client.sendmail(mail.sender, list(mail.recipients),
+                                      mail.message.as_bytes(), mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             # The exception text carries the address: report only the code.
             codes = [code for code, _ in exc.recipients.values()]
@@ -295,6 +326,8 @@ def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
         finally:
             if client is not None:
                 _quit(client)
+    if refused:  # some of several recipients (the national admins) were refused
+        return Result(True, f"SMTP 250, {len(refused)} of {len(mail.recipients)} refused")
     return Result(True, "SMTP 250")
 
 

@@ -297,8 +297,13 @@ def test_dispatch_reaches_the_agency_signed_and_the_reporter_in_indonesian(
 
     message = wait_for(lambda: smtp.to(EMAIL), what="the email")[0]
     assert message["Subject"] == f"[LAPOR!] Laporan {tid} diteruskan ke {AGENCY.name}"
-    text = message.get_content()
+    text = message.get_body(("plain",)).get_content()
     assert tid in text and AGENCY.name in text
+    # Text and HTML alternatives of the same message.
+    assert message.get_content_type() == "multipart/alternative"
+    html = message.get_body(("html",)).get_content()
+    assert AGENCY.name in html and "Jumat, 17 Juli 2026 pukul 16.00 WIB" in html
+    assert f'href="https://lapor.example.go.id/api/v1/reports/{tid}"' in html
     assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in text
     assert f"https://lapor.example.go.id/api/v1/reports/{tid}" in text
     assert message["From"] == "LAPOR! <no-reply@lapor.localhost>"
@@ -562,10 +567,10 @@ def test_reporter_email_follows_the_registration(start_notify, publish, smtp):
 
     message = wait_for(lambda: smtp.to("ayu@example.id"), what="the English email")[0]
     assert message["Subject"] == f"[LAPOR!] Report {english} forwarded to {AGENCY.name}"
-    assert "Friday, 17 July 2026 at 16:00 WIB" in message.get_content()
+    assert "Friday, 17 July 2026 at 16:00 WIB" in message.get_body(("plain",)).get_content()
     message = wait_for(lambda: smtp.to("budi@example.id"), what="the triage email")[0]
     assert message["Subject"] == f"[LAPOR!] Laporan {triaged} diterima, menunggu verifikasi"
-    assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in message.get_content()
+    assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in message.get_body(("plain",)).get_content()
     skipped = wait_for(lambda: rows(service, store.deliveries,
                                     trigger_event_id=quiet_event.event_id, channel="email",
                                     status="skipped"), what="the skipped email")[0]

@@ -1,117 +1,85 @@
-"""Email to reporters, Bahasa Indonesia first, English when the reporter asked for it.
+"""Email, Bahasa Indonesia first, English when the reporter asked for it.
 
-Templates are string.Template texts that may use only the fields in FIELDS; `render` fills
-them from a delivery's stored fields, so nothing else (no contact detail, no access token)
-can reach a message by accident."""
+Templates are Jinja2 files in templates/email/ (`<name>.<id|en>.txt` with a `subject` block,
+and `<name>.<id|en>.html`), rendered in a sandbox with autoescaping for HTML. A template gets
+a dict built field by field from FIELDS[name]: nothing else exists for it, and StrictUndefined
+makes naming anything else an error, both when the templates are checked at start and when
+one renders. The values come from a delivery's stored fields (payloads.email_fields), which
+never hold a contact detail or an access token, so neither can reach a message by accident.
+"""
 
 from __future__ import annotations
 
-import string
-from collections.abc import Mapping
+import functools
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import quote
+
+from jinja2 import BaseLoader, FileSystemLoader, StrictUndefined, meta, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
 
 from services.notify import dates
 
-FIELDS = frozenset({"tracking_id", "agency_name", "deadline", "status", "status_hint", "note",
-                    "link"})
+TEMPLATE_DIR = Path(__file__).parent / "email"
+LANGUAGES = ("id", "en")
+FORMATS = ("txt", "html")
+SUBJECT_MAX = 200
 
 
 @dataclass(frozen=True)
 class Email:
     subject: str
-    body: str
+    body: str       # text/plain
+    html: str = ""  # the text/html alternative ("" for a text-only message)
 
 
-_FOOTER = {
-    "id": ("\n\nPantau perkembangan laporan Anda di:\n$link\n\n"
-           "Simpan nomor laporan ini. Email ini dikirim otomatis; mohon tidak membalasnya.\n\n"
-           "Salam,\nLAPOR! - Layanan Aspirasi dan Pengaduan Online Rakyat\n"),
-    "en": ("\n\nFollow your report at:\n$link\n\n"
-           "Keep this report number. This email was sent automatically; please do not reply.\n\n"
-           "Regards,\nLAPOR! - the national public-service complaint platform\n"),
+# What each template may use. Reporter templates sit in the _reporter layout (its footer uses
+# `link`, the public status page); the national admin's in the _staff layout.
+_REPORTER_LAYOUT = frozenset({"tracking_id", "link"})
+_STAFF_LAYOUT = frozenset({"tracking_id"})
+FIELDS: dict[str, frozenset[str]] = {
+    "received": _REPORTER_LAYOUT | {"deadline"},
+    "dispatched": _REPORTER_LAYOUT | {"agency_name", "deadline"},
+    "accepted": _REPORTER_LAYOUT | {"agency_name", "deadline"},
+    "held": _REPORTER_LAYOUT | {"question"},
+    "followed_up": _REPORTER_LAYOUT | {"agency_name", "response", "deadline"},
+    "closed": _REPORTER_LAYOUT | {"agency_name", "note"},
+    "archived": _REPORTER_LAYOUT | {"reason"},
+    "status": _REPORTER_LAYOUT | {"status", "status_hint", "note"},
+    "auto_close_warning": _REPORTER_LAYOUT | {"agency_name", "deadline"},
+    "escalated": _REPORTER_LAYOUT | {"kind", "agency_name", "deadline"},
+    "message": _REPORTER_LAYOUT | {"agency_name", "message"},
+    "national_escalated": _STAFF_LAYOUT | {"ticket_id", "kind", "stage", "level",
+                                           "from_agency", "to_agency", "deadline", "reason"},
 }
-
-_TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
-    ("dispatched", "id"): (
-        "[LAPOR!] Laporan $tracking_id diteruskan ke $agency_name",
-        "Yth. Pelapor,\n\n"
-        "Laporan Anda dengan nomor $tracking_id telah diverifikasi dan diteruskan ke "
-        "$agency_name untuk ditindaklanjuti.\n\n"
-        "Batas waktu tindak lanjut: $deadline."),
-    ("dispatched", "en"): (
-        "[LAPOR!] Report $tracking_id forwarded to $agency_name",
-        "Dear reporter,\n\n"
-        "Your report $tracking_id has been verified and forwarded to $agency_name "
-        "for follow-up.\n\n"
-        "Follow-up deadline: $deadline."),
-    ("received", "id"): (
-        "[LAPOR!] Laporan $tracking_id diterima, menunggu verifikasi",
-        "Yth. Pelapor,\n\n"
-        "Laporan Anda dengan nomor $tracking_id telah kami terima dan menunggu verifikasi "
-        "oleh admin nasional.\n\n"
-        "Batas waktu verifikasi: $deadline."),
-    ("received", "en"): (
-        "[LAPOR!] Report $tracking_id received, awaiting verification",
-        "Dear reporter,\n\n"
-        "We have received your report $tracking_id; it is awaiting verification by the "
-        "national administrator.\n\n"
-        "Verification deadline: $deadline."),
-    ("status", "id"): (
-        "[LAPOR!] Status laporan $tracking_id: $status",
-        "Yth. Pelapor,\n\n"
-        "Status laporan Anda dengan nomor $tracking_id kini: $status.\n"
-        "$status_hint\n\n"
-        "Catatan: $note"),
-    ("status", "en"): (
-        "[LAPOR!] Report $tracking_id: $status",
-        "Dear reporter,\n\n"
-        "The status of your report $tracking_id is now: $status.\n"
-        "$status_hint\n\n"
-        "Note: $note"),
-    ("escalated", "id"): (
-        "[LAPOR!] Laporan $tracking_id dieskalasi ke $agency_name",
-        "Yth. Pelapor,\n\n"
-        "Batas waktu tindak lanjut laporan Anda dengan nomor $tracking_id terlewati, sehingga "
-        "laporan dieskalasi ke $agency_name.\n\n"
-        "Batas waktu baru: $deadline."),
-    ("escalated", "en"): (
-        "[LAPOR!] Report $tracking_id escalated to $agency_name",
-        "Dear reporter,\n\n"
-        "The follow-up deadline for your report $tracking_id has passed, so the report has "
-        "been escalated to $agency_name.\n\n"
-        "New deadline: $deadline."),
-}
+LAYOUTS = {name: "_staff" if name.startswith("national_") else "_reporter" for name in FIELDS}
 
 # Ticket states as the citizen sees them (DESIGN §2), with what happens next.
 STATUS_LABELS = {
     "id": {
         "SUBMITTED": ("Belum terverifikasi", "Laporan Anda menunggu verifikasi."),
-        "ON_HOLD": ("Ditunda", "Laporan Anda membutuhkan kelengkapan informasi; mohon "
-                               "lengkapi melalui tautan di bawah."),
+        "ON_HOLD": ("Ditunda", "Laporan Anda membutuhkan kelengkapan informasi."),
         "DISPATCHED": ("Terdisposisi", "Laporan Anda sedang ditangani instansi terkait."),
-        "FOLLOWED_UP": ("Ditindaklanjuti", "Instansi telah menindaklanjuti laporan Anda; Anda "
-                                           "dapat menanggapinya melalui tautan di bawah."),
+        "FOLLOWED_UP": ("Ditindaklanjuti", "Instansi telah menindaklanjuti laporan Anda."),
         "REPORTER_REPLIED": ("Ditanggapi pelapor", "Tanggapan Anda diteruskan ke instansi."),
-        "CLOSED": ("Selesai", "Laporan Anda telah selesai. Anda dapat memberi penilaian."),
+        "CLOSED": ("Selesai", "Laporan Anda telah selesai."),
         "ARCHIVED": ("Diarsipkan", "Laporan Anda diarsipkan."),
     },
     "en": {
         "SUBMITTED": ("Not yet verified", "Your report is awaiting verification."),
-        "ON_HOLD": ("On hold", "Your report needs more information; please add it through "
-                               "the link below."),
+        "ON_HOLD": ("On hold", "Your report needs more information."),
         "DISPATCHED": ("Dispatched", "An agency is handling your report."),
-        "FOLLOWED_UP": ("Followed up", "The agency has followed up your report; you can reply "
-                                       "through the link below."),
+        "FOLLOWED_UP": ("Followed up", "The agency has followed up your report."),
         "REPORTER_REPLIED": ("Reporter replied", "Your reply has been passed to the agency."),
-        "CLOSED": ("Closed", "Your report is closed. You can rate how it was handled."),
+        "CLOSED": ("Closed", "Your report is closed."),
         "ARCHIVED": ("Archived", "Your report has been archived."),
     },
 }
 
 _NOT_SET = {"id": "belum ditetapkan", "en": "not set yet"}
-_NO_NOTE = {"id": "-", "en": "-"}
 
 
 def language_of(value: str | None) -> str:
@@ -123,42 +91,129 @@ def report_link(public_url: str, tracking_id: str) -> str:
     return f"{public_url.rstrip('/')}/api/v1/reports/{quote(tracking_id, safe='')}"
 
 
-def _check(text: str) -> None:
-    for match in string.Template.pattern.finditer(text):
-        name = match.group("named") or match.group("braced")
-        if name and name not in FIELDS:
-            raise ValueError(f"template field ${name} is not in the allow-list")
+# -- the values a template may get, each built from the stored fields -------------------------
+Builder = Callable[[Mapping[str, object], str, str], object]
 
 
-for _subject, _body in _TEMPLATES.values():
-    for _text in (_subject, _body, *_FOOTER.values()):
-        _check(_text)
+def _text(key: str, empty: str = "") -> Builder:
+    return lambda stored, lang, url: str(stored.get(key) or "") or empty
 
 
-def render(stored: Mapping[str, object], language: str, public_url: str) -> Email:
-    """The email for a delivery's stored fields (see payloads.email_fields)."""
-    lang = language_of(language)
-    name = str(stored.get("template", ""))
-    if (name, lang) not in _TEMPLATES:
-        raise ValueError(f"no email template {name!r}")
-    state = str(stored.get("state") or "")
-    label, hint = STATUS_LABELS[lang].get(state, (state, ""))
-    raw_deadline = stored.get("deadline")
-    deadline = (dates.human(datetime.fromisoformat(str(raw_deadline)),
-                            str(stored.get("deadline_zone") or ""), lang)
-                if raw_deadline else _NOT_SET[lang])
-    tracking_id = str(stored.get("tracking_id", ""))
-    values = {
-        "tracking_id": tracking_id,
-        "agency_name": str(stored.get("agency_name") or ""),
-        "deadline": deadline,
-        "status": label,
-        "status_hint": hint,
-        "note": str(stored.get("note") or "") or _NO_NOTE[lang],
-        "link": report_link(public_url, tracking_id),
-    }
-    subject, body = _TEMPLATES[(name, lang)]
-    # One line, whatever an agency name contains: a newline in a subject is a header injection.
-    subject_text = " ".join(string.Template(subject).substitute(values).split())
-    body_text = string.Template(body + _FOOTER[lang]).substitute(values)
-    return Email(subject_text, body_text)
+def _deadline(stored: Mapping[str, object], lang: str, url: str) -> str:
+    raw = stored.get("deadline")
+    if not raw:
+        return _NOT_SET[lang]
+    return dates.human(datetime.fromisoformat(str(raw)), str(stored.get("deadline_zone") or ""),
+                       lang)
+
+
+def _label(key: str, part: int) -> Builder:
+    def build(stored, lang, url):
+        state = str(stored.get(key) or "")
+        return STATUS_LABELS[lang].get(state, (state, ""))[part]
+    return build
+
+
+BUILDERS: dict[str, Builder] = {
+    "tracking_id": _text("tracking_id"),
+    "ticket_id": _text("ticket_id"),
+    "link": lambda stored, lang, url: report_link(url, str(stored.get("tracking_id") or "")),
+    "agency_name": _text("agency_name"),
+    "from_agency": _text("from_agency", "-"),
+    "to_agency": _text("to_agency", "-"),
+    "deadline": _deadline,
+    "status": _label("state", 0),
+    "status_hint": _label("state", 1),
+    "stage": _label("stage", 0),
+    "note": _text("note"),
+    "question": _text("question"),
+    "response": _text("response"),
+    "reason": _text("reason", "-"),
+    "message": _text("message"),
+    # An escalation without a kind comes from before kinds existed: it went to the parent.
+    "kind": _text("kind", "parent"),
+    "level": lambda stored, lang, url: int(stored.get("level") or 0),
+}
+assert set().union(*FIELDS.values()) <= set(BUILDERS), "a field without a builder"
+
+
+def one_line(text: str) -> str:
+    """A header value: whitespace runs (newlines included) become one space, control and
+    format characters go, and it is cut at SUBJECT_MAX: a newline in a subject is a header
+    injection."""
+    text = "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch)[0] != "C")
+    return text if len(text) <= SUBJECT_MAX else text[:SUBJECT_MAX - 1].rstrip() + "…"
+
+
+class TemplateError(ValueError):
+    """A template that is missing or names a field outside its allow-list."""
+
+
+class Renderer:
+    """The sandboxed environment and the allow-lists. `loader` replaces the template files
+    (tests); `check` verifies every template at construction."""
+
+    def __init__(self, loader: BaseLoader | None = None, *, check: bool = True):
+        self.env = SandboxedEnvironment(
+            loader=loader or FileSystemLoader(TEMPLATE_DIR),
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False,
+                                         default_for_string=False),
+            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+            keep_trailing_newline=True, auto_reload=False)
+        # Not even range() or dict(): a template has its fields and nothing else.
+        self.env.globals.clear()
+        if check:
+            self.check()
+
+    def _names_used(self, template: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        """Every variable `template` and the layouts it extends read."""
+        if template in seen:
+            return set()
+        source, _, _ = self.env.loader.get_source(self.env, template)
+        ast = self.env.parse(source)
+        names = set(meta.find_undeclared_variables(ast))
+        for parent in meta.find_referenced_templates(ast):
+            if parent is None:
+                raise TemplateError(f"{template}: a layout chosen at render time")
+            names |= self._names_used(parent, seen | {template})
+        return names
+
+    def check(self) -> None:
+        """Every template exists in both languages and formats, and uses only its fields."""
+        for name, allowed in FIELDS.items():
+            for lang in LANGUAGES:
+                for fmt in FORMATS:
+                    file = f"{name}.{lang}.{fmt}"
+                    try:
+                        used = self._names_used(file)
+                    except Exception as exc:
+                        raise TemplateError(f"{file}: {type(exc).__name__}: {exc}") from None
+                    extra = used - allowed
+                    if extra:
+                        raise TemplateError(f"{file} uses {', '.join(sorted(extra))}, which "
+                                            f"is not in its allow-list")
+                    if fmt == "txt" and "subject" not in self.env.get_template(file).blocks:
+                        raise TemplateError(f"{file} has no subject block")
+
+    def render(self, stored: Mapping[str, object], language: str | None,
+               public_url: str) -> Email:
+        """The email for a delivery's stored fields (see payloads.email_fields)."""
+        lang = language_of(language)
+        name = str(stored.get("template", ""))
+        if name not in FIELDS:
+            raise TemplateError(f"no email template {name!r}")
+        values = {field: BUILDERS[field](stored, lang, public_url) for field in FIELDS[name]}
+        text = self.env.get_template(f"{name}.{lang}.txt")
+        subject = "".join(text.blocks["subject"](text.new_context(values)))
+        return Email(one_line(subject), text.render(values),
+                     self.env.get_template(f"{name}.{lang}.html").render(values))
+
+
+@functools.cache
+def default() -> Renderer:
+    """The renderer of the shipped templates, checked once (the worker asks at start)."""
+    return Renderer()
+
+
+def render(stored: Mapping[str, object], language: str | None, public_url: str) -> Email:
+    return default().render(stored, language, public_url)

@@ -10,6 +10,7 @@ from services.notify.channels import (
     _timed_out,
     build_email,
     mailbox,
+    parse_address_list,
     parse_smtp_url,
     send_limit,
 )
@@ -69,8 +70,8 @@ def test_a_message_to_a_unicode_mailbox_has_utf8_headers_and_a_stable_message_id
     content = Email("[LAPOR!] Laporan diteruskan", "Yth. Pelapor,\n\nLaporan Anda ...")
     first = build_email("LAPOR! <no-reply@lapor.localhost>", "rína@contoh.id", content, "d-1")
     again = build_email("LAPOR! <no-reply@lapor.localhost>", "rína@contoh.id", content, "d-1")
-    assert (first.sender, first.recipient, first.smtputf8) == (
-        "no-reply@lapor.localhost", "rína@contoh.id", True)
+    assert (first.sender, first.recipients, first.smtputf8) == (
+        "no-reply@lapor.localhost", ("rína@contoh.id",), True)
     raw = first.message.as_bytes()
     assert "To: rína@contoh.id\r\n".encode() in raw  # no encoded word inside an address
     assert first.message["Message-ID"] == again.message["Message-ID"] == (
@@ -97,3 +98,38 @@ def test_a_timeout_behind_another_exception_is_recognised():
 
 def test_the_send_limit_is_a_fixed_multiple_of_the_timeout():
     assert send_limit(10.0) == 20.0
+
+
+def test_an_email_with_html_is_text_and_html_alternatives_both_seven_bit():
+    content = Email("[LAPOR!] Laporan diteruskan", "Yth. Pelapor,\n\nBatas waktu: Jumat",
+                    "<p>Yth. Pelapor,</p><p>Dinas PU &amp; Penataan Ruang — Sijunjung</p>")
+    mail = build_email("LAPOR! <no-reply@lapor.localhost>", "rina@contoh.id", content, "d-3")
+    message = mail.message
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "text/plain", "text/html"]
+    assert message.get_body(("html",)).get_content().startswith("<p>Yth. Pelapor,</p>")
+    assert "Penataan Ruang — Sijunjung" in message.get_body(("html",)).get_content()
+    assert message.get_body(("plain",)).get_content().startswith("Yth. Pelapor,")
+    assert message.as_bytes().isascii()  # quoted-printable where the text is not ASCII
+
+
+def test_the_national_admins_are_one_message_to_every_address():
+    mail = build_email("LAPOR! <no-reply@lapor.localhost>", ("admin@lapor.go.id",
+                                                            "piket@lapor.go.id"),
+                       Email("[LAPOR!] Eskalasi", "isi"), "d-4")
+    assert mail.recipients == ("admin@lapor.go.id", "piket@lapor.go.id")
+    assert mail.message["To"] == "admin@lapor.go.id, piket@lapor.go.id"
+    with pytest.raises(AddressError):
+        build_email("LAPOR! <no-reply@lapor.localhost>", (), Email("s", "b"), "d-5")
+
+
+def test_an_address_list_is_checked_entry_by_entry():
+    assert parse_address_list("") == parse_address_list("  ") == ()
+    assert parse_address_list(" admin@lapor.go.id, Piket@Lapor.go.id ,admin@lapor.go.id") == (
+        "admin@lapor.go.id", "Piket@lapor.go.id")
+    with pytest.raises(ValueError, match="entry 2 is empty"):
+        parse_address_list("admin@lapor.go.id,,piket@lapor.go.id")
+    with pytest.raises(ValueError, match="entry 2 is not an email address") as bad:
+        parse_address_list("admin@lapor.go.id, piket-at-lapor.go.id")
+    assert "piket-at-lapor.go.id" not in str(bad.value)
