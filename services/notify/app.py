@@ -13,7 +13,7 @@ from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
 from services.notify import retry, store
-from services.notify.channels import SmtpSettings, parse_smtp_url
+from services.notify.channels import SmtpSettings, parse_address_list, parse_smtp_url
 from services.notify.handler import EventHandler
 from services.notify.worker import DeliveryWorker, WorkerSettings
 
@@ -43,6 +43,8 @@ class Settings:
     # is sent again after its lease (agencies dedupe on X-Lapor-Delivery).
     shutdown_seconds: float = 20.0
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    # Escalations to national level are emailed here (none: only the ADMIN-NASIONAL webhook).
+    national_admin_emails: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -60,6 +62,11 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"NOTIFY_RETRY_DELAYS must be seconds separated by commas "
                               f"({exc}), got {raw_delays!r}") from None
+        try:
+            admin_emails = parse_address_list(env.str("NOTIFY_NATIONAL_ADMIN_EMAILS", ""))
+        except ValueError as exc:
+            raise ConfigError(f"NOTIFY_NATIONAL_ADMIN_EMAILS must be email addresses separated "
+                              f"by commas: {exc}") from None
         public_url = env.str("LAPOR_PUBLIC_URL", DEFAULT_PUBLIC_URL)
         if not public_url.startswith(("http://", "https://")):
             raise ConfigError(f"LAPOR_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
@@ -79,6 +86,7 @@ class Settings:
             workers=env.int("NOTIFY_WORKERS", 4),
             shutdown_seconds=env.shutdown_seconds(),
             retention=RetentionSettings.from_env(env),
+            national_admin_emails=admin_emails,
         )
         for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
                             ("NOTIFY_SMTP_TIMEOUT", settings.smtp_timeout),

@@ -1,8 +1,20 @@
 """The consumer's handler: each event becomes contact updates and deliveries, written in one
-transaction together with the event id (dedupe), so a redelivered event changes nothing."""
+transaction together with the event id (dedupe), so a redelivered event changes nothing.
+
+Who hears what (docs/webhooks.md has the agency's side):
+* the reporter, by email, of every change that concerns them: the ticket reaching an agency,
+  a hold with the admin's question, acceptance, a follow-up with the response, closure,
+  archiving with the reason, the auto-close warning, escalations, the agency's messages;
+* the agency holding the ticket, by signed webhook: new tickets, changes it did not make,
+  the reporter's messages, deadline warnings and escalations to it;
+* the national admin, by email (NOTIFY_NATIONAL_ADMIN_EMAILS) and by the webhook registered
+  for ADMIN-NASIONAL: escalations that reach national level or oversight.
+Whether there is anybody to tell (an email address, an endpoint) is looked up when sending;
+when there is none the delivery ends `skipped` and notification.skipped says so."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -17,21 +29,68 @@ from services.notify.store import Contact
 
 log = logging.getLogger(__name__)
 
-# Status changes the reporter hears about by email. DISPATCHED comes with its own
-# ticket.dispatched email; REPORTER_REPLIED is the reporter's own doing.
-REPORTER_STATES = {
-    "SUBMITTED": "received",
-    "ON_HOLD": "status",
-    "FOLLOWED_UP": "status",
-    "CLOSED": "status",
-    "ARCHIVED": "status",
-}
 TRIAGE_LEVEL = "triage"
+# The national admin's agency code in routing's directory (its triage queue); the national
+# admin's webhook is the endpoint registered for it, never the default one.
+NATIONAL_ADMIN_CODE = "ADMIN-NASIONAL"
 WAITING_FOR_CONTACT = "contact not yet known"
+
+REPORTER = "reporter"
+AGENCY = "agency"
+NATIONAL_ADMIN = "national_admin"
+
+# ticket.status_changed: the reporter's email for each action. None: no email, because
+# another event of the same change tells them (verify, forward, not-our-authority to another
+# agency: ticket.dispatched; escalate: ticket.escalated) or it was their own doing.
+ACTION_TEMPLATES: dict[str, str | None] = {
+    "hold": "held",
+    "accept": "accepted",
+    "follow_up": "followed_up",
+    "close": "closed",
+    "confirm": "closed",
+    "auto_close": "closed",
+    "archive": "archived",
+    "verify": None,
+    "forward": None,
+    "escalate": None,
+    "reply": None,
+    "add_info": None,
+    "appeal": None,
+}
+# Changes the holding agency made itself, or that come to it as ticket.dispatched or
+# ticket.escalated, are not sent back to it as ticket.status_changed.
+_NOT_FOR_AGENCY_ACTIONS = {"escalate"}
+# ticket.escalated kinds the national admin hears of (verification: the triage queue they
+# hold is late; routing says "the national admin is told").
+NATIONAL_KINDS = {"national", "oversight", "verification"}
+# Kinds the reporter hears of: not a late verification, which is a reminder to the admin.
+REPORTER_KINDS = {"", "parent", "national", "oversight"}
+# One email to the reporter per change of the ticket: an escalation to the parent agency
+# comes as ticket.dispatched and ticket.escalated with the same version; the first tells.
+_ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 
 
 class StorageError(RuntimeError):
     """The database failed; the message goes down the consumer's retry path."""
+
+
+def _reporter_text(template: str, msg: events_pb2.TicketStatusChanged) -> dict[str, str]:
+    """reporter_note is written for the reporter: the admin's question (hold), the agency's
+    response (follow_up), the archive reason; otherwise the public note says what happened."""
+    note = msg.reporter_note or msg.public_note
+    if template == "held":
+        return {"question": msg.reporter_note}
+    if template == "followed_up":
+        return {"response": msg.reporter_note}
+    if template == "archived":
+        return {"reason": note}
+    return {"note": note}
+
+
+def _holder_is_agency(agency) -> bool:
+    """An agency that gets webhooks: not the national admin's triage queue."""
+    return bool(agency.code) and agency.level != TRIAGE_LEVEL \
+        and agency.code != NATIONAL_ADMIN_CODE
 
 
 class EventHandler:
@@ -40,6 +99,15 @@ class EventHandler:
     def __init__(self, engine: Engine, on_new_deliveries: Callable[[], None] = lambda: None):
         self.engine = engine
         self.on_new_deliveries = on_new_deliveries
+        # One handler per event type; other types on the queue are not notify's business.
+        self.handlers: dict[str, Callable[..., int]] = {
+            "reporter.registered": self._registered,
+            "ticket.dispatched": self._dispatched,
+            "ticket.status_changed": self._status_changed,
+            "ticket.sla_warning": self._sla_warning,
+            "ticket.escalated": self._escalated,
+            "ticket.message": self._message,
+        }
 
     def __call__(self, envelope: events_pb2.EventEnvelope) -> str:
         message = events.payload(envelope)
@@ -60,22 +128,14 @@ class EventHandler:
         return "processed"
 
     def _handle(self, conn: Connection, envelope, message) -> int:
-        kind = envelope.type
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            return 0
         tracking_id = getattr(message, "tracking_id", "") or envelope.aggregate_id
-        if kind == "reporter.registered":
-            return self._registered(conn, message, tracking_id)
-        if kind == "ticket.dispatched":
-            return self._dispatched(conn, envelope, message, tracking_id)
-        if kind == "ticket.status_changed":
-            return self._status_changed(conn, envelope, message, tracking_id)
-        if kind == "ticket.escalated":
-            return self._escalated(conn, envelope, message, tracking_id)
-        if kind == "ticket.sla_warning":
-            return self._sla_warning(conn, envelope, message, tracking_id)
-        return 0  # other ticket.* types are not notify's business (yet)
+        return handler(conn, envelope, message, tracking_id)
 
     # -- per event type ----------------------------------------------------------------------
-    def _registered(self, conn: Connection, msg: events_pb2.ReporterRegistered,
+    def _registered(self, conn: Connection, envelope, msg: events_pb2.ReporterRegistered,
                     tracking_id: str) -> int:
         store.save_contact(conn, Contact(
             tracking_id=tracking_id, name=msg.name.strip(), email=msg.email.strip(),
@@ -87,71 +147,144 @@ class EventHandler:
         # and waking it would hand it to a second worker.
         d = store.deliveries
         woken = conn.execute(d.update().where(
-            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.status == "pending",
+            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.audience == REPORTER,
+            d.c.status == "pending",
             sa.or_(d.c.attempts == 0, d.c.last_error == WAITING_FOR_CONTACT),
         ).values(next_attempt_at=db.utcnow())).rowcount
         return woken
 
     def _dispatched(self, conn: Connection, envelope, msg: events_pb2.TicketDispatched,
                     tracking_id: str) -> int:
+        """A ticket reached an agency: first dispatch, verification, pelimpahan after not our
+        authority, a forward to a unit, an appeal, an escalation to the parent."""
         if not msg.agency.code:
             raise events.BadEvent("ticket.dispatched without an agency code")
         contact = store.load_contact(conn, tracking_id)
-        delivery_id = str(uuid.uuid4())
-        body = payloads.dispatched_webhook(envelope.type, msg, delivery_id, contact)
-        self._add(conn, envelope, tracking_id, "webhook", "agency", msg.agency.code, body,
-                  delivery_id)
-        fields = payloads.email_fields(
+        created = self._webhook(conn, envelope, tracking_id, AGENCY, msg.agency.code,
+                                lambda delivery_id: payloads.dispatched_webhook(
+                                    envelope.type, msg, delivery_id, contact))
+        return created + self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
             "dispatched", tracking_id, agency_name=msg.agency.name or msg.agency.code,
-            deadline=payloads.when(msg, "deadline"), deadline_zone=msg.deadline_zone)
-        self._add(conn, envelope, tracking_id, "email", "reporter", "reporter", fields)
-        return 2
+            deadline=payloads.when(msg, "deadline"), deadline_zone=msg.deadline_zone,
+            ticket_version=msg.ticket_version))
 
     def _status_changed(self, conn: Connection, envelope, msg: events_pb2.TicketStatusChanged,
                         tracking_id: str) -> int:
         created = 0
         to_state = payloads.state_name(msg.to_state)
-        template = REPORTER_STATES.get(to_state)
+        template = self._template_for(msg.action, to_state)
         if template:
-            fields = payloads.email_fields(
-                template, tracking_id, agency_name=msg.agency.name,
-                deadline=payloads.when(msg, "deadline"), deadline_zone=msg.deadline_zone,
-                state=to_state, note=msg.public_note)
-            self._add(conn, envelope, tracking_id, "email", "reporter", "reporter", fields)
-            created += 1
+            created += self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
+                template, tracking_id, deadline=payloads.when(msg, "deadline"),
+                deadline_zone=msg.deadline_zone, agency_name=msg.agency.name,
+                state=to_state, **_reporter_text(template, msg)))
         # The agency holding the ticket hears of changes it did not make itself (a reply, a
-        # closure by the admin); DISPATCHED has its own ticket.dispatched webhook.
-        if (msg.agency.code and msg.agency.level != TRIAGE_LEVEL
-                and to_state not in ("", "DISPATCHED")
-                and not msg.actor_role.startswith("agency")):
-            delivery_id = str(uuid.uuid4())
-            body = payloads.status_changed_webhook(envelope.type, msg, delivery_id)
-            self._add(conn, envelope, tracking_id, "webhook", "agency", msg.agency.code, body,
-                      delivery_id)
-            created += 1
+        # closure by the admin or the clock); DISPATCHED has its own ticket.dispatched.
+        if (_holder_is_agency(msg.agency) and to_state not in ("", "DISPATCHED")
+                and not msg.actor_role.startswith("agency")
+                and msg.action not in _NOT_FOR_AGENCY_ACTIONS):
+            created += self._webhook(conn, envelope, tracking_id, AGENCY, msg.agency.code,
+                                     lambda delivery_id: payloads.status_changed_webhook(
+                                         envelope.type, msg, delivery_id))
+        return created
+
+    @staticmethod
+    def _template_for(action: str, to_state: str) -> str | None:
+        if action in ACTION_TEMPLATES:
+            return ACTION_TEMPLATES[action]
+        if action == "not_our_authority":
+            # To another agency: ticket.dispatched names it. Back to triage: say so.
+            return None if to_state == "DISPATCHED" else "status"
+        # A new report in triage (no action, or one routing names later), or an action this
+        # release does not know: the state and its note, rather than silence.
+        if to_state == "SUBMITTED" and action in ("", "submit"):
+            return "received"
+        if to_state in ("", "DISPATCHED", "REPORTER_REPLIED"):
+            return None
+        return "status"
+
+    def _sla_warning(self, conn: Connection, envelope, msg: events_pb2.TicketSlaWarning,
+                     tracking_id: str) -> int:
+        created = 0
+        if msg.clock == "auto_close":
+            # The reporter has a working day left to reply before the ticket closes.
+            created += self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
+                "auto_close_warning", tracking_id, agency_name=msg.agency.name,
+                deadline=payloads.when(msg, "deadline"), deadline_zone=msg.deadline_zone))
+        if _holder_is_agency(msg.agency):
+            created += self._webhook(conn, envelope, tracking_id, AGENCY, msg.agency.code,
+                                     lambda delivery_id: payloads.sla_warning_webhook(
+                                         envelope.type, msg, delivery_id))
         return created
 
     def _escalated(self, conn: Connection, envelope, msg: events_pb2.TicketEscalated,
                    tracking_id: str) -> int:
-        fields = payloads.email_fields(
-            "escalated", tracking_id, agency_name=msg.to_agency.name or msg.to_agency.code,
-            deadline=payloads.when(msg, "deadline"))
-        self._add(conn, envelope, tracking_id, "email", "reporter", "reporter", fields)
-        if not msg.to_agency.code:
-            return 1
-        delivery_id = str(uuid.uuid4())
-        body = payloads.escalated_webhook(envelope.type, msg, delivery_id)
-        self._add(conn, envelope, tracking_id, "webhook", "agency", msg.to_agency.code, body,
-                  delivery_id)
-        return 2
+        created = 0
+        deadline = payloads.when(msg, "deadline")
+        if msg.kind in REPORTER_KINDS:
+            created += self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
+                "escalated", tracking_id, agency_name=msg.to_agency.name or msg.to_agency.code,
+                kind=msg.kind or "parent", deadline=deadline, deadline_zone=msg.deadline_zone,
+                ticket_version=msg.ticket_version))
+        if _holder_is_agency(msg.to_agency):
+            created += self._webhook(conn, envelope, tracking_id, AGENCY, msg.to_agency.code,
+                                     lambda delivery_id: payloads.escalated_webhook(
+                                         envelope.type, msg, delivery_id))
+        if msg.kind in NATIONAL_KINDS:
+            # Only what the admin needs to find the ticket: no report content, no contact.
+            self._add(conn, envelope, tracking_id, "email", NATIONAL_ADMIN, NATIONAL_ADMIN,
+                      payloads.email_fields(
+                          "national_escalated", tracking_id, ticket_id=msg.ticket_id,
+                          kind=msg.kind, stage=payloads.state_name(msg.stage),
+                          level=int(msg.level), from_agency=msg.from_agency.name
+                          or msg.from_agency.code, to_agency=msg.to_agency.name
+                          or msg.to_agency.code, deadline=deadline,
+                          deadline_zone=msg.deadline_zone, reason=msg.reason))
+            created += 1 + self._webhook(conn, envelope, tracking_id, NATIONAL_ADMIN,
+                                         NATIONAL_ADMIN_CODE,
+                                         lambda delivery_id: payloads.escalated_webhook(
+                                             envelope.type, msg, delivery_id))
+        return created
 
-    def _sla_warning(self, conn: Connection, envelope, msg: events_pb2.TicketSlaWarning,
-                     tracking_id: str) -> int:
-        if not msg.agency.code or msg.agency.level == TRIAGE_LEVEL:
+    def _message(self, conn: Connection, envelope, msg: events_pb2.TicketMessage,
+                 tracking_id: str) -> int:
+        """A message relayed through the platform (the agency never learns who an anonymous
+        reporter is, and no agency learns a reporter's address)."""
+        if msg.direction == "to_reporter":
+            return self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
+                "message", tracking_id, agency_name=msg.agency.name or msg.agency.code,
+                message=msg.text))
+        if msg.direction == "to_agency":
+            if not _holder_is_agency(msg.agency):
+                return 0  # held in triage: the national admin reads it on the ticket
+            return self._webhook(conn, envelope, tracking_id, AGENCY, msg.agency.code,
+                                 lambda delivery_id: payloads.message_webhook(
+                                     envelope.type, msg, delivery_id))
+        raise events.BadEvent(f"ticket.message with direction {msg.direction!r}")
+
+    # -- deliveries ----------------------------------------------------------------------------
+    def _reporter_email(self, conn: Connection, envelope, tracking_id: str,
+                        fields: dict) -> int:
+        version = fields.get("ticket_version") or 0
+        if version and envelope.type in _ONE_PER_VERSION and \
+                self._reporter_told(conn, tracking_id, version):
             return 0
+        self._add(conn, envelope, tracking_id, "email", REPORTER, REPORTER, fields)
+        return 1
+
+    @staticmethod
+    def _reporter_told(conn: Connection, tracking_id: str, version: int) -> bool:
+        """Whether another event of this change of the ticket already emailed the reporter."""
+        d = store.deliveries
+        stored = conn.execute(sa.select(d.c.payload).where(
+            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.audience == REPORTER,
+            d.c.trigger_type.in_(_ONE_PER_VERSION))).scalars()
+        return any(json.loads(payload).get("ticket_version") == version for payload in stored)
+
+    def _webhook(self, conn: Connection, envelope, tracking_id: str, audience: str,
+                 target: str, body: Callable[[str], dict]) -> int:
         delivery_id = str(uuid.uuid4())
-        body = payloads.sla_warning_webhook(envelope.type, msg, delivery_id)
-        self._add(conn, envelope, tracking_id, "webhook", "agency", msg.agency.code, body,
+        self._add(conn, envelope, tracking_id, "webhook", audience, target, body(delivery_id),
                   delivery_id)
         return 1
 

@@ -90,6 +90,8 @@ def dispatched_webhook(event_type: str, msg: events_pb2.TicketDispatched, delive
 
 def status_changed_webhook(event_type: str, msg: events_pb2.TicketStatusChanged,
                            delivery_id: str) -> dict:
+    """Not reporter_note: it is written for the reporter (the admin's question, the archive
+    reason); what a reporter writes to the agency comes as ticket.message."""
     zone = dates.zone_name(msg.deadline_zone)
     return {
         "event": event_type,
@@ -97,6 +99,7 @@ def status_changed_webhook(event_type: str, msg: events_pb2.TicketStatusChanged,
         "tracking_id": msg.tracking_id,
         "ticket_id": msg.ticket_id,
         "agency": _agency(msg.agency),
+        "action": msg.action,
         "from_state": state_name(msg.from_state),
         "to_state": state_name(msg.to_state),
         "actor_role": msg.actor_role,
@@ -108,12 +111,13 @@ def status_changed_webhook(event_type: str, msg: events_pb2.TicketStatusChanged,
 
 def escalated_webhook(event_type: str, msg: events_pb2.TicketEscalated,
                       delivery_id: str) -> dict:
-    zone = dates.DEFAULT_ZONE  # the event carries no zone; WIB with its offset is unambiguous
+    zone = dates.zone_name(msg.deadline_zone)
     return {
         "event": event_type,
         "delivery_id": delivery_id,
         "tracking_id": msg.tracking_id,
         "ticket_id": msg.ticket_id,
+        "kind": msg.kind or "parent",
         "stage": state_name(msg.stage),
         "level": msg.level,
         "from_agency": _agency(msg.from_agency),
@@ -126,12 +130,13 @@ def escalated_webhook(event_type: str, msg: events_pb2.TicketEscalated,
 
 def sla_warning_webhook(event_type: str, msg: events_pb2.TicketSlaWarning,
                         delivery_id: str) -> dict:
-    zone = dates.DEFAULT_ZONE
+    zone = dates.zone_name(msg.deadline_zone)
     return {
         "event": event_type,
         "delivery_id": delivery_id,
         "tracking_id": msg.tracking_id,
         "ticket_id": msg.ticket_id,
+        "clock": msg.clock,
         "stage": state_name(msg.stage),
         "agency": _agency(msg.agency),
         "deadline": _iso(msg, "deadline", zone),
@@ -139,20 +144,37 @@ def sla_warning_webhook(event_type: str, msg: events_pb2.TicketSlaWarning,
     }
 
 
-def email_fields(template: str, tracking_id: str, *, agency_name: str = "",
-                 deadline: datetime | None = None, deadline_zone: str = "", state: str = "",
-                 note: str = "") -> dict:
-    """What an email delivery stores: the template's inputs, never the address (that is
-    looked up when sending, from the contact, which may arrive later)."""
+def message_webhook(event_type: str, msg: events_pb2.TicketMessage, delivery_id: str) -> dict:
+    """The reporter's message for the agency: the text and nothing about who wrote it (the
+    agency reaches the reporter only through the platform)."""
     return {
+        "event": event_type,
+        "delivery_id": delivery_id,
+        "tracking_id": msg.tracking_id,
+        "ticket_id": msg.ticket_id,
+        "agency": _agency(msg.agency),
+        "direction": msg.direction,
+        "text": msg.text,
+        "confidential": bool(msg.confidential),
+    }
+
+
+def email_fields(template: str, tracking_id: str, *, deadline: datetime | None = None,
+                 deadline_zone: str = "", ticket_version: int = 0, **text: object) -> dict:
+    """What an email delivery stores: the template's inputs, never an address (that is
+    looked up when sending, from the contact, which may arrive later). `text` holds the
+    named values the template reads (agency_name, question, response, ...: see
+    templates.FIELDS); which of them reach the email is the template's allow-list."""
+    fields = {
         "template": template,
         "tracking_id": tracking_id,
-        "agency_name": agency_name,
         "deadline": deadline.isoformat() if deadline is not None else None,
         "deadline_zone": dates.zone_name(deadline_zone),
-        "state": state,
-        "note": note,
+        "ticket_version": int(ticket_version),
     }
+    for key, value in text.items():
+        fields[key] = value if isinstance(value, int) else str(value)
+    return fields
 
 
 def encode(body: dict) -> str:

@@ -9,7 +9,11 @@ outlasts by a margin. Recording checks the attempt number, so a worker whose lea
 cannot overwrite the outcome of the one that took over.
 
 An email whose reporter's contact has not arrived yet (events arrive out of order) is put
-back for a short while without counting an attempt; reporter.registered wakes it."""
+back for a short while without counting an attempt; reporter.registered wakes it.
+
+Nobody to tell (no endpoint for the agency, no email address for the reporter, no national
+admin address configured) ends the delivery `skipped`, announced as notification.skipped
+like a delivered or failed one."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from services.infra.lifecycle import SupervisedLoop
 from services.infra.outbox import Outbox
 from services.notify import channels, retry, store, templates
 from services.notify.channels import Result, SmtpSettings
-from services.notify.handler import WAITING_FOR_CONTACT
+from services.notify.handler import NATIONAL_ADMIN, REPORTER, WAITING_FOR_CONTACT
 from services.notify.metrics import DELIVERIES, OLDEST_PENDING_AGE, PENDING, SEND_SECONDS
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 # and the record after it ends.
 LEASE_MARGIN_S = 30.0
 CONTACT_NEVER_ARRIVED = "contact never arrived"
+NO_ADMIN_ADDRESS = "no national admin address"
+# Outcomes announced on the bus (a retry is not an outcome yet).
+ANNOUNCED = ("delivered", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class WorkerSettings:
     # up (skipped) when the contact has not come this long after the delivery was created.
     contact_poll: float = 5.0
     contact_wait: float = 86400.0
+    # Where escalations to national level are emailed (NOTIFY_NATIONAL_ADMIN_EMAILS).
+    national_admin_emails: tuple[str, ...] = ()
 
     @property
     def send_limit(self) -> float:
@@ -98,6 +107,17 @@ _PUT_BACK = object()  # _claim_next: a delivery was put back to wait; look at th
 _MAX_PUT_BACK = 100  # per claim() call, so one call stays short
 
 
+def _own_endpoint(conn, agency_code: str) -> store.Subscription | None:
+    """The active endpoint registered for exactly this code: the national admin's webhooks
+    never go to the default endpoint ('*'), which serves agencies."""
+    s = store.subscriptions
+    row = conn.execute(sa.select(s).where(s.c.agency_code == agency_code,
+                                          s.c.active.is_(True))).first()
+    if row is None:
+        return None
+    return store.Subscription(row.agency_code, row.url, row.secret, bool(row.active))
+
+
 def _where(exc: BaseException) -> str:
     """file:line where `exc` was raised, for a log line that cannot quote its message."""
     tb = exc.__traceback__
@@ -123,6 +143,8 @@ class DeliveryWorker:
         # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
         # retry delay is not rounded up to the poll interval.
         self._soonest_retry = float("inf")
+        # Checked here, so a broken template stops the process at start, not at a send.
+        self.renderer = templates.default()
         # One supervised loop per sending thread; a send in hand may take its whole limit
         # before the loop counts as wedged.
         self.loops = [SupervisedLoop("notify-worker", self._iteration, backoff_base=0.5,
@@ -200,7 +222,7 @@ class DeliveryWorker:
             if row is None:
                 return None
             contact = endpoint = None
-            if row.channel == "email":
+            if row.channel == "email" and row.audience == REPORTER:
                 contact = store.load_contact(conn, row.tracking_id)
                 waited = (now - db.as_utc(row.created_at)).total_seconds()
                 if contact is None and waited < self.settings.contact_wait:
@@ -209,6 +231,8 @@ class DeliveryWorker:
                         next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
                         last_error=WAITING_FOR_CONTACT, updated_at=now))
                     return _PUT_BACK
+            elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
+                endpoint = _own_endpoint(conn, row.target)
             elif row.channel == "webhook":
                 endpoint = store.endpoint_for(conn, row.target)
             attempt = row.attempts + 1
@@ -259,15 +283,21 @@ class DeliveryWorker:
         return self._outcome(result)
 
     def _email(self, claim: Claim) -> Outcome:
-        if claim.contact is None:  # claim() hands it over only once the wait is over
-            return Outcome("skipped", CONTACT_NEVER_ARRIVED)
-        if not claim.contact.email:
-            return Outcome("skipped", "no email")
+        if claim.audience == NATIONAL_ADMIN:
+            recipients, language = self.settings.national_admin_emails, "id"
+            if not recipients:
+                return Outcome("skipped", NO_ADMIN_ADDRESS)
+        else:
+            if claim.contact is None:  # claim() hands it over only once the wait is over
+                return Outcome("skipped", CONTACT_NEVER_ARRIVED)
+            if not claim.contact.email:
+                return Outcome("skipped", "no email")
+            recipients, language = (claim.contact.email,), claim.contact.language
         stored = json.loads(claim.payload)
-        email = templates.render(stored, claim.contact.language, self.settings.public_url)
+        email = self.renderer.render(stored, language, self.settings.public_url)
         try:
-            message = channels.build_email(self.settings.mail_from, claim.contact.email,
-                                           email, claim.delivery_id)
+            message = channels.build_email(self.settings.mail_from, recipients, email,
+                                           claim.delivery_id)
         except channels.AddressError as exc:  # its text never holds the address
             return Outcome("failed", str(exc))
         timeout = self.settings.smtp_timeout
@@ -302,14 +332,14 @@ class DeliveryWorker:
             conn.execute(sa.insert(store.delivery_attempts).values(
                 delivery_id=claim.delivery_id, attempt=claim.attempt, at=now,
                 outcome=outcome.status, detail=outcome.detail[:200]))
-            if outcome.status in ("delivered", "failed"):
+            if outcome.status in ANNOUNCED:
                 self.outbox.add(conn, self._outcome_event(claim, outcome))
         DELIVERIES.labels(claim.channel, outcome.status).inc()
         log.info("delivery %s attempt %d: %s (%s)", claim.delivery_id, claim.attempt,
                  outcome.status, outcome.detail,
                  extra={"channel": claim.channel, "audience": claim.audience,
                         "target": claim.target, "delivery_id": claim.delivery_id})
-        if outcome.status in ("delivered", "failed"):
+        if outcome.status in ANNOUNCED:
             self.outbox.wake()
         elif next_at is not None:
             due = time.monotonic() + (next_at - now).total_seconds()

@@ -114,5 +114,60 @@ def test_email_fields_hold_no_address():
                                    deadline=datetime(2026, 7, 17, 9, tzinfo=UTC),
                                    deadline_zone="WIB")
     assert set(fields) == {"template", "tracking_id", "agency_name", "deadline",
-                           "deadline_zone", "state", "note"}
+                           "deadline_zone", "ticket_version"}
     assert fields["deadline"] == "2026-07-17T09:00:00+00:00"
+
+
+AGENCY = common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Kabupaten Sijunjung",
+                           level="regency", region_code="13.03", parent_code="PUPR-13")
+PARENT = common_pb2.Agency(code="PUPR-13", name="Dinas PUPR Provinsi Sumatera Barat",
+                           level="provincial", region_code="13")
+
+
+def test_status_change_webhook_says_which_action_and_keeps_the_reporters_note_out():
+    msg = events_pb2.TicketStatusChanged(
+        tracking_id="LPR-7K3QX9M2", ticket_id="TCK-1", agency=AGENCY,
+        from_state=common_pb2.TICKET_STATE_FOLLOWED_UP, to_state=common_pb2.TICKET_STATE_CLOSED,
+        actor_role="national_admin", action="close", public_note="Selesai",
+        reporter_note="Catatan khusus untuk pelapor", confidential=True, ticket_version=7)
+    body = payloads.status_changed_webhook("ticket.status_changed", msg, DELIVERY_ID)
+    assert set(body) == {"event", "delivery_id", "tracking_id", "ticket_id", "agency",
+                         "action", "from_state", "to_state", "actor_role", "deadline",
+                         "deadline_zone", "public_note"}
+    assert body["action"] == "close" and body["deadline"] is None
+    assert "Catatan khusus" not in payloads.encode(body)
+
+
+def test_message_webhook_carries_the_text_and_nobody_behind_it():
+    msg = events_pb2.TicketMessage(
+        tracking_id="LPR-7K3QX9M2", ticket_id="TCK-1", agency=AGENCY, direction="to_agency",
+        text="Lubangnya sudah 2 meter, mohon segera.", ticket_version=5, confidential=True)
+    body = payloads.message_webhook("ticket.message", msg, DELIVERY_ID)
+    assert body == {"event": "ticket.message", "delivery_id": DELIVERY_ID,
+                    "tracking_id": "LPR-7K3QX9M2", "ticket_id": "TCK-1",
+                    "agency": {"code": "PUPR-13.03", "name": "Dinas PUPR Kabupaten Sijunjung"},
+                    "direction": "to_agency", "text": "Lubangnya sudah 2 meter, mohon segera.",
+                    "confidential": True}
+
+
+def test_escalation_and_warning_bodies_carry_kind_clock_and_their_zone():
+    escalated = events_pb2.TicketEscalated(
+        tracking_id="LPR-7K3QX9M2", ticket_id="TCK-1", stage=common_pb2.TICKET_STATE_DISPATCHED,
+        level=1, from_agency=AGENCY, to_agency=PARENT, reason="batas waktu respond terlewati",
+        kind="parent", deadline_zone="WITA",
+        deadline=events.timestamp(datetime(2026, 7, 24, 8, 0, tzinfo=UTC)))
+    body = payloads.escalated_webhook("ticket.escalated", escalated, DELIVERY_ID)
+    assert (body["kind"], body["stage"], body["deadline"], body["deadline_zone"]) == (
+        "parent", "DISPATCHED", "2026-07-24T16:00:00+08:00", "WITA")
+    assert body["to_agency"] == {"code": "PUPR-13", "name": "Dinas PUPR Provinsi Sumatera Barat"}
+    # From before kinds existed: an escalation went to the parent.
+    assert payloads.escalated_webhook("ticket.escalated", events_pb2.TicketEscalated(),
+                                      DELIVERY_ID)["kind"] == "parent"
+    warning = events_pb2.TicketSlaWarning(
+        tracking_id="LPR-7K3QX9M2", ticket_id="TCK-1", stage=common_pb2.TICKET_STATE_FOLLOWED_UP,
+        agency=AGENCY, clock="auto_close", deadline_zone="WIT",
+        deadline=events.timestamp(datetime(2026, 7, 24, 7, 0, tzinfo=UTC)))
+    body = payloads.sla_warning_webhook("ticket.sla_warning", warning, DELIVERY_ID)
+    assert set(body) == {"event", "delivery_id", "tracking_id", "ticket_id", "clock", "stage",
+                         "agency", "deadline", "deadline_zone"}
+    assert (body["clock"], body["deadline"]) == ("auto_close", "2026-07-24T16:00:00+09:00")
