@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import db, events
@@ -27,7 +29,7 @@ from services.routing.tickets.sla import FileClock, SlaJob
 from services.routing.tickets.statemachine import Role
 from services.routing.workdays import WIB, WorkCalendar
 from services.routing.workflow import Workflow
-from tests.integration.helpers import metric
+from tests.integration.helpers import metric, scrape, scraped, start_routing, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -366,3 +368,40 @@ def test_ticket_metrics_are_the_ones_alerts_and_dashboards_are_checked_against(w
     for (name, label), values in exported.items():
         # Every value is declared, and all of them are there from the first scrape.
         assert values == METRICS[name][label], (name, label)
+
+
+def test_a_long_interval_between_passes_never_reads_as_a_wedged_loop(world, monkeypatch):
+    from services.routing.tickets import sla
+
+    monkeypatch.setattr(sla, "_BEAT", 0.1)
+    job = SlaJob(world.tickets, interval=3600)
+    job.loop.stall_after = 0.5
+    job.start()
+    try:
+        wait_for(lambda: job.loop.status().since_beat < 0.5 and job.loop.status().alive, 5)
+        time.sleep(1.5)  # three stall limits into the hour-long wait
+        assert job.loop.healthy(), job.loop.status()
+    finally:
+        assert job.stop(5)
+
+
+def test_routing_runs_the_sla_job_and_exports_ticket_gauges_once(database_url, amqp_url):
+    first = start_routing(database_url, amqp_url)
+    try:
+        text = scrape(first.ops.port)
+        assert scraped(text, "lapor_loop_healthy", loop="sla-routing") == 1.0
+        assert scraped(text, "lapor_tickets", state="SUBMITTED", level="triage") == 0.0
+    finally:
+        first.stop()
+    # A second service in the same process (tests do this all the time) registers nothing
+    # twice and counts from its own database.
+    second = start_routing(database_url, amqp_url)
+    try:
+        text = scrape(second.ops.port)
+        samples = [s for family in text_string_to_metric_families(text)
+                   for s in family.samples if s.name == "lapor_tickets"
+                   and s.labels == {"state": "DISPATCHED", "level": "regency"}]
+        assert len(samples) == 1, samples
+        assert scraped(text, "lapor_tickets_overdue", level="national") == 0.0
+    finally:
+        second.stop()
