@@ -79,6 +79,7 @@ class TicketCollector(Collector):
     def __init__(self):
         self._lock = threading.Lock()
         self._sources: list[weakref.ref] = []
+        self._failing = False
 
     def watch(self, tickets) -> None:
         with self._lock:
@@ -106,9 +107,13 @@ class TicketCollector(Collector):
             return [by_state, overdue]
         try:
             counts = self._count(tickets)
-        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database does not
-            log.warning("ticket metrics not collected: %s", type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - a scrape answers even without the database
+            # Once per streak: Prometheus scrapes every few seconds.
+            if not self._failing:
+                log.warning("ticket metrics not collected: %s", type(exc).__name__)
+            self._failing = True
             return [by_state, overdue]
+        self._failing = False
         states = {(state, level): 0 for state in STATES for level in LEVELS}
         late = dict.fromkeys(LEVELS, 0)
         for state, level, total, missed in counts:

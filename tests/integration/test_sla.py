@@ -405,3 +405,24 @@ def test_routing_runs_the_sla_job_and_exports_ticket_gauges_once(database_url, a
         assert scraped(text, "lapor_tickets_overdue", level="national") == 0.0
     finally:
         second.stop()
+
+
+def test_metrics_still_answer_when_the_database_does_not(caplog):
+    from prometheus_client import REGISTRY, generate_latest
+
+    from tests.conftest import free_port
+
+    dead = db.make_engine(f"postgresql://lapor:lapor@127.0.0.1:{free_port()}/lapor",
+                          pool_timeout=1)
+    tickets = Tickets(dead, Outbox(dead, storage.outbox, "routing", lambda: None),
+                      WorkCalendar())
+    metrics.TICKETS.watch(tickets)
+    try:
+        for _ in range(3):
+            text = generate_latest(REGISTRY).decode()
+        assert "lapor_outbox_backlog" in text
+        assert scraped(text, "lapor_tickets", state="DISPATCHED", level="regency") is None
+        assert caplog.text.count("ticket metrics not collected") == 1
+    finally:
+        metrics.TICKETS.forget(tickets)
+        dead.dispose()
