@@ -34,7 +34,8 @@ SERVICE_NAME = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].full_na
 METHODS = [m.name for m in routing_pb2.DESCRIPTOR.services_by_name["RoutingService"].methods]
 for _method in METHODS:
     RPC_SECONDS.labels(_method)
-    for _code in ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL", "UNAVAILABLE"):
+    for _code in ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL", "UNAVAILABLE",
+                  "UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION", "ABORTED"):
         RPC_HANDLED.labels(_method, _code)
 
 # A SuggestRoute within the field limits below is a few tens of KiB; anything much larger is

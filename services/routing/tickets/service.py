@@ -39,7 +39,7 @@ def _state(value: str) -> int:
 
 
 def _complexity(value: str) -> int:
-    return common_pb2.Complexity.Value("COMPLEXITY_" + value) if value else 0
+    return routing_pb2.Complexity.Value("COMPLEXITY_" + value) if value else 0
 
 
 class TicketRpcs:
@@ -171,8 +171,8 @@ class TicketRpcs:
     def AcceptTicket(self, request, context):  # noqa: N802
         complexity = Complexity.SIMPLE
         if request.complexity:
-            name = common_pb2.Complexity.Name(request.complexity) if request.complexity in \
-                common_pb2.Complexity.values() else ""
+            name = routing_pb2.Complexity.Name(request.complexity) if request.complexity in \
+                routing_pb2.Complexity.values() else ""
             if not name:
                 from services.routing.api import invalid_argument
 
