@@ -74,6 +74,7 @@ class SupervisedLoop:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_beat = time.monotonic()
+        self._waiting = False
         self.failures = 0
         self.last_error = ""
         LOOP_FAILURES.labels(name)
@@ -112,7 +113,7 @@ class SupervisedLoop:
         since = time.monotonic() - self._last_beat
         alive = (self._thread is not None and self._thread.is_alive()
                  and not self._stop.is_set())
-        stalled = alive and (since > self.stall_after
+        stalled = alive and ((since > self.stall_after and not self._waiting)
                              or (self.extra_stall is not None and bool(self.extra_stall())))
         return LoopStatus(self.name, alive, stalled, self.failures, self.last_error, since)
 
@@ -137,10 +138,15 @@ class SupervisedLoop:
         self.last_error = ""
 
     def wait(self, seconds: float) -> bool:
-        """Sleeps up to `seconds` unless woken or stopped; True when stop was asked."""
+        """Sleeps up to `seconds` unless woken or stopped; True when stop was asked. A loop
+        waiting here is idle, not stuck, however long it waits."""
         self.beat()
         if seconds > 0 and not self._stop.is_set():
-            self._wake.wait(seconds)
+            self._waiting = True
+            try:
+                self._wake.wait(seconds)
+            finally:
+                self._waiting = False
         self._wake.clear()
         self.beat()
         return self._stop.is_set()

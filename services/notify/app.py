@@ -114,7 +114,7 @@ class NotifyService:
             smtp=settings.smtp, mail_from=settings.mail_from, public_url=settings.public_url,
             retry_delays=settings.retry_delays, webhook_timeout=settings.webhook_timeout,
             smtp_timeout=settings.smtp_timeout, poll_interval=settings.poll_interval,
-            threads=settings.workers))
+            threads=settings.workers, national_admin_emails=settings.national_admin_emails))
         self.handler = EventHandler(self.engine, on_new_deliveries=self.worker.wake)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
                                            self.handler, consumer=store.CONSUMER)

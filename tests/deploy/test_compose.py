@@ -29,7 +29,7 @@ SERVICES = ("intake", "routing", "notify")
 KNOWN_ENV = {
     "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_METRICS_HOST", "INTAKE_METRICS_PORT",
                "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_ADDR",
-               "LAPOR_SHUTDOWN_SECONDS"},
+               "LAPOR_SHUTDOWN_SECONDS", "INTAKE_ROUTING_TOKEN_FILE"},
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
                 "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_SEED_DEMO",
                 "LAPOR_SHUTDOWN_SECONDS"},
@@ -268,6 +268,17 @@ def test_notify_sends_mail_to_the_mailpit_sink(services):
     assert url.scheme == "smtp" and url.hostname in sinks and url.port == 1025, url.geturl()
     assert ("8025" in [host for host, target in _published_ports(services[url.hostname])
                        if target == 8025]), "mailpit's web UI is not published"
+
+
+def test_intake_reads_the_token_the_one_shot_account_job_writes(services):
+    job = services["routing-accounts"]
+    path = _env(services["intake"])["INTAKE_ROUTING_TOKEN_FILE"]
+    assert job["command"][-1] == path and job["command"][:2] == ["accounts", "ensure-service"]
+    volume = path.rsplit("/", 1)[0]
+    assert any(v.endswith(f":{volume}") or volume in str(v) for v in job["volumes"])
+    assert any(volume in str(v) for v in services["intake"]["volumes"])
+    assert services["intake"]["depends_on"]["routing-accounts"]["condition"] == (
+        "service_completed_successfully")
 
 
 def test_environment_names_are_ones_the_services_read(services):

@@ -24,6 +24,7 @@ from services.infra import db, events
 from services.infra.outbox import Outbox
 from services.routing import metrics, storage
 from services.routing.principal import Principal
+from services.routing.rules import TRIAGE_AGENCY
 from services.routing.tickets.commands import Tickets
 from services.routing.tickets.sla import FileClock, SlaJob
 from services.routing.tickets.statemachine import Role
@@ -193,7 +194,7 @@ def test_when_the_parent_misses_its_deadline_too_the_national_admin_gets_it(worl
     row = ticket(world, tracking_id)
     kinds = [e.kind for e in sent(world, "ticket.escalated", tracking_id)]
     assert kinds == ["parent", "national"]
-    assert (row.state, row.agency_code) == ("SUBMITTED", "TRIAGE")
+    assert (row.state, row.agency_code) == ("SUBMITTED", TRIAGE_AGENCY)
     assert row.escalation_level == 2
     assert metric("lapor_ticket_escalations_total", kind="national") == before + 1
 

@@ -594,9 +594,11 @@ class Tickets:
             # next reminder comes after another verification period, not every minute.
             kind, target = "verification", current
         else:
+            # First to the agency's parent (atasan); if the ticket was escalated to an agency
+            # before and is late again, to the national admin.
             parent = self._agency(conn, current.parent_code) if current.parent_code else None
             if parent is not None and parent.level != "triage" and \
-                    parent.code not in self._chain_codes(conn, row, escalations_only=True):
+                    not self._escalated_to_an_agency(conn, row):
                 kind, target = "parent", parent
             else:
                 kind, target = "national", self._agency(conn, TRIAGE_AGENCY)
@@ -656,16 +658,20 @@ class Tickets:
         return self._command(SYSTEM, tracking_id, body)
 
     # -- history helpers ------------------------------------------------------------------------
-    def _chain_codes(self, conn: Connection, row, escalations_only: bool = False) -> set[str]:
+    def _chain_codes(self, conn: Connection, row) -> set[str]:
+        """Every agency that has held the ticket (and routing's first suggestion)."""
         h = storage.ticket_history
-        query = sa.select(h.c.agency_code, h.c.from_agency, h.c.action).where(
-            h.c.ticket_id == row.ticket_id)
         codes = {row.agency_code, row.suggested_agency} - {""}
-        for entry in conn.execute(query):
-            if escalations_only and entry.action != Action.ESCALATE.value:
-                continue
+        for entry in conn.execute(sa.select(h.c.agency_code, h.c.from_agency).where(
+                h.c.ticket_id == row.ticket_id)):
             codes |= {entry.agency_code, entry.from_agency} - {""}
         return codes
+
+    def _escalated_to_an_agency(self, conn: Connection, row) -> bool:
+        h = storage.ticket_history
+        return conn.execute(sa.select(h.c.id).where(
+            h.c.ticket_id == row.ticket_id, h.c.action == Action.ESCALATE.value,
+            h.c.agency_code != h.c.from_agency).limit(1)).first() is not None
 
     def _received_at(self, conn: Connection, row) -> datetime:
         h = storage.ticket_history

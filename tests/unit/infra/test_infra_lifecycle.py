@@ -139,3 +139,14 @@ def test_a_budget_shares_what_is_left():
     time.sleep(0.05)
     assert budget.left() < 0.96
     assert Budget(0.0).left(floor=0.1) == 0.1
+
+
+def test_a_loop_waiting_longer_than_its_stall_limit_is_idle_not_wedged():
+    """A retention job that runs every ten minutes waits most of the time."""
+    loop = SupervisedLoop("test-idle", lambda lp: lp.wait(60), stall_after=0.1).start()
+    try:
+        time.sleep(0.4)
+        assert loop.healthy()
+        assert not loop.status().stalled
+    finally:
+        loop.stop(2)
