@@ -1,5 +1,6 @@
 """Intake's Flask application factory and the long-lived parts it hangs on
-app.extensions["lapor"]: database, outbox relay, read-model consumer, routing client."""
+app.extensions["lapor"]: database, outbox relay, read-model consumer, routing client (with
+intake's own service token, read once here)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from services.intake.api import bp as api_bp
 from services.intake.openapi import MAX_BODY_KIB
 from services.intake.openapi import PATH as OPENAPI_PATH
 from services.intake.problems import Problem
-from services.intake.routing_client import RoutingClient
+from services.intake.routing_client import TOKEN_FILE_VARIABLE, RoutingClient, read_token_file
+from services.intake.staff import bp as staff_bp
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = MAX_BODY_KIB * 1024
@@ -35,9 +37,9 @@ HTTP_SECONDS = Histogram("lapor_http_request_duration_seconds", "HTTP request du
                          ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 # Browser front ends on other origins may call the API with these (CORS).
-CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Client-Key"]
 CORS_EXPOSE_HEADERS = ["Location", "Retry-After", "Idempotent-Replayed", "RateLimit-Limit",
-                       "RateLimit-Remaining", "RateLimit-Reset"]
+                       "RateLimit-Remaining", "RateLimit-Reset", "WWW-Authenticate"]
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
@@ -74,6 +76,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "AMQP_URL": env.amqp_url(),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.float("INTAKE_ROUTING_TIMEOUT", 1.0),
+        "ROUTING_TOKEN_FILE": env.str(TOKEN_FILE_VARIABLE, ""),
         "CORS_ORIGINS": env.str("INTAKE_CORS_ORIGINS", ""),
         "START_WORKERS": True,
         **limits.settings_from_env(env),
@@ -82,8 +85,9 @@ def settings_from_env(env: Env | None = None) -> dict:
 
 def create_app(config: dict | None = None) -> Flask:
     """The app; `config` (tests) or the environment gives DATABASE_URL, AMQP_URL, ROUTING_ADDR
-    and the optional settings of settings_from_env. With START_WORKERS the outbox relay and
-    read-model consumer run in this process."""
+    and the optional settings of settings_from_env (ROUTING_TOKEN_FILE: the file holding
+    intake's service token). With START_WORKERS the outbox relay and read-model consumer run
+    in this process."""
     app = Flask(__name__, static_folder=None)
     app.config.update(settings_from_env() if config is None else config)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -93,6 +97,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Everything that reads a setting comes first, so a bad one stops the process before it
     # opens the database or starts a worker.
     app.register_blueprint(api_bp)
+    app.register_blueprint(staff_bp)
     _register_error_handlers(app)
     _register_metrics(app)
     _register_response_headers(app)
@@ -103,6 +108,12 @@ def create_app(config: dict | None = None) -> Flask:
         # The client is the address the nearest trusted proxy saw, not the proxy itself.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
 
+    token_file = app.config.get("ROUTING_TOKEN_FILE") or ""
+    service_token = read_token_file(token_file) if token_file else None
+    if service_token is None:
+        log.warning("%s is not set: routing will refuse the calls intake makes for citizens "
+                    "(route suggestions, replies, ratings, appeals)", TOKEN_FILE_VARIABLE)
+
     engine = db.make_engine(app.config["DATABASE_URL"])
     db.migrate(engine, "intake", storage.MIGRATIONS)
     amqp_url = app.config["AMQP_URL"]
@@ -112,7 +123,8 @@ def create_app(config: dict | None = None) -> Flask:
                                   readmodel.ReadModel(engine).handle,
                                   consumer=readmodel.CONSUMER)
     ctx = IntakeContext(engine, outbox,
-                        RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"]),
+                        RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
+                                      service_token=service_token),
                         consumer)
     app.extensions["lapor"] = ctx
     _register_ops_routes(app, ctx)
@@ -132,10 +144,13 @@ def _register_ops_routes(app: Flask, ctx: IntakeContext) -> None:
     def readyz():
         # Only the database decides readiness: intake accepts reports with the broker or
         # routing down (the outbox and the read model catch up), so taking it out of the
-        # load balancer for them would turn citizens away for nothing.
+        # load balancer for them would turn citizens away for nothing. Neither does
+        # intake's service token: without it only replies, ratings, appeals and
+        # suggestions fail, and `routing_token` says so (unset, refused).
         checks = {"database": db.check(ctx.engine),
                   "broker": ctx.consumer.consuming.is_set(),
-                  "routing": ctx.routing.healthy()}
+                  "routing": ctx.routing.healthy(),
+                  "routing_token": ctx.routing.service_token_status()}
         ready = checks["database"]
         if ctx.draining.is_set():
             return jsonify(status="draining", checks=checks), 503
@@ -184,7 +199,8 @@ def _register_response_headers(app: Flask) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         # Answers about reports carry access tokens, private detail or a status that changes;
         # errors may echo what was sent. No cache keeps any of them.
-        if response.status_code >= 400 or request.path.startswith("/api/v1/reports"):
+        if response.status_code >= 400 or request.path.startswith(("/api/v1/reports",
+                                                                   "/api/v1/staff")):
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -204,8 +220,9 @@ def _install_cors(app: Flask) -> None:
 
 
 def _register_metrics(app: Flask) -> None:
-    for rule in ("/api/v1/reports", "/api/v1/reports/<tracking_id>", "/api/v1/reports/suggest"):
-        HTTP_SECONDS.labels(rule)
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/"):
+            HTTP_SECONDS.labels(rule.rule)
 
     @app.before_request
     def _start_timer():

@@ -1,9 +1,13 @@
-"""Per-client rate limits on the citizen API (Flask-Limiter).
+"""Rate limits on the API (Flask-Limiter).
 
-Submissions, suggestions and report lookups each have an allowance per client; lookups that
-fail (an unknown tracking id, a wrong access token) also count against a much smaller one,
-so guessing ids or tokens slows to a crawl while a citizen who mistypes once is not
-bothered (the check character already turns most typos into a 400 that does not count).
+Submissions, suggestions, report lookups, the reporter's actions (replies, confirmation,
+rating, appeal) and support (dukungan) each have an allowance per client; lookups and
+reporter actions that fail (an unknown tracking id, a wrong access token) also count against
+a much smaller one, so guessing ids or tokens slows to a crawl while a citizen who mistypes
+once is not bothered (the check character already turns most typos into a 400 that does not
+count). The staff API has one allowance per staff token (an office behind one address is
+many officers), and answers 401 (no token, or one routing refuses) count per client against
+their own small allowance, so random tokens cannot keep routing busy.
 The client is its address, IPv6 clients by their /64 (one subscriber's prefix); behind
 proxies, INTAKE_TRUSTED_PROXIES says how many X-Forwarded-For hops to believe.
 
@@ -14,6 +18,7 @@ in memory, logs a warning, and goes back to Redis once it answers again.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import math
@@ -35,13 +40,23 @@ LIMIT_SETTINGS = {
     "RATE_LIMIT_READ": ("INTAKE_RATE_LIMIT_READ", "300 per minute; 5000 per hour"),
     "RATE_LIMIT_LOOKUP_FAILURES": ("INTAKE_RATE_LIMIT_LOOKUP_FAILURES",
                                    "10 per minute; 100 per hour"),
+    "RATE_LIMIT_REPORTER": ("INTAKE_RATE_LIMIT_REPORTER", "30 per minute; 300 per hour"),
+    "RATE_LIMIT_SUPPORT": ("INTAKE_RATE_LIMIT_SUPPORT", "30 per minute; 300 per hour"),
+    "RATE_LIMIT_STAFF": ("INTAKE_RATE_LIMIT_STAFF", "600 per minute; 20000 per hour"),
+    "RATE_LIMIT_STAFF_FAILURES": ("INTAKE_RATE_LIMIT_STAFF_FAILURES",
+                                  "30 per minute; 300 per hour"),
 }
 # Which endpoint each allowance guards.
 ENDPOINTS = {"api.create_report": "RATE_LIMIT_SUBMIT", "api.suggest_route": "RATE_LIMIT_SUGGEST",
-             "api.get_report": "RATE_LIMIT_READ"}
+             "api.get_report": "RATE_LIMIT_READ", "api.support_report": "RATE_LIMIT_SUPPORT"}
 TOO_MANY = {"api.create_report": "Too many reports from this network",
             "api.suggest_route": "Too many suggestion requests from this network",
-            "api.get_report": "Too many report lookups from this network"}
+            "api.get_report": "Too many report lookups from this network",
+            "api.support_report": "Too many supports from this network"}
+# The reporter's actions share one allowance per client.
+REPORTER_ENDPOINTS = ("api.reply", "api.confirm", "api.rate", "api.appeal")
+# Endpoints whose 403/404 answers are failed lookups of a report or its token.
+LOOKUP_ENDPOINTS = ("api.get_report", "api.support_report", *REPORTER_ENDPOINTS)
 LOOKUP_FAILURE_STATUSES = (403, 404)
 REDIS_TIMEOUT = 0.5  # seconds: a slow Redis must not make every request slow
 
@@ -77,6 +92,15 @@ def client_key() -> str:
     return str(ip)
 
 
+def staff_key() -> str:
+    """The staff allowance's key: the token's hash (never the token), else the client."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "staff:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return client_key()
+
+
 def install(app: Flask) -> Limiter:
     """Rate-limits the API's endpoints of `app` as its config says."""
     config = app.config
@@ -104,12 +128,26 @@ def install(app: Flask) -> Limiter:
         deduct_when=lambda response: response.status_code in LOOKUP_FAILURE_STATUSES,
         error_message="Too many lookups of unknown reports or with wrong access tokens from "
                       "this network")
+    reporter = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_REPORTER"), scope="reporter-actions",
+        error_message="Too many replies, ratings and appeals from this network")
+    staff = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_STAFF"), scope="staff", key_func=staff_key,
+        error_message="Too many requests with this staff token")
+    staff_failures = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_STAFF_FAILURES"), scope="staff-auth-failures",
+        deduct_when=lambda response: response.status_code == 401,
+        error_message="Too many requests without a valid staff token from this network")
     for endpoint, setting in ENDPOINTS.items():
-        view = limiter.limit(_limit(config, setting), error_message=TOO_MANY[endpoint])(
+        app.view_functions[endpoint] = limiter.limit(
+            _limit(config, setting), error_message=TOO_MANY[endpoint])(
             app.view_functions[endpoint])
-        if endpoint == "api.get_report":
-            view = failures(view)
-        app.view_functions[endpoint] = view
+    for endpoint in REPORTER_ENDPOINTS:
+        app.view_functions[endpoint] = reporter(app.view_functions[endpoint])
+    for endpoint in LOOKUP_ENDPOINTS:
+        app.view_functions[endpoint] = failures(app.view_functions[endpoint])
+    for endpoint in [e for e in app.view_functions if e.startswith("staff.")]:
+        app.view_functions[endpoint] = staff_failures(staff(app.view_functions[endpoint]))
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):

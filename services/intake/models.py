@@ -1,4 +1,4 @@
-"""Typed bodies of the citizen API, the one place their rules live.
+"""Typed bodies of the citizen and staff API, the one place their rules live.
 
 validation.py checks every request body against the request models, and openapi.py writes
 the OpenAPI document's schemas from all of them, so the document and the code cannot
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.intake import ids
 
@@ -23,6 +23,19 @@ LANGUAGES = ("id", "en")
 STATES = ("SUBMITTED", "ON_HOLD", "DISPATCHED", "FOLLOWED_UP", "REPORTER_REPLIED", "CLOSED",
           "ARCHIVED")
 ZONES = ("WIB", "WITA", "WIT")
+COMPLEXITIES = ("SIMPLE", "DISPUTE", "FIELD")
+ROLES = ("national_admin", "agency_admin", "agency_officer", "oversight", "service")
+# Routing's fixed reasons for archiving a report (its statemachine.ARCHIVE_REASONS).
+ARCHIVE_REASONS = ("SPAM", "DUPLICATE", "NOT_PUBLIC_SERVICE", "UNCLEAR", "ABUSIVE", "WITHDRAWN")
+# What the reporter may still do with their report (the owner view's `actions`).
+REPORTER_ACTIONS = ("reply", "confirm", "rate", "appeal")
+REPORTER_OUTCOMES = ("replied", "information_added", "message_sent", "closed", "rated",
+                     "appealed")
+# The staff actions on a ticket: the path under /api/v1/staff/tickets/{tracking_id}/.
+STAFF_ACTIONS = ("verify", "hold", "archive", "accept", "forward", "decline", "follow-up",
+                 "close", "messages")
+MAX_NOTE = 2_000      # notes, questions, reasons, comments (routing's limit too)
+MAX_TEXT = 10_000     # a follow-up response, a message, a reply
 
 # Patterns are written for both Python's re and JSON Schema (ECMA-262): ASCII classes only
 # ([0-9], never \d, which is any script's digit in Python) and no look-around.
@@ -41,6 +54,8 @@ PHONE = (f"{_PHONE_SEP}(?:\\+{_PHONE_SEP})?(?:0(?:{_PHONE_SEP}[0-9]){{8,13}}"
          f"|8(?:{_PHONE_SEP}[0-9]){{7,12}}|6{_PHONE_SEP}2(?:{_PHONE_SEP}[0-9]){{8,13}})"
          f"{_PHONE_SEP}")
 IDEMPOTENCY_KEY = "^[!-~]{8,255}$"
+CLIENT_KEY = "^[!-~]{8,128}$"
+PAGE_TOKEN = "^[A-Za-z0-9_=-]{0,64}$"
 TRACKING_ID_SHOWN = "^LPR-{c}{{3}}-{c}{{3}}-{c}{{3}}$".format(c=f"[{ids.ALPHABET}]")
 
 
@@ -162,6 +177,127 @@ class Draft(_Request):
         None, description="one of PENGADUAN, ASPIRASI, PERMINTAAN_INFORMASI")
 
 
+def _integral(value):
+    # JSON does not tell 5 from 5.0 (JSON Schema's integer takes both); strings and booleans
+    # stay refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole_number(minimum: int, maximum: int):
+    """An integer from `minimum` to `maximum`, sent as 5 or 5.0."""
+    return Annotated[int, Field(ge=minimum, le=maximum), BeforeValidator(_integral)]
+
+# Text a person writes to another (a question, a response, a message), and notes.
+_Note = Annotated[str, Field(max_length=MAX_NOTE, pattern=NO_NUL)] | None
+_AgencyCode = Annotated[str, Field(pattern=padded_or_blank(AGENCY_CODE))] | None
+
+
+def _required_text(limit: int, what: str):
+    return Field(max_length=limit, pattern=NON_BLANK,
+                 description=f"{what}: 1 to {limit} characters of text, without NUL "
+                             "characters")
+
+
+NOTE_HINT = f"at most {MAX_NOTE} characters of text, without NUL characters"
+
+
+class _TicketChange(_Request):
+    expected_version: whole_number(0, 2**63 - 1) | None = Field(
+        None, description="the ticket's version as you last saw it (from GET); a ticket that "
+                          "changed since is refused (409 stale_version). Leave it out, or 0, "
+                          "not to check")
+
+
+class VerifyTicket(_TicketChange):
+    """National admin: verify a report in the triage queue and dispatch it."""
+
+    agency_code: _AgencyCode = Field(
+        None, description="the agency to dispatch to, e.g. PUPR-13.03; leave it out for the "
+                          "agency routing suggested")
+    category: Annotated[str, Field(pattern=padded_or_blank(CATEGORY_CODE))] | None = Field(
+        None, description="a category code such as INFRASTRUKTUR; leave it out to keep the "
+                          "one routing found")
+    note: _Note = Field(None, description=f"for the audit trail: {NOTE_HINT}")
+
+
+class HoldTicket(_TicketChange):
+    """National admin: ask the reporter for what is missing; the clock stops meanwhile."""
+
+    question: str = _required_text(MAX_NOTE, "what the reporter must add; sent to them")
+
+
+class ArchiveTicket(_TicketChange):
+    """National admin: archive a report with one of the fixed reasons."""
+
+    reason: Literal[ARCHIVE_REASONS] = Field(
+        description="one of " + ", ".join(ARCHIVE_REASONS))
+    note: _Note = Field(None, description=f"for the audit trail: {NOTE_HINT}")
+
+
+class AcceptTicket(_TicketChange):
+    """The agency takes the ticket and declares how long its follow-up takes."""
+
+    complexity: Literal[COMPLEXITIES] | None = Field(
+        "SIMPLE", description="SIMPLE (5 working days), DISPUTE (14: coordination or a "
+                              "dispute to settle) or FIELD (60: a field inspection); "
+                              "default SIMPLE")
+
+
+class ForwardTicket(_TicketChange):
+    """The agency's admin hands the ticket to one of its units."""
+
+    unit_code: str = Field(pattern=padded(AGENCY_CODE),
+                           description="the code of an agency whose parent is yours")
+    note: _Note = Field(None, description=f"for the unit and the audit trail: {NOTE_HINT}")
+
+
+class DeclineTicket(_TicketChange):
+    """Not our authority (bukan wewenang): routing hands the ticket on (pelimpahan)."""
+
+    reason: str = _required_text(MAX_NOTE, "why it is not your agency's authority")
+    suggested_agency_code: _AgencyCode = Field(
+        None, description="the agency you think should handle it, e.g. DISHUB-13.03")
+
+
+class FollowUpTicket(_TicketChange):
+    """The agency's response (tindak lanjut); the reporter is told and may reply."""
+
+    response: str = _required_text(MAX_TEXT, "the response to the reporter")
+
+
+class CloseTicket(_TicketChange):
+    """Close a followed-up ticket once the reporter is satisfied."""
+
+    note: _Note = Field(None, description=f"for the audit trail: {NOTE_HINT}")
+
+
+class MessageReporter(_TicketChange):
+    """A message to the reporter, relayed by the platform (anonymous reporters stay so)."""
+
+    text: str = _required_text(MAX_TEXT, "the message")
+
+
+class ReporterReply(_Request):
+    """The reporter answers a follow-up, adds what a held report lacks, or writes to the
+    agency handling the report."""
+
+    message: str = _required_text(MAX_TEXT, "your reply")
+
+
+class ReporterRating(_Request):
+    rating: whole_number(1, 5) = Field(description="a whole number from 1 (poor) to 5 (very "
+                                                "good)")
+    comment: _Note = Field(None, description=NOTE_HINT)
+
+
+class ReporterAppeal(_Request):
+    reason: str = _required_text(MAX_NOTE, "why the closure is not right")
+
+
+class ReporterConfirm(_Request):
+    comment: _Note = Field(None, description=NOTE_HINT)
+
+
 # -- answers ------------------------------------------------------------------------------
 
 class Accepted(_Answer):
@@ -179,10 +315,19 @@ class Agency(_Answer):
 
 class TimelineEntry(_Answer):
     at: datetime
-    status: str = Field(description="the ticket state, or NOTIFICATION (owner view only)")
+    status: str = Field(description="the ticket state; in the owner view also NOTIFICATION "
+                                    "(a message to the reporter was delivered or failed) "
+                                    "and MESSAGE (a message relayed between the agency and "
+                                    "the reporter)")
     status_label: str
     note: str | None
     agency_name: str | None
+
+
+class OwnerTimelineEntry(TimelineEntry):
+    private_note: str | None = Field(
+        description="what only the reporter sees: the question of a hold, the agency's "
+                    "response, a relayed message, the reason of an archive")
 
 
 class _ReportStatus(_Answer):
@@ -198,6 +343,8 @@ class _ReportStatus(_Answer):
     region_code: str
     category: str | None
     confidential: bool
+    support_count: int = Field(ge=0, description="how many people support the report "
+                                                 "(dukungan)")
     created_at: datetime
     updated_at: datetime
     timeline: list[TimelineEntry]
@@ -234,6 +381,13 @@ class OwnerReport(_ReportStatus):
     address: str | None
     target_agency: str | None
     reporter: OwnerReporter
+    timeline: list[OwnerTimelineEntry]
+    rating: int | None = Field(ge=1, le=5, description="your rating once you gave one")
+    actions: list[Literal[REPORTER_ACTIONS]] = Field(
+        description="what you may do now: reply (POST …/replies: answer a follow-up, add "
+                    "what a held report lacks, or write to the agency), confirm (POST "
+                    "…/confirm: satisfied, closes the report), rate (POST …/rating), appeal "
+                    "(POST …/appeal, within 10 working days of the closure)")
 
 
 class SuggestedAgency(_Answer):
@@ -250,6 +404,182 @@ class Suggestion(_Answer):
     needs_triage: bool = Field(description="true when a national admin verifies before "
                                            "dispatch")
     explanation: str
+
+
+class ReporterAction(_Answer):
+    """What the reporter sees after acting: the report's status and who holds it."""
+
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    outcome: Literal[REPORTER_OUTCOMES] = Field(
+        description="replied (to a follow-up), information_added (to a held report), "
+                    "message_sent (to the agency), closed, rated, appealed")
+    status: Literal[STATES]
+    status_label: str
+    agency: Agency | None
+    deadline: datetime | None
+    deadline_zone: Literal[ZONES] | None
+    version: int = Field(ge=0)
+
+
+class Support(_Answer):
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    support_count: int = Field(ge=0, description="supports so far (dukungan)")
+    counted: bool = Field(description="false when this client had supported the report "
+                                      "already: counted once")
+
+
+class StaffAgency(_Answer):
+    code: str
+    name: str
+    level: str | None = Field(description="national, provincial, regency, … or triage (the "
+                                          "national admin's queue)")
+    region_code: str | None
+    parent_code: str | None = Field(description="the agency above it (atasan)")
+
+
+class StaffMember(_Answer):
+    """The account behind the token."""
+
+    username: str
+    display_name: str | None
+    role: Literal[ROLES]
+    agency: StaffAgency | None = Field(description="absent for national admins, oversight "
+                                                   "and platform services")
+
+
+class TicketSummary(_Answer):
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    state: Literal[STATES]
+    state_label: str
+    agency: StaffAgency | None
+    category: str | None
+    title: str
+    region_code: str
+    deadline: datetime | None
+    deadline_zone: Literal[ZONES] | None
+    overdue: bool
+    version: int = Field(ge=0)
+    created_at: datetime | None
+    escalation_level: int = Field(ge=0)
+    support_count: int = Field(ge=0)
+
+
+class TicketList(_Answer):
+    tickets: list[TicketSummary] = Field(description="sorted by deadline, the nearest first")
+    next_page_token: str | None = Field(
+        description="pass it as page_token for the next page; null on the last page")
+
+
+class TicketLocation(_Answer):
+    latitude: float
+    longitude: float
+
+
+class TicketReport(_Answer):
+    """The report as the agency sees it: never contacts; no name when anonymous."""
+
+    kind: Literal[KINDS] | None
+    title: str
+    body: str
+    region_code: str
+    region_name: str | None
+    category: str | None = Field(description="as the reporter chose it")
+    anonymous: bool
+    confidential: bool
+    reporter_name: str | None = Field(description="null when the report is anonymous")
+    channel: str | None
+    incident_date: str | None
+    location: TicketLocation | None
+    address: str | None
+    target_agency: str | None
+    submitted_at: datetime | None
+
+
+class TicketEvent(_Answer):
+    at: datetime
+    state: Literal[STATES]
+    action: str | None = Field(description="what changed it: verify, accept, follow_up, …")
+    actor_role: str | None
+    agency_code: str | None
+    note: str | None
+
+
+class ChainEntry(_Answer):
+    agency: StaffAgency
+    reason: str = Field(description="dispatched, forwarded, not_our_authority, escalated or "
+                                    "appeal")
+    at: datetime
+
+
+class TicketMessage(_Answer):
+    at: datetime
+    direction: Literal["to_reporter", "to_agency"]
+    author_role: str | None
+    text: str
+
+
+class TicketDelivery(_Answer):
+    at: datetime
+    channel: str
+    audience: str
+    outcome: str = Field(description="delivered, failed or skipped")
+    reason: str | None
+
+
+class StaffTicket(_Answer):
+    """One ticket as staff see it."""
+
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    ticket_id: str
+    state: Literal[STATES]
+    state_label: str
+    agency: StaffAgency | None
+    category: str | None
+    region_code: str
+    deadline: datetime | None
+    deadline_zone: Literal[ZONES] | None
+    clock: str | None = Field(description="what the deadline measures: verify, respond, "
+                                          "auto_close, paused or none")
+    overdue: bool
+    created_at: datetime | None
+    updated_at: datetime | None
+    version: int = Field(ge=0, description="send it back as expected_version")
+    report: TicketReport
+    decision: str | None = Field(description="why routing chose this agency")
+    confidence: float
+    complexity: Literal[COMPLEXITIES] | None
+    accepted_at: datetime | None
+    escalation_level: int = Field(ge=0)
+    oversight_flagged: bool
+    support_count: int = Field(ge=0)
+    rating: int | None = Field(ge=1, le=5)
+    rating_comment: str | None
+    timeline: list[TicketEvent]
+    chain: list[ChainEntry] = Field(description="the agencies that held the ticket, and why")
+    messages: list[TicketMessage]
+    deliveries: list[TicketDelivery]
+    allowed_actions: list[str] = Field(
+        description="what you may do now, as the paths of POST /api/v1/staff/tickets/"
+                    "{tracking_id}/{action}: " + ", ".join(STAFF_ACTIONS))
+
+
+class AuditEntry(_Answer):
+    at: datetime
+    actor: str = Field(description="the account's username, system or citizen")
+    actor_role: str | None
+    action: str | None
+    from_state: Literal[STATES] | None
+    to_state: Literal[STATES] | None
+    from_agency: str | None
+    to_agency: str | None
+    reason: str | None
+    note: str | None
+    version: int = Field(ge=0)
+
+
+class AuditTrail(_Answer):
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    entries: list[AuditEntry]
 
 
 class FieldError(_Answer):
@@ -280,5 +610,19 @@ class Readiness(BaseModel):
     checks: dict[str, Any]
 
 
-REQUEST_MODELS = (NewReport, Draft)
-ANSWER_MODELS = (Accepted, PublicReport, OwnerReport, Suggestion, Problem, Health, Readiness)
+# The staff actions: path -> (RPC, request body).
+STAFF_ACTION_MODELS: dict[str, tuple[str, type[_TicketChange]]] = {
+    "verify": ("VerifyTicket", VerifyTicket),
+    "hold": ("HoldTicket", HoldTicket),
+    "archive": ("ArchiveTicket", ArchiveTicket),
+    "accept": ("AcceptTicket", AcceptTicket),
+    "forward": ("ForwardTicket", ForwardTicket),
+    "decline": ("DeclineTicket", DeclineTicket),
+    "follow-up": ("FollowUpTicket", FollowUpTicket),
+    "close": ("CloseTicket", CloseTicket),
+    "messages": ("MessageReporter", MessageReporter),
+}
+REQUEST_MODELS = (NewReport, Draft, ReporterReply, ReporterRating, ReporterAppeal,
+                  ReporterConfirm, *(model for _, model in STAFF_ACTION_MODELS.values()))
+ANSWER_MODELS = (Accepted, PublicReport, OwnerReport, Suggestion, ReporterAction, Support,
+                 StaffMember, TicketList, StaffTicket, AuditTrail, Problem, Health, Readiness)

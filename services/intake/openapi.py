@@ -1,8 +1,8 @@
-"""The OpenAPI document of the citizen API, written from the code: the schemas come from the
-typed models (models.py) that validation runs, the patterns from the same constants the
-code matches with. `python -m services.intake.openapi` rewrites services/intake/openapi.json;
-`--check` exits 1 when the committed file differs from what the code generates (the unit
-tests do the same)."""
+"""The OpenAPI document of the citizen and staff API, written from the code: the schemas
+come from the typed models (models.py) that validation runs, the patterns from the same
+constants the code matches with. `python -m services.intake.openapi` rewrites
+services/intake/openapi.json; `--check` exits 1 when the committed file differs from what
+the code generates (the unit tests do the same)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,17 @@ def _schemas() -> dict[str, Any]:
         + [(m, "serialization") for m in models.ANSWER_MODELS],
         ref_template="#/components/schemas/{model}", schema_generator=_Generator)
     schemas = top["$defs"]
-    answers = {m.__name__ for m in models.ANSWER_MODELS} | {
-        "Agency", "TimelineEntry", "OwnerLocation", "OwnerReporter", "SuggestedAgency",
-        "FieldError"}
-    for name in answers:
-        for prop in schemas[name].get("properties", {}).values():
+    for name in _answer_names(models._Answer):
+        for prop in schemas.get(name, {}).get("properties", {}).values():
             prop.pop("default", None)  # an answer has no defaults: a field is there or not
     return dict(sorted(schemas.items()))
+
+
+def _answer_names(base: type) -> set[str]:
+    names = set()
+    for cls in base.__subclasses__():
+        names |= {cls.__name__, *_answer_names(cls)}
+    return names
 
 
 def _ref(name: str) -> dict:
@@ -78,8 +82,17 @@ NOT_SAVED = _problem("Storage temporarily unavailable; nothing was saved "
                      RETRY_AFTER)
 
 DESCRIPTION = f"""\
-The citizen API of LAPOR: submit a report (pengaduan, aspirasi, permintaan informasi), \
-follow its status, and ask where a draft would go.
+The API of LAPOR. Citizens submit a report (pengaduan, aspirasi, permintaan informasi), \
+follow its status, ask where a draft would go, and, with the report's access token, reply \
+to the agency, confirm, rate and appeal; anyone may support (dukungan) a public report. \
+Staff (agency officers and admins, national admins, oversight) work on tickets under \
+`/api/v1/staff/` with their own bearer token, which intake passes to the routing service \
+unchanged: routing decides who they are and what they may see and do. See \
+docs/staff-api.md.
+
+Endpoints that need the routing service (suggestions, the reporter's actions, every staff \
+endpoint) answer 503 `routing_unavailable` with `Retry-After` while it cannot be reached; \
+submitting and reading reports, and support, never need it.
 
 Errors are application/problem+json (RFC 9457) with a stable `code` and a `detail` that \
 says what to fix; invalid fields are listed in `errors` as {{field, message}}, each message \
@@ -93,25 +106,55 @@ was saved; retry).
 Optional fields may be left out or sent as null. Text is trimmed of surrounding ASCII white \
 space (space, tab, CR, LF) before it is stored; lengths count the text as sent.
 
-Submissions, suggestions and report lookups are rate-limited per client and answer \
+Submissions, suggestions, report lookups, the reporter's actions and support are \
+rate-limited per client, the staff API per staff token; answers carry \
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds); over the limit the \
 answer is 429 `rate_limited` with `Retry-After`.
 
 The access token of a report goes only in the `Authorization: Bearer` header; a token in \
-the query string or another header is refused (400 `token_not_in_header`). Answers that \
-carry a token or private detail, and every error, are sent with `Cache-Control: no-store`."""
+the query string or another header is refused (400 `token_not_in_header`); so does a staff \
+token. Answers that carry a token or private detail (every answer under /api/v1/reports \
+and /api/v1/staff), and every error, are sent with `Cache-Control: no-store`."""
 
 
 def document() -> dict[str, Any]:
     """The whole document, as the code defines it."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "LAPOR intake API", "version": "1.1.0", "description": DESCRIPTION},
+        "info": {"title": "LAPOR intake API", "version": "1.2.0", "description": DESCRIPTION},
         "servers": [{"url": "http://127.0.0.1:8080"}],
         "paths": {
             "/api/v1/reports": {"post": _create_report()},
             "/api/v1/reports/{tracking_id}": {"get": _get_report()},
             "/api/v1/reports/suggest": {"post": _suggest()},
+            "/api/v1/reports/{tracking_id}/replies": {"post": _reporter_action(
+                "replyToReport", "Reply to the agency", "ReporterReply", 201,
+                "A reply to the agency's follow-up (the report goes back to the agency), "
+                "what a held report lacks (it goes back to verification), or else a message "
+                "to whoever handles the report. The agency never learns who you are.")},
+            "/api/v1/reports/{tracking_id}/confirm": {"post": _reporter_action(
+                "confirmReport", "Satisfied with the follow-up: close the report",
+                "ReporterConfirm", 200, "Possible while the report is followed up "
+                "(FOLLOWED_UP); closes it.", optional_body=True)},
+            "/api/v1/reports/{tracking_id}/rating": {"post": _reporter_action(
+                "rateReport", "Rate the handling of a closed report", "ReporterRating", 200,
+                "Once, after the report is closed (CLOSED).")},
+            "/api/v1/reports/{tracking_id}/appeal": {"post": _reporter_action(
+                "appealReport", "Appeal a closure", "ReporterAppeal", 200,
+                "Reopens a closed report at the agency above the one that closed it (or at "
+                "the national admin), once, within 10 working days of the closure.")},
+            "/api/v1/reports/{tracking_id}/support": {"post": _support()},
+            "/api/v1/staff/me": {"get": _staff("staffMe", "Who the token belongs to",
+                                               "StaffMember", ticket=False)},
+            "/api/v1/staff/tickets": {"get": _inbox()},
+            "/api/v1/staff/tickets/{tracking_id}": {"get": _staff(
+                "getTicket", "One ticket: the report, timeline, routing decision, chain of "
+                "agencies, messages and deliveries", "StaffTicket")},
+            "/api/v1/staff/tickets/{tracking_id}/audit": {"get": _staff(
+                "getAuditTrail", "The ticket's audit trail (national admins and oversight)",
+                "AuditTrail")},
+            **{f"/api/v1/staff/tickets/{{tracking_id}}/{path}": {"post": _staff_action(path)}
+               for path in models.STAFF_ACTION_MODELS},
             "/api/v1/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1 document",
@@ -139,9 +182,16 @@ def document() -> dict[str, Any]:
                                 "schema": _ref("Readiness")}}}}}},
         },
         "components": {
-            "securitySchemes": {"reportToken": {
-                "type": "http", "scheme": "bearer",
-                "description": "The access token returned when the report was submitted"}},
+            "securitySchemes": {
+                "reportToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "The access token returned when the report was "
+                                   "submitted"},
+                "staffToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A staff account's token, issued by an admin with "
+                                   "`python -m services.routing accounts token USERNAME`; "
+                                   "passed to the routing service unchanged"}},
             "schemas": _schemas(),
         },
     }
@@ -191,6 +241,20 @@ def _create_report() -> dict:
     }
 
 
+def _tracking_id_param() -> dict:
+    return {
+        "name": "tracking_id", "in": "path", "required": True,
+        "description": "e.g. LPR-7K2-M9Q-XD4. Case, the LPR prefix, dashes, dots, "
+                       "underscores and spaces, O for 0 and I/L for 1 are forgiven. The "
+                       "last character is a check character (Luhn mod 32 over the "
+                       "Crockford base32 alphabet, format lapor-tracking-id): an id whose "
+                       "check character does not match is refused (400 "
+                       "invalid_tracking_id), so one mistyped character never shows "
+                       "someone else's report.",
+        "schema": {"type": "string", "pattern": ids.TRACKING_ID_PATTERN,
+                   "format": "lapor-tracking-id"}}
+
+
 def _get_report() -> dict:
     return {
         "operationId": "getReport",
@@ -199,17 +263,7 @@ def _get_report() -> dict:
                        "body when the report is confidential). With the report's access "
                        "token in `Authorization: Bearer …`: everything the reporter sent and "
                        "the full timeline.",
-        "parameters": [{
-            "name": "tracking_id", "in": "path", "required": True,
-            "description": "e.g. LPR-7K2-M9Q-XD4. Case, the LPR prefix, dashes, dots, "
-                           "underscores and spaces, O for 0 and I/L for 1 are forgiven. The "
-                           "last character is a check character (Luhn mod 32 over the "
-                           "Crockford base32 alphabet, format lapor-tracking-id): an id whose "
-                           "check character does not match is refused (400 "
-                           "invalid_tracking_id), so one mistyped character never shows "
-                           "someone else's report.",
-            "schema": {"type": "string", "pattern": ids.TRACKING_ID_PATTERN,
-                       "format": "lapor-tracking-id"}}],
+        "parameters": [_tracking_id_param()],
         "security": [{}, {"reportToken": []}],
         "responses": {
             "200": {"description": "The public view, or the owner's view with the right "
@@ -250,6 +304,184 @@ def _suggest() -> dict:
                             "Retry-After seconds; the report can still be submitted",
                             RETRY_AFTER),
         },
+    }
+
+
+ROUTING_UNAVAILABLE = _problem(
+    "The routing service cannot be reached (routing_unavailable); nothing was changed. Try "
+    "again after Retry-After seconds", RETRY_AFTER)
+STATE_CONFLICT = ("the ticket's state does not allow it (not_allowed_in_state; the detail "
+                  "names the state and when it is possible)")
+
+
+def _reporter_action(operation_id: str, summary: str, model: str, status: int,
+                     description: str, optional_body: bool = False) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description + " With the report's access token.",
+        "parameters": [_tracking_id_param()],
+        "security": [{"reportToken": []}],
+        "requestBody": {"required": not optional_body, "content": {"application/json": {
+            "schema": _ref(model)}}},
+        "responses": {
+            str(status): {"description": "Done: the report's status now",
+                          "headers": {**NO_STORE, **RATE_LIMIT_HEADERS},
+                          "content": {"application/json": {"schema": _ref("ReporterAction")}}},
+            "400": _problem(f"Not a tracking id (invalid_tracking_id), {MALFORMED_JSON}, or "
+                            "the token sent outside the Authorization header "
+                            "(token_not_in_header)"),
+            "401": _problem("No access token (access_token_required)",
+                            {"WWW-Authenticate": {"description": "Bearer", "required": True,
+                                                  "schema": {"type": "string"}}}),
+            "403": _problem("The token is not this report's (wrong_access_token)"),
+            "404": _problem("No such report (report_not_found)"),
+            "409": _problem(f"Not now: {STATE_CONFLICT}, or the report has not reached the "
+                            "routing service yet (not_routed_yet, with Retry-After)"),
+            "413": TOO_LARGE,
+            "415": NOT_JSON,
+            "422": _problem("Invalid fields (validation_failed)"),
+            "429": RATE_LIMITED,
+            "503": ROUTING_UNAVAILABLE,
+        },
+    }
+
+
+def _support() -> dict:
+    return {
+        "operationId": "supportReport",
+        "summary": "Support a public report (dukungan)",
+        "description": "Anyone may support a public report, once: a second support from the "
+                       "same client is answered 200 with the same count. The client is the "
+                       "`X-Client-Key` header when sent (an app makes one and keeps it), else "
+                       "its network address; intake keeps only a salted hash of either. No "
+                       "body is needed.",
+        "parameters": [_tracking_id_param(), {
+            "name": "X-Client-Key", "in": "header", "required": False,
+            "description": "8-128 visible ASCII characters, the same for every support from "
+                           "this app installation, e.g. a UUID made once",
+            "schema": {"type": "string", "pattern": models.CLIENT_KEY}}],
+        "responses": {
+            "201": {"description": "Counted",
+                    "headers": {**NO_STORE, **RATE_LIMIT_HEADERS},
+                    "content": {"application/json": {"schema": _ref("Support")}}},
+            "200": {"description": "This client had supported the report already: nothing "
+                                   "counted, the count as it is",
+                    "headers": {**NO_STORE, **RATE_LIMIT_HEADERS},
+                    "content": {"application/json": {"schema": _ref("Support")}}},
+            "400": _problem("Not a tracking id (invalid_tracking_id), or a malformed "
+                            "X-Client-Key (invalid_client_key)"),
+            "404": _problem("No such report (report_not_found)"),
+            "409": _problem("A confidential report (confidential_report) or an archived one "
+                            "(report_archived) cannot be supported"),
+            "413": TOO_LARGE,
+            "429": RATE_LIMITED,
+            "503": NOT_SAVED,
+        },
+    }
+
+
+STAFF_401 = _problem(
+    "No staff token, or one routing does not accept: unknown, expired, revoked, or its account "
+    "disabled (unauthenticated)",
+    {"WWW-Authenticate": {"description": 'Bearer realm="LAPOR staff"', "required": True,
+                          "schema": {"type": "string"}}})
+STAFF_403 = _problem("Your role may not do this, or the ticket is not your agency's "
+                     "(forbidden; the same answer whether or not it exists elsewhere)")
+
+
+def _staff_responses(answer: str, ticket: bool) -> dict:
+    responses = {
+        "200": {"description": "The answer",
+                "headers": {**NO_STORE, **RATE_LIMIT_HEADERS},
+                "content": {"application/json": {"schema": _ref(answer)}}},
+        "400": _problem("The token sent outside the Authorization header (token_not_in_header)"
+                        + (", or not a tracking id (invalid_tracking_id)" if ticket else "")),
+        "401": STAFF_401,
+        "403": STAFF_403,
+        "429": RATE_LIMITED,
+        "503": ROUTING_UNAVAILABLE,
+    }
+    if ticket:
+        responses["404"] = _problem("No such ticket (ticket_not_found; national admins and "
+                                    "oversight, who see every agency's tickets)")
+    return responses
+
+
+def _staff(operation_id: str, summary: str, answer: str, ticket: bool = True) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["staff"],
+        "parameters": [_tracking_id_param()] if ticket else [],
+        "security": [{"staffToken": []}],
+        "responses": _staff_responses(answer, ticket),
+    }
+
+
+def _inbox() -> dict:
+    def query(name: str, description: str, schema: dict) -> dict:
+        return {"name": name, "in": "query", "required": False, "description": description,
+                "schema": schema}
+
+    responses = _staff_responses("TicketList", ticket=False)
+    responses["422"] = _problem("A bad query parameter (validation_failed, naming it)")
+    return {
+        "operationId": "listTickets",
+        "summary": "The inbox: tickets sorted by deadline, the nearest first",
+        "description": "Agency staff see their agency's tickets and its units'; national "
+                       "admins and oversight see every agency's.",
+        "tags": ["staff"],
+        "parameters": [
+            {**query("state", "only tickets in these states (repeat the parameter); default "
+                              "the open ones", {"type": "array", "items": {
+                                  "type": "string", "enum": list(models.STATES)}}),
+             "style": "form", "explode": True},
+            query("overdue", "true: only tickets past their deadline",
+                  {"type": "string", "enum": ["true", "false", "1", "0"]}),
+            query("category", "a category code such as INFRASTRUKTUR",
+                  {"type": "string", "pattern": models.padded_or_blank(models.CATEGORY_CODE)}),
+            query("region_code", "this region and everything in it, e.g. 13.03",
+                  {"type": "string", "pattern": models.padded_or_blank(models.REGION_CODE)}),
+            query("q", "words in the title or body", {
+                "type": "string", "maxLength": 200, "pattern": models.NO_NUL}),
+            query("agency", "national admins and oversight: one agency's tickets, e.g. "
+                            "PUPR-13.03", {"type": "string",
+                                           "pattern": models.padded_or_blank(models.AGENCY_CODE)}),
+            query("page_size", "tickets per page, 1 to 200 (default 50)",
+                  {"type": "integer", "minimum": 1, "maximum": 200}),
+            query("page_token", "next_page_token of the previous page",
+                  {"type": "string", "pattern": models.PAGE_TOKEN})],
+        "security": [{"staffToken": []}],
+        "responses": responses,
+    }
+
+
+def _staff_action(path: str) -> dict:
+    method, model = models.STAFF_ACTION_MODELS[path]
+    optional = not any(field.is_required() for field in model.model_fields.values())
+    responses = _staff_responses("StaffTicket", ticket=True)
+    responses["400"] = _problem("Not a tracking id (invalid_tracking_id), "
+                                f"{MALFORMED_JSON}, or the token sent outside the "
+                                "Authorization header (token_not_in_header)")
+    responses.update({
+        "409": _problem(f"Not now: {STATE_CONFLICT}; or expected_version is not the "
+                        "ticket's version any more (stale_version: reload it)"),
+        "413": TOO_LARGE,
+        "415": NOT_JSON,
+        "422": _problem("Invalid fields (validation_failed, naming each)"),
+    })
+    return {
+        "operationId": "ticket" + "".join(part.capitalize() for part in path.split("-")),
+        "summary": (model.__doc__ or method).strip().splitlines()[0],
+        "description": f"Calls routing's {method}; answers the ticket as it is now."
+                       + (" The body may be left out." if optional else ""),
+        "tags": ["staff"],
+        "parameters": [_tracking_id_param()],
+        "security": [{"staffToken": []}],
+        "requestBody": {"required": not optional, "content": {"application/json": {
+            "schema": _ref(model.__name__)}}},
+        "responses": responses,
     }
 
 

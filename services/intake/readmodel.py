@@ -68,42 +68,64 @@ class ReadModel:
 
     @staticmethod
     def _interpret(event_type: str, p) -> tuple[dict, dict | None]:
-        """(columns of the status to set, the timeline entry or None) for one event."""
+        """(columns of the status to set, the timeline entry or None) for one event.
+
+        An entry's `note` is public; `private_note` only the reporter sees (the question of a
+        hold, the agency's response, a relayed message, the reason of an archive); a
+        `private` entry is the reporter's alone."""
         if event_type == "ticket.dispatched":
             change = {"status": "DISPATCHED", "agency_code": p.agency.code,
                       "category": p.category,
-                      "agency_name": p.agency.name, "deadline": p.deadline.ToDatetime(tzinfo=UTC),
+                      "agency_name": p.agency.name, "deadline": _deadline(p),
                       "deadline_zone": p.deadline_zone}
+            if p.ticket_version > 1:
+                # A later hand-over (verify, pelimpahan, forward, appeal, escalation) comes
+                # with a ticket.status_changed of the same version whose note says it.
+                return change, None
             return change, {"status": "DISPATCHED", "agency_name": p.agency.name,
                             "note": f"Terdisposisi ke {p.agency.name}", "private": False}
         if event_type == "ticket.status_changed":
             state = _state(p.to_state)
             change = {"status": state, "agency_code": p.agency.code, "agency_name": p.agency.name,
-                      "deadline": p.deadline.ToDatetime(tzinfo=UTC) if p.HasField("deadline")
-                      else None, "deadline_zone": p.deadline_zone}
+                      "deadline": _deadline(p), "deadline_zone": p.deadline_zone}
+            if p.action == "appeal":
+                change["appealed"] = True
+            # Routing writes the public note for everyone (for a confidential report it leaves
+            # the response out); the reporter note is for the reporter only, shown beside it
+            # unless it says the same.
+            private = p.reporter_note if p.reporter_note != p.public_note else ""
             return change, {"status": state, "agency_name": p.agency.name,
-                            "note": p.public_note, "private": False}
+                            "note": p.public_note, "private_note": private, "private": False}
         if event_type == "ticket.escalated":
             change = {"agency_code": p.to_agency.code, "agency_name": p.to_agency.name,
-                      "deadline": p.deadline.ToDatetime(tzinfo=UTC), "status": _state(p.stage)}
+                      "deadline": _deadline(p), "status": _state(p.stage)}
+            if p.kind in ("parent", "national", "verification"):
+                # Announced with its own ticket.status_changed (same version) and public note;
+                # a second entry would show the escalation twice.
+                return change, None
             return change, {"status": _state(p.stage), "agency_name": p.to_agency.name,
-                            "note": f"Dieskalasi ke {p.to_agency.name}", "private": False}
+                            "note": f"Dieskalasi ke {p.to_agency.name}" if p.kind != "oversight"
+                            else "Belum selesai dalam 60 hari: ditandai untuk Ombudsman",
+                            "private": False}
         if event_type == "ticket.message":
             # Relayed between the agency and the reporter: the reporter's own timeline only.
             note = ("Pesan dari instansi" if p.direction == "to_reporter"
                     else "Pesan Anda diteruskan ke instansi")
             return {}, {"status": "MESSAGE", "note": note, "agency_name": p.agency.name,
-                        "private": True}
+                        "private_note": p.text, "private": True}
         if event_type == "ticket.sla_warning":
             return {}, {"status": _state(p.stage), "agency_name": p.agency.name,
                         "note": "Batas waktu tindak lanjut segera berakhir", "private": False}
-        # notification.delivered / notification.failed: only the reporter's own messages
-        if p.audience != "reporter":
+        # notification.delivered / .failed / .skipped: only the reporter's own messages that
+        # went out or could not; "nobody to tell" (skipped) is not news to the reporter.
+        if p.audience != "reporter" or p.outcome == "skipped":
             return {}, None
         channel = CHANNEL_NAMES.get(p.channel, p.channel)
-        if p.outcome == "skipped":
-            return {}, None
         note = (f"Pemberitahuan terkirim lewat {channel}" if p.outcome == "delivered"
                 else f"Pemberitahuan lewat {channel} gagal terkirim")
         return {}, {"status": "NOTIFICATION", "note": note, "private": True}
 
+
+def _deadline(p):
+    """The event's deadline, or None when it has none (closed, archived, on hold)."""
+    return p.deadline.ToDatetime(tzinfo=UTC) if p.HasField("deadline") else None

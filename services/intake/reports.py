@@ -1,6 +1,6 @@
 """Accepting a report and showing it: the submit transaction (report, idempotency key and
-outgoing events together), and the allow-listed views of a report for the public and for
-its reporter."""
+outgoing events together), the allow-listed views of a report for the public and for its
+reporter, and what the reporter may still do with it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,6 +33,8 @@ STATUS_LABELS = {
     "CLOSED": "Selesai",
     "ARCHIVED": "Diarsipkan",
 }
+# Owner-only timeline entries that are not states.
+ENTRY_LABELS = {**STATUS_LABELS, "NOTIFICATION": "Pemberitahuan", "MESSAGE": "Pesan"}
 
 
 class IdempotencyConflict(Exception):
@@ -142,9 +144,22 @@ def load(conn: Connection, tracking_id: str):
     return report, entries
 
 
+def token_hash_query(tracking_id: str):
+    """The stored hash of a report's access token (no row: no such report)."""
+    return sa.select(storage.reports.c.access_token_hash).where(
+        storage.reports.c.tracking_id == tracking_id)
+
+
 def _iso(value) -> str | None:
     value = as_utc(value)
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def iso_timestamp(value) -> str | None:
+    """A protobuf Timestamp as the API shows times (UTC, ISO 8601), None when unset."""
+    if value is None or (value.seconds == 0 and value.nanos == 0):
+        return None
+    return _iso(value.ToDatetime(tzinfo=UTC))
 
 
 def _status(row) -> dict:
@@ -167,6 +182,7 @@ def public_view(row, entries) -> dict:
         "region_code": row.region_code,
         "category": row.category or None,
         "confidential": row.confidential,
+        "support_count": row.support_count,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "timeline": [_entry(e) for e in entries if not e.private],
@@ -194,12 +210,57 @@ def owner_view(row, entries) -> dict:
         "target_agency": row.target_agency or None,
         # Contacts went to notify with reporter.registered; intake does not keep them.
         "reporter": {"language": row.language},
-        "timeline": [_entry(e) for e in entries],
+        "timeline": [_entry(e, owner=True) for e in entries],
+        "rating": row.rating,
+        "actions": reporter_actions(row.status, rated=row.rating is not None,
+                                    appealed=row.appealed),
     })
     return view
 
 
-def _entry(entry) -> dict:
-    return {"at": _iso(entry.at), "status": entry.status,
-            "status_label": STATUS_LABELS.get(entry.status, entry.status),
-            "note": entry.note or None, "agency_name": entry.agency_name or None}
+def reporter_actions(status: str, *, rated: bool, appealed: bool) -> list[str]:
+    """What the reporter may do now (routing has the last word: an appeal after its window,
+    for one, is refused there). A reply in any open state reaches whoever holds the report:
+    it answers a follow-up, completes a held report, or is a message to the agency."""
+    if status == "FOLLOWED_UP":
+        return ["reply", "confirm"]
+    if status in ("SUBMITTED", "ON_HOLD", "DISPATCHED", "REPORTER_REPLIED"):
+        return ["reply"]
+    if status == "CLOSED":
+        return [*([] if rated else ["rate"]), *([] if appealed else ["appeal"])]
+    return []
+
+
+def record_action(conn: Connection, tracking_id: str, answer, *, rating: int | None = None
+                  ) -> None:
+    """Shows the reporter's action at once (routing's events follow with the timeline): the
+    state and holder routing answered, applied only when newer, as the read model does; the
+    rating and the appeal, which the owner view offers only once."""
+    r = storage.reports
+    now = utcnow()
+    marks = {}
+    if rating is not None:
+        marks["rating"] = rating
+    if answer.outcome == "appealed":
+        marks["appealed"] = True
+    if marks:
+        conn.execute(r.update().where(r.c.tracking_id == tracking_id).values(**marks))
+    state = common_pb2.TicketState.Name(answer.state).removeprefix("TICKET_STATE_")
+    if state not in STATUS_LABELS or not answer.version:
+        return
+    conn.execute(r.update().where(r.c.tracking_id == tracking_id,
+                                  r.c.version < answer.version).values(
+        status=state, version=answer.version, agency_code=answer.agency.code,
+        agency_name=answer.agency.name, deadline_zone=answer.deadline_zone,
+        deadline=(answer.deadline.ToDatetime(tzinfo=UTC) if answer.HasField("deadline")
+                  else None),
+        status_at=now, updated_at=now))
+
+
+def _entry(entry, owner: bool = False) -> dict:
+    shown = {"at": _iso(entry.at), "status": entry.status,
+             "status_label": ENTRY_LABELS.get(entry.status, entry.status),
+             "note": entry.note or None, "agency_name": entry.agency_name or None}
+    if owner:
+        shown["private_note"] = entry.private_note or None
+    return shown

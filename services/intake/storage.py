@@ -1,6 +1,7 @@
 """Intake's tables: reports as submitted, idempotency keys, the citizen-facing status read
-model and its timeline, and the outbox. Reporters' contacts are not kept here: they pass
-through to notify (reporter.registered) and only notify stores them."""
+model and its timeline, the public's support (dukungan) and the outbox. Reporters' contacts
+are not kept here: they pass through to notify (reporter.registered) and only notify stores
+them."""
 
 from __future__ import annotations
 
@@ -44,6 +45,24 @@ reports = sa.Table(
     sa.Column("deadline_zone", sa.String(8), nullable=False, default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Dukungan: how many clients support the report (report_supports holds who, hashed), and
+    # the report's random salt for those hashes, made with the first support.
+    sa.Column("support_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("support_salt", sa.LargeBinary(16)),
+    # What the reporter did that routing does not announce as a state: so the owner view
+    # offers rating and appeal only until they are used.
+    sa.Column("rating", sa.SmallInteger),
+    sa.Column("appealed", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# One row per client supporting a report: a salted hash of the client's key (the X-Client-Key
+# header, or else the address the rate limiter counts), never the key or the address itself.
+report_supports = sa.Table(
+    "report_supports", metadata,
+    sa.Column("tracking_id", sa.String(20), sa.ForeignKey("reports.tracking_id"),
+              primary_key=True),
+    sa.Column("supporter_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # The first answer to a keyed submission, so a retry gets the same answer, token included.
@@ -67,8 +86,11 @@ timeline = sa.Table(
     sa.Column("status", sa.String(24), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
     sa.Column("agency_name", sa.String(200), nullable=False, default=""),
-    # Entries only the reporter sees (delivery of their own notifications).
+    # Entries only the reporter sees (delivery of their own notifications, messages).
     sa.Column("private", sa.Boolean, nullable=False, default=False),
+    # Shown to the reporter only, beside the public note: the question of a hold, the
+    # agency's response, a relayed message's text, the reason of an archive.
+    sa.Column("private_note", sa.Text, nullable=False, server_default=""),
     sa.Column("source_event_id", sa.String(36)),
 )
 

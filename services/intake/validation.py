@@ -237,6 +237,19 @@ def _check_incident_date(text: str, errors: list[dict[str, str]]) -> None:
                                                             "years"})
 
 
+def parse_model(model: type[BaseModel], data):
+    """A body checked against `model` (a request of models.py) with its text trimmed;
+    raises ValidationFailed listing every problem."""
+    checked, errors = _check(model, data, "send a JSON object")
+    if checked is not None:
+        _text_problems({name: value for name, value in checked if isinstance(value, str)},
+                       errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return checked.model_copy(update={name: _trim(value) for name, value in checked
+                                      if isinstance(value, str)})
+
+
 def parse_draft(data) -> Draft:
     """Checks a POST /api/v1/reports/suggest body: the same rules as a report, but every
     field optional except the region and some text to classify."""

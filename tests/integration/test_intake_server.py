@@ -16,6 +16,7 @@ from concurrent import futures
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 
 from lapor.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from services.intake import limits
@@ -33,7 +34,13 @@ HIGH_LIMITS = {key: "100000 per minute" for key in limits.LIMIT_SETTINGS}
 
 
 class FakeRouting:
-    """routing's SuggestRoute on a real gRPC port, answering after `delay` seconds."""
+    """routing's API on a real gRPC port: SuggestRoute answering after `delay` seconds; the
+    staff RPCs for STAFF_TOKEN only (UNAUTHENTICATED for any other), each answering a
+    plausible ticket; the reporter's RPCs as if the action succeeded."""
+
+    STAFF_TOKEN = "lpr_" + "F4k3" * 10 + "xyz"
+    AGENCY = common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Sijunjung", level="regency",
+                               region_code="13.03", parent_code="PEMDA-13.03")
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay
@@ -42,6 +49,32 @@ class FakeRouting:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(self._Servicer(self), self.server)
         self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+
+    @classmethod
+    def ticket(cls, tracking_id: str) -> routing_pb2.Ticket:
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        ticket = routing_pb2.Ticket(
+            ticket_id="0b7c", tracking_id=tracking_id, state=common_pb2.TICKET_STATE_DISPATCHED,
+            agency=cls.AGENCY, category="INFRASTRUKTUR", deadline=now, deadline_zone="WIB",
+            created_at=now, updated_at=now, region_code="13.03", version=3,
+            report=common_pb2.ReportContent(
+                kind=common_pb2.REPORT_KIND_PENGADUAN, title=REPORT["title"],
+                body=REPORT["body"], region_code="13.03", region_name="Kabupaten Sijunjung",
+                reporter_name="Siti", channel="web", location=common_pb2.GeoPoint(
+                    latitude=-0.67, longitude=100.95), submitted_at=now),
+            decision="jalan -> INFRASTRUKTUR", confidence=0.8, complexity=1,
+            accepted_at=now, clock="respond", escalation_level=1, support_count=4, rating=4,
+            rating_comment="Cepat", allowed_actions=["accept", "follow_up",
+                                                     "not_our_authority"])
+        ticket.timeline.add(at=now, state=common_pb2.TICKET_STATE_SUBMITTED,
+                            actor_role="citizen", note="Laporan diterima", action="submit")
+        ticket.chain.add(agency=cls.AGENCY, reason="dispatched", at=now)
+        ticket.messages.add(at=now, direction="to_reporter", author_role="agency_officer",
+                            text="Di mana tepatnya?")
+        ticket.deliveries.add(at=now, channel="webhook", audience="agency",
+                              outcome="delivered")
+        return ticket
 
     class _Servicer(routing_pb2_grpc.RoutingServiceServicer):
         def __init__(self, fake):
@@ -55,6 +88,72 @@ class FakeRouting:
                 agency=common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Sijunjung",
                                          level="regency"),
                 needs_triage=False, explanation="jalan → INFRASTRUKTUR")
+
+        # -- staff: only STAFF_TOKEN is known ------------------------------------------------------
+        def _staff(self, context) -> None:
+            if ("authorization", f"Bearer {FakeRouting.STAFF_TOKEN}") not in [
+                    tuple(m) for m in context.invocation_metadata()]:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "the token is unknown")
+
+        def WhoAmI(self, request, context):  # noqa: N802
+            self._staff(context)
+            return routing_pb2.Principal(username="budi.pupr", display_name="Budi",
+                                         role="agency_officer", agency=FakeRouting.AGENCY)
+
+        def ListTickets(self, request, context):  # noqa: N802
+            self._staff(context)
+            now = timestamp_pb2.Timestamp()
+            now.GetCurrentTime()
+            answer = routing_pb2.ListTicketsResponse(next_page_token="NTA=")
+            answer.tickets.add(tracking_id="LPR-7K2-M9Q-4TP",
+                               state=common_pb2.TICKET_STATE_DISPATCHED,
+                               agency=FakeRouting.AGENCY, category="INFRASTRUKTUR",
+                               title=REPORT["title"], region_code="13.03", deadline=now,
+                               deadline_zone="WIB", version=2, created_at=now)
+            return answer
+
+        def GetTicket(self, request, context):  # noqa: N802
+            self._staff(context)
+            return FakeRouting.ticket(request.tracking_id)
+
+        def GetAuditTrail(self, request, context):  # noqa: N802
+            self._staff(context)
+            now = timestamp_pb2.Timestamp()
+            now.GetCurrentTime()
+            trail = routing_pb2.AuditTrail(tracking_id=request.tracking_id)
+            trail.entries.add(at=now, actor="budi.pupr", actor_role="agency_officer",
+                              action="accept", from_state=common_pb2.TICKET_STATE_DISPATCHED,
+                              to_state=common_pb2.TICKET_STATE_DISPATCHED,
+                              from_agency="PUPR-13.03", to_agency="PUPR-13.03",
+                              reason="SIMPLE", version=2)
+            return trail
+
+        def _act(self, request, context):
+            self._staff(context)
+            return FakeRouting.ticket(request.tracking_id)
+
+        VerifyTicket = HoldTicket = ArchiveTicket = AcceptTicket = ForwardTicket = _act
+        DeclineTicket = FollowUpTicket = CloseTicket = MessageReporter = _act
+
+        # -- the reporter (through intake) ------------------------------------------------------
+        @staticmethod
+        def _done(outcome: str) -> routing_pb2.ReporterActionResponse:
+            return routing_pb2.ReporterActionResponse(
+                outcome=outcome, state=common_pb2.TICKET_STATE_REPORTER_REPLIED, version=4,
+                agency=common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Sijunjung"),
+                deadline_zone="WIB")
+
+        def ReporterReply(self, request, context):  # noqa: N802
+            return self._done("replied")
+
+        def ReporterConfirm(self, request, context):  # noqa: N802
+            return self._done("closed")
+
+        def RateTicket(self, request, context):  # noqa: N802
+            return self._done("rated")
+
+        def AppealTicket(self, request, context):  # noqa: N802
+            return self._done("appealed")
 
     def __enter__(self) -> FakeRouting:
         self.server.start()

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.infra import messaging
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import events, messaging
 from services.intake import readmodel
 from services.intake.app import create_app
 from tests.conftest import free_port
 from tests.integration.helpers import (
+    SIJUNJUNG_PUPR,
     dead_amqp_url,
     metric,
     notification,
@@ -227,3 +229,118 @@ def test_two_replicas_applying_one_tickets_events_at_once_end_on_the_newest(data
         for a in apps:
             a.extensions["lapor"].routing.close()
             a.extensions["lapor"].engine.dispose()
+
+
+# -- what only the reporter sees -----------------------------------------------------------------
+def changed(tracking_id: str, to_state: str, version: int, *, action: str, public_note: str,
+            reporter_note: str = "", confidential: bool = False, occurred_at=None):
+    """ticket.status_changed as routing's commands publish it."""
+    return events.new("ticket.status_changed", tracking_id, events_pb2.TicketStatusChanged(
+        tracking_id=tracking_id, ticket_id="t", to_state=common_pb2.TicketState.Value(
+            "TICKET_STATE_" + to_state), actor_role="agency_officer", agency=SIJUNJUNG_PUPR,
+        public_note=public_note, reporter_note=reporter_note, action=action,
+        confidential=confidential, ticket_version=version), producer="routing",
+        occurred_at=occurred_at)
+
+
+def message(tracking_id: str, text: str, direction: str = "to_reporter"):
+    return events.new("ticket.message", tracking_id, events_pb2.TicketMessage(
+        tracking_id=tracking_id, ticket_id="t", agency=SIJUNJUNG_PUPR, direction=direction,
+        text=text, ticket_version=2), producer="routing")
+
+
+def test_the_hold_question_and_a_message_show_only_in_the_reporters_timeline(app, feed):
+    citizen = Citizen(app)
+    question = "Mohon lampirkan foto jalan yang rusak dan patokan lokasinya"
+    feed(changed(citizen.tracking_id, "ON_HOLD", 2, action="hold",
+                 public_note="Ditunda: menunggu kelengkapan dari pelapor",
+                 reporter_note=question))
+    feed(message(citizen.tracking_id, "Apakah jalan itu di depan SD 04?"))
+
+    public = citizen.public()
+    assert public["status"] == "ON_HOLD"
+    assert [(e["status"], e["note"]) for e in public["timeline"]] == [
+        ("SUBMITTED", "Laporan diterima"),
+        ("ON_HOLD", "Ditunda: menunggu kelengkapan dari pelapor")]
+    assert question not in str(public) and "SD 04" not in str(public)
+
+    own = citizen.own()
+    held, relayed = own["timeline"][1], own["timeline"][2]
+    assert (held["note"], held["private_note"]) == (
+        "Ditunda: menunggu kelengkapan dari pelapor", question)
+    assert (relayed["status"], relayed["note"], relayed["private_note"]) == (
+        "MESSAGE", "Pesan dari instansi", "Apakah jalan itu di depan SD 04?")
+    assert own["actions"] == ["reply"]
+
+
+def test_a_confidential_follow_up_reaches_its_reporter_but_not_the_public(app, feed):
+    citizen = Citizen(app)
+    response = "Kepala puskesmas sudah ditegur; jam layanan kembali normal mulai Senin"
+    feed(changed(citizen.tracking_id, "FOLLOWED_UP", 2, action="follow_up",
+                 public_note="Ditindaklanjuti", reporter_note=response, confidential=True))
+    assert response not in str(citizen.public())
+    entry = citizen.own()["timeline"][-1]
+    assert (entry["note"], entry["private_note"]) == ("Ditindaklanjuti", response)
+    assert citizen.own()["actions"] == ["reply", "confirm"]
+
+
+def test_a_public_follow_up_is_shown_once_to_its_reporter(app, feed):
+    citizen = Citizen(app)
+    response = "Lubang sudah ditambal pada 3 Maret"
+    feed(changed(citizen.tracking_id, "FOLLOWED_UP", 2, action="follow_up",
+                 public_note=response, reporter_note=response))
+    assert citizen.public()["timeline"][-1]["note"] == response
+    assert citizen.own()["timeline"][-1]["private_note"] is None
+
+
+def test_a_hand_over_shows_once_though_two_events_announce_it(app, feed):
+    """Verify, pelimpahan, appeal and escalation publish ticket.status_changed and
+    ticket.dispatched (for the new agency) of the same version; the reporter sees one entry,
+    whichever arrives first."""
+    first, second = Citizen(app), Citizen(app)
+    for citizen, order in ((first, 1), (second, -1)):
+        pair = [changed(citizen.tracking_id, "DISPATCHED", 3, action="not_our_authority",
+                        public_note="Dilimpahkan ke Dinas PUPR Kabupaten Sijunjung"),
+                ticket_dispatched(citizen.tracking_id, version=3)][::order]
+        for event in pair:
+            feed(event)
+        notes = [e["note"] for e in citizen.own()["timeline"]]
+        assert notes == ["Laporan diterima", "Dilimpahkan ke Dinas PUPR Kabupaten Sijunjung"]
+        assert citizen.public()["status"] == "DISPATCHED"
+
+
+def test_escalations_show_once_and_oversight_flags_show(app, feed):
+    citizen = Citizen(app)
+    parent = common_pb2.Agency(code="PEMDA-13.03", name="Pemerintah Kabupaten Sijunjung")
+
+    def escalated(kind: str, version: int):
+        return events.new("ticket.escalated", citizen.tracking_id, events_pb2.TicketEscalated(
+            tracking_id=citizen.tracking_id, ticket_id="t",
+            stage=common_pb2.TICKET_STATE_DISPATCHED, level=1, from_agency=SIJUNJUNG_PUPR,
+            to_agency=parent, kind=kind, ticket_version=version), producer="routing")
+
+    feed(changed(citizen.tracking_id, "DISPATCHED", 2, action="escalate",
+                 public_note="Dieskalasi ke Pemerintah Kabupaten Sijunjung"))
+    feed(escalated("parent", 2))
+    feed(escalated("oversight", 3))
+    notes = [e["note"] for e in citizen.public()["timeline"]]
+    assert notes == ["Laporan diterima", "Dieskalasi ke Pemerintah Kabupaten Sijunjung",
+                     "Belum selesai dalam 60 hari: ditandai untuk Ombudsman"]
+    assert citizen.public()["deadline"] is None, "an escalation without a deadline has none"
+
+
+def test_nobody_to_tell_is_not_news_to_the_reporter(app, feed):
+    citizen = Citizen(app)
+    assert feed(notification(citizen.tracking_id, audience="reporter",
+                             outcome="skipped")) == "processed"
+    assert [e["status"] for e in citizen.own()["timeline"]] == ["SUBMITTED"]
+
+
+def test_after_an_appeal_the_reporter_is_not_offered_another(app, feed):
+    citizen = Citizen(app)
+    feed(changed(citizen.tracking_id, "CLOSED", 2, action="close", public_note="Selesai"))
+    assert citizen.own()["actions"] == ["rate", "appeal"]
+    feed(changed(citizen.tracking_id, "DISPATCHED", 3, action="appeal",
+                 public_note="Banding pelapor: diteruskan ke Pemerintah Kabupaten Sijunjung"))
+    feed(changed(citizen.tracking_id, "CLOSED", 5, action="close", public_note="Selesai"))
+    assert citizen.own()["actions"] == ["rate"]

@@ -18,6 +18,7 @@ from services.intake.reports import (
     owner_view,
     public_view,
     report_content,
+    reporter_actions,
     request_fingerprint,
 )
 from services.intake.validation import parse_new_report
@@ -133,7 +134,8 @@ def row(**changes) -> SimpleNamespace:
         latitude=-0.6886, longitude=100.9527, address="Jl. Prof. M. Yamin, Muaro Sijunjung",
         channel="mobile", anonymous=False, confidential=False, language="id",
         access_token_hash="ab" * 32, status="SUBMITTED", status_at=T0, agency_code="",
-        agency_name="", deadline=None, deadline_zone="", created_at=T0, updated_at=T0)
+        agency_name="", deadline=None, deadline_zone="", created_at=T0, updated_at=T0,
+        support_count=0, appealed=False)
     values.update(changes)
     assert set(values) == {column.name for column in storage.reports.columns}
     return SimpleNamespace(**values)
@@ -144,7 +146,8 @@ def entry(status: str, note: str, *, private: bool = False, minutes: int = 0,
     values = {column.name: None for column in storage.timeline.columns}
     values.update(id=minutes + 1, tracking_id="LPR-7K2-M9Q-4TX",
                   at=T0 + timedelta(minutes=minutes), status=status, note=note,
-                  agency_name=agency_name, private=private, source_event_id=None)
+                  agency_name=agency_name, private=private, source_event_id=None,
+                  private_note="")
     return SimpleNamespace(**values)
 
 
@@ -289,3 +292,39 @@ def test_a_retried_request_has_the_same_fingerprint():
 def test_a_different_request_has_a_different_fingerprint(change):
     assert request_fingerprint(parse_new_report(request())) != \
         request_fingerprint(parse_new_report(request(**change)))
+
+
+# --- what the reporter may do, and what only they see ---------------------------------------
+
+@pytest.mark.parametrize(("status", "rated", "appealed", "actions"), [
+    ("SUBMITTED", False, False, ["reply"]),
+    ("ON_HOLD", False, False, ["reply"]),
+    ("DISPATCHED", False, False, ["reply"]),
+    ("FOLLOWED_UP", False, False, ["reply", "confirm"]),
+    ("REPORTER_REPLIED", False, False, ["reply"]),
+    ("CLOSED", False, False, ["rate", "appeal"]),
+    ("CLOSED", True, False, ["appeal"]),
+    ("CLOSED", True, True, []),
+    ("CLOSED", False, True, ["rate"]),
+    ("ARCHIVED", False, False, []),
+])
+def test_the_owner_is_offered_what_the_lifecycle_allows_them(status, rated, appealed, actions):
+    assert reporter_actions(status, rated=rated, appealed=appealed) == actions
+    view = owner_view(row(status=status, rating=4 if rated else None, appealed=appealed,
+                          support_count=0), [])
+    assert view["actions"] == actions
+    assert view["rating"] == (4 if rated else None)
+
+
+def test_the_owner_and_only_the_owner_sees_the_private_note():
+    question = "Mohon lampirkan foto lokasi jalan yang rusak"
+    held = entry("ON_HOLD", "Ditunda: menunggu kelengkapan dari pelapor", minutes=3)
+    held.private_note = question
+    view_row = row(status="ON_HOLD", support_count=2, appealed=False)
+    public = public_view(view_row, [*TIMELINE, held])
+    assert question not in json.dumps(public)
+    assert all("private_note" not in e for e in public["timeline"])
+    own = owner_view(view_row, [*TIMELINE, held])
+    assert own["timeline"][-1]["note"] == "Ditunda: menunggu kelengkapan dari pelapor"
+    assert own["timeline"][-1]["private_note"] == question
+    assert own["support_count"] == public["support_count"] == 2
