@@ -8,6 +8,7 @@ import logging
 import re
 
 import grpc
+import sqlalchemy as sa
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
@@ -222,11 +223,16 @@ def _reporter_action(tracking_id: str, model, method: str, build, *, status: int
         answer = ctx.routing.for_citizen(method, build(canonical, body))
     except grpc.RpcError as exc:
         raise from_citizen_call(exc) from None
-    with ctx.engine.begin() as conn:
-        reports.record_action(conn, canonical, answer,
-                              rating=body.rating if rating else None)
     with logs.bound(tracking_id=canonical):
         log.info("reporter action", extra={"outcome": answer.outcome})
+        try:
+            with ctx.engine.begin() as conn:
+                reports.record_action(conn, canonical, answer,
+                                      rating=body.rating if rating else None)
+        except sa.exc.SQLAlchemyError as exc:
+            # Routing has done it: answering 503 would invite a second reply. Routing's
+            # events bring the status; only an offered-again rating button is lost.
+            log.warning("reporter action not shown at once (%s)", type(exc).__name__)
     state = common_pb2.TicketState.Name(answer.state).removeprefix("TICKET_STATE_")
     response = jsonify({
         "tracking_id": canonical,

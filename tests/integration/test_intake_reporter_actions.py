@@ -213,3 +213,23 @@ def test_a_revoked_service_token_shows_in_readiness(platform, tmp_path):
         assert ready.get_json()["checks"]["routing_token"] == TokenStatus.REFUSED
     finally:
         close_app(app)
+
+
+def test_done_at_routing_is_answered_as_done_even_if_intake_cannot_show_it_yet(platform):
+    """Routing took the rating; intake failing to note it in its own table must not answer
+    503 (the reporter would send it again). Routing's answer stands."""
+    p = platform
+    tracking_id, token = p.followed_up()
+    assert p.reporter(tracking_id, token, "confirm").status_code == 200
+    engine = p.app.extensions["lapor"].engine
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_rating BEFORE UPDATE OF rating ON reports "
+            "WHEN NEW.rating = 3 BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    try:
+        rated = p.reporter(tracking_id, token, "rating", {"rating": 3})
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_rating")
+    assert (rated.status_code, rated.get_json()["outcome"]) == (200, "rated")
+    assert p.ticket(tracking_id)["rating"] == 3
