@@ -1,5 +1,6 @@
 """RFC 9457 problem details: every error intake returns is application/problem+json with a
-stable machine-readable code and a detail that says what to fix."""
+stable machine-readable code and a detail that says what to fix; routing's gRPC refusals
+become the same (from_staff_call, from_citizen_call)."""
 
 from __future__ import annotations
 
