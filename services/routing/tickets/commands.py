@@ -689,10 +689,14 @@ class Tickets:
         with reading(self.engine) as conn:
             return self._holder(conn, row.agency_code)
 
-    def get(self, principal: Principal, tracking_id: str) -> TicketView:
+    def get(self, principal: Principal, tracking_id: str, *,
+            after_acting: bool = False) -> TicketView:
+        """The ticket as `principal` may see it. `after_acting`: the answer to a command the
+        caller just took, shown even when it moved the ticket out of their agency (they
+        handed it on and may see where it went; they can do nothing more with it)."""
         with reading(self.engine) as conn:
             row = self._load(conn, tracking_id, lock=False)
-            if principal.acting_role not in (Role.CITIZEN, Role.SYSTEM):
+            if principal.acting_role not in (Role.CITIZEN, Role.SYSTEM) and not after_acting:
                 self._visible(conn, principal, row)
             return self._view(conn, row, principal)
 
@@ -714,9 +718,9 @@ class Tickets:
                 chain.append((entry.agency_code, reason, as_utc(entry.at)))
         chain = [(agencies.get(code), reason, at) for code, reason, at in chain
                  if agencies.get(code) is not None and agencies[code].level != "triage"]
-        held_by_a_unit = principal.acting_role in (Role.AGENCY_ADMIN, Role.AGENCY_OFFICER) \
+        held_elsewhere = principal.acting_role in (Role.AGENCY_ADMIN, Role.AGENCY_OFFICER) \
             and row.agency_code != principal.agency_code
-        actions = [] if held_by_a_unit else allowed_actions(State(row.state),
+        actions = [] if held_elsewhere else allowed_actions(State(row.state),
                                                              principal.acting_role)
         return TicketView(row=row, agency=agencies.get(row.agency_code), history=history,
                           messages=messages, deliveries=deliveries, chain=chain,

@@ -219,7 +219,9 @@ class TicketRpcs:
             invalid_argument(context, problems)
         principal = _caller(context)
         self._run(context, principal, lambda: command(principal))
-        return self._ticket(context, principal, request.tracking_id)
+        view = self._run(context, principal, lambda: self.tickets.get(
+            principal, request.tracking_id, after_acting=True))
+        return ticket_proto(view)
 
     # -- the reporter, through intake ------------------------------------------------------------
     def ReporterReply(self, request, context):  # noqa: N802
