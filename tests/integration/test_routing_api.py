@@ -49,8 +49,6 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
 State = common_pb2.TicketState
 
 
-
-
 @pytest.fixture(scope="module")
 def shared_routing(tmp_path_factory):
     """One routing process for the tests that only read (they share it to stay fast)."""

@@ -31,8 +31,6 @@ ROAD_BODY = ("Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak,
              "sudah tiga bulan tidak diperbaiki.")
 
 
-
-
 @pytest.fixture(scope="module")
 def routing(tmp_path_factory):
     with temporary_vhost() as amqp_url:
