@@ -15,6 +15,15 @@ from services.infra.outbox import outbox_table
 
 metadata = sa.MetaData()
 
+# The official region list (reference data, the same file routing imports), so a report from
+# an unknown region is refused here even while routing is down.
+regions = sa.Table(
+    "regions", metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("level", sa.String(20), nullable=False),
+)
+
 reports = sa.Table(
     "reports", metadata,
     sa.Column("tracking_id", sa.String(20), primary_key=True),
@@ -53,6 +62,8 @@ reports = sa.Table(
     # offers rating and appeal only until they are used.
     sa.Column("rating", sa.SmallInteger),
     sa.Column("appealed", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Routing linked this report to an earlier, near-identical one: its status follows that.
+    sa.Column("linked_to", sa.String(20), nullable=False, server_default=""),
 )
 
 # One row per client supporting a report: a salted hash of the client's key (the X-Client-Key

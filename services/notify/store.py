@@ -74,7 +74,16 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("detail", sa.String(200), nullable=False, default=""),
         sa.UniqueConstraint("delivery_id", "attempt", name="uq_delivery_attempts"),
     )
+    # Reporters whose report was linked to an earlier, near-identical one (its master):
+    # they hear of the master's progress too.
+    followers = sa.Table(
+        "followers", metadata,
+        sa.Column("master", sa.String(32), primary_key=True),
+        sa.Column("follower", sa.String(32), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
     return {
+        "followers": followers,
         "contacts": contacts,
         "webhook_subscriptions": subscriptions,
         "deliveries": deliveries,
@@ -92,6 +101,7 @@ deliveries = _tables["deliveries"]
 delivery_attempts = _tables["delivery_attempts"]
 outbox = _tables["outbox"]
 processed_events = _tables["processed_events"]
+followers = _tables["followers"]
 
 
 MIGRATIONS = MigrationPlan("notify", metadata, Path(__file__).with_name("migrations"))

@@ -24,6 +24,47 @@ regions = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("level", sa.String(20), nullable=False),
     sa.Column("parent_code", sa.String(16)),
+    # Provinces only: ISO 3166-2 code (ID-SB) and time zone (Asia/Jakarta, ...).
+    sa.Column("iso_code", sa.String(8)),
+    sa.Column("timezone", sa.String(32)),
+)
+
+# The taxonomy: the 19 national categories and their subcategories (parent_code set), plus
+# what operators add from the directory file; inactive ones stay for old tickets' sake.
+categories = sa.Table(
+    "categories", metadata,
+    sa.Column("code", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("parent_code", sa.String(40)),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Labelled examples from people correcting routing: an admin recategorising in triage, an
+# agency saying not our authority and the ticket going elsewhere. `retrain` learns from them.
+corrections = sa.Table(
+    "corrections", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tracking_id", sa.String(32), nullable=False, index=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("region_code", sa.String(16), nullable=False),
+    sa.Column("predicted", sa.String(40), nullable=False, server_default=""),
+    sa.Column("category", sa.String(40), nullable=False),
+    sa.Column("subcategory", sa.String(40), nullable=False, server_default=""),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Near matches routing found for a new ticket and did not link on its own: the national
+# admin decides (never merged silently).
+duplicate_suggestions = sa.Table(
+    "duplicate_suggestions", metadata,
+    sa.Column("tracking_id", sa.String(32), primary_key=True),
+    sa.Column("candidate", sa.String(32), primary_key=True),
+    sa.Column("similarity", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolution", sa.String(16), nullable=False, server_default=""),
 )
 
 agencies = sa.Table(
@@ -92,6 +133,13 @@ tickets = sa.Table(
     sa.Column("rating", sa.Integer),
     sa.Column("rating_comment", sa.Text, nullable=False, server_default=""),
     sa.Column("appealed_at", sa.DateTime(timezone=True)),
+    # The decision, explained: rule, top categories, model version, auto or triage (JSON).
+    sa.Column("subcategory", sa.String(40), nullable=False, server_default=""),
+    sa.Column("model_version", sa.String(40), nullable=False, server_default=""),
+    sa.Column("decision_detail", sa.Text, nullable=False, server_default="{}"),
+    # A near-identical report of an open ticket: linked to it (its master), whose updates its
+    # reporter follows; it counts as support of the master.
+    sa.Column("duplicate_of", sa.String(32), nullable=False, server_default=""),
 )
 sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
 sa.Index("ix_tickets_state_deadline", tickets.c.state, tickets.c.deadline)
