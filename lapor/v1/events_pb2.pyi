@@ -63,7 +63,7 @@ class ReportUpdated(_message.Message):
     def __init__(self, tracking_id: _Optional[str] = ..., message: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TicketDispatched(_message.Message):
-    __slots__ = ("tracking_id", "ticket_id", "agency", "deadline", "deadline_zone", "working_days", "category", "confidence", "decision", "report", "actor_role", "ticket_version")
+    __slots__ = ("tracking_id", "ticket_id", "agency", "deadline", "deadline_zone", "working_days", "category", "confidence", "decision", "report", "actor_role", "ticket_version", "subcategory")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class TicketDispatched(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ROLE_FIELD_NUMBER: _ClassVar[int]
     TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUBCATEGORY_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     ticket_id: str
     agency: _common_pb2.Agency
@@ -88,7 +89,8 @@ class TicketDispatched(_message.Message):
     report: _common_pb2.ReportContent
     actor_role: str
     ticket_version: int
-    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., working_days: _Optional[int] = ..., category: _Optional[str] = ..., confidence: _Optional[float] = ..., decision: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., actor_role: _Optional[str] = ..., ticket_version: _Optional[int] = ...) -> None: ...
+    subcategory: str
+    def __init__(self, tracking_id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., working_days: _Optional[int] = ..., category: _Optional[str] = ..., confidence: _Optional[float] = ..., decision: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., actor_role: _Optional[str] = ..., ticket_version: _Optional[int] = ..., subcategory: _Optional[str] = ...) -> None: ...
 
 class TicketStatusChanged(_message.Message):
     __slots__ = ("tracking_id", "ticket_id", "from_state", "to_state", "actor_role", "deadline", "deadline_zone", "public_note", "agency", "ticket_version", "action", "reporter_note", "confidential")

@@ -38,20 +38,50 @@ class SuggestRouteRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[_common_pb2.ReportKind, str]] = ..., title: _Optional[str] = ..., body: _Optional[str] = ..., region_code: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class SuggestRouteResponse(_message.Message):
-    __slots__ = ("category", "category_name", "confidence", "agency", "needs_triage", "explanation")
+    __slots__ = ("category", "category_name", "confidence", "agency", "needs_triage", "explanation", "subcategory", "subcategory_name", "alternatives", "model_version", "rule")
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     NEEDS_TRIAGE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    SUBCATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SUBCATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     category: str
     category_name: str
     confidence: float
     agency: _common_pb2.Agency
     needs_triage: bool
     explanation: str
-    def __init__(self, category: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., needs_triage: _Optional[bool] = ..., explanation: _Optional[str] = ...) -> None: ...
+    subcategory: str
+    subcategory_name: str
+    alternatives: _containers.RepeatedCompositeFieldContainer[CategoryScore]
+    model_version: str
+    rule: str
+    def __init__(self, category: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., needs_triage: _Optional[bool] = ..., explanation: _Optional[str] = ..., subcategory: _Optional[str] = ..., subcategory_name: _Optional[str] = ..., alternatives: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., model_version: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
+class CategoryScore(_message.Message):
+    __slots__ = ("category", "category_name", "confidence")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    category_name: str
+    confidence: float
+    def __init__(self, category: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class DuplicateCandidate(_message.Message):
+    __slots__ = ("tracking_id", "similarity", "resolution")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    similarity: float
+    resolution: str
+    def __init__(self, tracking_id: _Optional[str] = ..., similarity: _Optional[float] = ..., resolution: _Optional[str] = ...) -> None: ...
 
 class GetTicketRequest(_message.Message):
     __slots__ = ("tracking_id",)
@@ -112,7 +142,7 @@ class DeliveryEntry(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ..., audience: _Optional[str] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Ticket(_message.Message):
-    __slots__ = ("ticket_id", "tracking_id", "state", "agency", "category", "deadline", "deadline_zone", "created_at", "updated_at", "timeline", "region_code", "version", "report", "decision", "confidence", "complexity", "accepted_at", "clock", "overdue", "escalation_level", "oversight_flagged", "support_count", "rating", "rating_comment", "chain", "messages", "deliveries", "allowed_actions")
+    __slots__ = ("ticket_id", "tracking_id", "state", "agency", "category", "deadline", "deadline_zone", "created_at", "updated_at", "timeline", "region_code", "version", "report", "decision", "confidence", "complexity", "accepted_at", "clock", "overdue", "escalation_level", "oversight_flagged", "support_count", "rating", "rating_comment", "chain", "messages", "deliveries", "allowed_actions", "subcategory", "model_version", "top_categories", "rule", "duplicate_of", "duplicate_candidates")
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +171,12 @@ class Ticket(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    SUBCATEGORY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TOP_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     ticket_id: str
     tracking_id: str
     state: _common_pb2.TicketState
@@ -169,7 +205,13 @@ class Ticket(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[TicketMessageEntry]
     deliveries: _containers.RepeatedCompositeFieldContainer[DeliveryEntry]
     allowed_actions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ticket_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., category: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeline: _Optional[_Iterable[_Union[TimelineEntry, _Mapping]]] = ..., region_code: _Optional[str] = ..., version: _Optional[int] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., decision: _Optional[str] = ..., confidence: _Optional[float] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clock: _Optional[str] = ..., overdue: _Optional[bool] = ..., escalation_level: _Optional[int] = ..., oversight_flagged: _Optional[bool] = ..., support_count: _Optional[int] = ..., rating: _Optional[int] = ..., rating_comment: _Optional[str] = ..., chain: _Optional[_Iterable[_Union[ChainEntry, _Mapping]]] = ..., messages: _Optional[_Iterable[_Union[TicketMessageEntry, _Mapping]]] = ..., deliveries: _Optional[_Iterable[_Union[DeliveryEntry, _Mapping]]] = ..., allowed_actions: _Optional[_Iterable[str]] = ...) -> None: ...
+    subcategory: str
+    model_version: str
+    top_categories: _containers.RepeatedCompositeFieldContainer[CategoryScore]
+    rule: str
+    duplicate_of: str
+    duplicate_candidates: _containers.RepeatedCompositeFieldContainer[DuplicateCandidate]
+    def __init__(self, ticket_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., category: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_zone: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeline: _Optional[_Iterable[_Union[TimelineEntry, _Mapping]]] = ..., region_code: _Optional[str] = ..., version: _Optional[int] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ..., decision: _Optional[str] = ..., confidence: _Optional[float] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clock: _Optional[str] = ..., overdue: _Optional[bool] = ..., escalation_level: _Optional[int] = ..., oversight_flagged: _Optional[bool] = ..., support_count: _Optional[int] = ..., rating: _Optional[int] = ..., rating_comment: _Optional[str] = ..., chain: _Optional[_Iterable[_Union[ChainEntry, _Mapping]]] = ..., messages: _Optional[_Iterable[_Union[TicketMessageEntry, _Mapping]]] = ..., deliveries: _Optional[_Iterable[_Union[DeliveryEntry, _Mapping]]] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., subcategory: _Optional[str] = ..., model_version: _Optional[str] = ..., top_categories: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., rule: _Optional[str] = ..., duplicate_of: _Optional[str] = ..., duplicate_candidates: _Optional[_Iterable[_Union[DuplicateCandidate, _Mapping]]] = ...) -> None: ...
 
 class Principal(_message.Message):
     __slots__ = ("username", "display_name", "role", "agency")
