@@ -194,6 +194,28 @@ class ReportSupported(_message.Message):
     count: int
     def __init__(self, tracking_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
+class TicketLinked(_message.Message):
+    __slots__ = ("tracking_id", "master_tracking_id", "similarity", "ticket_version", "actor_role", "master_state", "master_agency", "master_deadline", "master_deadline_zone")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    TICKET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ROLE_FIELD_NUMBER: _ClassVar[int]
+    MASTER_STATE_FIELD_NUMBER: _ClassVar[int]
+    MASTER_AGENCY_FIELD_NUMBER: _ClassVar[int]
+    MASTER_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    MASTER_DEADLINE_ZONE_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    master_tracking_id: str
+    similarity: float
+    ticket_version: int
+    actor_role: str
+    master_state: _common_pb2.TicketState
+    master_agency: _common_pb2.Agency
+    master_deadline: _timestamp_pb2.Timestamp
+    master_deadline_zone: str
+    def __init__(self, tracking_id: _Optional[str] = ..., master_tracking_id: _Optional[str] = ..., similarity: _Optional[float] = ..., ticket_version: _Optional[int] = ..., actor_role: _Optional[str] = ..., master_state: _Optional[_Union[_common_pb2.TicketState, str]] = ..., master_agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., master_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., master_deadline_zone: _Optional[str] = ...) -> None: ...
+
 class NotificationOutcome(_message.Message):
     __slots__ = ("tracking_id", "delivery_id", "channel", "audience", "attempt", "outcome", "reason", "trigger_type")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]

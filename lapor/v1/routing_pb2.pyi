@@ -353,6 +353,26 @@ class ArchiveTicketRequest(_message.Message):
     note: str
     def __init__(self, tracking_id: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
+class LinkDuplicateRequest(_message.Message):
+    __slots__ = ("tracking_id", "master_tracking_id", "expected_version")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    master_tracking_id: str
+    expected_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., master_tracking_id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class DismissDuplicateRequest(_message.Message):
+    __slots__ = ("tracking_id", "candidate", "expected_version")
+    TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    tracking_id: str
+    candidate: str
+    expected_version: int
+    def __init__(self, tracking_id: _Optional[str] = ..., candidate: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
 class AcceptTicketRequest(_message.Message):
     __slots__ = ("tracking_id", "expected_version", "complexity")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]

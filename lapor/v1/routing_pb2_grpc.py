@@ -86,6 +86,16 @@ class RoutingServiceStub:
                 request_serializer=lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.SerializeToString,
                 response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
                 _registered_method=True)
+        self.LinkDuplicate = channel.unary_unary(
+                '/lapor.v1.RoutingService/LinkDuplicate',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.LinkDuplicateRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.DismissDuplicate = channel.unary_unary(
+                '/lapor.v1.RoutingService/DismissDuplicate',
+                request_serializer=lapor_dot_v1_dot_routing__pb2.DismissDuplicateRequest.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+                _registered_method=True)
         self.AcceptTicket = channel.unary_unary(
                 '/lapor.v1.RoutingService/AcceptTicket',
                 request_serializer=lapor_dot_v1_dot_routing__pb2.AcceptTicketRequest.SerializeToString,
@@ -210,6 +220,22 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkDuplicate(self, request, context):
+        """National admin, on duplicates: links a report to an open, near-identical ticket (its
+        master): the report is archived as DUPLICATE, its reporter follows the master, and it
+        counts as the master's support. Works on a suggestion or on any pair the admin found.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissDuplicate(self, request, context):
+        """National admin: a suggested pair is not a duplicate; the suggestion is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AcceptTicket(self, request, context):
         """The agency holding the ticket.
         """
@@ -329,6 +355,16 @@ def add_RoutingServiceServicer_to_server(servicer, server):
             'ArchiveTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.ArchiveTicket,
                     request_deserializer=lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'LinkDuplicate': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkDuplicate,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.LinkDuplicateRequest.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
+            ),
+            'DismissDuplicate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissDuplicate,
+                    request_deserializer=lapor_dot_v1_dot_routing__pb2.DismissDuplicateRequest.FromString,
                     response_serializer=lapor_dot_v1_dot_routing__pb2.Ticket.SerializeToString,
             ),
             'AcceptTicket': grpc.unary_unary_rpc_method_handler(
@@ -651,6 +687,60 @@ class RoutingService:
             target,
             '/lapor.v1.RoutingService/ArchiveTicket',
             lapor_dot_v1_dot_routing__pb2.ArchiveTicketRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkDuplicate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/LinkDuplicate',
+            lapor_dot_v1_dot_routing__pb2.LinkDuplicateRequest.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissDuplicate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/DismissDuplicate',
+            lapor_dot_v1_dot_routing__pb2.DismissDuplicateRequest.SerializeToString,
             lapor_dot_v1_dot_routing__pb2.Ticket.FromString,
             options,
             channel_credentials,

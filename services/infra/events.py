@@ -22,6 +22,7 @@ CATALOG: dict[str, type[Message]] = {
     "ticket.sla_warning": events_pb2.TicketSlaWarning,
     "ticket.escalated": events_pb2.TicketEscalated,
     "ticket.message": events_pb2.TicketMessage,
+    "ticket.linked": events_pb2.TicketLinked,
     "report.supported": events_pb2.ReportSupported,
     "notification.delivered": events_pb2.NotificationOutcome,
     "notification.failed": events_pb2.NotificationOutcome,
