@@ -289,12 +289,41 @@ class Tickets:
             if agency is None or agency.level == "triage":
                 raise Invalid({"agency_code": f"no active agency {code[:40]!r} in the "
                                               "directory"})
-            values = {"category": category} if category else {}
+            values = {}
+            if category:
+                chosen, sub = self._category(conn, category)
+                values = {"category": chosen, "subcategory": sub}
+                if (chosen, sub) != (row.category, row.subcategory):
+                    self._correction(conn, row, chosen, sub)
             return self._apply(conn, row, principal, Action.VERIFY, _Move(
                 values=values, agency=agency, chain_reason="dispatched", note=note,
                 public_note=f"Terverifikasi dan terdisposisi ke {agency.name}"),
                 expected_version)
         return self._command(principal, tracking_id, body)
+
+    def _category(self, conn: Connection, code: str) -> tuple[str, str]:
+        """(category, subcategory) for a category or subcategory code of the taxonomy."""
+        c = storage.categories
+        row = conn.execute(sa.select(c.c.code, c.c.parent_code).where(
+            c.c.code == code, c.c.active.is_(True))).first()
+        if row is None:
+            raise Invalid({"category": f"no active category or subcategory {code[:40]!r} in "
+                                       "the directory"})
+        return (row.parent_code, row.code) if row.parent_code else (row.code, "")
+
+    def _correction(self, conn: Connection, row, category: str, subcategory: str) -> None:
+        """A person put the report in another category than routing did: a labelled example
+        for the next retraining. After a hand-over (not our authority) it says so."""
+        handed_over = conn.execute(sa.select(storage.ticket_history.c.id).where(
+            storage.ticket_history.c.ticket_id == row.ticket_id,
+            storage.ticket_history.c.action == Action.NOT_OUR_AUTHORITY.value).limit(1)
+        ).first() is not None
+        conn.execute(storage.corrections.insert().values(
+            tracking_id=row.tracking_id, title=row.title, body=row.body,
+            region_code=row.region_code, predicted=row.subcategory or row.category,
+            category=category, subcategory=subcategory,
+            source="not_our_authority" if handed_over else "recategorised",
+            created_at=self.now()))
 
     def hold(self, principal: Principal, tracking_id: str, *, question: str,
              expected_version: int = 0):
