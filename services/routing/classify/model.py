@@ -1,0 +1,396 @@
+"""The learned classifier: a linear model over word n-grams (1-2, of the stemmed text) and
+character n-grams (3-5 within words, of the unstemmed standard text), trained to predict a
+report's subcategory. A category's probability is the sum of its subcategories'.
+
+Training uses scikit-learn: two TfidfVectorizers (sublinear tf) in a FeatureUnion and a
+LinearSVC whose scores become probabilities by temperature scaling (CalibratedClassifierCV,
+one temperature fitted on 3-fold cross-validated scores of the training part: the ranking
+stays the SVM's and the probabilities sum to one). Logistic regression over the same
+features was measured too; docs/classifier.md has both and why this one.
+
+What is saved and served is the fitted model's arithmetic only (vocabularies, idf weights,
+coefficients, the temperature) in a `LinearModel`, computed here with numpy: a prediction
+takes well under a millisecond and loading it imports neither scikit-learn nor SciPy. A
+unit test holds it equal to scikit-learn's own predict_proba.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from services.routing.classify import normalise as normaliser
+from services.routing.classify.corpus import Example, category_of, join_text
+
+MODEL_FILE = "model.joblib"
+CARD_FILE = "card.json"
+# Bump when a change here alters what a model file holds or how features are computed:
+# models of another format are then rebuilt (the normaliser's code is hashed instead).
+FORMAT = 1
+
+PARAMS: dict = {
+    "format": FORMAT,
+    "words": {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True},
+    "chars": {"ngram_range": [3, 5], "min_df": 2, "sublinear_tf": True},
+    "classifier": {"kind": "linear_svc", "C": 0.5, "calibration": "temperature",
+                   "calibration_folds": 3},
+}
+
+_SOURCES = (Path(normaliser.__file__), Path(normaliser.__file__).with_name("slang.py"))
+
+
+class ModelError(RuntimeError):
+    """A model cannot be built or loaded; the message says what to run or fix."""
+
+
+def library_versions() -> dict[str, str]:
+    """What a model's numbers depend on besides its inputs (read without importing)."""
+    versions = {"python": ".".join(platform.python_version_tuple()[:2])}
+    for name in ("scikit-learn", "numpy", "scipy", "joblib"):
+        versions[name] = metadata.version(name)
+    return versions
+
+
+def code_digest() -> str:
+    """The normaliser's code: a model is only valid with the code that turned its training
+    text into words."""
+    digest = hashlib.sha256()
+    for path in _SOURCES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def model_version(corpus_digest: str, corrections: Sequence[Example], params: dict) -> str:
+    """A short hash of everything that decides the model: corpus, corrections, parameters,
+    library versions and the code that makes features. Same inputs, same version."""
+    digest = hashlib.sha256()
+    digest.update(corpus_digest.encode())
+    for example in corrections:
+        digest.update(json.dumps([example.title, example.body, example.subcategory],
+                                 ensure_ascii=False).encode() + b"\n")
+    digest.update(json.dumps(params, sort_keys=True).encode())
+    digest.update(json.dumps(library_versions(), sort_keys=True).encode())
+    digest.update(code_digest().encode())
+    return digest.hexdigest()[:12]
+
+
+# -- training (scikit-learn, imported only here) -------------------------------------------
+
+def make_pipeline(params: dict = PARAMS):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.svm import LinearSVC
+
+    words, chars, clf = params["words"], params["chars"], params["classifier"]
+    if clf["kind"] != "linear_svc":
+        raise ModelError(f"unknown classifier kind {clf['kind']!r}")
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(
+            preprocessor=normaliser.normalise, token_pattern=r"\S+", lowercase=False,
+            ngram_range=tuple(words["ngram_range"]), min_df=words["min_df"],
+            sublinear_tf=words["sublinear_tf"], dtype=np.float32)),
+        ("chars", TfidfVectorizer(
+            preprocessor=normaliser.surface, analyzer="char_wb", lowercase=False,
+            ngram_range=tuple(chars["ngram_range"]), min_df=chars["min_df"],
+            sublinear_tf=chars["sublinear_tf"], dtype=np.float32)),
+    ])
+    classifier = CalibratedClassifierCV(LinearSVC(C=clf["C"], random_state=0),
+                                        method=clf["calibration"],
+                                        cv=clf["calibration_folds"], ensemble=False)
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def fit_pipeline(examples: Sequence[Example], params: dict = PARAMS):
+    """The fitted scikit-learn pipeline (deterministic for the same examples)."""
+    labels = [e.subcategory for e in examples]
+    counts = Counter(labels)
+    folds = params["classifier"]["calibration_folds"]
+    if len(counts) < 3:
+        raise ModelError("the training set needs at least three labels")
+    # Cross-validated calibration needs each label in every fold; a rarer label's examples
+    # are repeated, which weighs it only as much as the folds require.
+    padded = list(examples)
+    for label, count in sorted(counts.items()):
+        if count < folds:
+            first = next(e for e in examples if e.subcategory == label)
+            padded.extend([first] * (folds - count))
+    pipeline = make_pipeline(params)
+    pipeline.fit([e.text for e in padded], [e.subcategory for e in padded])
+    return pipeline
+
+
+def train(examples: Sequence[Example], params: dict = PARAMS) -> LinearModel:
+    return LinearModel.from_pipeline(fit_pipeline(examples, params), params)
+
+
+# -- serving (numpy only) ------------------------------------------------------------------
+
+def _ngrams(tokens: list[str], low: int, high: int) -> list[str]:
+    """Word n-grams exactly as TfidfVectorizer(analyzer="word") makes them."""
+    grams = list(tokens) if low == 1 else []
+    for n in range(max(low, 2), min(high, len(tokens)) + 1):
+        grams.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return grams
+
+
+def _char_wb(words: list[str], low: int, high: int) -> list[str]:
+    """Character n-grams within space-padded words, exactly as analyzer="char_wb" does."""
+    grams: list[str] = []
+    for word in words:
+        padded = f" {word} "
+        length = len(padded)
+        for n in range(low, high + 1):
+            if length < n:  # a short word counts once, whole
+                grams.append(padded)
+                break
+            grams.extend(padded[i:i + n] for i in range(length - n + 1))
+    return grams
+
+
+@dataclass
+class _Vocabulary:
+    index: dict[str, int]
+    idf: np.ndarray
+    offset: int          # where its columns start in the joined feature space
+    sublinear: bool
+
+    def features(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        counts = Counter(t for t in terms if t in self.index)
+        if not counts:
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
+        columns = np.fromiter((self.index[t] for t in counts), dtype=np.intp,
+                              count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.sublinear:
+            tf = np.log(tf) + 1.0
+        values = tf * self.idf[columns]
+        norm = math.sqrt(float(values @ values))
+        return columns + self.offset, values / norm if norm else values
+
+
+class LinearModel:
+    """Features and scores of a fitted pipeline, computed with numpy."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.labels: list[str] = list(state["labels"])
+        self.word_ngrams = tuple(state["word_ngrams"])
+        self.char_ngrams = tuple(state["char_ngrams"])
+        words, chars = state["word_vocabulary"], state["char_vocabulary"]
+        self._words = _Vocabulary({t: i for i, t in enumerate(words)}, state["word_idf"], 0,
+                                  state["sublinear"][0])
+        self._chars = _Vocabulary({t: i for i, t in enumerate(chars)}, state["char_idf"],
+                                  len(words), state["sublinear"][1])
+        self._weights = state["weights"]        # (features, labels), rows gathered per text
+        self._intercept = state["intercept"]
+        self._beta = float(state["beta"])
+
+    @classmethod
+    def from_pipeline(cls, pipeline, params: dict) -> LinearModel:
+        union = pipeline.named_steps["features"]
+        words = union.transformer_list[0][1]
+        chars = union.transformer_list[1][1]
+        calibrated = pipeline.named_steps["classifier"].calibrated_classifiers_[0]
+        svm = calibrated.estimator
+        coef = np.asarray(svm.coef_, dtype=np.float32)
+        intercept = np.asarray(svm.intercept_, dtype=np.float32)
+        if coef.shape[0] == 1:  # two labels: scores are (-x, x), as the calibrator sees them
+            coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+
+        def vocabulary(vectorizer) -> list[str]:
+            terms = [""] * len(vectorizer.vocabulary_)
+            for term, column in vectorizer.vocabulary_.items():
+                terms[column] = term
+            return terms
+
+        return cls({
+            "labels": [str(label) for label in pipeline.classes_],
+            "word_ngrams": list(words.ngram_range), "char_ngrams": list(chars.ngram_range),
+            "sublinear": [bool(words.sublinear_tf), bool(chars.sublinear_tf)],
+            "word_vocabulary": vocabulary(words),
+            "word_idf": np.asarray(words.idf_, dtype=np.float64),
+            "char_vocabulary": vocabulary(chars),
+            "char_idf": np.asarray(chars.idf_, dtype=np.float64),
+            "weights": np.ascontiguousarray(coef.T), "intercept": intercept,
+            "beta": float(calibrated.calibrators[0].beta_),
+        })
+
+    def probabilities(self, text: str) -> np.ndarray:
+        """The labels' probabilities for one text (summing to 1), in `labels` order."""
+        words = normaliser.standard_words(text)
+        stems = [normaliser.stem(w) for w in words]
+        w_cols, w_vals = self._words.features(_ngrams(stems, *self.word_ngrams))
+        c_cols, c_vals = self._chars.features(_char_wb(words, *self.char_ngrams))
+        columns = np.concatenate([w_cols, c_cols])
+        values = np.concatenate([w_vals, c_vals]).astype(np.float32)
+        scores = values @ self._weights[columns] + self._intercept
+        scores = self._beta * scores.astype(np.float64)
+        scores -= scores.max()
+        exp = np.exp(scores)
+        return exp / exp.sum()
+
+
+# -- the classifier routing holds ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prediction:
+    category: str                 # category code, e.g. KESEHATAN
+    subcategory: str              # e.g. KESEHATAN.PUSKESMAS ("" when none is known)
+    confidence: float             # the category's probability
+    alternatives: tuple[tuple[str, float], ...]   # the next two categories, most likely first
+    subcategory_confidence: float
+    model_version: str
+
+
+class Classifier:
+    """A built model: `Classifier.load(dir)`, `.predict(title, body)`, `.version`."""
+
+    def __init__(self, model: LinearModel, card: dict):
+        self.model = model
+        self.card = card
+        self.version: str = card["version"]
+        labels = model.labels
+        self.categories = sorted({category_of(label) for label in labels})
+        column = {c: i for i, c in enumerate(self.categories)}
+        self._membership = np.zeros((len(labels), len(self.categories)))
+        for row, label in enumerate(labels):
+            self._membership[row, column[category_of(label)]] = 1.0
+        # A label that is a bare category code (a correction without a subcategory) counts
+        # towards its category but is never named as the subcategory.
+        self._named = np.array([label != category_of(label) for label in labels])
+
+    @classmethod
+    def load(cls, path: str | Path) -> Classifier:
+        """The model in `path`: a model directory (its `current` names the version) or one
+        version's directory. ModelError, saying what to run, when it is missing or was built
+        for other code or library versions."""
+        from services.routing.classify.store import ModelStore
+
+        return ModelStore.open(Path(path)).load()
+
+    @classmethod
+    def from_files(cls, directory: Path) -> Classifier:
+        card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{card_path}: cannot read the model card ({exc}); run "
+                             "`make model`") from None
+        if card.get("libraries") != library_versions() or card.get("code") != code_digest():
+            raise ModelError(f"model {card.get('version')} in {directory} was built by other "
+                             "code or library versions; run `make model` to rebuild it")
+        try:
+            state = joblib.load(model_path)
+        except (OSError, EOFError, ValueError, KeyError, ImportError) as exc:
+            raise ModelError(f"{model_path}: cannot load ({type(exc).__name__}); run "
+                             "`make model`") from None
+        return cls(LinearModel(state), card)
+
+    def predict(self, title: str, body: str) -> Prediction:
+        """The most likely category and subcategory of a report, with the runners-up."""
+        return self._prediction(self.model.probabilities(join_text(title, body)))
+
+    def predict_many(self, pairs: Iterable[tuple[str, str]]) -> list[Prediction]:
+        return [self.predict(title, body) for title, body in pairs]
+
+    def _prediction(self, probs: np.ndarray) -> Prediction:
+        by_category = probs @ self._membership
+        order = np.argsort(-by_category, kind="stable")
+        best = order[0]
+        in_best = (self._membership[:, best] > 0) & self._named
+        if in_best.any():
+            sub = int(np.argmax(np.where(in_best, probs, -1.0)))
+            subcategory, sub_confidence = self.model.labels[sub], float(probs[sub])
+        else:
+            subcategory, sub_confidence = "", float(by_category[best])
+        return Prediction(
+            category=self.categories[best], subcategory=subcategory,
+            confidence=round(float(by_category[best]), 4),
+            alternatives=tuple((self.categories[i], round(float(by_category[i]), 4))
+                               for i in order[1:3]),
+            subcategory_confidence=round(sub_confidence, 4), model_version=self.version)
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """How a model did on held-out examples: category top-1 accuracy and macro-F1 (over the
+    categories present) are the headline figures; subcategory accuracy beside them."""
+
+    examples: int
+    accuracy: float
+    macro_f1: float
+    subcategory_accuracy: float
+    per_category_f1: dict[str, float] = field(default_factory=dict)
+    confused: list[tuple[str, str, int]] = field(default_factory=list)  # true, predicted, n
+
+    def as_dict(self) -> dict:
+        return {"examples": self.examples, "accuracy": round(self.accuracy, 4),
+                "macro_f1": round(self.macro_f1, 4),
+                "subcategory_accuracy": round(self.subcategory_accuracy, 4),
+                "per_category_f1": {k: round(v, 4) for k, v in self.per_category_f1.items()},
+                "confused": [list(c) for c in self.confused]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Evaluation:
+        return cls(data["examples"], data["accuracy"], data["macro_f1"],
+                   data["subcategory_accuracy"], dict(data["per_category_f1"]),
+                   [tuple(c) for c in data["confused"]])
+
+    def not_worse_than(self, other: Evaluation, tolerance: float = 0.0) -> bool:
+        return (self.accuracy >= other.accuracy - tolerance
+                and self.macro_f1 >= other.macro_f1 - tolerance)
+
+
+def f1_by_label(true: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    """F1 of each label that occurs in `true`."""
+    pairs = list(zip(true, predicted, strict=True))
+    scores = {}
+    for label in sorted(set(true)):
+        tp = sum(t == label and p == label for t, p in pairs)
+        fp = sum(t != label and p == label for t, p in pairs)
+        fn = sum(t == label and p != label for t, p in pairs)
+        scores[label] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return scores
+
+
+def evaluate(classifier: Classifier, held_out: Sequence[Example], worst: int = 5
+             ) -> Evaluation:
+    """Scores on held-out examples (never seen in training)."""
+    if not held_out:
+        return Evaluation(0, 0.0, 0.0, 0.0)
+    predictions = classifier.predict_many((e.title, e.body) for e in held_out)
+    true = [e.category for e in held_out]
+    predicted = [p.category for p in predictions]
+    per_category = f1_by_label(true, predicted)
+    confused = Counter((t, p) for t, p in zip(true, predicted, strict=True) if t != p)
+    n = len(held_out)
+    return Evaluation(
+        examples=n,
+        accuracy=sum(t == p for t, p in zip(true, predicted, strict=True)) / n,
+        macro_f1=sum(per_category.values()) / len(per_category),
+        subcategory_accuracy=sum(e.subcategory == p.subcategory for e, p in
+                                 zip(held_out, predictions, strict=True)) / n,
+        per_category_f1=per_category,
+        confused=[(t, p, c) for (t, p), c in
+                  sorted(confused.items(), key=lambda kv: (-kv[1], kv[0]))[:worst]])
+
+
+def timed(fn, *args, **kwargs):
+    """(result, seconds) of one call."""
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started

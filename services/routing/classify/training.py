@@ -1,0 +1,145 @@
+"""Building, measuring and promoting models: what `model build` and `retrain` do.
+
+Both train on the corpus's training part plus the corrections and measure on the corpus's
+held-out part (corpus.split), so figures before and after a retrain are on the same
+examples. `build` promotes what it built (the operator asked for it); `retrain` promotes only
+a model that is not worse than the current one on the held-out split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.routing.classify import corpus as corpus_mod
+from services.routing.classify.corpus import CORPUS_DIR, Example, Taxonomy
+from services.routing.classify.model import (
+    PARAMS,
+    Classifier,
+    Evaluation,
+    ModelError,
+    code_digest,
+    evaluate,
+    library_versions,
+    model_version,
+    timed,
+    train,
+)
+from services.routing.classify.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    version: str
+    directory: Path
+    card: dict
+    built: bool             # False when this exact version was already there
+    evaluation: Evaluation
+
+
+def build(store: ModelStore, corrections: Sequence[Example] = (), *,
+          corpus_dir: Path = CORPUS_DIR, taxonomy: Taxonomy | None = None,
+          params: dict = PARAMS) -> BuildResult:
+    """Trains and saves the model for these inputs, unless that version is already saved.
+    Does not promote it."""
+    examples = corpus_mod.read_corpus(corpus_dir, taxonomy)
+    digest = corpus_mod.corpus_digest(corpus_dir)
+    corrections = list(corrections)
+    version = model_version(digest, corrections, params)
+    if store.has(version):
+        card = store.card(version)
+        return BuildResult(version, store.directory(version), card, False,
+                           Evaluation.from_dict(card["held_out"]))
+    train_part, held_out = corpus_mod.split(examples)
+    training = corpus_mod.training_set(train_part, held_out, corrections)
+    model, seconds = timed(train, training, params)
+    card = {
+        "version": version,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "corpus_sha256": digest,
+        "corpus_examples": len(examples),
+        "training_examples": len(training),
+        "corrections": len(training) - len(train_part),
+        "labels": len(model.labels),
+        "split": {"method": "sha256 of the folded text, first 8 hex digits mod 100 < "
+                            f"{corpus_mod.HELD_OUT_PERCENT} is held out; every subcategory "
+                            "on both sides",
+                  "held_out_percent": corpus_mod.HELD_OUT_PERCENT},
+        "params": params,
+        "libraries": library_versions(),
+        "code": code_digest(),
+        "train_seconds": round(seconds, 2),
+    }
+    evaluation = evaluate(Classifier(model, card), held_out)
+    card["held_out"] = evaluation.as_dict()
+    directory = store.save(version, model.state, card)
+    log.info("model built", extra={"model_version": version, "examples": len(training),
+                                   "accuracy": card["held_out"]["accuracy"],
+                                   "macro_f1": card["held_out"]["macro_f1"],
+                                   "seconds": round(seconds, 1)})
+    return BuildResult(version, directory, card, True, evaluation)
+
+
+def held_out_examples(corpus_dir: Path = CORPUS_DIR, taxonomy: Taxonomy | None = None
+                      ) -> list[Example]:
+    return corpus_mod.split(corpus_mod.read_corpus(corpus_dir, taxonomy))[1]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    previous: str | None
+    before: Evaluation | None     # the current model on today's held-out split
+    result: BuildResult
+    promoted: bool
+    reason: str
+
+
+def retrain(store: ModelStore, corrections: Sequence[Example], *, tolerance: float = 0.0,
+            corpus_dir: Path = CORPUS_DIR, taxonomy: Taxonomy | None = None,
+            params: dict = PARAMS) -> RetrainResult:
+    """Builds from corpus + corrections and promotes the result only when its held-out
+    accuracy and macro-F1 are each no more than `tolerance` below the current model's."""
+    previous = store.current()
+    before = None
+    if previous is not None:
+        try:
+            current = store.load(previous)
+        except ModelError as exc:
+            log.warning("current model cannot be loaded; the new one replaces it",
+                        extra={"model_version": previous, "reason": str(exc)})
+        else:
+            before = evaluate(current, held_out_examples(corpus_dir, taxonomy))
+    result = build(store, corrections, corpus_dir=corpus_dir, taxonomy=taxonomy,
+                   params=params)
+    if result.version == previous:
+        return RetrainResult(previous, before, result, False,
+                             "nothing new to learn: the current model already has these inputs")
+    if before is not None and not result.evaluation.not_worse_than(before, tolerance):
+        return RetrainResult(previous, before, result, False,
+                             "the new model is worse on the held-out split; kept the current")
+    store.promote(result.version)
+    log.info("model promoted", extra={"model_version": result.version,
+                                      "previous_version": previous})
+    return RetrainResult(previous, before, result, True,
+                         "promoted" if before is not None else "promoted (no usable current "
+                         "model to compare with)")
+
+
+def load_or_build(store: ModelStore, corrections: Sequence[Example] = (), *,
+                  corpus_dir: Path = CORPUS_DIR, taxonomy: Taxonomy | None = None
+                  ) -> Classifier:
+    """The current model; when there is none (a fresh checkout) or it no longer fits the
+    code and libraries, one is built from the corpus and promoted first."""
+    try:
+        return store.load()
+    except ModelError as exc:
+        log.warning("no usable classifier model in %s (%s); building one from the corpus, "
+                    "which takes a few seconds", store.root, exc)
+    result = build(store, corrections, corpus_dir=corpus_dir, taxonomy=taxonomy)
+    store.promote(result.version)
+    return store.load(result.version)
