@@ -1,4 +1,5 @@
-"""`python -m services.routing [serve|migrate|seed-demo|import-regions CSV|accounts ...]`."""
+"""`python -m services.routing [serve|migrate|seed-demo|import-regions CSV|directory ...|
+accounts ...]`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from services.infra import db, logs
 from services.infra.config import Env
 from services.infra.lifecycle import wait_for_shutdown_signal
 from services.routing import auth, storage
+from services.routing.directory import cli as directory_cli
 
 log = logging.getLogger("services.routing")
 
@@ -23,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("seed-demo", help="load the demo directory (Sumatera Barat, ministries)")
     imp = sub.add_parser("import-regions", help="import the Kemendagri region list (CSV: "
-                         "kode,nama,level)")
+                         "kode,nama,level); provinces get their ISO 3166-2 code and time zone")
     imp.add_argument("csv", type=Path)
+    directory_cli.add_command(sub)
     auth.add_command(sub)
     args = parser.parse_args(argv)
     env = Env()
@@ -41,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if command == "accounts":
         return auth.main(args, env)
+    if command == "directory":
+        return directory_cli.main(args, env)
 
     engine = db.make_engine(env.database_url("ROUTING_DATABASE_URL", "routing"))
-    # Seeding runs under the migration lock, so replicas starting together seed once.
+    # The taxonomy (and the demo) load under the migration lock, so replicas starting
+    # together load them once.
     db.migrate(engine, "routing", storage.MIGRATIONS,
-               after=storage.seed_demo if command == "seed-demo" else None)
+               after=storage.after_migrate(seed_demo=command == "seed-demo"))
     if command == "seed-demo":
         log.info("demo directory loaded")
     elif command == "import-regions":
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         with engine.begin() as conn:
             written = storage.upsert_regions(conn, rows)
         log.info("imported regions", extra={"rows": len(rows), "written": written})
+        print(f"import-regions {args.csv}: {len(rows):,} regions, {written:,} rows written")
     return 0
 
 

@@ -199,10 +199,11 @@ class RoutingService:
         self.engine = db.make_engine(settings.database_url, pool_size=settings.workers + 4,
                                      pool_timeout=settings.db_pool_timeout)
         self.authenticator = Authenticator(self.engine)
-        # Seeding runs under the migration lock: replicas starting together on one empty
-        # database seed it once instead of colliding on its primary keys.
+        # The national taxonomy (and the demo directory) load under the migration lock:
+        # replicas starting together on one empty database load it once instead of
+        # colliding on its primary keys.
         db.migrate(self.engine, "routing", storage.MIGRATIONS,
-                   after=storage.seed_demo if settings.seed_demo else None)
+                   after=storage.after_migrate(seed_demo=settings.seed_demo))
         self.outbox = Outbox(self.engine, storage.outbox, "routing",
                              lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
         calendar = WorkCalendar(settings.joint_leave)

@@ -1,19 +1,18 @@
 """The demo directory: Sumatera Barat with its 19 regencies and cities, a few national
-ministries, and the national admin's triage queue. Enough to route a report from Kabupaten
-Sijunjung end to end; the full region list is imported with `import-regions`."""
+ministries and bodies, and the national admin's triage queue, with the national taxonomy's
+category codes and the national directory's names and codes (a small part of what
+`directory generate` makes). Enough to route a report from Kabupaten Sijunjung end to end;
+the full region list is imported with `import-regions`, the national directory loaded with
+`directory load` (docs/directory.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.infra.regions import Region
 from services.routing.rules import TRIAGE_AGENCY
 
-
-@dataclass(frozen=True)
-class Region:
-    code: str
-    name: str
-    level: str  # provinsi | kabupaten_kota | kecamatan | desa_kelurahan
+__all__ = ["AgencyRow", "Region", "demo_agencies", "demo_regions"]
 
 
 @dataclass(frozen=True)
@@ -42,21 +41,25 @@ SUMBAR_REGENCIES = tuple(Region(code, name, "kabupaten_kota") for code, name in 
 MINISTRIES = (
     AgencyRow("KEMENDAGRI", "Kementerian Dalam Negeri", "national", "", "",
               ("KEPENDUDUKAN",)),
-    AgencyRow("KEMENPU", "Kementerian Pekerjaan Umum", "national", "", "", ("INFRASTRUKTUR",)),
+    AgencyRow("KEMENPU", "Kementerian Pekerjaan Umum", "national", "", "", ("PUPR",)),
+    AgencyRow("BPJN", "Balai Pelaksanaan Jalan Nasional, Direktorat Jenderal Bina Marga",
+              "national", "", "KEMENPU", ("PUPR.JALAN_NASIONAL",)),
     AgencyRow("KEMENKES", "Kementerian Kesehatan", "national", "", "", ("KESEHATAN",)),
+    AgencyRow("BPJS-KESEHATAN", "BPJS Kesehatan", "national", "", "", ("KESEHATAN.BPJS",)),
     AgencyRow("KEMENDIKDASMEN", "Kementerian Pendidikan Dasar dan Menengah", "national", "", "",
               ("PENDIDIKAN",)),
-    AgencyRow("KEMENSOS", "Kementerian Sosial", "national", "", "", ("BANSOS",)),
-    AgencyRow("KLH", "Kementerian Lingkungan Hidup", "national", "", "", ("LINGKUNGAN",)),
+    AgencyRow("KEMENSOS", "Kementerian Sosial", "national", "", "", ("SOSIAL",)),
+    AgencyRow("KLH", "Kementerian Lingkungan Hidup/Badan Pengendalian Lingkungan Hidup",
+              "national", "", "", ("LINGKUNGAN",)),
 )
 
 # Regional offices (dinas) per regency/city: code prefix, name, category.
 DINAS = (
-    ("PUPR", "Dinas Pekerjaan Umum dan Penataan Ruang", "INFRASTRUKTUR"),
+    ("PUPR", "Dinas Pekerjaan Umum dan Penataan Ruang", "PUPR"),
     ("DINKES", "Dinas Kesehatan", "KESEHATAN"),
-    ("DISDIK", "Dinas Pendidikan", "PENDIDIKAN"),
+    ("DISDIK", "Dinas Pendidikan dan Kebudayaan", "PENDIDIKAN"),
     ("DISDUKCAPIL", "Dinas Kependudukan dan Pencatatan Sipil", "KEPENDUDUKAN"),
-    ("DINSOS", "Dinas Sosial", "BANSOS"),
+    ("DINSOS", "Dinas Sosial", "SOSIAL"),
     ("DLH", "Dinas Lingkungan Hidup", "LINGKUNGAN"),
 )
 

@@ -3,18 +3,24 @@ their append-only history, and the outbox. Only routing reads or writes them."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.infra.db import BigId, processed_events_table
+from services.infra.db import BigId, processed_events_table, utcnow
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
-from services.routing.rules import AgencyRef, region_ancestry, valid_region_code
-from services.routing.seed import AgencyRow, Region, demo_agencies, demo_regions
+from services.infra.regions import LEVELS, Region, read_regions_csv  # noqa: F401 (re-exported)
+from services.infra.regions import parent_code as _parent_code
+from services.routing.directory import document, generator, matching, provinces
+from services.routing.directory import taxonomy as tax
+from services.routing.directory.matching import RuleMatch
+from services.routing.directory.taxonomy import Category, Taxonomy
+from services.routing.rules import AgencyRef, region_ancestry
+from services.routing.seed import AgencyRow, demo_agencies, demo_regions
 
 metadata = sa.MetaData()
 
@@ -232,7 +238,7 @@ def _agency_ref(row) -> AgencyRef:
 
 
 class SqlDirectory:
-    """The directory as routing.rules sees it, read inside the caller's transaction."""
+    """The directory as routing's decisions see it, read inside the caller's transaction."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -242,22 +248,57 @@ class SqlDirectory:
             agencies.c.code == code, agencies.c.active.is_(True))).first()
         return _agency_ref(row) if row else None
 
-    def handler_for(self, category: str, region_code: str) -> AgencyRef | None:
-        found = self.handlers_for(category, region_code)
+    def categories(self) -> Taxonomy:
+        """The active categories and subcategories with their names: the national taxonomy
+        and what operators added. Before the taxonomy was first loaded: the national one."""
+        rows = self.conn.execute(sa.select(categories.c.code, categories.c.name,
+                                           categories.c.parent_code)
+                                 .where(categories.c.active.is_(True))).all()
+        if not rows:
+            return tax.national()
+        return tax.Taxonomy(_in_taxonomy_order(
+            Category(r.code, r.name, r.parent_code or "") for r in rows)).active()
+
+    def rule_for(self, category: str, subcategory: str, region_code: str) -> RuleMatch | None:
+        """The rule that decides who handles the report: the subcategory's rules first, the
+        category's next, each from the report's own region up to the national rule; rules
+        whose agency is inactive are passed over."""
+        found = self.rules_for(category, subcategory, region_code)
+        if not found:
+            return None
+        best = found[0]
+        if best.matched_region:
+            best = RuleMatch(best.agency, best.matched_code, best.matched_region,
+                             self.region_name(best.matched_region))
+        return best
+
+    def rules_for(self, category: str, subcategory: str, region_code: str) -> list[RuleMatch]:
+        """Every rule that applies with an active agency, best first, each agency once."""
+        keys = matching.rule_keys(category, subcategory, region_code)
+        if not keys:
+            return []
+        rows = self.conn.execute(
+            sa.select(agencies, handling_rules.c.category.label("rule_code"),
+                      handling_rules.c.region_code.label("rule_region"))
+            .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
+            .where(handling_rules.c.category.in_({code for code, _ in keys}),
+                   handling_rules.c.region_code.in_({region for _, region in keys}),
+                   agencies.c.active.is_(True))).all()
+        return matching.ordered(((r.rule_code, r.rule_region, _agency_ref(r)) for r in rows),
+                                keys)
+
+    def handler_for(self, category: str, region_code: str,
+                    subcategory: str = "") -> AgencyRef | None:
+        """The agency handling `category` (or a subcategory code) where the report is."""
+        found = self.handlers_for(category, region_code, subcategory)
         return found[0] if found else None
 
-    def handlers_for(self, category: str, region_code: str) -> list[AgencyRef]:
-        """Every active agency handling `category` in the code's ancestry, most specific
-        region first: the candidates a ticket is handed on to (pelimpahan)."""
-        ancestry = region_ancestry(region_code)
-        rows = self.conn.execute(
-            sa.select(agencies, handling_rules.c.region_code.label("rule_region"))
-            .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
-            .where(handling_rules.c.category == category,
-                   handling_rules.c.region_code.in_(ancestry),
-                   agencies.c.active.is_(True))).all()
-        rows.sort(key=lambda r: (ancestry.index(r.rule_region), r.code))
-        return [_agency_ref(r) for r in rows]
+    def handlers_for(self, category: str, region_code: str,
+                     subcategory: str = "") -> list[AgencyRef]:
+        """Every active agency handling the report's subcategory, then its category, most
+        specific region first: the candidates a ticket is handed on to (pelimpahan). A
+        subcategory code (KESEHATAN.BPJS) may be passed as the category."""
+        return [m.agency for m in self.rules_for(category, subcategory, region_code)]
 
     def units_of(self, code: str) -> list[str]:
         """Codes of the active agencies whose parent is `code` (its units)."""
@@ -278,63 +319,241 @@ class SqlDirectory:
         return [_agency_ref(r) for r in rows]
 
 
-def _parent_code(code: str) -> str | None:
-    return code.rsplit(".", 1)[0] if "." in code else None
-
-
-def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
-    """Inserts or renames regions; returns how many rows were written."""
-    existing = dict(conn.execute(sa.select(regions.c.code, regions.c.name)).all())
-    new, changed = [], []
-    for region in rows:
-        values = {"code": region.code, "name": region.name, "level": region.level,
-                  "parent_code": _parent_code(region.code)}
-        if region.code not in existing:
-            new.append(values)
-            existing[region.code] = region.name
-        elif existing[region.code] != region.name:
-            changed.append(values)
-    for i in range(0, len(new), batch):
-        conn.execute(regions.insert(), new[i:i + batch])
-    for values in changed:
-        conn.execute(regions.update().where(regions.c.code == values["code"])
-                     .values(name=values["name"], level=values["level"]))
-    return len(new) + len(changed)
-
-
-LEVELS = ("provinsi", "kabupaten_kota", "kecamatan", "desa_kelurahan")
-
-
-def read_regions_csv(path: Path) -> list[Region]:
-    """Reads the Kemendagri list (columns kode, nama, level); raises ValueError naming the
-    line that is wrong."""
+def _in_taxonomy_order(found: Iterable[Category]) -> list[Category]:
+    """National categories in categories.yaml's order, then the others by code; each
+    category followed by its subcategories."""
+    order = {c.code: i for i, c in enumerate(tax.national())}
+    found = sorted(found, key=lambda c: (order.get(c.code, len(order)), c.code))
     out = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"kode", "nama", "level"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                             "expected kode,nama,level")
-        for row in reader:
-            line = reader.line_num  # the file's own line number, blank lines included
-            if None in (row["kode"], row["nama"], row["level"]):
-                raise ValueError(f"{path}:{line}: expected three fields kode,nama,level")
-            code, name, level = row["kode"].strip(), row["nama"].strip(), row["level"].strip()
-            if not valid_region_code(code):
-                raise ValueError(f"{path}:{line}: {code!r} is not a Kemendagri code "
-                                 "like 13 or 13.03 or 13.03.01 or 13.03.01.2001")
-            if level not in LEVELS:
-                raise ValueError(f"{path}:{line}: level {level!r} is not one of "
-                                 f"{', '.join(LEVELS)}")
-            if not name:
-                raise ValueError(f"{path}:{line}: empty name for {code}")
-            out.append(Region(code, name, level))
+    for category in found:
+        if not category.parent_code:
+            out.append(category)
+            out += [s for s in found if s.parent_code == category.code]
     return out
 
 
+# -- regions --------------------------------------------------------------------------------------
+
+def _region_values(region: Region) -> dict:
+    province = region.level == "provinsi"
+    return {"code": region.code, "name": region.name, "level": region.level,
+            "parent_code": _parent_code(region.code),
+            "iso_code": provinces.iso_code(region.code) if province else None,
+            "timezone": provinces.timezone_name(region.code) if province else None}
+
+
+def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
+    """Inserts regions, or updates the ones that changed (name, level, a province's ISO
+    3166-2 code and time zone); returns how many rows were written."""
+    columns = ("name", "level", "parent_code", "iso_code", "timezone")
+    existing = {r.code: tuple(r[1:]) for r in conn.execute(
+        sa.select(regions.c.code, *(regions.c[c] for c in columns)))}
+    new, changed = [], []
+    for region in rows:
+        values = _region_values(region)
+        wanted = tuple(values[c] for c in columns)
+        have = existing.get(region.code)
+        if have is None:
+            new.append(values)
+        elif have != wanted:
+            changed.append(values)
+        existing[region.code] = wanted
+    for i in range(0, len(new), batch):
+        conn.execute(regions.insert(), new[i:i + batch])
+    if changed:
+        conn.execute(regions.update().where(regions.c.code == sa.bindparam("b_code"))
+                     .values({c: sa.bindparam(f"b_{c}") for c in columns}),
+                     [{f"b_{k}": v for k, v in values.items()} for values in changed])
+    return len(new) + len(changed)
+
+
+# -- the taxonomy and the directory ---------------------------------------------------------------
+
+@dataclass
+class Changes:
+    added: int = 0
+    changed: int = 0
+    deactivated: int = 0  # for rules: removed
+
+
+@dataclass
+class LoadSummary:
+    """What loading a directory file changed; all zero when it was loaded already."""
+
+    categories: Changes = field(default_factory=Changes)
+    agencies: Changes = field(default_factory=Changes)
+    rules: Changes = field(default_factory=Changes)
+
+    @property
+    def unchanged(self) -> bool:
+        return self == LoadSummary()
+
+    def lines(self) -> list[str]:
+        return [f"{what:<11} {c.added:,} added, {c.changed:,} changed, {c.deactivated:,} {gone}"
+                for what, c, gone in (("categories:", self.categories, "deactivated"),
+                                      ("agencies:", self.agencies, "deactivated"),
+                                      ("rules:", self.rules, "removed"))]
+
+
+def load_taxonomy(conn: Connection, national: Taxonomy | None = None) -> Changes:
+    """The national categories (categories.yaml) into `categories`, active; idempotent.
+    Categories operators added are left as they are."""
+    national = national if national is not None else tax.national()
+    return _sync_categories(conn, national, {}, deactivate=False)
+
+
+def _sync_categories(conn: Connection, national: Taxonomy, extra: dict[str, Category], *,
+                     deactivate: bool) -> Changes:
+    wanted = {c.code: (c.name, c.parent_code or None, True) for c in national}
+    wanted.update({c.code: (c.name, c.parent_code or None, c.active) for c in extra.values()})
+    have = {r.code: (r.name, r.parent_code, r.active) for r in conn.execute(
+        sa.select(categories.c.code, categories.c.name, categories.c.parent_code,
+                  categories.c.active))}
+    now = utcnow()
+    changes = Changes()
+    new = [{"code": code, "name": name, "parent_code": parent, "active": active,
+            "updated_at": now} for code, (name, parent, active) in wanted.items()
+           if code not in have]
+    changed = [{"b_code": code, "b_name": name, "b_parent": parent, "b_active": active}
+               for code, (name, parent, active) in wanted.items()
+               if code in have and have[code] != (name, parent, active)]
+    gone = [code for code, (_, _, active) in have.items()
+            if deactivate and active and code not in wanted]
+    if new:
+        conn.execute(categories.insert(), new)
+    if changed:
+        conn.execute(categories.update().where(categories.c.code == sa.bindparam("b_code"))
+                     .values(name=sa.bindparam("b_name"), parent_code=sa.bindparam("b_parent"),
+                             active=sa.bindparam("b_active"), updated_at=now), changed)
+    _deactivate(conn, categories, gone, updated_at=now)
+    changes.added, changes.changed, changes.deactivated = len(new), len(changed), len(gone)
+    return changes
+
+
+def _deactivate(conn: Connection, table: sa.Table, codes: list[str], **values) -> None:
+    for i in range(0, len(codes), 500):
+        conn.execute(table.update().where(table.c.code.in_(codes[i:i + 500]))
+                     .values(active=False, **values))
+
+
+_AGENCY_COLUMNS = ("name", "level", "region_code", "parent_code", "active")
+
+
+def load_directory(conn: Connection, directory: document.Directory,
+                   national: Taxonomy | None = None) -> LoadSummary:
+    """Makes the database hold exactly `directory` (an expanded directory file): categories,
+    agencies and rules are added or changed; categories and agencies no longer in it are
+    deactivated (tickets and accounts point at them), rules no longer in it removed.
+    Idempotent: loading the same directory again changes nothing."""
+    national = national if national is not None else tax.national()
+    summary = LoadSummary()
+    summary.categories = _sync_categories(conn, national, directory.categories,
+                                          deactivate=True)
+    have = {r.code: tuple(r[1:]) for r in conn.execute(
+        sa.select(agencies.c.code, *(agencies.c[c] for c in _AGENCY_COLUMNS)))}
+    new, changed = [], []
+    for agency in directory.agencies.values():
+        wanted = tuple(getattr(agency, c) for c in _AGENCY_COLUMNS)
+        if agency.code not in have:
+            new.append({"code": agency.code, **dict(zip(_AGENCY_COLUMNS, wanted,
+                                                        strict=True))})
+        elif have[agency.code] != wanted:
+            changed.append({f"b_{c}": v for c, v in zip(("code", *_AGENCY_COLUMNS),
+                                                        (agency.code, *wanted), strict=True)})
+    gone = [code for code, values in have.items()
+            if code not in directory.agencies and values[-1]]
+    for i in range(0, len(new), 5000):
+        conn.execute(agencies.insert(), new[i:i + 5000])
+    if changed:
+        conn.execute(agencies.update().where(agencies.c.code == sa.bindparam("b_code"))
+                     .values({c: sa.bindparam(f"b_{c}") for c in _AGENCY_COLUMNS}), changed)
+    _deactivate(conn, agencies, gone)
+    summary.agencies = Changes(len(new), len(changed), len(gone))
+
+    rule = handling_rules.c
+    have_rules = {(r.category, r.region_code): r.agency_code for r in conn.execute(
+        sa.select(rule.category, rule.region_code, rule.agency_code))}
+    new_rules = [{"category": c, "region_code": r, "agency_code": a}
+                 for (c, r), a in directory.rules.items() if (c, r) not in have_rules]
+    changed_rules = [{"b_category": c, "b_region": r, "b_agency": a}
+                     for (c, r), a in directory.rules.items()
+                     if (c, r) in have_rules and have_rules[(c, r)] != a]
+    gone_rules = [{"b_category": c, "b_region": r} for (c, r) in have_rules
+                  if (c, r) not in directory.rules]
+    if gone_rules:
+        conn.execute(handling_rules.delete().where(
+            rule.category == sa.bindparam("b_category"),
+            rule.region_code == sa.bindparam("b_region")), gone_rules)
+    for i in range(0, len(new_rules), 5000):
+        conn.execute(handling_rules.insert(), new_rules[i:i + 5000])
+    if changed_rules:
+        conn.execute(handling_rules.update().where(
+            rule.category == sa.bindparam("b_category"),
+            rule.region_code == sa.bindparam("b_region"))
+            .values(agency_code=sa.bindparam("b_agency")), changed_rules)
+    summary.rules = Changes(len(new_rules), len(changed_rules), len(gone_rules))
+    return summary
+
+
+def read_directory(conn: Connection, national: Taxonomy | None = None) -> document.Directory:
+    """What the database holds, as an expanded directory: the categories beyond the
+    national ones, every agency (inactive ones too) and every rule."""
+    national = national if national is not None else tax.national()
+    out = document.Directory()
+    rows = conn.execute(sa.select(categories).order_by(categories.c.code)).all()
+    extra = [Category(r.code, r.name, r.parent_code or "", r.active) for r in rows
+             if r.code not in national]
+    out.categories = {c.code: c for c in _in_taxonomy_order(extra)}
+    # The triage queue and national bodies first, then region by region.
+    for r in conn.execute(sa.select(agencies).order_by(
+            agencies.c.level != "triage", agencies.c.region_code != "",
+            agencies.c.region_code, agencies.c.code)):
+        out.agencies[r.code] = document.Agency(r.code, r.name, r.level, r.region_code or "",
+                                               r.parent_code or "", bool(r.active))
+    rule = handling_rules.c
+    for r in conn.execute(sa.select(rule.category, rule.region_code, rule.agency_code)
+                          .order_by(rule.region_code, rule.category)):
+        out.rules[(r.category, r.region_code)] = r.agency_code
+    return out
+
+
+def export_directory(conn: Connection) -> str:
+    """The directory file of what the database holds (`directory export`), written with
+    the standard kinds of office wherever they describe it."""
+    names = {r.code: generator.office_region_name(Region(r.code, r.name, r.level))
+             for r in conn.execute(sa.select(regions.c.code, regions.c.name, regions.c.level)
+                                   .where(regions.c.level.in_(("provinsi", "kabupaten_kota")))
+                                   .order_by(regions.c.code))}
+    return document.dump(document.compress(read_directory(conn), generator.OFFICE_KINDS,
+                                           names))
+
+
+def regions_missing(conn: Connection, directory: document.Directory) -> list[str]:
+    """Region codes of the directory's agencies that the region list does not have."""
+    used = {a.region_code for a in directory.agencies.values() if a.region_code}
+    known = set(conn.execute(sa.select(regions.c.code).where(regions.c.code.in_(used)))
+                .scalars()) if used else set()
+    return sorted(used - known)
+
+
+# -- start-up and the demo -----------------------------------------------------------------------
+
+def after_migrate(seed_demo: bool = False) -> Callable[[Connection], None]:
+    """What runs under the migration lock at start: the national taxonomy, and the demo
+    directory when asked (db.migrate(..., after=after_migrate(...)))."""
+
+    def prepare(conn: Connection) -> None:
+        load_taxonomy(conn)
+        if seed_demo:
+            seed_directory(conn, demo_regions(), demo_agencies())
+
+    return prepare
+
+
 def seed_demo(conn: Connection) -> None:
-    """The demo directory (Sumatera Barat, ministries, the triage queue); idempotent."""
-    seed_directory(conn, demo_regions(), demo_agencies())
+    """The national taxonomy and the demo directory (Sumatera Barat, ministries, the triage
+    queue); idempotent."""
+    after_migrate(seed_demo=True)(conn)
 
 
 def seed_directory(conn: Connection, region_rows: Iterable[Region],
@@ -353,4 +572,3 @@ def seed_directory(conn: Connection, region_rows: Iterable[Region],
                 conn.execute(handling_rules.insert().values(
                     category=category, region_code=row.region_code, agency_code=row.code))
                 rules.add((category, row.region_code))
-

@@ -102,19 +102,19 @@ def test_the_most_specific_active_handler_wins(directory):
             found = routing_storage.SqlDirectory(conn).handler_for(category, region)
         return found.code if found else None
 
-    assert handler("INFRASTRUKTUR", "13.03") == "PUPR-13.03"  # Kabupaten Sijunjung
-    assert handler("INFRASTRUKTUR", "13.03.01") == "PUPR-13.03"  # a district in it
+    assert handler("PUPR", "13.03") == "PUPR-13.03"  # Kabupaten Sijunjung
+    assert handler("PUPR", "13.03.01") == "PUPR-13.03"  # a district in it
     assert handler("KESEHATAN", "13.71") == "DINKES-13.71"  # Kota Padang
-    assert handler("INFRASTRUKTUR", "13") == "PEMPROV-13"  # the province itself
-    assert handler("INFRASTRUKTUR", "31.71") == "KEMENPU"  # no regional rule: the ministry
-    assert handler("BANSOS", "31.71") == "KEMENSOS"
+    assert handler("PUPR", "13") == "PEMPROV-13"  # the province itself
+    assert handler("PUPR", "31.71") == "KEMENPU"  # no regional rule: the ministry
+    assert handler("SOSIAL", "31.71") == "KEMENSOS"
     assert handler("PERPAJAKAN", "13.03") is None  # nobody handles an unknown category
-    assert handler("INFRASTRUKTUR", "") == "KEMENPU"
+    assert handler("PUPR", "") == "KEMENPU"
 
     with directory.begin() as conn:  # the regency office is deactivated: the province takes it
         conn.execute(routing_storage.agencies.update()
                      .where(routing_storage.agencies.c.code == "PUPR-13.03").values(active=False))
-    assert handler("INFRASTRUKTUR", "13.03") == "PEMPROV-13"
+    assert handler("PUPR", "13.03") == "PEMPROV-13"
     with db.reading(directory) as conn:
         assert routing_storage.SqlDirectory(conn).agency("PUPR-13.03") is None
         assert routing_storage.SqlDirectory(conn).region_name("13.03") == "Kabupaten Sijunjung"
