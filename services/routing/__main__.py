@@ -1,5 +1,5 @@
 """`python -m services.routing [serve|migrate|seed-demo|import-regions CSV|directory ...|
-accounts ...]`."""
+accounts ...|model build|show|retrain]`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.infra import db, logs
 from services.infra.config import Env
 from services.infra.lifecycle import wait_for_shutdown_signal
 from services.routing import auth, storage
+from services.routing.classify import cli as classify_cli
 from services.routing.directory import cli as directory_cli
 
 log = logging.getLogger("services.routing")
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("csv", type=Path)
     directory_cli.add_command(sub)
     auth.add_command(sub)
+    classify_cli.add_commands(sub)
     args = parser.parse_args(argv)
     env = Env()
     logs.setup("routing", env.str("LAPOR_LOG_LEVEL", "INFO"))
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if command == "accounts":
         return auth.main(args, env)
+    if command in ("model", "retrain"):
+        return classify_cli.main(args, env)
     if command == "directory":
         return directory_cli.main(args, env)
 
