@@ -15,7 +15,7 @@ from werkzeug.routing import BaseConverter
 from lapor.v1 import common_pb2, routing_pb2
 from services.infra import logs
 from services.infra.db import reading
-from services.intake import ids, limits, models, reports, support
+from services.intake import ids, limits, models, regions, reports, support
 from services.intake.problems import (
     REPORT_REALM,
     Problem,
@@ -78,7 +78,8 @@ def create_report():
                       "a fresh UUID per report is best", errors=[
                           {"field": "Idempotency-Key", "message": "8-255 visible ASCII chars"}])
     try:
-        report = parse_new_report(json_body())
+        report = parse_new_report(
+            json_body(), region_problem=lambda code: regions.problem(_ctx().engine, code))
     except ValidationFailed as exc:
         raise validation(exc.errors) from None
     ctx = _ctx()

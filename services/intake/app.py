@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from services.infra import db, logs, messaging
 from services.infra.config import ConfigError, Env
 from services.infra.outbox import Outbox
-from services.intake import limits, readmodel, storage
+from services.intake import limits, readmodel, regions, storage
 from services.intake.api import bp as api_bp
 from services.intake.openapi import MAX_BODY_KIB
 from services.intake.openapi import PATH as OPENAPI_PATH
@@ -150,7 +150,9 @@ def _register_ops_routes(app: Flask, ctx: IntakeContext) -> None:
         checks = {"database": db.check(ctx.engine),
                   "broker": ctx.consumer.consuming.is_set(),
                   "routing": ctx.routing.healthy(),
-                  "routing_token": ctx.routing.service_token_status()}
+                  "routing_token": ctx.routing.service_token_status(),
+                  # The official region list (0: not imported; every well-formed code goes).
+                  "regions": regions.count(ctx.engine)}
         ready = checks["database"]
         if ctx.draining.is_set():
             return jsonify(status="draining", checks=checks), 503

@@ -124,10 +124,11 @@ class NewReport(_Request):
     region_code: str = Field(
         pattern=padded(REGION_CODE),
         description="a Kemendagri region code such as 13 (province), 13.03 (regency/city), "
-                    "13.03.01 (district) or 13.03.01.2001 (village)")
+                    "13.03.01 (district) or 13.03.01.2001 (village), in the official region "
+                    "list once the operator has imported it")
     category: Annotated[str, Field(pattern=padded_or_blank(CATEGORY_CODE))] | None = Field(
-        None, description="a category code in capitals such as INFRASTRUKTUR; leave it out "
-                          "to let routing classify the report")
+        None, description="a category code in capitals such as PUPR or KESEHATAN; leave it "
+                          "out to let routing classify the report")
     target_agency: Annotated[str, Field(pattern=padded_or_blank(AGENCY_CODE))] | None = Field(
         None, description="an agency code from the directory, e.g. PUPR-13.03")
     incident_date: Annotated[str, Field(pattern=f"^{ISO_DATE}$",

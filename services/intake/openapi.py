@@ -173,7 +173,9 @@ def document() -> dict[str, Any]:
                 "description": "503 when the database is unreachable or the process is "
                                "shutting down (status draining). Broker and routing are "
                                "reported in `checks` but do not fail readiness: reports "
-                               "are accepted without them.",
+                               "are accepted without them. `regions` is how many regions of "
+                               "the official list intake holds (0: never imported, any "
+                               "well-formed region code is accepted).",
                 "responses": {
                     "200": {"description": "Ready", "content": {"application/json": {
                         "schema": _ref("Readiness")}}},
@@ -234,7 +236,9 @@ def _create_report() -> dict:
             "413": TOO_LARGE,
             "415": NOT_JSON,
             "422": _problem("Invalid fields (validation_failed, with `errors` naming each "
-                            "field) or a reused Idempotency-Key (idempotency_key_reused)"),
+                            "field; a region_code that is not in the official region list, "
+                            "once the operator has imported it, is one) or a reused "
+                            "Idempotency-Key (idempotency_key_reused)"),
             "429": RATE_LIMITED,
             "503": NOT_SAVED,
         },

@@ -6,6 +6,7 @@ what to send instead, in words a front-end developer can show to a citizen."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -166,14 +167,21 @@ def _text_problems(values: dict[str, str], errors: list[dict[str, str]]) -> None
             errors.append({"field": name, "message": problem})
 
 
-def parse_new_report(data, *, channel: str | None = None) -> NewReport:
-    """Checks a POST /api/v1/reports body; raises ValidationFailed listing every problem."""
+def parse_new_report(data, *, channel: str | None = None,
+                     region_problem: Callable[[str], str | None] | None = None) -> NewReport:
+    """Checks a POST /api/v1/reports body; raises ValidationFailed listing every problem.
+    `region_problem` says why a well-formed region code cannot be taken (regions.problem:
+    not in the official list), or None."""
     checked, errors = _check(models.NewReport, data, "send a JSON object with kind, title, "
                                                      "body and region_code")
     # The checks JSON Schema cannot express, on the fields that passed the model.
     passed = _passed(data, errors)
     if passed("incident_date"):
         _check_incident_date(passed("incident_date"), errors)
+    if region_problem is not None and passed("region_code"):
+        problem = region_problem(_trim(passed("region_code")))
+        if problem:
+            errors.append({"field": "region_code", "message": problem})
     raw_email = _raw(data, "reporter.email")
     email = (normalise_email(raw_email) if isinstance(raw_email, str)
              and "reporter.email" not in {e["field"] for e in errors} else ("", ""))

@@ -329,7 +329,8 @@ def _in_taxonomy_order(found: Iterable[Category]) -> list[Category]:
         if not category.parent_code:
             out.append(category)
             out += [s for s in found if s.parent_code == category.code]
-    return out
+    # Subcategories added to a category that is not in the list (a national one).
+    return out + [c for c in found if c not in out]
 
 
 # -- regions --------------------------------------------------------------------------------------

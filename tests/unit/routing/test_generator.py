@@ -309,7 +309,7 @@ def test_invalid_yaml_is_refused_naming_the_line():
         document.load_text("format: lapor-directory/1\n\tagencies: []\n", "mine.yaml")
 
 
-# -- export -----------------------------------------------------------------------------------------
+# -- export ---------------------------------------------------------------------------------
 
 def office_names() -> dict[str, str]:
     return {r.code: generator.office_region_name(r) for r in REGIONS

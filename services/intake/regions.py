@@ -1,0 +1,64 @@
+"""The official region list in intake: reference data from the same Kemendagri file routing
+imports, so a report from a region that does not exist is refused at once, even while routing
+is down. Before the list is first imported any well-formed code is accepted, so a fresh
+install without the file still takes reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from services.infra.db import reading
+from services.infra.regions import Region
+from services.intake.storage import regions
+
+EXAMPLE = "13.03 (Kabupaten Sijunjung)"
+
+
+def import_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
+    """Inserts regions, or renames the ones that changed; returns how many rows were
+    written (0 when the same list is imported again)."""
+    existing = {r.code: (r.name, r.level) for r in conn.execute(
+        sa.select(regions.c.code, regions.c.name, regions.c.level))}
+    new, changed = [], []
+    for region in rows:
+        have = existing.get(region.code)
+        values = {"code": region.code, "name": region.name, "level": region.level}
+        if have is None:
+            new.append(values)
+        elif have != (region.name, region.level):
+            changed.append({f"b_{k}": v for k, v in values.items()})
+        existing[region.code] = (region.name, region.level)
+    for i in range(0, len(new), batch):
+        conn.execute(regions.insert(), new[i:i + batch])
+    if changed:
+        conn.execute(regions.update().where(regions.c.code == sa.bindparam("b_code"))
+                     .values(name=sa.bindparam("b_name"), level=sa.bindparam("b_level")),
+                     changed)
+    return len(new) + len(changed)
+
+
+def problem(engine: Engine, code: str) -> str | None:
+    """Why a well-formed region code cannot be taken, or None: it is in the official list,
+    or no list was imported."""
+    listed = sa.select(regions.c.code)
+    with reading(engine) as conn:
+        found, imported = conn.execute(sa.select(
+            sa.exists(listed.where(regions.c.code == code)),
+            sa.exists(listed))).one()
+    if found or not imported:
+        return None
+    return (f"no region with code {code} in the official list; send a Kemendagri code such "
+            f"as {EXAMPLE}")
+
+
+def count(engine: Engine) -> int | None:
+    """How many regions intake holds (0: never imported, any well-formed code is accepted);
+    None when the database does not answer."""
+    try:
+        with reading(engine) as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(regions)).scalar()
+    except sa.exc.SQLAlchemyError:
+        return None
