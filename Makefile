@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/lapor/v1/*.proto)
 
-.PHONY: help install up down status test test-fast protos lint bench clean
+.PHONY: help install up down status test test-fast protos lint bench model clean
 
 help:
 	@echo "make up      - install what is missing, start RabbitMQ if needed and the three services"
@@ -13,12 +13,20 @@ help:
 	@echo "make protos  - regenerate lapor/v1 from protos/"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks in bench/"
+	@echo "make model   - train the report classifier from its corpus (and corrections) into var/model"
 
+# A fresh clone gets a classifier model here; an existing usable one is left alone (quick).
 install: $(VENV)/.installed
+	@$(PY) -m services.routing model build --if-missing
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	scripts/bootstrap.sh
 	@touch $@
+
+# Trains the classifier from the corpus and routing's corrections, measures it on the
+# held-out split and makes it current (ROUTING_MODEL_DIR, default var/model).
+model: $(VENV)/.installed
+	$(PY) -m services.routing model build
 
 up: install
 	scripts/up.sh

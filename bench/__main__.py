@@ -6,6 +6,9 @@ baseline measured in the same run on the same machine, with the ratio.
 2. Intake's POST /api/v1/reports (validation, one transaction with the report, the
    idempotency key and two outbox rows) against a bare Flask endpoint that parses the same
    JSON and answers 201, both through the WSGI test client (no network).
+3. The classifier (bench/classifier.py): held-out accuracy, macro-F1, worst-confused pairs,
+   build, load time and memory, prediction latency; then SuggestRoute through a real gRPC
+   channel with a token against a bare unary gRPC call.
 
 Uses a throwaway RabbitMQ vhost and temporary SQLite files; prints, never asserts.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 import pika
 from flask import Flask, jsonify, request
 
+from bench import classifier
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
@@ -113,11 +117,13 @@ def bench_intake(url: str, workdir: Path) -> None:
 
 
 def main() -> None:
+    classifier.main()
     name, url, sudo = _vhost()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             bench_outbox(url, Path(tmp))
             bench_intake(url, Path(tmp))
+            classifier.bench_suggest(url, Path(tmp))
     finally:
         subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
 

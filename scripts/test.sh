@@ -32,4 +32,6 @@ if [ -n "${CI:-}" ]; then
   # In CI a missing ../shared/data is an error, not a skip.
   export LAPOR_REQUIRE_SHARED_DATA=1
 fi
+# Routing loads its classifier from var/model (ROUTING_MODEL_DIR): build one if missing.
+"$PY" -m services.routing model build --if-missing
 exec "$PY" -m pytest "$@"

@@ -1,0 +1,212 @@
+"""The classifier's figures: held-out accuracy, macro-F1 and the worst-confused pairs of a
+model built from the corpus in this run; build time; load time and memory in a fresh
+process; prediction latency. `bench_suggest` times SuggestRoute through a real gRPC channel
+with a token against a bare unary gRPC call on the same machine.
+
+`python -m bench.classifier` runs the classifier part alone (no broker needed);
+BENCH_CLASSIFIER_COMPARE=1 adds the model comparison (5-fold cross-validation on the
+training part, then the held-out split) behind the choice of LinearSVC over logistic
+regression. Prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+
+TARGET_ACCURACY = 0.90
+TARGET_MACRO_F1 = 0.85
+N_SUGGESTIONS = int(os.environ.get("BENCH_SUGGESTIONS", 1000))
+
+_LOAD_PROBE = """
+import json, os, sys, time
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss(); started = time.perf_counter()
+from services.routing.classify import Classifier
+imported, after_import = time.perf_counter(), rss()
+classifier = Classifier.load(sys.argv[1])
+loaded, after_load = time.perf_counter(), rss()
+classifier.predict("Jalan rusak", "jln ke pasar berlubang")
+print(json.dumps({"import_s": imported - started, "import_mb": (after_import - before) / 1e6,
+                  "load_s": loaded - imported, "load_mb": (after_load - after_import) / 1e6,
+                  "sklearn_imported": any(m.startswith("sklearn") for m in sys.modules)}))
+"""
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_model(workdir: Path) -> Path:
+    """Builds the corpus model (no corrections) and prints its figures; returns its dir."""
+    from services.routing.classify import training
+    from services.routing.classify.model import Classifier
+    from services.routing.classify.store import ModelStore
+
+    store = ModelStore(workdir / "model")
+    started = time.perf_counter()
+    result = training.build(store)
+    built = time.perf_counter() - started
+    card, held = result.card, result.evaluation
+    verdict = ("meets" if held.accuracy >= TARGET_ACCURACY and held.macro_f1 >= TARGET_MACRO_F1
+               else "MISSES")
+    print(f"classifier {result.version}: held-out category accuracy {held.accuracy:.1%}, "
+          f"macro-F1 {held.macro_f1:.3f} ({verdict} the targets {TARGET_ACCURACY:.0%} / "
+          f"{TARGET_MACRO_F1}); subcategory accuracy {held.subcategory_accuracy:.1%}; "
+          f"{held.examples} held-out of {card['corpus_examples']} examples")
+    print("  worst-confused (true -> predicted, count): " +
+          ", ".join(f"{t} -> {p} {n}" for t, p, n in held.confused))
+    print("  lowest per-category F1: " + ", ".join(
+        f"{c} {f:.2f}" for c, f in sorted(held.per_category_f1.items(),
+                                          key=lambda kv: kv[1])[:5]))
+    print(f"  build {built:.1f}s (training {card['train_seconds']}s on "
+          f"{card['training_examples']} examples)")
+
+    probe = subprocess.run([sys.executable, "-c", _LOAD_PROBE, str(result.directory)],
+                           capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    load = json.loads(probe.stdout.strip().splitlines()[-1])
+    print(f"  load in a fresh process: {load['load_s']:.2f}s, +{load['load_mb']:.0f} MB RSS "
+          f"(imports before it: {load['import_s']:.2f}s, +{load['import_mb']:.0f} MB; "
+          f"scikit-learn imported: {load['sklearn_imported']})")
+
+    classifier = Classifier.load(result.directory)
+    held_out = training.held_out_examples()
+    for example in held_out[:50]:  # warm the stemmer's cache as a running routing would
+        classifier.predict(example.title, example.body)
+    latencies = []
+    for example in held_out:
+        started = time.perf_counter()
+        classifier.predict(example.title, example.body)
+        latencies.append(time.perf_counter() - started)
+    print(f"  predict: p50 {_percentile(latencies, 0.5) * 1e3:.2f} ms, "
+          f"p99 {_percentile(latencies, 0.99) * 1e3:.2f} ms over {len(latencies)} reports")
+    return result.directory
+
+
+def bench_compare() -> None:
+    """LinearSVC (temperature-scaled) against logistic regression on the same features:
+    5-fold cross-validation on the training part, then the held-out split once."""
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from services.routing.classify import corpus
+    from services.routing.classify.model import make_pipeline
+
+    train, held = corpus.split(corpus.read_corpus())
+    x, y = [e.text for e in train], [e.subcategory for e in train]
+    svc = make_pipeline()
+    logreg = clone(svc).set_params(classifier=LogisticRegression(C=20, max_iter=3000))
+
+    def categories(labels):
+        return [str(label).partition(".")[0] for label in labels]
+
+    for name, pipeline in (("LinearSVC + temperature", svc), ("LogisticRegression C=20",
+                                                               logreg)):
+        started = time.perf_counter()
+        predicted = cross_val_predict(pipeline, x, y, cv=StratifiedKFold(5, shuffle=True,
+                                                                         random_state=0))
+        cv_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        fitted = clone(pipeline).fit(x, y)
+        fit_seconds = time.perf_counter() - started
+        on_held = fitted.predict([e.text for e in held])
+        truth = [e.category for e in held]
+        print(f"  {name}: 5-fold CV on training part: category accuracy "
+              f"{accuracy_score(categories(y), categories(predicted)):.1%}, macro-F1 "
+              f"{f1_score(categories(y), categories(predicted), average='macro'):.3f}; "
+              f"held-out: accuracy {accuracy_score(truth, categories(on_held)):.1%}, "
+              f"macro-F1 {f1_score(truth, categories(on_held), average='macro'):.3f}; "
+              f"fit {fit_seconds:.1f}s (CV {cv_seconds:.0f}s)")
+
+
+def bench_suggest(amqp_url: str, workdir: Path) -> None:
+    """SuggestRoute through a real channel with a token (routing in this process, SQLite,
+    the demo directory) against a bare unary servicer answering the same bytes."""
+    import grpc
+
+    from lapor.v1 import routing_pb2, routing_pb2_grpc
+    from services.routing import auth
+    from services.routing.app import RoutingService, Settings
+
+    def free_port() -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    request = routing_pb2.SuggestRouteRequest(
+        title="Puskesmasnya tutup terus", region_code="13.03",
+        body="puskesmas di nagari kami sering tutup siang, dokternya jarang ada, pasien "
+             "disuruh pulang. mohon ditindaklanjuti dinas kesehatan")
+    payload = request.SerializeToString()
+
+    bare = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Bare", {
+        "Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)})])
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    bare.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{bare_port}") as channel:
+            echo = channel.unary_unary("/bench.Bare/Echo")
+            baseline = _timed_calls(lambda: echo(payload, timeout=5))
+    finally:
+        bare.stop(None)
+
+    service = RoutingService(Settings(
+        database_url=f"sqlite:///{workdir / 'routing-bench.db'}", amqp_url=amqp_url,
+        listen=f"127.0.0.1:{free_port()}", metrics_port=free_port(), seed_demo=True,
+        shutdown_seconds=4)).start()
+    try:
+        with service.engine.begin() as conn:
+            auth.create_account(conn, "bench-intake", "service", "")
+            token = auth.issue_token(conn, "bench-intake", 1).token
+        with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = routing_pb2_grpc.RoutingServiceStub(channel)
+            metadata = [("authorization", f"Bearer {token}")]
+            answer = stub.SuggestRoute(request, timeout=5, metadata=metadata)
+            measured = _timed_calls(lambda: stub.SuggestRoute(request, timeout=5,
+                                                             metadata=metadata))
+    finally:
+        service.stop()
+    rate, bare_rate = N_SUGGESTIONS / sum(measured), N_SUGGESTIONS / sum(baseline)
+    print(f"SuggestRoute, {N_SUGGESTIONS} calls ({answer.category or 'no category'}, model "
+          f"{answer.model_version or 'none'}): p50 {_percentile(measured, .5) * 1e3:.2f} ms, "
+          f"p99 {_percentile(measured, .99) * 1e3:.2f} ms, {rate:,.0f}/s; bare unary call "
+          f"p50 {_percentile(baseline, .5) * 1e3:.2f} ms, p99 "
+          f"{_percentile(baseline, .99) * 1e3:.2f} ms, {bare_rate:,.0f}/s; "
+          f"{rate / bare_rate:.0%} of the bare call's rate")
+
+
+def _timed_calls(call) -> list[float]:
+    for _ in range(20):
+        call()
+    latencies = []
+    for _ in range(N_SUGGESTIONS):
+        started = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_model(Path(tmp))
+    if os.environ.get("BENCH_CLASSIFIER_COMPARE"):
+        bench_compare()
+
+
+if __name__ == "__main__":
+    main()
