@@ -20,7 +20,7 @@ from lapor.v1 import routing_pb2, routing_pb2_grpc
 from services.infra import logs
 from services.infra.db import reading
 from services.routing import storage
-from services.routing.rules import CATEGORIES, Draft, decide, valid_region_code
+from services.routing.rules import AUTO_DISPATCH_CONFIDENCE, Draft, decide, valid_region_code
 from services.routing.tickets.service import TicketRpcs
 from services.routing.workflow import agency_proto
 
@@ -96,29 +96,42 @@ def _page_offset(token: str) -> int | None:
 
 
 class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
-    def __init__(self, engine, tickets=None):
+    def __init__(self, engine, tickets=None, classifier=None,
+                 threshold: float = AUTO_DISPATCH_CONFIDENCE):
         self.engine = engine
         self.tickets = tickets
+        self.classifier = classifier
+        self.threshold = threshold
 
     def SuggestRoute(self, request, context):  # noqa: N802 (gRPC's naming)
         problems = too_long(request, "title", "body", "region_code", "category")
         if "region_code" not in problems and not valid_region_code(request.region_code):
             problems["region_code"] = "a Kemendagri code such as 13.03 (Kabupaten Sijunjung)"
-        if "category" not in problems and request.category and \
-                request.category not in CATEGORIES:
-            problems["category"] = "one of " + ", ".join(CATEGORIES)
         if not (request.title.strip() or request.body.strip()):
             problems["body"] = "give a title or a body to classify"
-        if problems:
-            invalid_argument(context, problems)
         with reading(self.engine) as conn:
+            directory = storage.SqlDirectory(conn)
+            taxonomy = directory.categories()
+            if "category" not in problems and request.category and \
+                    request.category not in taxonomy:
+                problems["category"] = ("a category or subcategory code of the directory, "
+                                        "such as KESEHATAN or KESEHATAN.PUSKESMAS")
+            if problems:
+                invalid_argument(context, problems)
+            prediction = self.classifier.predict(request.title, request.body)
             decision = decide(Draft(request.title, request.body, request.region_code,
-                                    request.category), storage.SqlDirectory(conn))
-        category = CATEGORIES.get(decision.category)
+                                    request.category), directory, prediction,
+                              threshold=self.threshold)
+        agency = decision.suggested or decision.agency
         return routing_pb2.SuggestRouteResponse(
-            category=decision.category, category_name=category.name if category else "",
-            confidence=decision.confidence, agency=agency_proto(decision.agency),
-            needs_triage=not decision.auto_dispatch, explanation=decision.explanation)
+            category=decision.category, category_name=taxonomy.name(decision.category),
+            confidence=decision.confidence, agency=agency_proto(agency),
+            needs_triage=not decision.auto_dispatch, explanation=decision.explanation,
+            subcategory=decision.subcategory,
+            subcategory_name=taxonomy.name(decision.subcategory),
+            alternatives=[routing_pb2.CategoryScore(category=code, category_name=taxonomy.name(
+                code), confidence=confidence) for code, confidence in decision.top[1:]],
+            model_version=decision.model_version, rule=decision.rule)
 
     def check_tracking_id(self, context: grpc.ServicerContext, value: str) -> None:
         """Aborts unless `value` has a tracking id's shape. The check also keeps NUL (which

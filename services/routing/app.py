@@ -34,6 +34,10 @@ from services.routing.api import (
 )
 from services.routing.auth import Authenticator
 from services.routing.authz import AuthInterceptor
+from services.routing.classify import corrections as classify_corrections
+from services.routing.classify.live import LiveClassifier
+from services.routing.classify.store import model_dir
+from services.routing.rules import AUTO_DISPATCH_CONFIDENCE
 from services.routing.tickets.commands import Tickets
 from services.routing.tickets.sla import SlaJob, clock_from_env, interval_from_env
 from services.routing.workdays import WorkCalendar
@@ -134,6 +138,12 @@ class Settings:
     clock: Callable[[], datetime] = utcnow
     # Seconds between passes of the SLA job (ROUTING_SLA_INTERVAL).
     sla_interval: float = 60.0
+    # The classifier's models (ROUTING_MODEL_DIR); a newly promoted one is picked up within
+    # model_reload_seconds (ROUTING_MODEL_RELOAD_SECONDS).
+    model_dir: Path = field(default_factory=model_dir)
+    model_reload_seconds: float = 60.0
+    # Below this classifier confidence a national admin verifies first.
+    auto_dispatch_confidence: float = AUTO_DISPATCH_CONFIDENCE
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -167,7 +177,25 @@ class Settings:
             retention=RetentionSettings.from_env(env),
             clock=clock_from_env(env),
             sla_interval=interval_from_env(env),
+            model_dir=model_dir(env),
+            model_reload_seconds=_positive(env, "ROUTING_MODEL_RELOAD_SECONDS", 60.0),
+            auto_dispatch_confidence=_fraction(env, "ROUTING_AUTO_DISPATCH_CONFIDENCE",
+                                               AUTO_DISPATCH_CONFIDENCE),
         )
+
+
+def _positive(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if not value > 0:
+        raise ConfigError(f"{name} must be a number of seconds above 0, got {value}")
+    return value
+
+
+def _fraction(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be a confidence between 0 and 1, got {value}")
+    return value
 
 
 class RoutingService:
@@ -208,13 +236,21 @@ class RoutingService:
                              lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
         calendar = WorkCalendar(settings.joint_leave)
         self.tickets = Tickets(self.engine, self.outbox, calendar, now=settings.clock)
-        self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets)
+        # The learned classifier: loaded at start (built from the corpus first on a fresh
+        # checkout), swapped for a newly promoted model while running.
+        self.classifier = LiveClassifier(
+            settings.model_dir, reload_seconds=settings.model_reload_seconds,
+            corrections=classify_corrections.read(self.engine))
+        self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets,
+                                 classifier=self.classifier,
+                                 threshold=settings.auto_dispatch_confidence)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
         self._serving = True
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(
-            RoutingServicer(self.engine, self.tickets), self.server)
+            RoutingServicer(self.engine, self.tickets, self.classifier,
+                            settings.auto_dispatch_confidence), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
             reflection.enable_server_reflection(
@@ -222,7 +258,8 @@ class RoutingService:
         self.retention = Retention.standard("routing", self.engine, self.outbox,
                                             storage.processed_events, settings.retention)
         self.sla = SlaJob(self.tickets, settings.sla_interval)
-        self.loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, self.sla.loop]
+        self.loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, self.sla.loop,
+                      self.classifier.loop]
         # Readiness on the gRPC port (what the kubelet and intake ask): the database answers
         # and no background loop is dead or wedged. The broker is not part of it: RPCs work
         # without it, and events wait in the outbox.
@@ -252,6 +289,7 @@ class RoutingService:
         self.consumer.start()
         self.retention.start()
         self.sla.start()
+        self.classifier.loop.start()
         self.server.start()
         self._set_health(self._healthy())
         self.serving.start()
@@ -287,6 +325,7 @@ class RoutingService:
         stopped = self.server.stop(budget.share(0.4))
         self.consumer.stop(timeout=budget.share(0.5))
         self.retention.stop(1.0)
+        self.classifier.loop.stop(1.0)
         self.sla.stop(budget.share(0.3))
         stopped.wait(budget.left())
         left = self.outbox.stop(flush_timeout=budget.left() - 2.5)

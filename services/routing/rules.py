@@ -1,49 +1,22 @@
-"""Routing decisions as plain Python: classify a report's text into a category, pick the
-agency that handles that category where the report is, and decide whether it can be
-dispatched without a national admin looking at it first. No I/O."""
+"""Routing decisions as plain Python: given what the classifier read in a report (its
+category, subcategory, confidence and the runners-up) and the directory's handling rules,
+pick the agency, decide whether it can be dispatched without a national admin looking at it
+first, and say why in words an officer can check. No I/O: the classifier and the directory
+are passed in."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 TRIAGE_AGENCY = "ADMIN-NASIONAL"
+# Below this classifier confidence a national admin verifies first (ROUTING_AUTO_DISPATCH_
+# CONFIDENCE); the reporter's own choice of category counts as confident when the text agrees.
 AUTO_DISPATCH_CONFIDENCE = 0.6
 MIN_BODY_CHARS = 20
 
 REGION_CODE = re.compile(r"\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?", re.ASCII)
-
-
-@dataclass(frozen=True)
-class Category:
-    code: str
-    name: str
-    keywords: tuple[str, ...]
-
-
-# Keywords are matched on whole words of the lower-cased, accent-free text. Phrases count once.
-CATEGORIES: dict[str, Category] = {c.code: c for c in (
-    Category("INFRASTRUKTUR", "Infrastruktur, jalan dan jembatan", (
-        "jalan", "rusak", "berlubang", "lubang", "jembatan", "aspal", "drainase", "gorong",
-        "gorong-gorong", "longsor", "trotoar", "lampu jalan", "irigasi", "bendungan")),
-    Category("KESEHATAN", "Kesehatan", (
-        "puskesmas", "rumah sakit", "rsud", "bpjs", "dokter", "obat", "pasien", "bidan",
-        "vaksin", "imunisasi", "posyandu", "stunting", "perawat")),
-    Category("PENDIDIKAN", "Pendidikan", (
-        "sekolah", "guru", "siswa", "murid", "ppdb", "spmb", "zonasi", "kip", "rapor",
-        "madrasah", "ijazah", "beasiswa", "pungutan sekolah")),
-    Category("KEPENDUDUKAN", "Administrasi kependudukan", (
-        "ktp", "e-ktp", "ektp", "kartu keluarga", "kk", "akta", "akte", "dukcapil", "nik",
-        "surat pindah", "kependudukan")),
-    Category("BANSOS", "Bantuan sosial", (
-        "bansos", "bantuan sosial", "pkh", "bpnt", "blt", "sembako", "dtks", "penerima bantuan",
-        "kartu sembako")),
-    Category("LINGKUNGAN", "Lingkungan hidup dan kebersihan", (
-        "sampah", "limbah", "pencemaran", "polusi", "banjir", "sungai", "tps", "bau",
-        "penebangan", "tambang ilegal")),
-)}
 
 
 def valid_region_code(code: str) -> bool:
@@ -56,35 +29,6 @@ def region_ancestry(code: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)] + [""]
 
 
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " " + re.sub(r"[^a-z0-9-]+", " ", text) + " "
-
-
-@dataclass(frozen=True)
-class Classification:
-    category: str           # "" when nothing matched
-    confidence: float       # 0..1
-    hits: dict[str, int] = field(default_factory=dict)
-
-
-def classify(text: str) -> Classification:
-    """Keyword classifier: confidence is the winner's share of the evidence, damped so one
-    stray word is not enough to skip a human."""
-    normalised = _normalise(text)
-    hits = {}
-    for category in CATEGORIES.values():
-        count = sum(1 for kw in category.keywords if f" {kw} " in normalised)
-        if count:
-            hits[category.code] = count
-    if not hits:
-        return Classification("", 0.0, hits)
-    best = max(hits, key=lambda code: (hits[code], code))
-    total = sum(hits.values())
-    return Classification(best, round(hits[best] / (total + 1), 3), hits)
-
-
 @dataclass(frozen=True)
 class AgencyRef:
     code: str
@@ -94,12 +38,37 @@ class AgencyRef:
     parent_code: str = ""
 
 
+class Prediction(Protocol):
+    """What the classifier read (services.routing.classify.model.Prediction)."""
+
+    category: str
+    subcategory: str
+    confidence: float
+    alternatives: tuple[tuple[str, float], ...]
+    model_version: str
+
+
+class Taxonomy(Protocol):
+    def category_of(self, code: str) -> str: ...
+
+    def name(self, code: str) -> str: ...
+
+
+class Match(Protocol):
+    agency: AgencyRef
+
+    def describe(self) -> str: ...
+
+
 class Directory(Protocol):
     def agency(self, code: str) -> AgencyRef | None: ...
 
-    def handler_for(self, category: str, region_code: str) -> AgencyRef | None:
-        """The agency handling `category` in the most specific region of the code's ancestry."""
+    def rule_for(self, category: str, subcategory: str, region_code: str) -> Match | None:
+        """The handling rule for the report: subcategory rules first, then the category's,
+        the most specific region of the report's ancestry first."""
         ...
+
+    def categories(self) -> Taxonomy: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +76,7 @@ class Draft:
     title: str
     body: str
     region_code: str
-    category: str = ""        # chosen by the reporter, may be empty
+    category: str = ""        # chosen by the reporter (category or subcategory code), may be ""
     target_agency: str = ""   # asked for by the reporter, may be empty
 
 
@@ -119,52 +88,76 @@ class Decision:
     auto_dispatch: bool
     explanation: str
     suggested: AgencyRef | None = None  # the handler found, even when a human verifies first
+    subcategory: str = ""
+    top: tuple[tuple[str, float], ...] = ()   # the classifier's top three categories
+    rule: str = ""                 # the handling rule that chose the agency, in words
+    model_version: str = ""
+    threshold: float = AUTO_DISPATCH_CONFIDENCE
+
+    def detail(self) -> dict:
+        """What is stored on the ticket and shown to staff: the decision, explained."""
+        return {"category": self.category, "subcategory": self.subcategory,
+                "confidence": round(self.confidence, 3),
+                "top": [{"category": c, "confidence": round(p, 3)} for c, p in self.top],
+                "rule": self.rule, "model_version": self.model_version,
+                "auto_dispatch": self.auto_dispatch, "threshold": self.threshold,
+                "suggested_agency": self.suggested.code if self.suggested else ""}
 
 
-def decide(draft: Draft, directory: Directory) -> Decision:
+def decide(draft: Draft, directory: Directory, prediction: Prediction, *,
+           threshold: float = AUTO_DISPATCH_CONFIDENCE) -> Decision:
     """Where the report goes, and whether a national admin must verify it first."""
-    found = classify(f"{draft.title} {draft.body}")
-    category, confidence = found.category, found.confidence
+    taxonomy = directory.categories()
+    top = ((prediction.category, prediction.confidence), *prediction.alternatives)[:3]
+    category, subcategory = prediction.category, prediction.subcategory
+    confidence = prediction.confidence
     reasons = []
-    if draft.category in CATEGORIES:
-        if not found.category or found.category == draft.category:
-            category, confidence = draft.category, max(confidence, 0.9)
-            reasons.append(f"kategori {draft.category} dipilih pelapor")
+    chosen = taxonomy.category_of(draft.category) if draft.category else ""
+    if chosen:
+        if chosen == prediction.category:
+            confidence = max(confidence, 0.9)
+            if draft.category != chosen:
+                subcategory = draft.category
+            reasons.append(f"kategori {taxonomy.name(chosen)} dipilih pelapor dan sesuai "
+                           "isi laporan")
         else:
             # Reporter and text disagree: the wrong-agency complaint starts exactly here.
-            category, confidence = draft.category, min(confidence, 0.5)
-            reasons.append(f"kategori pilihan pelapor {draft.category} berbeda dengan isi "
-                           f"laporan ({found.category})")
-    elif category:
-        reasons.append(f"isi laporan cocok dengan kategori {category} "
-                       f"(keyakinan {confidence:.2f})")
+            category, confidence = chosen, min(confidence, 0.5)
+            subcategory = draft.category if draft.category != chosen else ""
+            reasons.append(f"kategori pilihan pelapor {taxonomy.name(chosen)} berbeda dengan "
+                           f"isi laporan ({taxonomy.name(prediction.category)})")
     else:
-        reasons.append("kategori tidak dapat ditentukan dari isi laporan")
+        reasons.append(f"isi laporan paling cocok dengan {taxonomy.name(category)} "
+                       f"(keyakinan {confidence:.2f}; model {prediction.model_version})")
+
+    def decision(agency, auto, rule="", suggested=None):
+        return Decision(category, confidence, agency, auto, "; ".join(reasons), suggested,
+                        subcategory, top, rule, prediction.model_version, threshold)
 
     triage = directory.agency(TRIAGE_AGENCY) or AgencyRef(
         TRIAGE_AGENCY, "Admin Nasional SP4N-LAPOR!", "triage")
-    agency = None
+    agency, rule = None, ""
     if draft.target_agency:
         agency = directory.agency(draft.target_agency)
         if agency:
-            reasons.append(f"instansi tujuan {agency.code} dipilih pelapor")
-    if agency is None and category:
-        agency = directory.handler_for(category, draft.region_code)
-        if agency:
-            reasons.append(f"{agency.name} menangani {category} untuk wilayah "
-                           f"{agency.region_code or 'nasional'}")
+            rule = f"instansi tujuan {agency.code} dipilih pelapor"
+            reasons.append(rule)
+    if agency is None:
+        match = directory.rule_for(category, subcategory, draft.region_code)
+        if match is not None:
+            agency, rule = match.agency, match.describe()
+            reasons.append(f"aturan {rule}")
     if agency is None:
         reasons.append("tidak ada instansi yang cocok; masuk antrean verifikasi admin nasional")
-        return Decision(category, confidence, triage, False, "; ".join(reasons))
+        return decision(triage, False)
 
     problems = quality_problems(draft)
-    auto = confidence >= AUTO_DISPATCH_CONFIDENCE and not problems
+    auto = confidence >= threshold and not problems
     if problems:
         reasons.append("perlu verifikasi: " + ", ".join(problems))
     elif not auto:
-        reasons.append("keyakinan rendah; perlu verifikasi admin nasional")
-    return Decision(category, confidence, agency if auto else triage, auto, "; ".join(reasons),
-                    suggested=agency)
+        reasons.append(f"keyakinan di bawah {threshold:.2f}; perlu verifikasi admin nasional")
+    return decision(agency if auto else triage, auto, rule, suggested=agency)
 
 
 def quality_problems(draft: Draft) -> list[str]:
@@ -176,3 +169,4 @@ def quality_problems(draft: Draft) -> list[str]:
     if not valid_region_code(draft.region_code):
         problems.append("kode wilayah tidak valid")
     return problems
+

@@ -1,18 +1,23 @@
-"""Routing decisions: which category a citizen's text is about, which agency gets the ticket,
-and when a national admin has to look first. Also the time zone the resulting deadline is
-kept in (workflow.clock_zone), since it follows from the chosen agency."""
+"""Routing decisions: given what the classifier read (category, subcategory, confidence,
+runners-up) which agency gets the ticket by the directory's rules, when a national admin has
+to look first, and how the decision explains itself. Also the time zone the resulting
+deadline is kept in (workflow.clock_zone), since it follows from the chosen agency. The
+classifier itself is tested in test_classifier*.py."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
+import yaml
+
+from services.routing.directory.taxonomy import parse
 from services.routing.rules import (
     AUTO_DISPATCH_CONFIDENCE,
-    CATEGORIES,
     TRIAGE_AGENCY,
     AgencyRef,
     Draft,
-    classify,
     decide,
     quality_problems,
     region_ancestry,
@@ -21,70 +26,19 @@ from services.routing.rules import (
 from services.routing.workdays import zone_label
 from services.routing.workflow import clock_zone
 
-# --- classification ---------------------------------------------------------
+TAXONOMY = parse(yaml.safe_load((Path(__file__).resolve().parents[3] / "services" / "routing"
+                                 / "directory" / "categories.yaml").read_text())["categories"])
 
 
-@pytest.mark.parametrize("text,category", [
-    ("Jalan rusak berlubang di Nagari Muaro, Sijunjung", "INFRASTRUKTUR"),
-    ("Puskesmas tutup saat jam pelayanan", "KESEHATAN"),
-    ("E-KTP belum jadi 3 bulan", "KEPENDUDUKAN"),
-    ("Bansos PKH tidak cair", "BANSOS"),
-    ("sampah menumpuk di pasar", "LINGKUNGAN"),
-    ("Guru honorer di SD negeri belum menerima gaji, siswa terlantar", "PENDIDIKAN"),
-    ("Jembatan gantung putus, warga terpaksa memutar lewat jalan desa", "INFRASTRUKTUR"),
-    ("BPJS ditolak rumah sakit, pasien disuruh bayar obat sendiri", "KESEHATAN"),
-])
-def test_realistic_reports_are_classified(text, category):
-    found = classify(text)
-    assert found.category == category
-    assert 0 < found.confidence <= 1
+@dataclass(frozen=True)
+class Read:
+    """What a classifier read in a report."""
 
-
-@pytest.mark.parametrize("text", [
-    "Pelayanan di kantor kecamatan lambat sekali",
-    "Petugas meminta uang tambahan tanpa kuitansi",
-    "",
-    "   ...!!!   ",
-])
-def test_text_about_nothing_known_has_no_category(text):
-    found = classify(text)
-    assert found.category == ""
-    assert found.confidence == 0
-
-
-def test_case_and_accents_do_not_matter():
-    plain = classify("jalan rusak berlubang")
-    assert classify("JALAN RUSAK BERLUBANG!!!").category == plain.category == "INFRASTRUKTUR"
-    assert classify("Jálan rúsak berlubáng").category == "INFRASTRUKTUR"
-
-
-@pytest.mark.parametrize("text", [
-    "Tolong kirimkan kipas angin ke balai warga",   # "kip" (education aid) inside "kipas"
-    "Teknik pengecatan gedung kelurahan kurang rapi",  # "nik" inside "teknik"
-    "Baut pagar balai desa hilang",                  # "bau" inside "baut"
-])
-def test_keywords_match_whole_words_only(text):
-    assert classify(text).category == ""
-
-
-def test_one_stray_word_is_not_enough_to_skip_a_human():
-    assert classify("sampah menumpuk di pasar").confidence < AUTO_DISPATCH_CONFIDENCE
-
-
-def test_more_evidence_means_more_confidence():
-    weak = classify("Jalan rusak")
-    strong = classify("Jalan rusak berlubang, aspal terkelupas dan drainase tersumbat")
-    assert strong.category == weak.category == "INFRASTRUKTUR"
-    assert strong.confidence > weak.confidence
-    assert strong.confidence >= AUTO_DISPATCH_CONFIDENCE
-
-
-def test_mixed_topics_lower_the_confidence():
-    pure = classify("Jalan rusak berlubang dan aspal terkelupas")
-    mixed = classify("Jalan rusak berlubang dan aspal terkelupas dekat puskesmas dan sekolah")
-    assert mixed.category == "INFRASTRUKTUR"
-    assert mixed.confidence < pure.confidence
-
+    category: str
+    subcategory: str
+    confidence: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+    model_version: str = "test-1"
 
 # --- regions ----------------------------------------------------------------
 
@@ -97,9 +51,19 @@ def test_region_ancestry_goes_from_village_up_to_national():
 # --- decisions --------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rule:
+    agency: AgencyRef
+    code: str
+    region: str
+
+    def describe(self) -> str:
+        return f"{self.code} {self.region or 'nasional'} → {self.agency.name}"
+
+
 class Directory:
-    """An in-memory directory: rules map (category, region) to an agency code; the most
-    specific region of the report's ancestry wins, "" is the national rule."""
+    """An in-memory directory: rules map (category or subcategory, region) to an agency
+    code; subcategory rules first, the most specific region of the ancestry wins."""
 
     def __init__(self, agencies: list[AgencyRef], rules: dict[tuple[str, str], str]):
         self.agencies = {a.code: a for a in agencies}
@@ -108,11 +72,15 @@ class Directory:
     def agency(self, code: str) -> AgencyRef | None:
         return self.agencies.get(code)
 
-    def handler_for(self, category: str, region_code: str) -> AgencyRef | None:
-        for region in region_ancestry(region_code):
-            code = self.rules.get((category, region))
-            if code:
-                return self.agencies[code]
+    def categories(self):
+        return TAXONOMY
+
+    def rule_for(self, category: str, subcategory: str, region_code: str) -> Rule | None:
+        for code in filter(None, (subcategory, category)):
+            for region in region_ancestry(region_code):
+                agency = self.rules.get((code, region))
+                if agency:
+                    return Rule(self.agencies[agency], code, region)
         return None
 
 
@@ -136,12 +104,13 @@ def directory() -> Directory:
     return Directory(
         [TRIAGE, PUPR_SIJUNJUNG, DISDUKCAPIL_SIJUNJUNG, DISDIK_SIJUNJUNG, DINKES_SUMBAR,
          BINA_MARGA_SUMBAR, KEMENSOS, KEMENPU],
-        {("INFRASTRUKTUR", "13.03"): "PUPR-13.03",
-         ("INFRASTRUKTUR", ""): "KEMENPU",
+        {("PUPR", "13.03"): "PUPR-13.03",
+         ("PUPR", ""): "KEMENPU",
+         ("PUPR.JALAN_NASIONAL", ""): "KEMENPU",
          ("KEPENDUDUKAN", "13.03"): "DISDUKCAPIL-13.03",
          ("PENDIDIKAN", "13.03"): "DISDIK-13.03",
          ("KESEHATAN", "13"): "DINKES-13",
-         ("BANSOS", ""): "KEMENSOS"})
+         ("SOSIAL", ""): "KEMENSOS"})
 
 
 ROAD = Draft(
@@ -168,136 +137,110 @@ def with_(draft: Draft, **changes) -> Draft:
     return Draft(**{**draft.__dict__, **changes})
 
 
+SURE_ROAD = Read("PUPR", "PUPR.JALAN", 0.93, (("LINGKUNGAN", 0.03), ("PERHUBUNGAN", 0.02)))
+
+
 def test_a_clear_report_goes_straight_to_the_regency_agency(directory):
-    decision = decide(ROAD, directory)
-    assert decision.auto_dispatch is True
-    assert decision.agency == PUPR_SIJUNJUNG
-    assert decision.category == "INFRASTRUKTUR"
-    assert decision.confidence >= AUTO_DISPATCH_CONFIDENCE
-    assert PUPR_SIJUNJUNG.name in decision.explanation
+    decision = decide(ROAD, directory, SURE_ROAD)
+    assert (decision.agency, decision.auto_dispatch) == (PUPR_SIJUNJUNG, True)
+    assert (decision.category, decision.subcategory) == ("PUPR", "PUPR.JALAN")
+    assert decision.rule == "PUPR 13.03 → Dinas PUPR Kabupaten Sijunjung"
+    assert "PEKERJAAN UMUM DAN PENATAAN RUANG" in decision.explanation
+    assert decision.top == (("PUPR", 0.93), ("LINGKUNGAN", 0.03), ("PERHUBUNGAN", 0.02))
+
+
+def test_the_decision_detail_keeps_what_staff_need_to_check_it(directory):
+    detail = decide(ROAD, directory, SURE_ROAD).detail()
+    assert detail == {
+        "category": "PUPR", "subcategory": "PUPR.JALAN", "confidence": 0.93,
+        "top": [{"category": "PUPR", "confidence": 0.93},
+                {"category": "LINGKUNGAN", "confidence": 0.03},
+                {"category": "PERHUBUNGAN", "confidence": 0.02}],
+        "rule": "PUPR 13.03 → Dinas PUPR Kabupaten Sijunjung", "model_version": "test-1",
+        "auto_dispatch": True, "threshold": AUTO_DISPATCH_CONFIDENCE,
+        "suggested_agency": "PUPR-13.03"}
+
+
+def test_a_subcategory_rule_wins_over_the_categorys(directory):
+    decision = decide(ROAD, directory, Read("PUPR", "PUPR.JALAN_NASIONAL", 0.9))
+    assert decision.agency == KEMENPU
+    assert decision.rule.startswith("PUPR.JALAN_NASIONAL nasional")
 
 
 def test_without_a_regency_rule_the_province_handles_it(directory):
-    decision = decide(CLINIC, directory)
-    assert decision.auto_dispatch is True
+    decision = decide(CLINIC, directory, Read("KESEHATAN", "KESEHATAN.PUSKESMAS", 0.9))
     assert decision.agency == DINKES_SUMBAR
-    assert DINKES_SUMBAR.name in decision.explanation
 
 
 def test_without_regency_or_province_rule_the_ministry_handles_it(directory):
-    decision = decide(PKH, directory)
-    assert decision.auto_dispatch is True
+    decision = decide(PKH, directory, Read("SOSIAL", "SOSIAL.BANSOS", 0.9))
     assert decision.agency == KEMENSOS
-    assert KEMENSOS.name in decision.explanation
 
 
-def test_a_region_without_its_own_rule_falls_back_to_the_national_one(directory):
-    decision = decide(with_(ROAD, region_code="91.71"), directory)  # Kota Jayapura
-    assert decision.agency == KEMENPU
-
-
-def test_text_matching_no_category_waits_for_the_national_admin(directory):
-    decision = decide(UNCLEAR, directory)
-    assert decision.category == ""
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
-    assert "admin nasional" in decision.explanation.lower()
+def test_below_the_threshold_a_human_verifies_first_but_knows_who_would_handle_it(directory):
+    decision = decide(UNCLEAR, directory, Read("PUPR", "PUPR.TATA_RUANG", 0.41))
+    assert (decision.agency, decision.auto_dispatch) == (TRIAGE, False)
+    assert decision.suggested == PUPR_SIJUNJUNG
+    assert "keyakinan di bawah 0.60" in decision.explanation
+    assert decide(UNCLEAR, directory, Read("PUPR", "PUPR.TATA_RUANG", 0.41),
+                  threshold=0.4).auto_dispatch, "the threshold is a setting"
 
 
 def test_a_category_nobody_handles_waits_for_the_national_admin(directory):
-    draft = Draft(title="Sampah menumpuk di pasar",
-                  body="Sampah di Pasar Muaro tidak diangkut dua minggu, bau dan limbah "
-                       "mengalir ke sungai.",
-                  region_code="13.03")
-    decision = decide(draft, directory)
-    assert decision.category == "LINGKUNGAN"
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
+    decision = decide(ROAD, directory, Read("AGAMA", "AGAMA.NIKAH", 0.95))
+    assert (decision.agency, decision.auto_dispatch, decision.suggested) == (TRIAGE, False,
+                                                                            None)
+    assert "antrean verifikasi" in decision.explanation
 
 
 def test_triage_works_even_when_the_directory_lacks_the_triage_agency():
     empty = Directory([], {})
-    decision = decide(ROAD, empty)
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
+    decision = decide(ROAD, empty, SURE_ROAD)
+    assert decision.agency.code == TRIAGE_AGENCY and not decision.auto_dispatch
 
 
 def test_reporter_category_disagreeing_with_the_text_goes_to_triage(directory):
-    decision = decide(with_(ROAD, category="PENDIDIKAN"), directory)
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
-    assert decision.confidence < AUTO_DISPATCH_CONFIDENCE
-    # The admin sees both sides of the disagreement.
-    assert "PENDIDIKAN" in decision.explanation
-    assert "INFRASTRUKTUR" in decision.explanation
+    decision = decide(with_(ROAD, category="PENDIDIKAN"), directory, SURE_ROAD)
+    assert (decision.category, decision.auto_dispatch) == ("PENDIDIKAN", False)
+    assert decision.confidence <= 0.5
+    assert "berbeda dengan isi laporan" in decision.explanation
 
 
-def test_reporter_category_agreeing_with_the_text_is_dispatched(directory):
-    decision = decide(with_(ROAD, category="INFRASTRUKTUR"), directory)
-    assert decision.auto_dispatch is True
-    assert decision.agency == PUPR_SIJUNJUNG
-
-
-def test_reporter_category_backs_up_weak_text(directory):
-    draft = Draft(title="KTP hilang", body="Mohon bantuan mengurus penggantinya secepatnya, "
-                                           "saya perlu untuk melamar kerja.",
-                  region_code="13.03", category="KEPENDUDUKAN")
-    assert classify(f"{draft.title} {draft.body}").confidence < AUTO_DISPATCH_CONFIDENCE
-    decision = decide(draft, directory)
-    assert decision.auto_dispatch is True
-    assert decision.agency == DISDUKCAPIL_SIJUNJUNG
+def test_reporter_category_agreeing_with_the_text_backs_up_weak_text(directory):
+    decision = decide(with_(ROAD, category="PUPR"), directory, Read("PUPR", "PUPR.JALAN", 0.5))
+    assert decision.auto_dispatch and decision.confidence >= 0.9
+    decision = decide(with_(ROAD, category="PUPR.JALAN_NASIONAL"), directory,
+                      Read("PUPR", "PUPR.JALAN", 0.7))
+    assert (decision.subcategory, decision.agency) == ("PUPR.JALAN_NASIONAL", KEMENPU), (
+        "the reporter's subcategory counts when the category agrees")
 
 
 def test_a_too_short_body_is_checked_by_a_human_first(directory):
-    decision = decide(with_(ROAD, body="Jalan rusak."), directory)
-    assert decision.category == "INFRASTRUKTUR"
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
-    assert "singkat" in decision.explanation
+    decision = decide(with_(ROAD, body="Jalan rusak."), directory, SURE_ROAD)
+    assert not decision.auto_dispatch
+    assert "isi laporan terlalu singkat" in decision.explanation
 
 
 def test_an_invalid_region_code_is_checked_by_a_human_first(directory):
-    decision = decide(with_(ROAD, region_code="13-03"), directory)
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
+    decision = decide(with_(ROAD, region_code="13.3"), directory, SURE_ROAD)
+    assert not decision.auto_dispatch
 
 
 def test_the_agency_the_reporter_asked_for_is_honoured(directory):
-    decision = decide(with_(ROAD, target_agency="BINAMARGA-13"), directory)
-    assert decision.auto_dispatch is True
-    assert decision.agency == BINA_MARGA_SUMBAR
-    assert "BINAMARGA-13" in decision.explanation
+    decision = decide(with_(ROAD, target_agency="KEMENPU"), directory, SURE_ROAD)
+    assert decision.agency == KEMENPU
+    assert "dipilih pelapor" in decision.rule
 
 
 def test_an_unknown_target_agency_falls_back_to_the_rules(directory):
-    decision = decide(with_(ROAD, target_agency="DINAS-TIDAK-ADA"), directory)
+    decision = decide(with_(ROAD, target_agency="NOPE-1"), directory, SURE_ROAD)
     assert decision.agency == PUPR_SIJUNJUNG
 
 
-def test_a_low_confidence_decision_still_tells_the_admin_who_would_handle_it(directory):
-    decision = decide(with_(CLINIC, title="Puskesmas tutup",
-                            body="Tutup terus sejak pagi, kami kecewa dengan pelayanannya."),
-                      directory)
-    assert decision.auto_dispatch is False
-    assert decision.agency.code == TRIAGE_AGENCY
-    assert DINKES_SUMBAR.name in decision.explanation
-
-
 def test_quality_problems_name_each_problem():
+    assert quality_problems(Draft("", "pendek", "1")) == [
+        "isi laporan terlalu singkat", "judul kosong", "kode wilayah tidak valid"]
     assert quality_problems(ROAD) == []
-    problems = quality_problems(Draft(title=" ", body="rusak", region_code="1303"))
-    assert len(problems) == 3
-    assert any("singkat" in p for p in problems)
-    assert any("judul" in p for p in problems)
-    assert any("wilayah" in p for p in problems)
-
-
-def test_every_category_has_a_name_and_keywords():
-    for code, category in CATEGORIES.items():
-        assert category.code == code
-        assert category.name
-        assert category.keywords
-        assert classify(" ".join(category.keywords)).category == code
 
 
 # --- deadline time zone of the chosen agency --------------------------------
