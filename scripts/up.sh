@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: starts RabbitMQ if nothing answers, the demo SMTP sink and webhook receiver,
-# and the three services with SQLite under var/; seeds the demo directory; prints the URLs.
+# and the three services with SQLite under var/; loads the national directory when the region
+# list is there (the demo directory otherwise); prints the URLs.
 # `make down` stops exactly what this started. `scripts/up.sh --status` shows what runs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -46,8 +47,35 @@ if [ -z "${NOTIFY_SMTP_URL:-}" ]; then
   wait_port 127.0.0.1 8099 20 || { echo "demo sinks did not start; see $LOG/devsinks.log" >&2; exit 1; }
 fi
 
-say "seeding the demo directory"
-"$PY" -m services.routing seed-demo >>"$LOG/routing.log"
+# The official region list (LAPOR_REGIONS_CSV, or ../shared/data beside the checkout) makes
+# every real region code work: routing and intake import it, and routing loads the national
+# directory generated from it (LAPOR_DIRECTORY_FILE: an operator's own file instead).
+# Without it, the demo directory (Sumatera Barat).
+REGIONS_CSV="${LAPOR_REGIONS_CSV:-$ROOT/../shared/data/wilayah-kepmendagri-2025.csv}"
+if [ -f "$REGIONS_CSV" ]; then
+  say "importing the region list and loading the national directory"
+  DIRECTORY_FILE="${LAPOR_DIRECTORY_FILE:-$VAR/directory-national.yaml}"
+  # Intake's import runs beside routing's: two databases, a few seconds saved.
+  "$PY" -m services.intake import-regions "$REGIONS_CSV" >>"$LOG/intake.log" 2>&1 &
+  intake_import=$!
+  { "$PY" -m services.routing import-regions "$REGIONS_CSV" &&
+    if [ -z "${LAPOR_DIRECTORY_FILE:-}" ]; then
+      "$PY" -m services.routing directory generate --regions "$REGIONS_CSV" --out "$DIRECTORY_FILE"
+    fi &&
+    "$PY" -m services.routing directory load "$DIRECTORY_FILE"; } >>"$LOG/routing.log" 2>&1 || {
+    echo "could not load the national directory; last lines of $LOG/routing.log:" >&2
+    tail -n 10 "$LOG/routing.log" >&2
+    exit 1
+  }
+  wait "$intake_import" || {
+    echo "intake could not import the region list; last lines of $LOG/intake.log:" >&2
+    tail -n 10 "$LOG/intake.log" >&2
+    exit 1
+  }
+else
+  say "seeding the demo directory (no region list at $REGIONS_CSV)"
+  "$PY" -m services.routing seed-demo >>"$LOG/routing.log"
+fi
 # Intake calls routing with its own service account's token (citizen-side calls only); a
 # token kept from an earlier run is reused while it works.
 export INTAKE_ROUTING_TOKEN_FILE="${INTAKE_ROUTING_TOKEN_FILE:-$VAR/intake-routing-token}"
