@@ -446,7 +446,8 @@ def test_the_directory_commands_generate_load_and_export(tmp_path):
         "agency: BPJS-KESEHATAN", "agency: BPJS-KES"), encoding="utf-8")
     refused = cli("routing", "directory", "load", str(broken), env=env)
     assert refused.returncode == 2
-    assert "BPJS-KES, which is not an agency of this file" in refused.stderr
+    assert f"{broken}: rules: KESEHATAN.BPJS in nasional goes to BPJS-KES, which is not an " \
+           "agency of this file" in refused.stderr
     assert "nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
     engine = db.make_engine(env["ROUTING_DATABASE_URL"])
     try:

@@ -66,7 +66,7 @@ def _generate(args: argparse.Namespace) -> int:
     regions = read_regions_csv(args.regions)
     data = generator.generate(regions)
     text = document.dump(data)
-    expanded = document.expand(document.load_text(text, str(args.out)))
+    expanded = document.expand(document.load_text(text, str(args.out)), source=str(args.out))
     args.out.write_text(text, encoding="utf-8")
     counts = {level: sum(1 for r in regions if r.level == level)
               for level in ("provinsi", "kabupaten_kota")}
@@ -78,8 +78,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, env: Env) -> int:
     # Read and checked before the database is touched: a wrong file changes nothing.
+    source = str(args.file)
     expanded = document.expand(document.load_text(args.file.read_text(encoding="utf-8"),
-                                                  str(args.file)))
+                                                  source), source=source)
     engine = db.make_engine(env.database_url("ROUTING_DATABASE_URL", "routing"))
     results: list = []
 
