@@ -66,6 +66,8 @@ METHODS: dict[str, str] = {
     "VerifyTicket": NATIONAL,
     "HoldTicket": NATIONAL,
     "ArchiveTicket": NATIONAL,
+    "LinkDuplicate": NATIONAL,
+    "DismissDuplicate": NATIONAL,
     "AcceptTicket": AGENCY,
     "ForwardTicket": AGENCY_ADMIN,
     "DeclineTicket": AGENCY,

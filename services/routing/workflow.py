@@ -16,7 +16,15 @@ from services.infra import events
 from services.infra.db import first_delivery, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
-from services.routing.rules import AgencyRef, Decision, Draft, decide, valid_region_code
+from services.routing.rules import (
+    TRIAGE_AGENCY,
+    AgencyRef,
+    Decision,
+    Draft,
+    decide,
+    valid_region_code,
+)
+from services.routing.tickets import duplicates
 from services.routing.workdays import WorkCalendar, timezone_for_region, zone_label
 
 log = logging.getLogger(__name__)
@@ -59,11 +67,14 @@ class Workflow:
     """Routing's consumer: reports become tickets; the public's support and notify's
     delivery outcomes are recorded on them."""
 
-    def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar, tickets=None):
+    def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar, tickets=None,
+                 duplicates_finder: duplicates.Duplicates | None = None):
         self.engine = engine
         self.outbox = outbox
         self.calendar = calendar
         self.tickets = tickets
+        # Linking needs the ticket commands; without them (some tests) nothing is compared.
+        self.duplicates = duplicates_finder or duplicates.Duplicates()
         # The tickets' clock (injectable), so deadlines of new tickets follow it too.
         self.now = tickets.now if tickets is not None else utcnow
         # One handler per event type; messaging.QUEUES["routing"] binds each of them.
@@ -99,12 +110,44 @@ class Workflow:
             directory = storage.SqlDirectory(conn)
             decision = decide(Draft(report.title, report.body, report.region_code,
                                     report.category, report.target_agency), directory)
+            verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
             self._open_ticket(conn, payload, decision, directory.region_name(report.region_code))
+            self._settle_duplicates(conn, payload.tracking_id, verdict)
         TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage").inc()
         log.info("ticket opened: %s to %s", "dispatched" if decision.auto_dispatch else "triage",
                  decision.agency.code, extra={"category": decision.category,
                                               "confidence": decision.confidence})
         return "processed"
+
+    def _screen_duplicates(self, conn: Connection, payload: events_pb2.ReportSubmitted,
+                           decision: Decision, directory: storage.SqlDirectory):
+        """Whether the new report repeats an open ticket (docs/duplicates.md); if it may,
+        it goes to the triage queue rather than to an agency."""
+        if self.tickets is None:
+            return duplicates.Verdict(), decision
+        report = payload.report
+        submitted_at = (report.submitted_at.ToDatetime(tzinfo=UTC)
+                        if report.HasField("submitted_at") else self.now())
+        verdict = self.duplicates.find(
+            conn, payload.tracking_id, title=report.title, body=report.body,
+            address=report.address, region_code=report.region_code,
+            category=decision.category, submitted_at=submitted_at)
+        triage = directory.agency(TRIAGE_AGENCY) or AgencyRef(
+            TRIAGE_AGENCY, "Admin Nasional SP4N-LAPOR!", "triage")
+        return verdict, duplicates.hold_for_admin(decision, verdict, triage)
+
+    def _settle_duplicates(self, conn: Connection, tracking_id: str,
+                           verdict: duplicates.Verdict) -> None:
+        """After the ticket is opened: linked to its master, or its near matches stored for
+        the national admin (also when the master closed in the meantime)."""
+        if verdict.master is not None:
+            master = verdict.master
+            if self.tickets.link_on_arrival(conn, tracking_id, master.tracking_id,
+                                            master.similarity) is not None:
+                return
+            verdict = duplicates.Verdict(suggestions=(master,))
+        if verdict.suggestions:
+            self.duplicates.suggest(conn, tracking_id, verdict.suggestions, self.now())
 
     def _report_supported(self, envelope, payload: events_pb2.ReportSupported) -> str:
         with self.engine.begin() as conn:

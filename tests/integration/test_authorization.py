@@ -66,6 +66,8 @@ GetAuditTrail    Y        R       R         R         R              Y         R
 VerifyTicket     Y        R       R         R         R              R         R      R
 HoldTicket       Y        R       R         R         R              R         R      R
 ArchiveTicket    Y        R       R         R         R              R         R      R
+LinkDuplicate    Y        R       R         R         R              R         R      R
+DismissDuplicate Y        R       R         R         R              R         R      R
 AcceptTicket     R        Y       Y         T         T              R         R      Y
 ForwardTicket    R        Y       R         R         R              R         R      R
 DeclineTicket    R        Y       Y         T         T              R         R      Y
@@ -114,6 +116,10 @@ def request_for(method: str, tracking_id: str):
             tracking_id=t, expected_version=v, question="Di titik mana tepatnya jalan itu?"),
         "ArchiveTicket": lambda: routing_pb2.ArchiveTicketRequest(
             tracking_id=t, expected_version=v, reason="DUPLICATE"),
+        "LinkDuplicate": lambda: routing_pb2.LinkDuplicateRequest(
+            tracking_id=t, expected_version=v, master_tracking_id="LPR-000-000-000"),
+        "DismissDuplicate": lambda: routing_pb2.DismissDuplicateRequest(
+            tracking_id=t, expected_version=v, candidate="LPR-000-000-000"),
         "AcceptTicket": lambda: routing_pb2.AcceptTicketRequest(
             tracking_id=t, expected_version=v, complexity=routing_pb2.COMPLEXITY_SIMPLE),
         "ForwardTicket": lambda: routing_pb2.ForwardTicketRequest(
@@ -164,15 +170,93 @@ def verdict(answer) -> str:
     return "Y"
 
 
-def open_ticket(service) -> str:
-    """A road report in Sijunjung, through routing's own handling of report.submitted."""
+# Road reports from around Sijunjung, each about another road: the same report twice would
+# be linked to the first as its duplicate (docs/duplicates.md) and archived.
+ROADS = [
+    ("Jalan rusak berlubang di Nagari Muaro",
+     "Jalan kabupaten di depan pasar Muaro berlubang besar dan aspalnya rusak, sudah tiga "
+     "bulan tidak diperbaiki."),
+    ("Aspal mengelupas di Kamang Baru",
+     "Aspal jalan kabupaten menuju Kamang Baru mengelupas sepanjang satu kilometer, "
+     "kerikilnya membuat motor tergelincir."),
+    ("Jalan amblas dekat Lansek",
+     "Badan jalan di dekat Jorong Lansek amblas setengah meter dan aspalnya rusak setelah "
+     "hujan deras, mobil tidak bisa lewat."),
+    ("Longsor menimbun jalan Lubuk Tarok",
+     "Tanah tebing longsor menimbun separuh jalan kabupaten di Lubuk Tarok, warga "
+     "membersihkan sendiri dengan cangkul."),
+    ("Jalan becek belum diaspal di Padang Sibusuk",
+     "Jalan tanah di Jorong Koto Baru Padang Sibusuk belum pernah diaspal, setiap hujan "
+     "becek, licin dan rusak."),
+    ("Jembatan kayu lapuk di Sumpur Kudus",
+     "Papan jembatan kayu penghubung dua jorong di Sumpur Kudus lapuk dan beberapa sudah "
+     "patah, jalan menuju ke sana juga rusak."),
+    ("Gorong-gorong tersumbat di Tanjung Ampalu",
+     "Gorong-gorong di bawah jalan Tanjung Ampalu tersumbat lumpur sehingga air meluap "
+     "menggenangi jalan."),
+    ("Bahu jalan runtuh di Kupitan",
+     "Bahu jalan kabupaten di Kupitan runtuh ke sawah, aspal retak dan lebar jalan tinggal"
+     " dua meter."),
+    ("Jalan bergelombang di Tanjung Gadang",
+     "Aspal jalan menuju pasar Tanjung Gadang bergelombang parah akibat truk sawit "
+     "bermuatan berlebih."),
+    ("Lubang di tikungan Silokek",
+     "Ada lubang dalam tepat di tikungan jalan menuju objek wisata Silokek, sudah tiga "
+     "pengendara jatuh minggu ini."),
+    ("Pengaspalan setengah jadi di Koto VII",
+     "Proyek pengaspalan jalan di Koto VII berhenti di tengah, sisanya masih batu kasar "
+     "tanpa lapisan aspal."),
+    ("Jalan tergenang di Palangki",
+     "Jalan di depan kantor wali nagari Palangki selalu tergenang karena drainase di "
+     "sampingnya lebih tinggi."),
+    ("Retakan panjang di jalan Muaro Takung",
+     "Muncul retakan memanjang di tengah jalan Muaro Takung, aspal makin rusak setiap hari"
+     " dan ditakutkan putus."),
+    ("Jalan berlubang di Guguak",
+     "Jalan kabupaten di Jorong Guguak penuh lubang sebesar ban mobil, sudah dua kali kami"
+     " laporkan ke wali nagari."),
+    ("Aspal baru sudah hancur di Aie Angek",
+     "Jalan yang baru diaspal enam bulan lalu di Aie Angek sudah hancur lagi, kami curiga "
+     "kualitas aspalnya buruk."),
+    ("Tanjakan licin di Durian Gadang",
+     "Tanjakan jalan di Durian Gadang licin berpasir dan berlubang, motor sering mundur "
+     "dan jatuh saat hujan."),
+    ("Jalan penghubung nagari rusak di Tanjung Bonai Aur",
+     "Jalan penghubung antar nagari di Tanjung Bonai Aur rusak parah, perjalanan lima "
+     "kilometer memakan satu jam."),
+    ("Drainase jalan jebol di Limo Koto",
+     "Drainase di sisi jalan Limo Koto jebol dan airnya menggerus aspal sampai berlubang "
+     "dalam."),
+    ("Jalan rusak parah di Unggan",
+     "Jalan kabupaten penghubung Unggan dengan pusat kecamatan rusak parah dan berlubang, "
+     "sebagian aspalnya hilang terbawa air."),
+    ("Jalan tertimbun batu di Tamparungo",
+     "Jalan kabupaten di Tamparungo tertimbun batu dan tanah dari tebing, aspal di "
+     "bawahnya rusak dan berlubang."),
+    ("Jalan kabupaten berbatu di Batuang",
+     "Ruas jalan kabupaten di Jorong Batuang tinggal batu lepas karena aspal sudah habis, "
+     "kendaraan berjalan sangat pelan."),
+    ("Aspal retak di Pematang Panjang",
+     "Aspal jalan di Pematang Panjang retak-retak seperti kulit buaya dan mulai berlubang "
+     "di beberapa titik."),
+    ("Bahu jalan amblas di Mundam Sakti",
+     "Bahu jalan kabupaten di Mundam Sakti amblas ke jurang dan aspalnya retak, belum ada "
+     "perbaikan."),
+    ("Jembatan beton retak di Langki",
+     "Tiang jembatan beton di jalan Langki retak dan lantainya berlubang, truk bermuatan "
+     "berat masih dibiarkan lewat."),
+]
+
+
+def open_ticket(service, number: int = 0) -> str:
+    """A road report in Sijunjung (the `number`th of ROADS), through routing's own handling
+    of report.submitted."""
     tracking_id = ids.new_tracking_id()
+    title, body = ROADS[number]
     envelope = events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
         tracking_id=tracking_id, report=common_pb2.ReportContent(
-            kind=common_pb2.REPORT_KIND_PENGADUAN, title="Jalan rusak berlubang di Nagari Muaro",
-            body="Jalan kabupaten di depan pasar berlubang besar dan aspalnya rusak, sudah "
-                 "tiga bulan tidak diperbaiki.", region_code="13.03", channel="web",
-            submitted_at=events.timestamp(utcnow()))), producer="intake")
+            kind=common_pb2.REPORT_KIND_PENGADUAN, title=title, body=body, region_code="13.03",
+            channel="web", submitted_at=events.timestamp(utcnow()))), producer="intake")
     service.workflow.handle(envelope)
     with service.engine.connect() as conn:
         held_by = conn.execute(sa.select(storage.tickets.c.agency_code).where(
@@ -207,7 +291,7 @@ def world(tmp_path_factory):
                 # Only the account's flag: its token itself is neither revoked nor expired.
                 conn.execute(storage.accounts.update().where(
                     storage.accounts.c.username == "disabled.admin").values(active=False))
-            tickets = {method: open_ticket(service) for method in EXPECTED}
+            tickets = {method: open_ticket(service, i) for i, method in enumerate(EXPECTED)}
             yield World(service, tokens, tickets)
         finally:
             service.stop()

@@ -28,6 +28,7 @@ from services.routing import storage
 from services.routing.metrics import count_follow_up
 from services.routing.principal import Principal
 from services.routing.rules import TRIAGE_AGENCY, AgencyRef
+from services.routing.tickets import duplicates
 from services.routing.tickets.statemachine import (
     ACTIVE,
     APPEAL_DAYS,
@@ -713,6 +714,142 @@ class Tickets:
             ).scalar()
         return as_utc(at) or as_utc(row.created_at)
 
+    # -- duplicates -----------------------------------------------------------------------------
+    def link_duplicate(self, principal: Principal, tracking_id: str, *,
+                       master_tracking_id: str, expected_version: int = 0):
+        """National admin: links a report to an open ticket it repeats (its master), on a
+        suggestion or on a pair the admin found: archived as DUPLICATE, its reporter follows
+        the master, and it counts as the master's support. Only what the admin may archive
+        (a report still in triage) can be linked."""
+        if master_tracking_id == tracking_id:
+            raise Invalid({"master_tracking_id": "another ticket than the one to link"})
+
+        def body(conn, row):
+            if expected_version and expected_version != row.version:
+                raise Stale(expected_version, row.version)
+            try:
+                step(Action.ARCHIVE, State(row.state), principal.acting_role)
+            except NotAllowed:
+                raise Refused(f"{row.tracking_id} is {row.state}: only a report still in triage "
+                              "(SUBMITTED or ON_HOLD) can be linked to another") from None
+            master = self._load(conn, master_tracking_id, lock=True)
+            similarity = duplicates.pair_similarity(conn, row.tracking_id, master.tracking_id)
+            return self._link(conn, row, master, principal, similarity)
+        return self._command(principal, tracking_id, body)
+
+    def link_on_arrival(self, conn: Connection, tracking_id: str, master_tracking_id: str,
+                        similarity: float):
+        """Routing's own link of a ticket it has just opened (in triage) to a near-identical
+        open ticket; in the opening's transaction. Returns the linked ticket, or None when
+        the master closed meanwhile (the caller suggests the pair instead)."""
+        row = self._load(conn, tracking_id, lock=True)
+        try:
+            master = self._load(conn, master_tracking_id, lock=True)
+            return self._link(conn, row, master, SYSTEM, similarity)
+        except Refused:
+            return None
+
+    def _link(self, conn: Connection, row, master, principal: Principal, similarity: float):
+        if row.duplicate_of:
+            raise Refused(f"{row.tracking_id} is linked to {row.duplicate_of} already")
+        if master.state not in {s.value for s in ACTIVE} or master.duplicate_of:
+            raise Refused(f"{master.tracking_id} is {master.state}: only an open ticket can be "
+                          "the one a report is linked to")
+        t = storage.tickets
+        followers = conn.execute(sa.select(sa.func.count()).where(
+            t.c.duplicate_of == row.tracking_id)).scalar()
+        if followers:
+            raise Refused(f"{followers} report(s) are linked to {row.tracking_id}: it cannot "
+                          "itself be linked to another")
+        now = self.now()
+        version = row.version + 1
+        # The master's support counts the linked report; its version stays, so an officer's
+        # expected_version is not made stale by a citizen's duplicate.
+        conn.execute(t.update().where(t.c.ticket_id == master.ticket_id)
+                     .values(support_count=t.c.support_count + 1))
+        updated = conn.execute(t.update().where(
+            t.c.ticket_id == row.ticket_id, t.c.version == row.version).values(
+            state=State.ARCHIVED.value, duplicate_of=master.tracking_id, clock="none",
+            deadline=None, paused_days=None, warned_deadline=None, closed_at=now,
+            version=version, updated_at=now))
+        if updated.rowcount != 1:
+            raise Stale(row.version, row.version + 1)
+        note = f"Digabung dengan laporan {master.tracking_id}"
+        conn.execute(storage.ticket_history.insert().values(
+            ticket_id=row.ticket_id, at=now, from_state=row.state,
+            to_state=State.ARCHIVED.value, actor_role=principal.acting_role.value,
+            actor=principal.username, action="link", agency_code=row.agency_code,
+            from_agency=row.agency_code, note=note,
+            reason=f"DUPLICATE — kemiripan {similarity:.2f} dengan {master.tracking_id}",
+            version=version))
+        d = storage.duplicate_suggestions
+        pair = sa.or_(sa.and_(d.c.tracking_id == row.tracking_id,
+                              d.c.candidate == master.tracking_id),
+                      sa.and_(d.c.tracking_id == master.tracking_id,
+                              d.c.candidate == row.tracking_id))
+        if not conn.execute(d.update().where(pair).values(resolution="linked")).rowcount:
+            conn.execute(d.insert().values(tracking_id=row.tracking_id,
+                                           candidate=master.tracking_id,
+                                           similarity=similarity, created_at=now,
+                                           resolution="linked"))
+        holder = self._holder(conn, row.agency_code)
+        changed = events_pb2.TicketStatusChanged(
+            tracking_id=row.tracking_id, ticket_id=row.ticket_id,
+            from_state=_state_pb(State(row.state)), to_state=_state_pb(State.ARCHIVED),
+            actor_role=principal.acting_role.value, deadline_zone=row.deadline_zone,
+            public_note=note, agency=_agency_proto(holder), ticket_version=version,
+            action="link", confidential=row.confidential,
+            reporter_note=f"Laporan Anda {row.tracking_id} sama dengan laporan "
+                          f"{master.tracking_id} yang sedang ditangani; Anda akan menerima "
+                          "kabar perkembangannya")
+        linked = events_pb2.TicketLinked(
+            tracking_id=row.tracking_id, master_tracking_id=master.tracking_id,
+            similarity=similarity, ticket_version=version,
+            actor_role=principal.acting_role.value,
+            master_state=_state_pb(State(master.state)),
+            master_agency=_agency_proto(self._holder(conn, master.agency_code)),
+            master_deadline_zone=master.deadline_zone)
+        if master.deadline is not None:
+            linked.master_deadline.CopyFrom(events.timestamp(as_utc(master.deadline)))
+        self.outbox.add(conn, events.new("ticket.status_changed", row.tracking_id, changed,
+                                         producer="routing"))
+        self.outbox.add(conn, events.new("ticket.linked", row.tracking_id, linked,
+                                         producer="routing"))
+        self.outbox.wake()
+        duplicates.DUPLICATES.labels("linked").inc()
+        log.info("ticket linked to an open one as its duplicate",
+                 extra={"actor_role": principal.acting_role.value, "version": version,
+                        "similarity": round(similarity, 3)})
+        return self._load(conn, row.tracking_id, lock=False)
+
+    def dismiss_duplicate(self, principal: Principal, tracking_id: str, *, candidate: str,
+                          expected_version: int = 0):
+        """National admin: the suggested pair (either side) is not a duplicate. The ticket
+        stays where it is (in triage it waits for verification as any other)."""
+        def body(conn, row):
+            if expected_version and expected_version != row.version:
+                raise Stale(expected_version, row.version)
+            d = storage.duplicate_suggestions
+            pair = sa.or_(sa.and_(d.c.tracking_id == tracking_id, d.c.candidate == candidate),
+                          sa.and_(d.c.tracking_id == candidate, d.c.candidate == tracking_id))
+            found = conn.execute(sa.select(d).where(pair)).first()
+            if found is None:
+                raise Refused(f"no duplicate suggestion pairs {tracking_id} with {candidate}")
+            if found.resolution == "linked":
+                raise Refused(f"{found.tracking_id} is linked to {found.candidate} already")
+            if found.resolution == "dismissed":
+                return row  # dismissed before: the same answer, nothing written twice
+            conn.execute(d.update().where(pair).values(resolution="dismissed"))
+            conn.execute(storage.ticket_history.insert().values(
+                ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
+                to_state=row.state, actor_role=principal.acting_role.value,
+                actor=principal.username, action="dismiss_duplicate",
+                agency_code=row.agency_code, from_agency=row.agency_code, note="",
+                reason=f"bukan duplikat {candidate} (kemiripan {found.similarity:.2f})",
+                version=row.version))
+            return row
+        return self._command(principal, tracking_id, body)
+
     # -- queries -------------------------------------------------------------------------------
     def agency_of(self, row) -> AgencyRef:
         with reading(self.engine) as conn:
@@ -755,7 +892,9 @@ class Tickets:
                           messages=messages, deliveries=deliveries, chain=chain,
                           allowed=[a.value for a in actions],
                           overdue=_overdue(row, self.now()),
-                          content=report_content(conn, row))
+                          content=report_content(conn, row),
+                          candidates=duplicates.suggestions_of(conn, row.tracking_id)
+                          if principal.sees_everything else [])
 
     def audit(self, principal: Principal, tracking_id: str) -> list:
         with reading(self.engine) as conn:
@@ -796,6 +935,9 @@ class Tickets:
 
     # -- facts from other services ---------------------------------------------------------------
     def record_support(self, conn: Connection, tracking_id: str, count: int) -> None:
+        """Intake's count (dukungan), which includes the reports linked to this one once
+        intake has heard of them; never lowered, so a count that crossed a link in flight
+        does not undo the link's."""
         t = storage.tickets
         conn.execute(t.update().where(t.c.tracking_id == tracking_id,
                                       t.c.support_count < count).values(support_count=count))
@@ -833,6 +975,8 @@ class TicketView:
     allowed: list[str]
     overdue: bool
     content: common_pb2.ReportContent
+    # Duplicate suggestions this ticket is part of (national admin and oversight only).
+    candidates: list[duplicates.Suggestion] = field(default_factory=list)
 
 
 def _overdue(row, now: datetime) -> bool:

@@ -167,6 +167,27 @@ class TicketRpcs:
             p, request.tracking_id, reason=request.reason, note=request.note,
             expected_version=request.expected_version), codes={"reason": request.reason})
 
+    def LinkDuplicate(self, request, context):  # noqa: N802
+        self._check_other_ticket(context, "master_tracking_id", request.master_tracking_id)
+        return self._act(request, context, lambda p: self.tickets.link_duplicate(
+            p, request.tracking_id, master_tracking_id=request.master_tracking_id,
+            expected_version=request.expected_version))
+
+    def DismissDuplicate(self, request, context):  # noqa: N802
+        self._check_other_ticket(context, "candidate", request.candidate)
+        return self._act(request, context, lambda p: self.tickets.dismiss_duplicate(
+            p, request.tracking_id, candidate=request.candidate,
+            expected_version=request.expected_version))
+
+    @staticmethod
+    def _check_other_ticket(context, field: str, value: str) -> None:
+        from services.routing.api import _identifier_problem, invalid_argument
+
+        problem = _identifier_problem(value, "tracking_id",
+                                      "a tracking id such as LPR-7K2-M9Q-XD4")
+        if problem:
+            invalid_argument(context, {field: problem})
+
     # -- the agency -------------------------------------------------------------------------
     def AcceptTicket(self, request, context):  # noqa: N802
         complexity = Complexity.SIMPLE
@@ -276,7 +297,12 @@ def ticket_proto(view: commands.TicketView) -> routing_pb2.Ticket:
         escalation_level=row.escalation_level,
         oversight_flagged=row.oversight_flagged_at is not None,
         support_count=row.support_count, rating=row.rating or 0,
-        rating_comment=row.rating_comment, allowed_actions=view.allowed)
+        rating_comment=row.rating_comment, allowed_actions=view.allowed,
+        duplicate_of=row.duplicate_of)
+    for candidate in view.candidates:
+        ticket.duplicate_candidates.add(tracking_id=candidate.tracking_id,
+                                        similarity=candidate.similarity,
+                                        resolution=candidate.resolution)
     if row.deadline is not None:
         ticket.deadline.CopyFrom(_ts(row.deadline))
     if row.accepted_at is not None:

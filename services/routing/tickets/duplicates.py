@@ -1,0 +1,574 @@
+"""Duplicates: a new report that says what an open ticket of the same regency and category
+already says is linked to that ticket (its master) instead of reaching an agency a second
+time; near matches wait for the national admin, who links or dismisses them. Never merged
+silently: only near-identical text links on its own (docs/duplicates.md has the calibration).
+
+Similarity is the cosine of TF-IDF vectors over character n-grams (3 to 5, within words) of
+the normalised text (classify.normalise: slang, abbreviations and affixes undone), with the
+report's numbers kept as tokens of their own; the IDF comes from the classifier's corpus, so
+a score means the same whatever the candidates are. Two reports naming different numbers (a
+school, an RT, a kilometre, an amount) are never linked on their own however alike the rest.
+
+Which tickets are compared: open ones (not closed, not archived, not themselves linked) of
+the same category in the same regency (the first two levels of the region code), submitted
+within 30 days before the new one. To stay fast with thousands of those, a word-level cosine
+(vectors kept per ticket in a bounded cache: a ticket's text never changes) shortlists the
+closest, and only those are scored on character n-grams.
+
+The pure part (normalising, scoring, judging) has no I/O; `Duplicates` reads the candidates
+and stores the suggestions in the caller's transaction. Linking itself is a ticket command
+(commands.Tickets.link_duplicate), the same for the system and the national admin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import sqlalchemy as sa
+from prometheus_client import Counter, Histogram
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sqlalchemy.engine import Connection
+
+from services.infra.db import as_utc
+from services.routing import storage
+from services.routing.classify.normalise import normalise
+from services.routing.tickets.statemachine import ACTIVE
+
+log = logging.getLogger(__name__)
+
+# Calibrated in docs/duplicates.md: every near-identical rephrasing of the hand-made set
+# scores at least 0.86, no different complaint about the same street above 0.71.
+LINK_AT = 0.85
+SUGGEST_AT = 0.60
+WINDOW = timedelta(days=30)
+MAX_CANDIDATES = 5_000     # the most recent open ones, should a regency ever have more
+SHORTLIST = 20             # scored on character n-grams after the word-level pass
+MAX_SUGGESTIONS = 5        # per new ticket, the most similar first
+CACHE_SIZE = 20_000        # tickets whose prepared text is kept (a few hundred bytes each)
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "classify" / "corpus"
+CORPUS_SAMPLE = 4_000      # corpus texts the IDF is learnt from (evenly spread)
+
+DUPLICATES = Counter("lapor_duplicates_total",
+                     "New tickets linked to an open one (linked) or suggested to the national "
+                     "admin as a possible duplicate (suggested)", ["outcome"])
+for _outcome in ("linked", "suggested"):
+    DUPLICATES.labels(_outcome)
+CHECK_SECONDS = Histogram("lapor_duplicate_check_seconds",
+                          "Time to compare a new ticket with its candidates",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+
+
+# -- text -----------------------------------------------------------------------------------------
+_NUMBER = re.compile(r"\d+(?:[.,]\d{3})*")
+
+
+def regency_of(region_code: str) -> str:
+    """The regency (kabupaten/kota) a region code lies in: 13.03.01.2001 -> 13.03. A code of
+    a province alone stays as it is."""
+    return ".".join(region_code.split(".")[:2])
+
+
+def report_text(title: str, body: str, address: str = "") -> str:
+    return "\n".join(part for part in (title, body, address) if part)
+
+
+def numbers_in(text: str) -> frozenset[str]:
+    """The numbers a text names, without thousands separators or leading zeros: "Rp 150.000"
+    and "Rp150.000" are both 150000, "SMPN 02" is 2."""
+    return frozenset(re.sub(r"[.,]", "", n).lstrip("0") or "0" for n in _NUMBER.findall(text))
+
+
+def numbers_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Each text names a number the other does not (SMPN 2 and SMPN 5, km 12 and km 14).
+    One text naming a number the other leaves out ("3 bulan" and "tiga bulan") is no
+    conflict."""
+    return bool(a - b) and bool(b - a)
+
+
+def prepared_text(text: str) -> str:
+    """What the vectors are made of: the normalised words, then each number as its own
+    token (the normaliser folds numbers together; here they tell reports apart)."""
+    numbers = " ".join(f"n{n}" for n in sorted(numbers_in(text)))
+    return f"{normalise(text)} {numbers}".strip()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A report's text ready for comparing: normalised, its numbers, and its word vector
+    (the non-zero columns and their weights, kept small for the cache)."""
+
+    text: str
+    numbers: frozenset[str]
+    word_columns: np.ndarray
+    word_weights: np.ndarray
+
+
+# -- similarity ------------------------------------------------------------------------------------
+class Similarity:
+    """TF-IDF cosine between reports, IDF learnt once from reference texts (the classifier's
+    corpus). Hashing vectorisers keep no vocabulary: words and n-grams the corpus never saw
+    (a street's name) count, with the highest IDF."""
+
+    def __init__(self, reference: Iterable[str] = ()):
+        texts = [prepared_text(t) for t in reference]
+        self.char_hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5),
+                                             n_features=2**20, alternate_sign=False,
+                                             norm=None, lowercase=False)
+        self.word_hasher = HashingVectorizer(analyzer="word", token_pattern=r"\S+",
+                                             n_features=2**20, alternate_sign=False,
+                                             norm=None, lowercase=False)
+        # Without reference texts every feature weighs the same (plain TF cosine): scores are
+        # then higher than calibrated, so say so.
+        if not texts:
+            log.warning("no reference texts for duplicate detection: IDF not used, "
+                        "similarities are not the calibrated ones")
+        self.chars = TfidfTransformer(sublinear_tf=True, use_idf=bool(texts))
+        self.words = TfidfTransformer(sublinear_tf=True, use_idf=bool(texts))
+        self.chars.fit(self.char_hasher.transform(texts or [""]))
+        self.words.fit(self.word_hasher.transform(texts or [""]))
+
+    def prepare(self, text: str) -> Prepared:
+        return self.prepare_many([text])[0]
+
+    def prepare_many(self, texts: Sequence[str]) -> list[Prepared]:
+        prepared = [prepared_text(t) for t in texts]
+        words = self.words.transform(self.word_hasher.transform(prepared)).tocsr()
+        out = []
+        for i, text in enumerate(texts):
+            row = slice(words.indptr[i], words.indptr[i + 1])
+            out.append(Prepared(prepared[i], numbers_in(text),
+                                words.indices[row].astype(np.int32),
+                                words.data[row].astype(np.float32)))
+        return out
+
+    def _chars(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.chars.transform(self.char_hasher.transform(texts))
+
+    def similarity(self, a: str, b: str) -> float:
+        """The score of two texts (0..1), as detection computes it."""
+        vectors = self._chars([prepared_text(a), prepared_text(b)])
+        return float((vectors[0] @ vectors[1].T).toarray()[0, 0])
+
+    def scores(self, new: Prepared, candidates: Sequence[Prepared],
+               shortlist: int = SHORTLIST) -> list[float]:
+        """The score of each candidate against `new`: the character n-gram cosine for the
+        `shortlist` closest by words, 0 for the rest (far below any threshold)."""
+        if not candidates:
+            return []
+        # The candidates' word vectors as one sparse matrix, built from the cached arrays
+        # (far quicker than stacking one matrix per ticket).
+        lengths = np.fromiter((len(c.word_columns) for c in candidates), dtype=np.int64,
+                              count=len(candidates))
+        matrix = sp.csr_matrix(
+            (np.concatenate([c.word_weights for c in candidates]),
+             np.concatenate([c.word_columns for c in candidates]),
+             np.concatenate([[0], np.cumsum(lengths)])),
+            shape=(len(candidates), self.word_hasher.n_features))
+        query = np.zeros(self.word_hasher.n_features, dtype=np.float32)
+        query[new.word_columns] = new.word_weights
+        words = matrix @ query
+        closest = np.argsort(-words, kind="stable")[:shortlist]
+        closest = [int(i) for i in closest if words[i] > 0]
+        out = [0.0] * len(candidates)
+        if closest:
+            vectors = self._chars([new.text, *(candidates[i].text for i in closest)])
+            found = (vectors[1:] @ vectors[0].T).toarray().ravel()
+            for i, score in zip(closest, found, strict=True):
+                out[i] = float(min(1.0, score))
+        return out
+
+
+def corpus_texts(directory: Path = CORPUS_DIR, limit: int = CORPUS_SAMPLE) -> list[str]:
+    """Title and body of the classifier's corpus examples (every JSON Lines file), at most
+    `limit`, spread evenly over the files' lines so every category has its say."""
+    texts = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                example = json.loads(line)
+            except ValueError:
+                continue  # the classifier's loader reports bad lines; here they just count out
+            if isinstance(example, dict):
+                texts.append(report_text(str(example.get("title") or ""),
+                                         str(example.get("body") or "")))
+    if len(texts) > limit:
+        step = len(texts) / limit
+        texts = [texts[int(i * step)] for i in range(limit)]
+    return texts
+
+
+@cache
+def default_similarity() -> Similarity:
+    """The similarity over the shipped corpus, built once per process (about a second)."""
+    started = time.monotonic()
+    similarity = Similarity(corpus_texts())
+    log.info("duplicate detection ready in %.1f s", time.monotonic() - started)
+    return similarity
+
+
+# -- judging ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Match:
+    tracking_id: str
+    similarity: float
+    submitted_at: datetime
+    numbers_conflict: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a new ticket: link it to `master`, or suggest `suggestions` (most
+    similar first) to the national admin, or neither."""
+
+    master: Match | None = None
+    suggestions: tuple[Match, ...] = ()
+
+    @property
+    def held(self) -> bool:
+        """The ticket waits for the national admin instead of going to an agency."""
+        return self.master is not None or bool(self.suggestions)
+
+
+def judge(matches: Iterable[Match], link_at: float = LINK_AT,
+          suggest_at: float = SUGGEST_AT) -> Verdict:
+    """The master is the earliest near-identical open ticket (numbers not in conflict);
+    the rest at or above `suggest_at` are suggestions, unless the ticket is linked."""
+    matches = list(matches)
+    linkable = [m for m in matches if m.similarity >= link_at and not m.numbers_conflict]
+    if linkable:
+        return Verdict(master=min(linkable, key=lambda m: (m.submitted_at, m.tracking_id)))
+    near = sorted((m for m in matches if m.similarity >= suggest_at),
+                  key=lambda m: (-m.similarity, m.tracking_id))
+    return Verdict(suggestions=tuple(near[:MAX_SUGGESTIONS]))
+
+
+# -- in routing's database -------------------------------------------------------------------------
+class _PreparedCache:
+    """Prepared texts by tracking id, least recently used out first; shared by threads."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[str, Prepared] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Prepared]:
+        found = {}
+        with self._lock:
+            for key in keys:
+                hit = self._items.get(key)
+                if hit is not None:
+                    self._items.move_to_end(key)
+                    found[key] = hit
+        return found
+
+    def put_many(self, items: dict[str, Prepared]) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._items[key] = value
+                self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggested pair as a ticket shows it: the other ticket, how alike, what was decided
+    ("" while pending, linked, dismissed)."""
+
+    tracking_id: str
+    similarity: float
+    resolution: str
+
+
+class Duplicates:
+    """Finds a new ticket's duplicates among the open tickets and keeps the suggestions."""
+
+    def __init__(self, similarity: Similarity | None = None, *, link_at: float = LINK_AT,
+                 suggest_at: float = SUGGEST_AT, window: timedelta = WINDOW,
+                 cache_size: int = CACHE_SIZE):
+        if not 0 < suggest_at <= link_at <= 1:
+            raise ValueError("duplicate thresholds: 0 < suggest_at <= link_at <= 1")
+        self._similarity = similarity
+        self.link_at, self.suggest_at, self.window = link_at, suggest_at, window
+        self._cache = _PreparedCache(cache_size)
+
+    @property
+    def similarity(self) -> Similarity:
+        if self._similarity is None:
+            self._similarity = default_similarity()
+        return self._similarity
+
+    def find(self, conn: Connection, tracking_id: str, *, title: str, body: str,
+             address: str, region_code: str, category: str,
+             submitted_at: datetime) -> Verdict:
+        """The verdict for a new report against the open tickets it may repeat."""
+        started = time.monotonic()
+        rows = self.candidates(conn, tracking_id, region_code, category, submitted_at)
+        if not rows:
+            return Verdict()
+        new = self.similarity.prepare(report_text(title, body, address))
+        prepared = self._prepared(conn, [r.tracking_id for r in rows])
+        scores = self.similarity.scores(new, [prepared[r.tracking_id] for r in rows])
+        verdict = judge((Match(r.tracking_id, round(s, 4), as_utc(r.submitted_at),
+                               numbers_conflict(new.numbers, prepared[r.tracking_id].numbers))
+                         for r, s in zip(rows, scores, strict=True) if s >= self.suggest_at),
+                        self.link_at, self.suggest_at)
+        CHECK_SECONDS.observe(time.monotonic() - started)
+        return verdict
+
+    def candidates(self, conn: Connection, tracking_id: str, region_code: str,
+                   category: str, submitted_at: datetime) -> list:
+        """Open tickets of the category in the regency, submitted within the window before
+        `submitted_at` (most recent first, at most MAX_CANDIDATES)."""
+        t = storage.tickets
+        regency = regency_of(region_code)
+        where_region = t.c.region_code == regency
+        if "." in regency:  # a report placed in a district or village of the regency too
+            where_region = sa.or_(where_region, t.c.region_code.like(f"{regency}.%"))
+        since = as_utc(submitted_at) - self.window
+        return conn.execute(
+            sa.select(t.c.tracking_id, t.c.submitted_at)
+            .where(t.c.category == category, where_region,
+                   t.c.state.in_([s.value for s in ACTIVE]), t.c.duplicate_of == "",
+                   t.c.submitted_at >= since, t.c.tracking_id != tracking_id)
+            .order_by(t.c.submitted_at.desc(), t.c.tracking_id)
+            .limit(MAX_CANDIDATES)).all()
+
+    def _prepared(self, conn: Connection, tracking_ids: list[str]) -> dict[str, Prepared]:
+        found = self._cache.get_many(tracking_ids)
+        missing = [tid for tid in tracking_ids if tid not in found]
+        t = storage.tickets
+        for start in range(0, len(missing), 500):
+            rows = conn.execute(sa.select(t.c.tracking_id, t.c.title, t.c.body, t.c.address)
+                                .where(t.c.tracking_id.in_(missing[start:start + 500]))).all()
+            ready = self.similarity.prepare_many([report_text(r.title, r.body, r.address)
+                                                  for r in rows])
+            fresh = {row.tracking_id: p for row, p in zip(rows, ready, strict=True)}
+            self._cache.put_many(fresh)
+            found.update(fresh)
+        return found
+
+    @staticmethod
+    def suggest(conn: Connection, tracking_id: str, matches: Iterable[Match],
+                now: datetime) -> int:
+        """Stores the suggestions of a new ticket (once: a redelivered event adds none)."""
+        d = storage.duplicate_suggestions
+        added = 0
+        for match in matches:
+            if conn.execute(sa.select(d.c.tracking_id).where(
+                    d.c.tracking_id == tracking_id, d.c.candidate == match.tracking_id)).first():
+                continue
+            conn.execute(d.insert().values(tracking_id=tracking_id,
+                                           candidate=match.tracking_id,
+                                           similarity=match.similarity, created_at=now))
+            added += 1
+        if added:
+            DUPLICATES.labels("suggested").inc()
+        return added
+
+
+def hold_for_admin(decision, verdict: Verdict, triage):
+    """The routing decision for a ticket that may repeat an open one: the national admin's
+    triage queue instead of an agency (the agency routing chose stays the suggested one), and
+    why, in the explanation. `decision` is rules.Decision."""
+    if not verdict.held:
+        return decision
+    if verdict.master is not None:
+        why = (f"hampir sama dengan laporan {verdict.master.tracking_id} yang masih terbuka "
+               f"(kemiripan {verdict.master.similarity:.2f}): digabungkan")
+    else:
+        why = "mirip laporan terbuka " + ", ".join(
+            f"{m.tracking_id} ({m.similarity:.2f})" for m in verdict.suggestions) + \
+            ": menunggu keputusan admin nasional apakah duplikat"
+    explanation = "; ".join(filter(None, [decision.explanation, why]))
+    if not decision.auto_dispatch:
+        return replace(decision, explanation=explanation)
+    return replace(decision, auto_dispatch=False, agency=triage, explanation=explanation,
+                   suggested=decision.suggested or decision.agency)
+
+
+def pair_similarity(conn: Connection, a: str, b: str,
+                    similarity: Similarity | None = None) -> float:
+    """The score of two tickets: their suggestion's when there is one, else computed now."""
+    stored = stored_similarity(conn, a, b)
+    if stored is not None:
+        return stored
+    t = storage.tickets
+    texts = {r.tracking_id: report_text(r.title, r.body, r.address) for r in conn.execute(
+        sa.select(t.c.tracking_id, t.c.title, t.c.body, t.c.address)
+        .where(t.c.tracking_id.in_([a, b])))}
+    if len(texts) != 2:
+        return 0.0
+    return round((similarity or default_similarity()).similarity(texts[a], texts[b]), 4)
+
+
+def stored_similarity(conn: Connection, a: str, b: str) -> float | None:
+    d = storage.duplicate_suggestions
+    return conn.execute(sa.select(d.c.similarity).where(sa.or_(
+        sa.and_(d.c.tracking_id == a, d.c.candidate == b),
+        sa.and_(d.c.tracking_id == b, d.c.candidate == a))).limit(1)).scalar()
+
+
+def suggestions_of(conn: Connection, tracking_id: str) -> list[Suggestion]:
+    """The pairs a ticket is part of, on either side, most similar first. A pending one whose
+    other ticket has closed meanwhile is left out: nothing is left to decide."""
+    d, t = storage.duplicate_suggestions, storage.tickets
+    rows = conn.execute(sa.select(d).where(sa.or_(d.c.tracking_id == tracking_id,
+                                                  d.c.candidate == tracking_id))).all()
+    others = {r.candidate if r.tracking_id == tracking_id else r.tracking_id: r for r in rows}
+    open_ = set(conn.execute(sa.select(t.c.tracking_id).where(
+        t.c.tracking_id.in_([tracking_id, *others]),
+        t.c.state.in_([s.value for s in ACTIVE]))).scalars()) if others else set()
+    shown = [Suggestion(other, float(r.similarity), r.resolution)
+             for other, r in others.items()
+             if r.resolution or (other in open_ and tracking_id in open_)]
+    return sorted(shown, key=lambda s: (-s.similarity, s.tracking_id))
+
+
+# -- calibration and speed (python -m services.routing.tickets.duplicates) -----------------------
+PAIRS_FILE = Path(__file__).with_name("duplicate_pairs.jsonl")
+LABELS = {"same": "near-identical: the same report again, forwarded or lightly edited",
+          "same_event": "the same problem told independently by another reporter",
+          "different": "the same place (or the same words), another problem"}
+
+
+def read_pairs(path: Path = PAIRS_FILE) -> list[dict]:
+    """The hand-made calibration pairs: {"label", "category", "note", "a", "b"}, a and b
+    each {"title", "body"}."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def pair_outcome(similarity: Similarity, pair: dict, link_at: float = LINK_AT,
+                 suggest_at: float = SUGGEST_AT) -> tuple[float, str]:
+    """(score, "linked" | "suggested" | "apart") for a calibration pair."""
+    a = report_text(pair["a"]["title"], pair["a"]["body"])
+    b = report_text(pair["b"]["title"], pair["b"]["body"])
+    score = similarity.similarity(a, b)
+    conflict = numbers_conflict(numbers_in(a), numbers_in(b))
+    verdict = judge([Match("b", score, datetime.min, conflict)], link_at, suggest_at)
+    return score, ("linked" if verdict.master else "suggested" if verdict.suggestions
+                   else "apart")
+
+
+def calibrate(similarity: Similarity, pairs: list[dict]) -> str:
+    """The table docs/duplicates.md shows: each pair's score and outcome, per label."""
+    lines = [f"thresholds: link at {LINK_AT:.2f} (numbers agreeing), suggest at "
+             f"{SUGGEST_AT:.2f}", ""]
+    for label, meaning in LABELS.items():
+        rows = sorted(((*pair_outcome(similarity, p), p["note"] or p["b"]["title"])
+                       for p in pairs if p["label"] == label), reverse=True)
+        if not rows:
+            continue
+        counts = {o: sum(1 for r in rows if r[1] == o) for o in ("linked", "suggested", "apart")}
+        lines.append(f"{label} ({meaning}): {len(rows)} pairs, min {rows[-1][0]:.2f}, "
+                     f"median {float(np.median([r[0] for r in rows])):.2f}, "
+                     f"max {rows[0][0]:.2f}; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        lines += [f"  {score:.2f}  {outcome:9s}  {note}" for score, outcome, note in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def background(similarity: Similarity, texts: list[str]) -> str:
+    """How often two different corpus reports (same file, i.e. same category) reach each
+    threshold: the false-suggestion rate per pair of open tickets."""
+    by_file: dict[str, list[str]] = {}
+    for path in sorted(CORPUS_DIR.glob("*.jsonl")):
+        by_file[path.stem] = [report_text(str(e.get("title") or ""), str(e.get("body") or ""))
+                              for e in map(json.loads, filter(None, path.read_text(
+                                  encoding="utf-8").splitlines()))]
+    scores = []
+    for group in by_file.values():
+        vectors = similarity._chars([prepared_text(t) for t in group])
+        matrix = (vectors @ vectors.T).toarray()
+        scores.append(matrix[np.triu_indices(len(group), 1)])
+    every = np.concatenate(scores) if scores else np.zeros(0)
+    if not every.size:
+        return "no corpus"
+    return "\n".join(f"corpus pairs of one category at or above {t:.2f}: "
+                     f"{int((every >= t).sum())} of {every.size} ({(every >= t).mean():.1e})"
+                     for t in (0.5, SUGGEST_AT, 0.7, LINK_AT))
+
+
+def bench(open_tickets: int, checks: int = 50) -> str:
+    """Seconds per check with `open_tickets` open tickets of one category in one regency,
+    in a throwaway SQLite database: the first check (corpus IDF learnt, cache filled) and
+    then p50/p99 of the next ones."""
+    import random
+    import tempfile
+
+    from services.infra import db
+
+    rng = random.Random(7)
+    texts = corpus_texts() or ["Jalan rusak berlubang di depan pasar"]
+    places = ["Muaro", "Sijunjung", "Kamang", "Tanjung Gadang", "Kupitan", "Lubuk Tarok",
+              "Sumpur Kudus", "Koto VII", "IV Nagari", "Padang Sibusuk"]
+    now = datetime.now().astimezone()
+    with tempfile.TemporaryDirectory() as directory:
+        engine = db.make_engine(f"sqlite:///{directory}/bench.db")
+        storage.metadata.create_all(engine)
+        with engine.begin() as conn:
+            rows = []
+            for i in range(open_tickets):
+                text = rng.choice(texts)
+                rows.append(dict(
+                    ticket_id=f"t{i}", tracking_id=f"LPR-B{i:08d}", state="DISPATCHED",
+                    agency_code="PUPR-13.03", category="PUPR", kind="PENGADUAN",
+                    title=text.split("\n")[0][:80], body=f"{text} Nagari {rng.choice(places)} "
+                    f"RT {rng.randint(1, 20)}.", region_code=f"13.03.{rng.randint(1, 8):02d}",
+                    anonymous=False, confidential=False,
+                    submitted_at=now - timedelta(days=rng.uniform(0, 29)),
+                    created_at=now, updated_at=now))
+            conn.execute(storage.tickets.insert(), rows)
+        duplicates = Duplicates()
+        timings = []
+        for i in range(checks + 1):
+            text = rng.choice(texts)
+            with engine.connect() as conn:
+                started = time.perf_counter()
+                duplicates.find(conn, f"LPR-N{i:08d}", title=text[:60], body=text,
+                                address="", region_code="13.03.01", category="PUPR",
+                                submitted_at=now)
+                timings.append(time.perf_counter() - started)
+        engine.dispose()
+    first, rest = timings[0], sorted(timings[1:])
+    return (f"{open_tickets} open tickets of one category in one regency: first check "
+            f"{first * 1000:.0f} ms (learns the corpus IDF, prepares every candidate), then "
+            f"p50 {rest[len(rest) // 2] * 1000:.1f} ms, p99 "
+            f"{rest[min(len(rest) - 1, int(len(rest) * 0.99))] * 1000:.1f} ms per check")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.routing.tickets.duplicates",
+                                     description="calibration and speed of duplicate "
+                                                 "detection (docs/duplicates.md)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("calibrate", help="score the hand-made pairs and the corpus background")
+    speed = sub.add_parser("bench", help="time a check against many open tickets")
+    speed.add_argument("--tickets", type=int, default=3000)
+    args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        similarity = default_similarity()
+        print(calibrate(similarity, read_pairs()))
+        print(background(similarity, corpus_texts()))
+    else:
+        print(bench(args.tickets))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
