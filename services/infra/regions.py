@@ -36,6 +36,14 @@ def parent_code(code: str) -> str | None:
 def read_regions_csv(path: Path) -> list[Region]:
     """Reads the Kemendagri list (columns kode, nama, level); raises ValueError naming the
     line that is wrong and what to write instead."""
+    try:
+        return _read(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the list as "
+                         "UTF-8 CSV") from None
+
+
+def _read(path: Path) -> list[Region]:
     out: list[Region] = []
     seen: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:

@@ -160,6 +160,9 @@ def test_the_national_region_list_imports_completely_and_idempotently(engine, sh
     (["13,Sumatera Barat,provinsi", "13.03"], 3, "three fields"),
     (["13,Sumatera Barat,provinsi", "", "13.03;Kabupaten Sijunjung;kabupaten_kota"], 4,
      "three fields"),
+    (["13,Sumatera Barat,provinsi", "13.03,Kabupaten Sijunjung,provinsi"], 3,
+     "13.03 is a kabupaten_kota code"),
+    (["13,Sumatera Barat,provinsi", "13,Sumbar,provinsi"], 3, "already on line 2"),
 ])
 def test_a_malformed_region_file_is_rejected_naming_the_line(tmp_path, lines, line_number,
                                                               words):
@@ -169,6 +172,14 @@ def test_a_malformed_region_file_is_rejected_naming_the_line(tmp_path, lines, li
         routing_storage.read_regions_csv(path)
     assert f"{path}:{line_number}:" in str(raised.value)
     assert words in str(raised.value)
+
+
+def test_a_region_file_that_is_not_utf8_is_rejected(tmp_path):
+    path = tmp_path / "wilayah.csv"
+    path.write_bytes("kode,nama,level\n13,Sumatera Barat,provinsi\n91.71,Kota Jayapura,"
+                     "kabupaten_kota\n".encode("utf-16"))
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        routing_storage.read_regions_csv(path)
 
 
 def test_a_region_file_without_the_expected_columns_is_rejected(tmp_path):
