@@ -256,7 +256,7 @@ class SqlDirectory:
                                  .where(categories.c.active.is_(True))).all()
         if not rows:
             return tax.national()
-        return tax.Taxonomy(_in_taxonomy_order(
+        return Taxonomy(_in_taxonomy_order(
             Category(r.code, r.name, r.parent_code or "") for r in rows)).active()
 
     def rule_for(self, category: str, subcategory: str, region_code: str) -> RuleMatch | None:
@@ -281,8 +281,8 @@ class SqlDirectory:
             sa.select(agencies, handling_rules.c.category.label("rule_code"),
                       handling_rules.c.region_code.label("rule_region"))
             .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
-            .where(handling_rules.c.category.in_({code for code, _ in keys}),
-                   handling_rules.c.region_code.in_({region for _, region in keys}),
+            .where(handling_rules.c.category.in_(sorted({code for code, _ in keys})),
+                   handling_rules.c.region_code.in_(sorted({region for _, region in keys})),
                    agencies.c.active.is_(True))).all()
         return matching.ordered(((r.rule_code, r.rule_region, _agency_ref(r)) for r in rows),
                                 keys)
