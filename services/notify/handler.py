@@ -8,7 +8,9 @@ Who hears what (docs/webhooks.md has the agency's side):
 * the agency holding the ticket, by signed webhook: new tickets, changes it did not make,
   the reporter's messages, deadline warnings and escalations to it;
 * the national admin, by email (NOTIFY_NATIONAL_ADMIN_EMAILS) and by the webhook registered
-  for ADMIN-NASIONAL: escalations that reach national level or oversight.
+  for ADMIN-NASIONAL: escalations that reach national level or oversight;
+* followers, the reporters of reports linked to an open near-identical one (ticket.linked):
+  told of the link, then of each change of that master the master's reporter is told of.
 Whether there is anybody to tell (an email address, an endpoint) is looked up when sending;
 when there is none the delivery ends `skipped` and notification.skipped says so."""
 
@@ -56,7 +58,14 @@ ACTION_TEMPLATES: dict[str, str | None] = {
     "reply": None,
     "add_info": None,
     "appeal": None,
+    # Linked to an open, near-identical ticket: ticket.linked tells them (and whom they follow).
+    "link": None,
 }
+# The master's emails its followers also get, each about their own report: not the relayed
+# messages nor the auto-close warning, which are the master's reporter's alone; of the rest
+# they hear the public side (a hold is "on hold", not the admin's question to that reporter).
+FOLLOWER_TEMPLATES = frozenset({"dispatched", "accepted", "held", "followed_up", "closed",
+                                "archived", "status", "escalated"})
 # Changes the holding agency made itself, or that come to it as ticket.dispatched or
 # ticket.escalated, are not sent back to it as ticket.status_changed.
 _NOT_FOR_AGENCY_ACTIONS = {"escalate"}
@@ -87,6 +96,21 @@ def _reporter_text(template: str, msg: events_pb2.TicketStatusChanged) -> dict[s
     return {"note": note}
 
 
+def _public_side(envelope) -> tuple[str, str]:
+    """(state, public note) of a change of the master, as its followers hear of it."""
+    msg = events.payload(envelope)
+    if envelope.type == "ticket.dispatched":
+        return "DISPATCHED", f"Terdisposisi ke {msg.agency.name or msg.agency.code}"
+    if envelope.type == "ticket.escalated":
+        target = msg.to_agency.name or msg.to_agency.code
+        note = ("Belum selesai dalam 60 hari: ditandai untuk Ombudsman" if msg.kind == "oversight"
+                else f"Dieskalasi ke {target}")
+        return payloads.state_name(msg.stage), note
+    if envelope.type == "ticket.status_changed":
+        return payloads.state_name(msg.to_state), msg.public_note
+    return "", ""
+
+
 def _holder_is_agency(agency) -> bool:
     """An agency that gets webhooks: not the national admin's triage queue."""
     return bool(agency.code) and agency.level != TRIAGE_LEVEL \
@@ -107,6 +131,7 @@ class EventHandler:
             "ticket.sla_warning": self._sla_warning,
             "ticket.escalated": self._escalated,
             "ticket.message": self._message,
+            "ticket.linked": self._linked,
         }
 
     def __call__(self, envelope: events_pb2.EventEnvelope) -> str:
@@ -262,6 +287,24 @@ class EventHandler:
                                      envelope.type, msg, delivery_id))
         raise events.BadEvent(f"ticket.message with direction {msg.direction!r}")
 
+    def _linked(self, conn: Connection, envelope, msg: events_pb2.TicketLinked,
+                tracking_id: str) -> int:
+        """The report was linked to an open, near-identical one (its master): its reporter
+        follows the master from now on, and hears so first."""
+        if not msg.master_tracking_id or msg.master_tracking_id == tracking_id:
+            raise events.BadEvent("ticket.linked without another ticket to follow")
+        f = store.followers
+        if conn.execute(sa.select(f.c.follower).where(
+                f.c.master == msg.master_tracking_id, f.c.follower == tracking_id)).first() \
+                is None:
+            conn.execute(f.insert().values(master=msg.master_tracking_id, follower=tracking_id,
+                                           created_at=db.utcnow()))
+        return self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
+            "linked", tracking_id, master_tracking_id=msg.master_tracking_id,
+            state=payloads.state_name(msg.master_state), agency_name=msg.master_agency.name,
+            deadline=payloads.when(msg, "master_deadline"),
+            deadline_zone=msg.master_deadline_zone))
+
     # -- deliveries ----------------------------------------------------------------------------
     def _reporter_email(self, conn: Connection, envelope, tracking_id: str,
                         fields: dict) -> int:
@@ -270,7 +313,32 @@ class EventHandler:
                 self._reporter_told(conn, tracking_id, version):
             return 0
         self._add(conn, envelope, tracking_id, "email", REPORTER, REPORTER, fields)
-        return 1
+        return 1 + self._follower_emails(conn, envelope, tracking_id, fields)
+
+    def _follower_emails(self, conn: Connection, envelope, master: str, fields: dict) -> int:
+        """The master's reporter is emailed: so is each follower, about their own report
+        (their contact, their language, their tracking id), with only what the public may
+        see of the change: never the text written for the master's reporter alone."""
+        if fields["template"] not in FOLLOWER_TEMPLATES:
+            return 0
+        f = store.followers
+        followers = conn.execute(sa.select(f.c.follower).where(f.c.master == master)
+                                 .order_by(f.c.follower)).scalars().all()
+        if not followers:
+            return 0
+        state, note = _public_side(envelope)
+        for follower in followers:
+            update = payloads.email_fields(
+                "following", follower, master_tracking_id=master, state=state, note=note,
+                agency_name=fields.get("agency_name") or "")
+            update["deadline"], update["deadline_zone"] = (fields.get("deadline"),
+                                                           fields.get("deadline_zone"))
+            # One delivery per follower and event: keyed by a trigger id derived from both,
+            # the same on every redelivery of the event.
+            self._add(conn, envelope, follower, "email", REPORTER, REPORTER, update,
+                      trigger_event_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                      f"{envelope.event_id}/{follower}")))
+        return len(followers)
 
     @staticmethod
     def _reporter_told(conn: Connection, tracking_id: str, version: int) -> bool:
@@ -290,11 +358,12 @@ class EventHandler:
 
     @staticmethod
     def _add(conn: Connection, envelope, tracking_id: str, channel: str, audience: str,
-             target: str, payload: dict, delivery_id: str | None = None) -> None:
+             target: str, payload: dict, delivery_id: str | None = None,
+             trigger_event_id: str | None = None) -> None:
         now = db.utcnow()
         conn.execute(sa.insert(store.deliveries).values(
             delivery_id=delivery_id or str(uuid.uuid4()), tracking_id=tracking_id,
             channel=channel, audience=audience, target=target,
-            trigger_event_id=envelope.event_id, trigger_type=envelope.type,
+            trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,
             payload=payloads.encode(payload), status="pending", attempts=0,
             next_attempt_at=now, created_at=now, updated_at=now))

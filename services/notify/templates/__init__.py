@@ -52,6 +52,12 @@ FIELDS: dict[str, frozenset[str]] = {
     "auto_close_warning": _REPORTER_LAYOUT | {"agency_name", "deadline"},
     "escalated": _REPORTER_LAYOUT | {"kind", "agency_name", "deadline"},
     "message": _REPORTER_LAYOUT | {"agency_name", "message"},
+    # A reporter whose report was linked to an earlier, near-identical one (its master): told
+    # so once, then of the master's progress (only what the public may see of it).
+    "linked": _REPORTER_LAYOUT | {"master_tracking_id", "status", "agency_name", "deadline",
+                                  "has_deadline"},
+    "following": _REPORTER_LAYOUT | {"master_tracking_id", "status", "status_hint", "note",
+                                     "agency_name", "deadline", "has_deadline"},
     "national_escalated": _STAFF_LAYOUT | {"ticket_id", "kind", "stage", "level",
                                            "from_agency", "to_agency", "deadline", "reason"},
 }
@@ -130,6 +136,8 @@ BUILDERS: dict[str, Builder] = {
     "response": _text("response"),
     "reason": _text("reason", "-"),
     "message": _text("message"),
+    "master_tracking_id": _text("master_tracking_id"),
+    "has_deadline": lambda stored, lang, url: bool(stored.get("deadline")),
     # An escalation without a kind comes from before kinds existed: it went to the parent.
     "kind": _text("kind", "parent"),
     "level": lambda stored, lang, url: int(stored.get("level") or 0),
