@@ -68,6 +68,10 @@ def report(card: dict, out=sys.stdout) -> None:
         print(f"  most confused (true->predicted): {pairs}", file=out)
     weakest = sorted(held.per_category_f1.items(), key=lambda kv: kv[1])[:3]
     print("  lowest F1: " + ", ".join(f"{c} {f:.2f}" for c, f in weakest), file=out)
+    if held.by_confidence:
+        print("  at confidence >= " + ", ".join(
+            f"{t}: {share:.0%} of reports, {accuracy:.1%} right"
+            for t, (share, accuracy) in held.by_confidence.items()), file=out)
 
 
 def main(args, env: Env) -> int:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from services.infra.config import ConfigError, Env
 from services.infra.lifecycle import SupervisedLoop
 from services.routing.classify.corpus import Example
 from services.routing.classify.model import Classifier, ModelError, Prediction
-from services.routing.classify.store import ModelStore
+from services.routing.classify.store import ModelStore, model_dir
 from services.routing.classify.training import load_or_build
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ class LiveClassifier:
         self.loop = SupervisedLoop("classifier-reload", self._watch,
                                    stall_after=max(120.0, 3 * reload_seconds))
         log.info("classifier model %s loaded from %s", self.version, self.store.root)
+
+    @classmethod
+    def from_env(cls, env: Env | None = None, **options) -> LiveClassifier:
+        """ROUTING_MODEL_DIR (default var/model) and ROUTING_MODEL_RELOAD_SECONDS (60)."""
+        env = env or Env()
+        seconds = env.float("ROUTING_MODEL_RELOAD_SECONDS", 60.0)
+        if seconds <= 0:
+            raise ConfigError(f"ROUTING_MODEL_RELOAD_SECONDS must be a number of seconds above "
+                              f"0, got {seconds}")
+        return cls(model_dir(env), reload_seconds=seconds, **options)
 
     @property
     def classifier(self) -> Classifier:

@@ -336,23 +336,32 @@ class Evaluation:
     subcategory_accuracy: float
     per_category_f1: dict[str, float] = field(default_factory=dict)
     confused: list[tuple[str, str, int]] = field(default_factory=list)  # true, predicted, n
+    # For a confidence threshold ("0.8"): the share of reports at or above it and the
+    # accuracy among them, what auto-dispatch above that threshold would do.
+    by_confidence: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"examples": self.examples, "accuracy": round(self.accuracy, 4),
                 "macro_f1": round(self.macro_f1, 4),
                 "subcategory_accuracy": round(self.subcategory_accuracy, 4),
                 "per_category_f1": {k: round(v, 4) for k, v in self.per_category_f1.items()},
-                "confused": [list(c) for c in self.confused]}
+                "confused": [list(c) for c in self.confused],
+                "by_confidence": {k: [round(a, 4), round(b, 4)]
+                                  for k, (a, b) in self.by_confidence.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> Evaluation:
         return cls(data["examples"], data["accuracy"], data["macro_f1"],
                    data["subcategory_accuracy"], dict(data["per_category_f1"]),
-                   [tuple(c) for c in data["confused"]])
+                   [tuple(c) for c in data["confused"]],
+                   {k: tuple(v) for k, v in data.get("by_confidence", {}).items()})
 
     def not_worse_than(self, other: Evaluation, tolerance: float = 0.0) -> bool:
         return (self.accuracy >= other.accuracy - tolerance
                 and self.macro_f1 >= other.macro_f1 - tolerance)
+
+
+CONFIDENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def f1_by_label(true: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
@@ -378,6 +387,12 @@ def evaluate(classifier: Classifier, held_out: Sequence[Example], worst: int = 5
     per_category = f1_by_label(true, predicted)
     confused = Counter((t, p) for t, p in zip(true, predicted, strict=True) if t != p)
     n = len(held_out)
+    by_confidence = {}
+    for threshold in CONFIDENCE_THRESHOLDS:
+        sure = [t == p.category for t, p in zip(true, predictions, strict=True)
+                if p.confidence >= threshold]
+        by_confidence[f"{threshold:.1f}"] = (len(sure) / n, sum(sure) / len(sure) if sure
+                                             else 0.0)
     return Evaluation(
         examples=n,
         accuracy=sum(t == p for t, p in zip(true, predicted, strict=True)) / n,
@@ -386,7 +401,8 @@ def evaluate(classifier: Classifier, held_out: Sequence[Example], worst: int = 5
                                  zip(held_out, predictions, strict=True)) / n,
         per_category_f1=per_category,
         confused=[(t, p, c) for (t, p), c in
-                  sorted(confused.items(), key=lambda kv: (-kv[1], kv[0]))[:worst]])
+                  sorted(confused.items(), key=lambda kv: (-kv[1], kv[0]))[:worst]],
+        by_confidence=by_confidence)
 
 
 def timed(fn, *args, **kwargs):

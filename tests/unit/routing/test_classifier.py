@@ -314,3 +314,19 @@ def test_the_reload_loop_follows_the_current_pointer(small, tmp_path):
         assert live.loop.healthy()
     finally:
         live.loop.stop(2)
+
+
+def test_the_reload_interval_must_be_a_positive_number_of_seconds(tmp_path):
+    from services.infra.config import ConfigError, Env
+
+    env = Env({"ROUTING_MODEL_DIR": str(tmp_path), "ROUTING_MODEL_RELOAD_SECONDS": "0"})
+    with pytest.raises(ConfigError, match="ROUTING_MODEL_RELOAD_SECONDS"):
+        LiveClassifier.from_env(env, build_if_missing=False)
+
+
+def test_an_unwritable_model_directory_is_named(small, tmp_path):
+    corpus_dir, taxonomy = small
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(ModelError, match="ROUTING_MODEL_DIR"):
+        LiveClassifier(blocked / "model", corpus_dir=corpus_dir, taxonomy=taxonomy)
