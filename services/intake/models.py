@@ -33,7 +33,7 @@ REPORTER_OUTCOMES = ("replied", "information_added", "message_sent", "closed", "
                      "appealed")
 # The staff actions on a ticket: the path under /api/v1/staff/tickets/{tracking_id}/.
 STAFF_ACTIONS = ("verify", "hold", "archive", "accept", "forward", "decline", "follow-up",
-                 "close", "messages")
+                 "close", "messages", "link", "dismiss-duplicate")
 MAX_NOTE = 2_000      # notes, questions, reasons, comments (routing's limit too)
 MAX_TEXT = 10_000     # a follow-up response, a message, a reply
 
@@ -235,6 +235,30 @@ class ArchiveTicket(_TicketChange):
     note: _Note = Field(None, description=f"for the audit trail: {NOTE_HINT}")
 
 
+# Another ticket's tracking id in a body: forgiven like one in a path (case, dashes, the LPR
+# prefix); its last character is a check character (format lapor-tracking-id), checked after.
+_OtherTicket = Annotated[str, Field(pattern=ids.TRACKING_ID_PATTERN,
+                                    json_schema_extra={"format": "lapor-tracking-id"})]
+
+
+class LinkDuplicate(_TicketChange):
+    """National admin: link a report still in triage to an open ticket it repeats (its
+    master): archived as a duplicate, its reporter follows the master, and it counts as the
+    master's support."""
+
+    master: _OtherTicket = Field(
+        description="the tracking id of the open ticket this report repeats, e.g. "
+                    "LPR-7K2-M9Q-XD4 (its check character is checked)")
+
+
+class DismissDuplicate(_TicketChange):
+    """National admin: a pair routing suggested as possible duplicates is not one."""
+
+    candidate: _OtherTicket = Field(
+        description="the tracking id of the other ticket of the suggestion, e.g. "
+                    "LPR-7K2-M9Q-XD4 (its check character is checked)")
+
+
 class AcceptTicket(_TicketChange):
     """The agency takes the ticket and declares how long its follow-up takes."""
 
@@ -314,6 +338,17 @@ class Agency(_Answer):
     name: str
 
 
+class LinkedReport(_Answer):
+    """The open report a duplicate was linked to, as it is now."""
+
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    status: Literal[STATES] | None = Field(description="absent when intake does not hold it")
+    status_label: str | None
+    agency: Agency | None
+    deadline: datetime | None
+    deadline_zone: Literal[ZONES] | None
+
+
 class TimelineEntry(_Answer):
     at: datetime
     status: str = Field(description="the ticket state; in the owner view also NOTIFICATION "
@@ -345,7 +380,12 @@ class _ReportStatus(_Answer):
     category: str | None
     confidential: bool
     support_count: int = Field(ge=0, description="how many people support the report "
-                                                 "(dukungan)")
+                                                 "(dukungan), reports linked to it as its "
+                                                 "duplicates included")
+    linked_to: LinkedReport | None = Field(
+        description="set when routing found this report near-identical to an open one and "
+                    "linked it there (status ARCHIVED, label 'Digabung dengan laporan …'): "
+                    "that report's progress is this one's")
     created_at: datetime
     updated_at: datetime
     timeline: list[TimelineEntry]
@@ -527,6 +567,12 @@ class TicketDelivery(_Answer):
     reason: str | None
 
 
+class DuplicateCandidate(_Answer):
+    tracking_id: str = Field(pattern=TRACKING_ID_SHOWN)
+    similarity: float = Field(ge=0, le=1, description="how alike the two reports' texts are")
+    resolution: Literal["pending", "linked", "dismissed"]
+
+
 class StaffTicket(_Answer):
     """One ticket as staff see it."""
 
@@ -562,6 +608,11 @@ class StaffTicket(_Answer):
     allowed_actions: list[str] = Field(
         description="what you may do now, as the paths of POST /api/v1/staff/tickets/"
                     "{tracking_id}/{action}: " + ", ".join(STAFF_ACTIONS))
+    duplicate_of: str | None = Field(
+        description="the open ticket this one was linked to as a duplicate (archived)")
+    duplicate_candidates: list[DuplicateCandidate] = Field(
+        description="national admin and oversight: tickets routing found alike (either "
+                    "side of the pair); a pending one waits for link or dismiss-duplicate")
 
 
 class AuditEntry(_Answer):
@@ -622,6 +673,8 @@ STAFF_ACTION_MODELS: dict[str, tuple[str, type[_TicketChange]]] = {
     "follow-up": ("FollowUpTicket", FollowUpTicket),
     "close": ("CloseTicket", CloseTicket),
     "messages": ("MessageReporter", MessageReporter),
+    "link": ("LinkDuplicate", LinkDuplicate),
+    "dismiss-duplicate": ("DismissDuplicate", DismissDuplicate),
 }
 REQUEST_MODELS = (NewReport, Draft, ReporterReply, ReporterRating, ReporterAppeal,
                   ReporterConfirm, *(model for _, model in STAFF_ACTION_MODELS.values()))

@@ -39,6 +39,9 @@ class ReadModel:
                     r.c.tracking_id == envelope.aggregate_id)).first() is None:
                 log.warning("event for a report intake does not have; ignored")
                 return "processed"
+            if envelope.type == "ticket.linked":
+                self._linked(conn, envelope.aggregate_id, payload.master_tracking_id)
+                return "processed"
             change, entry = self._interpret(envelope.type, payload)
             if entry is not None:
                 conn.execute(storage.timeline.insert().values(
@@ -48,6 +51,19 @@ class ReadModel:
                 conn.execute(self._apply(envelope.aggregate_id, change, occurred,
                                          getattr(payload, "ticket_version", 0)))
         return "processed"
+
+    @staticmethod
+    def _linked(conn, tracking_id: str, master: str) -> None:
+        """Routing linked the report to an open, near-identical one: its views show that one's
+        status from now on (read when shown), and it counts as that one's support. Not by
+        version: the link's ticket.status_changed has the same version and may come first."""
+        r = storage.reports
+        linked = conn.execute(r.update().where(r.c.tracking_id == tracking_id,
+                                               r.c.linked_to == "")
+                              .values(linked_to=master)).rowcount
+        if linked:
+            conn.execute(r.update().where(r.c.tracking_id == master)
+                         .values(support_count=r.c.support_count + 1))
 
     @staticmethod
     def _apply(tracking_id: str, change: dict, occurred, version: int):

@@ -134,8 +134,18 @@ def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
 
 
 def load(conn: Connection, tracking_id: str):
-    report = conn.execute(sa.select(storage.reports).where(
-        storage.reports.c.tracking_id == tracking_id)).first()
+    """The report (with the status of the report it is linked to, if any, as master_*
+    columns) and its timeline; (None, []) when there is no such report."""
+    r, master = storage.reports, storage.reports.alias("master")
+    report = conn.execute(
+        sa.select(r, master.c.status.label("master_status"),
+                  master.c.agency_code.label("master_agency_code"),
+                  master.c.agency_name.label("master_agency_name"),
+                  master.c.deadline.label("master_deadline"),
+                  master.c.deadline_zone.label("master_deadline_zone"))
+        .select_from(r.outerjoin(master, sa.and_(r.c.linked_to != "",
+                                                 master.c.tracking_id == r.c.linked_to)))
+        .where(r.c.tracking_id == tracking_id)).first()
     if report is None:
         return None, []
     entries = conn.execute(sa.select(storage.timeline).where(
@@ -162,11 +172,35 @@ def iso_timestamp(value) -> str | None:
     return _iso(value.ToDatetime(tzinfo=UTC))
 
 
+def _status_label(status: str, agency_name: str) -> str:
+    if status == "DISPATCHED" and agency_name:
+        return f"Terdisposisi ke {agency_name}"
+    return STATUS_LABELS.get(status, status)
+
+
 def _status(row) -> dict:
-    label = STATUS_LABELS.get(row.status, row.status)
-    if row.status == "DISPATCHED" and row.agency_name:
-        label = f"Terdisposisi ke {row.agency_name}"
+    label = _status_label(row.status, row.agency_name)
+    if row.linked_to:
+        label = f"Digabung dengan laporan {row.linked_to}"
     return {"status": row.status, "status_label": label}
+
+
+def _linked_to(row) -> dict | None:
+    """The open report this one was linked to as a duplicate, and its status now: the
+    reporter follows that one (read when shown, so it is never behind)."""
+    if not row.linked_to:
+        return None
+    status = getattr(row, "master_status", None)
+    return {
+        "tracking_id": row.linked_to,
+        "status": status,
+        "status_label": (_status_label(status, row.master_agency_name or "")
+                         if status else None),
+        "agency": ({"code": row.master_agency_code, "name": row.master_agency_name}
+                   if status and row.master_agency_code else None),
+        "deadline": _iso(row.master_deadline) if status else None,
+        "deadline_zone": (row.master_deadline_zone or None) if status else None,
+    }
 
 
 def public_view(row, entries) -> dict:
@@ -183,6 +217,7 @@ def public_view(row, entries) -> dict:
         "category": row.category or None,
         "confidential": row.confidential,
         "support_count": row.support_count,
+        "linked_to": _linked_to(row),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "timeline": [_entry(e) for e in entries if not e.private],

@@ -49,7 +49,7 @@ CITIZEN_METHODS = frozenset({"SuggestRoute", "ReporterReply", "ReporterConfirm",
 STAFF_METHODS = frozenset({"WhoAmI", "ListTickets", "GetTicket", "GetAuditTrail",
                            "VerifyTicket", "HoldTicket", "ArchiveTicket", "AcceptTicket",
                            "ForwardTicket", "DeclineTicket", "FollowUpTicket", "CloseTicket",
-                           "MessageReporter"})
+                           "MessageReporter", "LinkDuplicate", "DismissDuplicate"})
 # How long /readyz trusts its last check of intake's service token.
 TOKEN_CHECK_SECONDS = 30.0
 

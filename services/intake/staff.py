@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, request
 from google.protobuf import empty_pb2
 
 from lapor.v1 import common_pb2, routing_pb2
-from services.intake import models
+from services.intake import ids, models
 from services.intake.api import all_optional, bearer_token, json_body, tracking_id_of
 from services.intake.problems import STAFF_REALM, Problem, from_staff_call, validation
 from services.intake.reports import STATUS_LABELS, iso_timestamp
@@ -35,6 +35,8 @@ LIST_FIELDS = {"states": "state", "overdue_only": "overdue", "text": "q",
                "page_size": "page_size", "page_token": "page_token"}
 # The lifecycle's action names -> the paths of the staff actions (POST …/{action}).
 ACTION_PATHS = {"not_our_authority": "decline", "follow_up": "follow-up"}
+# Body fields naming another ticket (duplicates) -> routing's request field.
+OTHER_TICKET_FIELDS = {"master": "master_tracking_id", "candidate": "candidate"}
 
 
 def staff_token() -> str:
@@ -167,8 +169,17 @@ def _action_view(path: str, method: str, model):
         if "complexity" in fields:
             fields["complexity"] = routing_pb2.Complexity.Value(
                 "COMPLEXITY_" + fields["complexity"])
+        renamed = {}
+        for name, field in OTHER_TICKET_FIELDS.items():
+            if name in fields:
+                other = ids.normalise_tracking_id(fields.pop(name))
+                if other is None:
+                    raise validation([{"field": name, "message": "a tracking id such as "
+                                       "LPR-7K2-M9Q-XD4: check each character (the last is "
+                                       "a check character)"}])
+                fields[field], renamed[field] = other, name
         message = getattr(routing_pb2, method + "Request")(tracking_id=canonical, **fields)
-        return jsonify(ticket_json(_call(method, message, token)))
+        return jsonify(ticket_json(_call(method, message, token, renamed or None)))
 
     act.__name__ = "ticket_" + path.replace("-", "_")
     act.__doc__ = model.__doc__
@@ -253,4 +264,9 @@ def ticket_json(t: routing_pb2.Ticket) -> dict:
                         "audience": d.audience, "outcome": d.outcome,
                         "reason": d.reason or None} for d in t.deliveries],
         "allowed_actions": [ACTION_PATHS.get(a, a) for a in t.allowed_actions],
+        "duplicate_of": t.duplicate_of or None,
+        "duplicate_candidates": [{"tracking_id": c.tracking_id,
+                                  "similarity": round(c.similarity, 3),
+                                  "resolution": c.resolution or "pending"}
+                                 for c in t.duplicate_candidates],
     }

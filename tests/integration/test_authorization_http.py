@@ -16,7 +16,7 @@ from services.intake import app as intake_app
 from services.routing import auth
 from tests.conftest import free_port
 from tests.integration.helpers import start_routing, temporary_vhost, wait_for
-from tests.integration.test_authorization import AGENCY_A, CALLERS, EXPECTED, UNIT
+from tests.integration.test_authorization import AGENCY_A, CALLERS, EXPECTED, ROADS, UNIT
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,12 @@ ENDPOINTS = {
     ),
     "CloseTicket": ("POST", "/tickets/{id}/close", STALE),
     "MessageReporter": ("POST", "/tickets/{id}/messages", {**STALE, "text": "Mohon foto lokasi"}),
+    "LinkDuplicate": ("POST", "/tickets/{id}/link", {**STALE, "master": "LPR-000-000-000"}),
+    "DismissDuplicate": (
+        "POST",
+        "/tickets/{id}/dismiss-duplicate",
+        {**STALE, "candidate": "LPR-000-000-000"},
+    ),
 }
 REPORTER_ENDPOINTS = {
     "ReporterReply": ("replies", {"message": "Belum diperbaiki"}),
@@ -124,17 +130,13 @@ def world(tmp_path_factory):
         base = f"http://127.0.0.1:{process.port}"
         try:
             reports = {}
-            for rpc in [*ENDPOINTS, *REPORTER_ENDPOINTS]:
+            # Each about another road: the same report twice would be linked as a duplicate.
+            for (title, body), rpc in zip(ROADS, [*ENDPOINTS, *REPORTER_ENDPOINTS], strict=False):
                 answer = requests.post(
                     f"{base}/api/v1/reports",
                     timeout=10,
-                    json={
-                        "kind": "PENGADUAN",
-                        "title": "Jalan rusak berlubang di Nagari Muaro",
-                        "body": "Jalan kabupaten di depan pasar berlubang besar dan aspalnya "
-                        "rusak, sudah tiga bulan tidak diperbaiki.",
-                        "region_code": "13.03",
-                    },
+                    json={"kind": "PENGADUAN", "title": title, "body": body,
+                          "region_code": "13.03"},
                 ).json()
                 reports[rpc] = (answer["tracking_id"], answer["access_token"])
             headers = {"Authorization": f"Bearer {tokens['national']}"}
