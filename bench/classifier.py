@@ -110,10 +110,13 @@ def bench_compare() -> None:
 
     from services.routing.classify import corpus
     from services.routing.classify import normalise as normaliser
-    from services.routing.classify.model import make_pipeline
+    from services.routing.classify.model import PARAMS, make_pipeline, model_input
+
+    def text(example) -> str:
+        return model_input(example.title, example.body, PARAMS["title_repeats"])
 
     train, held = corpus.split(corpus.read_corpus())
-    x, y = [e.text for e in train], [e.subcategory for e in train]
+    x, y = [text(e) for e in train], [e.subcategory for e in train]
     svc = make_pipeline()
     variants = {
         "LinearSVC + temperature (chosen)": svc,
@@ -131,7 +134,7 @@ def bench_compare() -> None:
 
     truth = [e.category for e in held]
     rng = random.Random(7)
-    informal = [_informal(e.text, rng) for e in held]
+    informal = [_informal(text(e), rng) for e in held]
     print("model choices (category accuracy / macro-F1):")
     for name, pipeline in variants.items():
         started = time.perf_counter()
@@ -141,7 +144,7 @@ def bench_compare() -> None:
         started = time.perf_counter()
         fitted = clone(pipeline).fit(x, y)
         fit_seconds = time.perf_counter() - started
-        on_held = categories(fitted.predict([e.text for e in held]))
+        on_held = categories(fitted.predict([text(e) for e in held]))
         on_informal = categories(fitted.predict(informal))
         print(f"  {name}: 5-fold CV on the training part "
               f"{accuracy_score(categories(y), predicted):.1%} / "

@@ -166,7 +166,15 @@ def test_corrections_are_read_from_routings_database(database_url, caplog):
         ("Angkot ngetem", "di depan pasar", "PERHUBUNGAN", "PERHUBUNGAN.ANGKUTAN"),
         ("Rahasia pelapor", "isi yang tidak boleh masuk log", "bukan kode", ""),
         ("Parkir liar", "di depan pasar", "PERHUBUNGAN", ""),
+        ("Penyekatan mudik", "ditahan di pos", "PENIADAAN_MUDIK", "PENIADAAN_MUDIK.PENYEKATAN"),
     ])
+    # Lebaran is over: the temporary category was deactivated, its corrections no longer teach.
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(storage.categories).values(
+            code="PENIADAAN_MUDIK", name="PENIADAAN MUDIK", active=False,
+            updated_at=datetime.now(UTC)))
+    engine.dispose()
     with caplog.at_level(logging.WARNING):
         found = corrections.read_if_present(database_url)
     assert [(e.title, e.subcategory, e.source) for e in found] == [

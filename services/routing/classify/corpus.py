@@ -49,6 +49,7 @@ class Example:
 
     @property
     def text(self) -> str:
+        """Title and body as written; the split key is taken from it."""
         return join_text(self.title, self.body)
 
     @property
@@ -61,7 +62,7 @@ class Example:
 
 
 def join_text(title: str, body: str) -> str:
-    """What the model reads: the title, then the body."""
+    """The title, then the body."""
     return f"{title.strip()}\n{body.strip()}"[:MAX_TEXT_CHARS]
 
 

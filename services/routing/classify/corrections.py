@@ -30,8 +30,10 @@ def label(category: str, subcategory: str) -> str | None:
 
 def read(engine: Engine) -> list[Example]:
     """Every usable correction, oldest first. A row naming no valid category code is
-    skipped with a warning carrying its id (never its text)."""
-    from services.routing.storage import corrections
+    skipped with a warning carrying its id (never its text); so is one whose category the
+    directory has deactivated (a temporary category whose period is over), so that the
+    model stops suggesting it at the next retrain."""
+    from services.routing.storage import categories, corrections
 
     examples = []
     with engine.connect() as conn:
@@ -39,7 +41,11 @@ def read(engine: Engine) -> list[Example]:
                                       corrections.c.body, corrections.c.category,
                                       corrections.c.subcategory)
                             .order_by(corrections.c.id)).all()
+        inactive = set(conn.execute(sa.select(categories.c.code)
+                                    .where(categories.c.active.is_(False))).scalars())
     for row in rows:
+        if row.category in inactive:
+            continue
         taught = label(row.category, row.subcategory)
         if taught is None or not (row.title or "").strip() and not (row.body or "").strip():
             log.warning("correction skipped: no category code or no text",

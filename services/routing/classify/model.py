@@ -31,19 +31,24 @@ import joblib
 import numpy as np
 
 from services.routing.classify import normalise as normaliser
-from services.routing.classify.corpus import Example, category_of, join_text
+from services.routing.classify.corpus import MAX_TEXT_CHARS, Example, category_of
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "card.json"
 # Bump when a change here alters what a model file holds or how features are computed:
 # models of another format are then rebuilt (the normaliser's code is hashed instead).
-FORMAT = 1
+FORMAT = 2
 
 PARAMS: dict = {
     "format": FORMAT,
+    # The title is read twice: it says the most in the fewest words (cross-validation on the
+    # training part: +0.4 points of accuracy over reading it once).
+    "title_repeats": 2,
     "words": {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True},
     "chars": {"ngram_range": [3, 5], "min_df": 2, "sublinear_tf": True},
-    "classifier": {"kind": "linear_svc", "C": 0.5, "calibration": "temperature",
+    # C by cross-validation on the training part (title read twice): 0.25 91.2%, 0.5 91.8%,
+    # 1 91.9%, 2 92.1%, 4 92.0% category accuracy.
+    "classifier": {"kind": "linear_svc", "C": 2.0, "calibration": "temperature",
                    "calibration_folds": 3},
 }
 
@@ -83,6 +88,12 @@ def model_version(corpus_digest: str, corrections: Sequence[Example], params: di
     digest.update(json.dumps(library_versions(), sort_keys=True).encode())
     digest.update(code_digest().encode())
     return digest.hexdigest()[:12]
+
+
+def model_input(title: str, body: str, title_repeats: int = 1) -> str:
+    """What the model reads of a report: the title (`title_repeats` times), then the body."""
+    title = title.strip()
+    return "\n".join([title] * title_repeats + [body.strip()])[:MAX_TEXT_CHARS]
 
 
 # -- training (scikit-learn, imported only here) -------------------------------------------
@@ -127,7 +138,9 @@ def fit_pipeline(examples: Sequence[Example], params: dict = PARAMS):
             first = next(e for e in examples if e.subcategory == label)
             padded.extend([first] * (folds - count))
     pipeline = make_pipeline(params)
-    pipeline.fit([e.text for e in padded], [e.subcategory for e in padded])
+    repeats = params["title_repeats"]
+    pipeline.fit([model_input(e.title, e.body, repeats) for e in padded],
+                 [e.subcategory for e in padded])
     return pipeline
 
 
@@ -186,6 +199,7 @@ class LinearModel:
     def __init__(self, state: dict):
         self.state = state
         self.labels: list[str] = list(state["labels"])
+        self.title_repeats = int(state["title_repeats"])
         self.word_ngrams = tuple(state["word_ngrams"])
         self.char_ngrams = tuple(state["char_ngrams"])
         words, chars = state["word_vocabulary"], state["char_vocabulary"]
@@ -217,6 +231,7 @@ class LinearModel:
 
         return cls({
             "labels": [str(label) for label in pipeline.classes_],
+            "title_repeats": int(params.get("title_repeats", 1)),
             "word_ngrams": list(words.ngram_range), "char_ngrams": list(chars.ngram_range),
             "sublinear": [bool(words.sublinear_tf), bool(chars.sublinear_tf)],
             "word_vocabulary": vocabulary(words),
@@ -300,7 +315,8 @@ class Classifier:
 
     def predict(self, title: str, body: str) -> Prediction:
         """The most likely category and subcategory of a report, with the runners-up."""
-        return self._prediction(self.model.probabilities(join_text(title, body)))
+        return self._prediction(self.model.probabilities(
+            model_input(title, body, self.model.title_repeats)))
 
     def predict_many(self, pairs: Iterable[tuple[str, str]]) -> list[Prediction]:
         return [self.predict(title, body) for title, body in pairs]

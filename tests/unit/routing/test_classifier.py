@@ -16,6 +16,7 @@ from services.routing.classify.model import (
     LinearModel,
     ModelError,
     fit_pipeline,
+    model_input,
     model_version,
 )
 from services.routing.classify.store import ModelStore
@@ -119,8 +120,8 @@ def test_a_prediction_names_category_subcategory_and_the_next_two(small, tmp_pat
     p = classifier.predict("Puskesmasnya tutup", "dokternya gak ada, pasien pulang lagi")
     assert (p.category, p.subcategory) == ("KESEHATAN", "KESEHATAN.PUSKESMAS")
     assert p.model_version == classifier.version == result.version
-    probs = classifier.model.probabilities(
-        corpus.join_text("Puskesmasnya tutup", "dokternya gak ada, pasien pulang lagi"))
+    probs = classifier.model.probabilities(model_input(
+        "Puskesmasnya tutup", "dokternya gak ada, pasien pulang lagi", 2))
     by_label = dict(zip(classifier.model.labels, probs, strict=True))
     assert p.confidence == pytest.approx(by_label["KESEHATAN.PUSKESMAS"]
                                          + by_label["KESEHATAN.RUMAH_SAKIT"], abs=1e-4)
@@ -268,7 +269,7 @@ def test_a_worse_model_is_not_promoted(small, tmp_path):
     store.promote(first.version)
     # Wrong corrections in bulk: every road report "taught" to be a hospital one.
     examples = corpus.read_corpus(corpus_dir, taxonomy)
-    wrong = [Example(e.title + " lagi", e.body, "KESEHATAN.RUMAH_SAKIT", source="correction")
+    wrong = [Example(e.title, e.body, "KESEHATAN.RUMAH_SAKIT", source="correction")
              for e in examples if e.category == "PUPR"] * 3
     outcome = training.retrain(store, wrong, corpus_dir=corpus_dir, taxonomy=taxonomy)
     assert not outcome.promoted and "worse" in outcome.reason
