@@ -3,6 +3,7 @@ or queued for the national admin, with its first working-day deadline."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import UTC
@@ -17,6 +18,7 @@ from services.infra.db import first_delivery, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
 from services.routing.rules import (
+    AUTO_DISPATCH_CONFIDENCE,
     TRIAGE_AGENCY,
     AgencyRef,
     Decision,
@@ -68,11 +70,14 @@ class Workflow:
     delivery outcomes are recorded on them."""
 
     def __init__(self, engine: Engine, outbox: Outbox, calendar: WorkCalendar, tickets=None,
-                 duplicates_finder: duplicates.Duplicates | None = None):
+                 duplicates_finder: duplicates.Duplicates | None = None, *, classifier=None,
+                 threshold: float = AUTO_DISPATCH_CONFIDENCE):
         self.engine = engine
         self.outbox = outbox
         self.calendar = calendar
         self.tickets = tickets
+        self.classifier = classifier
+        self.threshold = threshold
         # Linking needs the ticket commands; without them (some tests) nothing is compared.
         self.duplicates = duplicates_finder or duplicates.Duplicates()
         # The tickets' clock (injectable), so deadlines of new tickets follow it too.
@@ -109,7 +114,9 @@ class Workflow:
                 return "duplicate"
             directory = storage.SqlDirectory(conn)
             decision = decide(Draft(report.title, report.body, report.region_code,
-                                    report.category, report.target_agency), directory)
+                                    report.category, report.target_agency), directory,
+                              self.classifier.predict(report.title, report.body),
+                              threshold=self.threshold)
             verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
             self._open_ticket(conn, payload, decision, directory.region_name(report.region_code))
             self._settle_duplicates(conn, payload.tracking_id, verdict)
@@ -184,6 +191,8 @@ class Workflow:
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
             confidence=decision.confidence, decision=decision.explanation,
+            subcategory=decision.subcategory, model_version=decision.model_version,
+            decision_detail=json.dumps(decision.detail(), ensure_ascii=False),
             kind=common_pb2.ReportKind.Name(report.kind).removeprefix("REPORT_KIND_"),
             title=report.title, body=report.body, region_code=report.region_code,
             anonymous=report.anonymous, confidential=report.confidential,
@@ -225,7 +234,7 @@ class Workflow:
                 agency=agency_proto(decision.agency), deadline=events.timestamp(deadline),
                 deadline_zone=zone_label(tz), working_days=days, category=decision.category,
                 confidence=decision.confidence, decision=decision.explanation, report=content,
-                actor_role="system", ticket_version=1)
+                actor_role="system", ticket_version=1, subcategory=decision.subcategory)
             event = events.new("ticket.dispatched", payload.tracking_id, dispatched,
                                producer="routing")
         else:

@@ -249,7 +249,7 @@ class Tickets:
             working_days=COMPLEXITY_DAYS[Complexity(row.complexity)], category=row.category,
             confidence=row.confidence, decision=row.decision or reason,
             report=report_content(conn, row), actor_role=principal.acting_role.value,
-            ticket_version=row.version)
+            ticket_version=row.version, subcategory=row.subcategory)
         if row.deadline is not None:
             dispatched.deadline.CopyFrom(events.timestamp(as_utc(row.deadline)))
         return events.new("ticket.dispatched", row.tracking_id, dispatched, producer="routing")
@@ -390,7 +390,8 @@ class Tickets:
                                                             "directory, or leave it out"})
                 candidates.append(suggested)
             if row.category:
-                candidates += directory.handlers_for(row.category, row.region_code)
+                candidates += directory.handlers_for(row.category, row.region_code,
+                                                     row.subcategory)
             following = next((a for a in candidates if a.code not in had), None)
             if following is not None:
                 return self._apply(conn, row, principal, Action.NOT_OUR_AUTHORITY, _Move(

@@ -5,6 +5,7 @@ gRPC status codes. RoutingServicer inherits them."""
 from __future__ import annotations
 
 import base64
+import json
 
 import grpc
 
@@ -283,6 +284,14 @@ def _page_offset(token: str) -> int | None:
     return offset if 0 <= offset < 100_000 else None
 
 
+def _decision_detail(raw: str) -> dict:
+    try:
+        detail = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {}
+
+
 def ticket_proto(view: commands.TicketView) -> routing_pb2.Ticket:
     """The staff view of a ticket: built field by field (the report content is the same
     allow-list agencies get by webhook: no contacts, no name when anonymous)."""
@@ -298,7 +307,13 @@ def ticket_proto(view: commands.TicketView) -> routing_pb2.Ticket:
         oversight_flagged=row.oversight_flagged_at is not None,
         support_count=row.support_count, rating=row.rating or 0,
         rating_comment=row.rating_comment, allowed_actions=view.allowed,
-        duplicate_of=row.duplicate_of)
+        duplicate_of=row.duplicate_of, subcategory=row.subcategory,
+        model_version=row.model_version)
+    detail = _decision_detail(row.decision_detail)
+    ticket.rule = str(detail.get("rule", ""))
+    for entry in detail.get("top", [])[:3]:
+        ticket.top_categories.add(category=str(entry.get("category", "")),
+                                  confidence=float(entry.get("confidence", 0.0)))
     for candidate in view.candidates:
         ticket.duplicate_candidates.add(tracking_id=candidate.tracking_id,
                                         similarity=candidate.similarity,
