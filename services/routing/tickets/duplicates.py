@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 # scores at least 0.86, no different complaint about the same street above 0.71.
 LINK_AT = 0.85
 SUGGEST_AT = 0.60
+# A one-line message ("pkh blm cair") says too little to be called the same report by its
+# words alone: two reports of which one is shorter than this many words are only suggested.
+MIN_LINK_WORDS = 12
 WINDOW = timedelta(days=30)
 MAX_CANDIDATES = 5_000     # the most recent open ones, should a regency ever have more
 SHORTLIST = 20             # scored on character n-grams after the word-level pass
@@ -97,6 +100,11 @@ def numbers_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a - b) and bool(b - a)
 
 
+def word_count(prepared: str) -> int:
+    """The words of a prepared text, its number tokens left out."""
+    return sum(1 for w in prepared.split() if not (w[0] == "n" and w[1:].isdigit()))
+
+
 def prepared_text(text: str) -> str:
     """What the vectors are made of: the normalised words, then each number as its own
     token (the normaliser folds numbers together; here they tell reports apart)."""
@@ -113,6 +121,10 @@ class Prepared:
     numbers: frozenset[str]
     word_columns: np.ndarray
     word_weights: np.ndarray
+
+    @property
+    def words(self) -> int:
+        return word_count(self.text)
 
 
 # -- similarity ------------------------------------------------------------------------------------
@@ -225,6 +237,7 @@ class Match:
     similarity: float
     submitted_at: datetime
     numbers_conflict: bool = False
+    too_short: bool = False       # one of the two is shorter than MIN_LINK_WORDS
 
 
 @dataclass(frozen=True)
@@ -243,10 +256,12 @@ class Verdict:
 
 def judge(matches: Iterable[Match], link_at: float = LINK_AT,
           suggest_at: float = SUGGEST_AT) -> Verdict:
-    """The master is the earliest near-identical open ticket (numbers not in conflict);
-    the rest at or above `suggest_at` are suggestions, unless the ticket is linked."""
+    """The master is the earliest near-identical open ticket (numbers not in conflict, both
+    long enough to tell); the rest at or above `suggest_at` are suggestions, unless the
+    ticket is linked."""
     matches = list(matches)
-    linkable = [m for m in matches if m.similarity >= link_at and not m.numbers_conflict]
+    linkable = [m for m in matches if m.similarity >= link_at and not m.numbers_conflict
+                and not m.too_short]
     if linkable:
         return Verdict(master=min(linkable, key=lambda m: (m.submitted_at, m.tracking_id)))
     near = sorted((m for m in matches if m.similarity >= suggest_at),
@@ -322,7 +337,8 @@ class Duplicates:
         prepared = self._prepared(conn, [r.tracking_id for r in rows])
         scores = self.similarity.scores(new, [prepared[r.tracking_id] for r in rows])
         verdict = judge((Match(r.tracking_id, round(s, 4), as_utc(r.submitted_at),
-                               numbers_conflict(new.numbers, prepared[r.tracking_id].numbers))
+                               numbers_conflict(new.numbers, prepared[r.tracking_id].numbers),
+                               min(new.words, prepared[r.tracking_id].words) < MIN_LINK_WORDS)
                          for r, s in zip(rows, scores, strict=True) if s >= self.suggest_at),
                         self.link_at, self.suggest_at)
         CHECK_SECONDS.observe(time.monotonic() - started)
@@ -458,15 +474,16 @@ def pair_outcome(similarity: Similarity, pair: dict, link_at: float = LINK_AT,
     b = report_text(pair["b"]["title"], pair["b"]["body"])
     score = similarity.similarity(a, b)
     conflict = numbers_conflict(numbers_in(a), numbers_in(b))
-    verdict = judge([Match("b", score, datetime.min, conflict)], link_at, suggest_at)
+    short = min(word_count(prepared_text(a)), word_count(prepared_text(b))) < MIN_LINK_WORDS
+    verdict = judge([Match("b", score, datetime.min, conflict, short)], link_at, suggest_at)
     return score, ("linked" if verdict.master else "suggested" if verdict.suggestions
                    else "apart")
 
 
 def calibrate(similarity: Similarity, pairs: list[dict]) -> str:
     """The table docs/duplicates.md shows: each pair's score and outcome, per label."""
-    lines = [f"thresholds: link at {LINK_AT:.2f} (numbers agreeing), suggest at "
-             f"{SUGGEST_AT:.2f}", ""]
+    lines = [f"thresholds: link at {LINK_AT:.2f} (numbers agreeing, both of "
+             f"{MIN_LINK_WORDS} words or more), suggest at {SUGGEST_AT:.2f}", ""]
     for label, meaning in LABELS.items():
         rows = sorted(((*pair_outcome(similarity, p), p["note"] or p["b"]["title"])
                        for p in pairs if p["label"] == label), reverse=True)
@@ -481,25 +498,32 @@ def calibrate(similarity: Similarity, pairs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def background(similarity: Similarity, texts: list[str]) -> str:
-    """How often two different corpus reports (same file, i.e. same category) reach each
-    threshold: the false-suggestion rate per pair of open tickets."""
-    by_file: dict[str, list[str]] = {}
+def background(similarity: Similarity) -> str:
+    """How often two different corpus reports of one category (all regions together, so
+    more than any regency's open tickets in a month) reach each threshold, and how many of
+    them detection would link: the false-suggestion and false-link rates per pair."""
+    scores, linked = [], 0
     for path in sorted(CORPUS_DIR.glob("*.jsonl")):
-        by_file[path.stem] = [report_text(str(e.get("title") or ""), str(e.get("body") or ""))
-                              for e in map(json.loads, filter(None, path.read_text(
-                                  encoding="utf-8").splitlines()))]
-    scores = []
-    for group in by_file.values():
-        vectors = similarity._chars([prepared_text(t) for t in group])
+        texts = [report_text(str(e.get("title") or ""), str(e.get("body") or ""))
+                 for e in map(json.loads, filter(str.strip, path.read_text(
+                     encoding="utf-8").splitlines()))]
+        prepared = [prepared_text(t) for t in texts]
+        vectors = similarity._chars(prepared)
         matrix = (vectors @ vectors.T).toarray()
-        scores.append(matrix[np.triu_indices(len(group), 1)])
+        upper = np.triu_indices(len(texts), 1)
+        scores.append(matrix[upper])
+        for i, j in zip(*upper, strict=True):
+            if matrix[i, j] >= LINK_AT and not numbers_conflict(
+                    numbers_in(texts[i]), numbers_in(texts[j])) and min(
+                    word_count(prepared[i]), word_count(prepared[j])) >= MIN_LINK_WORDS:
+                linked += 1
     every = np.concatenate(scores) if scores else np.zeros(0)
     if not every.size:
         return "no corpus"
-    return "\n".join(f"corpus pairs of one category at or above {t:.2f}: "
-                     f"{int((every >= t).sum())} of {every.size} ({(every >= t).mean():.1e})"
-                     for t in (0.5, SUGGEST_AT, 0.7, LINK_AT))
+    lines = [f"corpus pairs of one category at or above {t:.2f}: "
+             f"{int((every >= t).sum())} of {every.size} ({(every >= t).mean():.1e})"
+             for t in (0.5, SUGGEST_AT, 0.7, LINK_AT)]
+    return "\n".join([*lines, f"corpus pairs detection would link: {linked}"])
 
 
 def bench(open_tickets: int, checks: int = 50) -> str:
@@ -564,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "calibrate":
         similarity = default_similarity()
         print(calibrate(similarity, read_pairs()))
-        print(background(similarity, corpus_texts()))
+        print(background(similarity))
     else:
         print(bench(args.tickets))
     return 0

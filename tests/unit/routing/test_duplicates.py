@@ -82,6 +82,14 @@ def test_the_same_words_naming_other_numbers_are_only_suggested(similarity):
     assert outcome(similarity, school_2, school_5) == "suggested"
 
 
+def test_one_line_messages_are_only_suggested_however_alike(similarity):
+    mine = ("PKH", "pkh tahap ini kok blm cair2")
+    theirs = ("", "pkh sy ga cair 2 tahap")
+    assert score(similarity, mine, theirs) >= SUGGEST_AT
+    assert outcome(similarity, mine, theirs) == "suggested"
+    assert outcome(similarity, mine, mine) == "suggested"
+
+
 def test_every_hand_made_pair_lands_where_the_calibration_says(similarity):
     """docs/duplicates.md: near-identical pairs link (heavy typos may only be suggested),
     the same problem told independently is at most suggested, another problem is never
