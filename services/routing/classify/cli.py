@@ -13,7 +13,7 @@ from services.routing.classify import corrections as corrections_mod
 from services.routing.classify.corpus import CorpusError, Example
 from services.routing.classify.model import Evaluation, ModelError
 from services.routing.classify.store import ModelStore, model_dir
-from services.routing.classify.training import build, retrain
+from services.routing.classify.training import DEFAULT_TOLERANCE, build, retrain
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +28,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     retrain_cmd = sub.add_parser(
         "retrain", help="rebuild from corpus + corrections; promote only if not worse on "
         "the held-out split")
-    retrain_cmd.add_argument("--tolerance", type=float, default=0.0,
-                             help="accept a drop in accuracy or macro-F1 up to this much "
-                             "(0.005 = half a point); default 0")
+    retrain_cmd.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                             help="accept a drop in held-out accuracy or macro-F1 up to this "
+                             f"much (default {DEFAULT_TOLERANCE}: half a point; 0: none)")
     for cmd in (build_cmd, show, retrain_cmd):
         cmd.add_argument("--out", type=Path, default=None,
                          help="model directory (default ROUTING_MODEL_DIR or var/model)")

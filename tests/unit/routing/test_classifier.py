@@ -252,7 +252,7 @@ def test_corrections_change_a_later_decision_after_retraining(small, tmp_path, c
     outcome = training.retrain(store, taught, corpus_dir=corpus_dir, taxonomy=taxonomy)
     assert outcome.promoted, outcome.reason
     assert outcome.before is not None
-    assert outcome.result.evaluation.not_worse_than(outcome.before)
+    assert outcome.result.evaluation.not_worse_than(outcome.before, 0.005)
     assert store.current() == outcome.result.version != first.version
 
     assert live.reload() and live.version == outcome.result.version
@@ -331,3 +331,16 @@ def test_an_unwritable_model_directory_is_named(small, tmp_path):
     blocked.write_text("not a directory")
     with pytest.raises(ModelError, match="ROUTING_MODEL_DIR"):
         LiveClassifier(blocked / "model", corpus_dir=corpus_dir, taxonomy=taxonomy)
+
+
+def test_not_worse_means_within_the_tolerance_and_no_further():
+    from services.routing.classify.model import Evaluation
+
+    before = Evaluation(1320, 0.938, 0.937, 0.905)
+    one_flip = Evaluation(1320, 0.937, 0.936, 0.905)
+    assert not one_flip.not_worse_than(before)
+    assert one_flip.not_worse_than(before, training.DEFAULT_TOLERANCE)
+    assert not Evaluation(1320, 0.93, 0.937, 0.9).not_worse_than(before,
+                                                                 training.DEFAULT_TOLERANCE)
+    assert not Evaluation(1320, 0.938, 0.93, 0.9).not_worse_than(before,
+                                                                 training.DEFAULT_TOLERANCE)
