@@ -72,7 +72,7 @@ def bench_outbox(url: str, workdir: Path) -> None:
     connection.close()
 
     engine = db.make_engine(f"sqlite:///{workdir / 'outbox.db'}")
-    db.migrate(engine, "bench", intake_storage.MIGRATIONS)
+    db.migrate(engine, "intake", intake_storage.MIGRATIONS)
     outbox = Outbox(engine, intake_storage.outbox, "bench",
                     lambda: messaging.Publisher(url, "bench-outbox"))
     with engine.begin() as conn:
