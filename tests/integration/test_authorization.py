@@ -197,9 +197,9 @@ ROADS = [
     ("Bahu jalan runtuh di Kupitan",
      "Bahu jalan kabupaten di Kupitan runtuh ke sawah, aspal retak dan lebar jalan tinggal"
      " dua meter."),
-    ("Jalan bergelombang di Tanjung Gadang",
-     "Aspal jalan menuju pasar Tanjung Gadang bergelombang parah akibat truk sawit "
-     "bermuatan berlebih."),
+    ("Jalan kabupaten bergelombang di Tanjung Gadang",
+     "Aspal jalan kabupaten menuju pasar Tanjung Gadang bergelombang dan berlubang, "
+     "pengendara motor sering oleng."),
     ("Lubang di tikungan Silokek",
      "Ada lubang dalam tepat di tikungan jalan menuju objek wisata Silokek, sudah tiga "
      "pengendara jatuh minggu ini."),
@@ -215,12 +215,12 @@ ROADS = [
     ("Jalan berlubang di Guguak",
      "Jalan kabupaten di Jorong Guguak penuh lubang sebesar ban mobil, sudah dua kali kami"
      " laporkan ke wali nagari."),
-    ("Aspal baru sudah hancur di Aie Angek",
-     "Jalan yang baru diaspal enam bulan lalu di Aie Angek sudah hancur lagi, kami curiga "
-     "kualitas aspalnya buruk."),
-    ("Tanjakan licin di Durian Gadang",
-     "Tanjakan jalan di Durian Gadang licin berpasir dan berlubang, motor sering mundur "
-     "dan jatuh saat hujan."),
+    ("Aspal baru sudah rusak di Aie Angek",
+     "Jalan kabupaten yang baru diaspal enam bulan lalu di Aie Angek sudah rusak dan "
+     "berlubang lagi, kami curiga kualitas aspalnya buruk."),
+    ("Tanjakan jalan rusak di Durian Gadang",
+     "Tanjakan jalan kabupaten di Durian Gadang rusak berat dan berlubang, motor sering "
+     "jatuh saat hujan."),
     ("Jalan penghubung nagari rusak di Tanjung Bonai Aur",
      "Jalan penghubung antar nagari di Tanjung Bonai Aur rusak parah, perjalanan lima "
      "kilometer memakan satu jam."),
