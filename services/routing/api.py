@@ -109,8 +109,7 @@ class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
             problems["region_code"] = "a Kemendagri code such as 13.03 (Kabupaten Sijunjung)"
         if not (request.title.strip() or request.body.strip()):
             problems["body"] = "give a title or a body to classify"
-        with reading(self.engine) as conn:
-            directory = storage.SqlDirectory(conn)
+        with storage.reading_directory(self.engine) as directory:
             taxonomy = directory.categories()
             if "category" not in problems and request.category and \
                     request.category not in taxonomy:

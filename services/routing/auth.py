@@ -356,17 +356,23 @@ class Check:
     touch_due: bool = False
 
 
+# Built once: every RPC runs it, and building the statement cost more than running it.
+_TOKEN_QUERY = (
+    sa.select(storage.account_tokens.c.id, storage.account_tokens.c.token_hash,
+              storage.account_tokens.c.expires_at, storage.account_tokens.c.revoked_at,
+              storage.account_tokens.c.last_used_at, storage.accounts.c.username,
+              storage.accounts.c.role, storage.accounts.c.agency_code,
+              storage.accounts.c.display_name, storage.accounts.c.active)
+    .join(storage.accounts, storage.accounts.c.id == storage.account_tokens.c.account_id)
+    .where(storage.account_tokens.c.token_hash == sa.bindparam("hash")))
+
+
 def lookup_token(conn: Connection, token: str, now: datetime | None = None) -> Check:
     """What a presented token stands for, read-only (see touch() for recording its use)."""
     if not looks_like_token(token):
         return Check(Outcome.MALFORMED)
     hashed = token_hash(token)
-    a, t = storage.accounts, storage.account_tokens
-    row = conn.execute(sa.select(t.c.id, t.c.token_hash, t.c.expires_at, t.c.revoked_at,
-                                 t.c.last_used_at, a.c.username, a.c.role, a.c.agency_code,
-                                 a.c.display_name, a.c.active)
-                       .join(a, a.c.id == t.c.account_id)
-                       .where(t.c.token_hash == hashed)).first()
+    row = conn.execute(_TOKEN_QUERY, {"hash": hashed}).first()
     # The index found the row by its hash; the comparison that decides is constant-time.
     if row is None or not hmac.compare_digest(row.token_hash, hashed):
         return Check(Outcome.UNKNOWN)

@@ -3,14 +3,16 @@ their append-only history, and the outbox. Only routing reads or writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from services.infra.db import BigId, processed_events_table, utcnow
+from services.infra.db import BigId, processed_events_table, reading, utcnow
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 from services.infra.regions import LEVELS, Region, read_regions_csv  # noqa: F401 (re-exported)
@@ -238,19 +240,42 @@ def _agency_ref(row) -> AgencyRef:
 
 
 class SqlDirectory:
-    """The directory as routing's decisions see it, read inside the caller's transaction."""
+    """The directory as routing's decisions see it, read inside the caller's transaction
+    (or, through `reading_directory`, one opened only when something is not remembered)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
 
+    def _remembered(self, name: str, args: tuple, read: Callable[[], object]):
+        """What the directory answered to the same question within DIRECTORY_TTL seconds:
+        every decision asks the same few questions, and the directory changes only when an
+        operator loads a file (this process forgets at once; others within the TTL)."""
+        key = (str(self.conn.engine.url), name, args)
+        found = _REMEMBERED.get(key)
+        now = time.monotonic()
+        if found is not None and now - found[0] < DIRECTORY_TTL:
+            return found[1]
+        if len(_REMEMBERED) > 50_000:
+            _REMEMBERED.clear()
+        value = read()
+        _REMEMBERED[key] = (now, value)
+        return value
+
     def agency(self, code: str) -> AgencyRef | None:
-        row = self.conn.execute(sa.select(agencies).where(
-            agencies.c.code == code, agencies.c.active.is_(True))).first()
-        return _agency_ref(row) if row else None
+        def read():
+            row = self.conn.execute(sa.select(agencies).where(
+                agencies.c.code == code, agencies.c.active.is_(True))).first()
+            return _agency_ref(row) if row else None
+        return self._remembered("agency", (code,), read)
 
     def categories(self) -> Taxonomy:
         """The active categories and subcategories with their names: the national taxonomy
-        and what operators added. Before the taxonomy was first loaded: the national one."""
+        and what operators added. Before the taxonomy was first loaded: the national one.
+        Every decision asks for it, and it changes only when an operator loads a directory
+        file: it is read again at most every DIRECTORY_TTL seconds per database."""
+        return self._remembered("categories", (), self._read_categories)
+
+    def _read_categories(self) -> Taxonomy:
         rows = self.conn.execute(sa.select(categories.c.code, categories.c.name,
                                            categories.c.parent_code)
                                  .where(categories.c.active.is_(True))).all()
@@ -263,14 +288,16 @@ class SqlDirectory:
         """The rule that decides who handles the report: the subcategory's rules first, the
         category's next, each from the report's own region up to the national rule; rules
         whose agency is inactive are passed over."""
-        found = self.rules_for(category, subcategory, region_code)
-        if not found:
-            return None
-        best = found[0]
-        if best.matched_region:
-            best = RuleMatch(best.agency, best.matched_code, best.matched_region,
-                             self.region_name(best.matched_region))
-        return best
+        def read():
+            found = self.rules_for(category, subcategory, region_code)
+            if not found:
+                return None
+            best = found[0]
+            if best.matched_region:
+                best = RuleMatch(best.agency, best.matched_code, best.matched_region,
+                                 self.region_name(best.matched_region))
+            return best
+        return self._remembered("rule_for", (category, subcategory, region_code), read)
 
     def rules_for(self, category: str, subcategory: str, region_code: str) -> list[RuleMatch]:
         """Every rule that applies with an active agency, best first, each agency once."""
@@ -306,8 +333,8 @@ class SqlDirectory:
             agencies.c.parent_code == code, agencies.c.active.is_(True))).scalars())
 
     def region_name(self, code: str) -> str:
-        return self.conn.execute(sa.select(regions.c.name).where(regions.c.code == code)
-                                 ).scalar() or ""
+        return self._remembered("region_name", (code,), lambda: self.conn.execute(
+            sa.select(regions.c.name).where(regions.c.code == code)).scalar() or "")
 
     def list_agencies(self, region_code: str, offset: int, limit: int) -> list[AgencyRef]:
         query = sa.select(agencies).where(agencies.c.active.is_(True))
@@ -319,18 +346,61 @@ class SqlDirectory:
         return [_agency_ref(r) for r in rows]
 
 
+class _OnDemand:
+    """A read-only transaction opened at the first query, if any comes."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._reading = None
+        self._conn = None
+
+    def execute(self, *args, **kwargs):
+        if self._conn is None:
+            self._reading = reading(self.engine)
+            self._conn = self._reading.__enter__()
+        return self._conn.execute(*args, **kwargs)
+
+    def close(self) -> None:
+        if self._reading is not None:
+            self._reading.__exit__(None, None, None)
+            self._reading = self._conn = None
+
+
+@contextlib.contextmanager
+def reading_directory(engine: Engine) -> Iterator[SqlDirectory]:
+    """The directory for a decision: what it remembers costs no database round trip."""
+    on_demand = _OnDemand(engine)
+    try:
+        yield SqlDirectory(on_demand)
+    finally:
+        on_demand.close()
+
+
+DIRECTORY_TTL = 30.0
+_REMEMBERED: dict[tuple, tuple[float, object]] = {}
+
+
+def forget_directory() -> None:
+    """Drops what the directory answered (this process changed it)."""
+    _REMEMBERED.clear()
+
+
 def _in_taxonomy_order(found: Iterable[Category]) -> list[Category]:
     """National categories in categories.yaml's order, then the others by code; each
     category followed by its subcategories."""
     order = {c.code: i for i, c in enumerate(tax.national())}
     found = sorted(found, key=lambda c: (order.get(c.code, len(order)), c.code))
+    children: dict[str, list[Category]] = {}
+    for c in found:
+        if c.parent_code:
+            children.setdefault(c.parent_code, []).append(c)
     out = []
     for category in found:
         if not category.parent_code:
             out.append(category)
-            out += [s for s in found if s.parent_code == category.code]
+            out += children.pop(category.code, [])
     # Subcategories added to a category that is not in the list (a national one).
-    return out + [c for c in found if c not in out]
+    return out + [c for rest in children.values() for c in rest]
 
 
 # -- regions --------------------------------------------------------------------------------------
@@ -346,6 +416,7 @@ def _region_values(region: Region) -> dict:
 def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
     """Inserts regions, or updates the ones that changed (name, level, a province's ISO
     3166-2 code and time zone); returns how many rows were written."""
+    forget_directory()
     columns = ("name", "level", "parent_code", "iso_code", "timezone")
     existing = {r.code: tuple(r[1:]) for r in conn.execute(
         sa.select(regions.c.code, *(regions.c[c] for c in columns)))}
@@ -428,6 +499,8 @@ def _sync_categories(conn: Connection, national: Taxonomy, extra: dict[str, Cate
                              active=sa.bindparam("b_active"), updated_at=now), changed)
     _deactivate(conn, categories, gone, updated_at=now)
     changes.added, changes.changed, changes.deactivated = len(new), len(changed), len(gone)
+    if new or changed or gone:
+        forget_directory()
     return changes
 
 
@@ -446,6 +519,7 @@ def load_directory(conn: Connection, directory: document.Directory,
     agencies and rules are added or changed; categories and agencies no longer in it are
     deactivated (tickets and accounts point at them), rules no longer in it removed.
     Idempotent: loading the same directory again changes nothing."""
+    forget_directory()
     national = national if national is not None else tax.national()
     summary = LoadSummary()
     summary.categories = _sync_categories(conn, national, directory.categories,
@@ -560,6 +634,7 @@ def seed_demo(conn: Connection) -> None:
 def seed_directory(conn: Connection, region_rows: Iterable[Region],
                    agency_rows: Iterable[AgencyRow]) -> None:
     """Idempotent: running it again changes nothing that is already there."""
+    forget_directory()
     upsert_regions(conn, region_rows)
     known = set(conn.execute(sa.select(agencies.c.code)).scalars())
     rules = set(conn.execute(sa.select(handling_rules.c.category, handling_rules.c.region_code)))
