@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -30,6 +31,16 @@ AMQP_HOST = os.environ.get("LAPOR_TEST_AMQP_HOST", "127.0.0.1:5672")
 SIJUNJUNG_PUPR = common_pb2.Agency(code="PUPR-13.03", level="regency", region_code="13.03",
                                    name="Dinas Pekerjaan Umum dan Penataan Ruang "
                                         "Kabupaten Sijunjung", parent_code="PEMDA-13.03")
+
+
+@functools.cache
+def classifier():
+    """Routing's current classifier model (var/model, built from the corpus when missing),
+    loaded once per test process: the Workflow routes every report through it."""
+    from services.routing.classify.store import ModelStore, model_dir
+    from services.routing.classify.training import load_or_build
+
+    return load_or_build(ModelStore(model_dir()))
 
 
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
@@ -351,7 +362,7 @@ def ticket_dispatched(tracking_id: str, *, occurred_at: datetime | None = None,
     return events.new("ticket.dispatched", tracking_id, events_pb2.TicketDispatched(
         tracking_id=tracking_id, ticket_id=str(uuid.uuid4()), agency=agency,
         deadline=events.timestamp(deadline), deadline_zone="WIB", working_days=5,
-        category="INFRASTRUKTUR", confidence=0.8, decision="test", actor_role="system",
+        category="PUPR", confidence=0.8, decision="test", actor_role="system",
         ticket_version=version), producer="routing", occurred_at=occurred_at)
 
 

@@ -30,7 +30,7 @@ from services.routing.tickets.sla import FileClock, SlaJob
 from services.routing.tickets.statemachine import Role
 from services.routing.workdays import WIB, WorkCalendar
 from services.routing.workflow import Workflow
-from tests.integration.helpers import metric, scrape, scraped, start_routing, wait_for
+from tests.integration.helpers import classifier, metric, scrape, scraped, start_routing, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,8 @@ class Replica:
         self.outbox = Outbox(self.engine, storage.outbox, "routing", lambda: None)
         calendar = WorkCalendar()
         self.tickets = Tickets(self.engine, self.outbox, calendar, now=FileClock(clock_path))
-        self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets)
+        self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets,
+                                 classifier=classifier())
         self.job = SlaJob(self.tickets, interval=3600)
 
 
@@ -93,7 +94,7 @@ def submit(world, submitted_at: datetime, title: str = "Jalan rusak") -> str:
     tracking_id = "LAP" + uuid.uuid4().hex[:10].upper()
     report = common_pb2.ReportContent(
         kind=common_pb2.ReportKind.REPORT_KIND_PENGADUAN, title=title,
-        body="Jalan berlubang.", region_code="13.03", category="INFRASTRUKTUR",
+        body="Jalan berlubang.", region_code="13.03", category="PUPR",
         reporter_name="Rina Marlina", channel="web",
         submitted_at=events.timestamp(submitted_at))
     envelope = events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(

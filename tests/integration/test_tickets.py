@@ -20,6 +20,7 @@ from services.routing.tickets.commands import Invalid, NotFound, NotYours, Refus
 from services.routing.tickets.statemachine import Complexity, Forbidden, NotAllowed, Role
 from services.routing.workdays import WIB, WorkCalendar
 from services.routing.workflow import Workflow
+from tests.integration.helpers import classifier
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,8 @@ def submit(engine, tickets, tracking_id, *, body="Jalan utama berlubang besar di
         address="Jl. Lintas Sumatera km 3", incident_date="2026-11-30",
         submitted_at=events.timestamp(tickets.now()))
     report.location.latitude, report.location.longitude = -0.66, 100.95
-    workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets)
+    workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
+                        classifier=classifier())
     envelope = events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
         tracking_id=tracking_id, report=report), producer="intake")
     assert workflow.handle(envelope) == "processed"
@@ -288,7 +290,9 @@ def test_a_missed_deadline_escalates_to_the_parent_agency(engine, tickets, clock
 def test_the_inbox_is_scoped_filtered_and_sorted_by_deadline(engine, tickets, clock):
     submit(engine, tickets, "LPR-BBB-BBB-BB1")
     clock.to(clock.now + timedelta(days=1))
-    submit(engine, tickets, "LPR-BBB-BBB-BB2", title="Jembatan gantung putus")
+    submit(engine, tickets, "LPR-BBB-BBB-BB2", title="Jembatan gantung putus",
+           body="Jembatan gantung di Nagari Palangki putus sejak banjir minggu lalu, "
+           "anak sekolah harus menyeberangi sungai.")
     submit(engine, tickets, "LPR-BBB-BBB-BB3", body="Jalan rusak parah.")  # triage
 
     def ids(principal, **filters):
