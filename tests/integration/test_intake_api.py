@@ -344,8 +344,9 @@ def test_health_readiness_and_metrics(api):
     assert ready.status_code == 200
     # Without INTAKE_ROUTING_TOKEN_FILE citizen-side calls to routing fail: readiness says so
     # but stays up (reports are still accepted).
+    # No region list imported in this app: `regions` says so (every well-formed code goes).
     assert ready.get_json()["checks"] == {"database": True, "broker": False, "routing": False,
-                                          "routing_token": "unset"}
+                                          "routing_token": "unset", "regions": 0}
     assert api.get("/api/v1/openapi.json").get_json()["openapi"].startswith("3.")
 
     api.submit()

@@ -56,14 +56,14 @@ class FakeRouting:
         now.GetCurrentTime()
         ticket = routing_pb2.Ticket(
             ticket_id="0b7c", tracking_id=tracking_id, state=common_pb2.TICKET_STATE_DISPATCHED,
-            agency=cls.AGENCY, category="INFRASTRUKTUR", deadline=now, deadline_zone="WIB",
+            agency=cls.AGENCY, category="PUPR", deadline=now, deadline_zone="WIB",
             created_at=now, updated_at=now, region_code="13.03", version=3,
             report=common_pb2.ReportContent(
                 kind=common_pb2.REPORT_KIND_PENGADUAN, title=REPORT["title"],
                 body=REPORT["body"], region_code="13.03", region_name="Kabupaten Sijunjung",
                 reporter_name="Siti", channel="web", location=common_pb2.GeoPoint(
                     latitude=-0.67, longitude=100.95), submitted_at=now),
-            decision="jalan -> INFRASTRUKTUR", confidence=0.8, complexity=1,
+            decision="jalan -> PUPR", confidence=0.8, complexity=1,
             accepted_at=now, clock="respond", escalation_level=1, support_count=4, rating=4,
             rating_comment="Cepat", allowed_actions=["accept", "follow_up",
                                                      "not_our_authority"])
@@ -84,10 +84,11 @@ class FakeRouting:
             self.fake.called.set()
             time.sleep(self.fake.delay)
             return routing_pb2.SuggestRouteResponse(
-                category="INFRASTRUKTUR", category_name="Infrastruktur", confidence=0.82,
+                category="PEKERJAAN UMUM DAN PENATAAN RUANG", category_code="PUPR",
+                confidence=0.82,
                 agency=common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Sijunjung",
                                          level="regency"),
-                needs_triage=False, explanation="jalan → INFRASTRUKTUR")
+                needs_triage=False, explanation="jalan → PUPR")
 
         # -- staff: only STAFF_TOKEN is known ------------------------------------------------------
         def _staff(self, context) -> None:
@@ -107,7 +108,7 @@ class FakeRouting:
             answer = routing_pb2.ListTicketsResponse(next_page_token="NTA=")
             answer.tickets.add(tracking_id="LPR-7K2-M9Q-4TP",
                                state=common_pb2.TICKET_STATE_DISPATCHED,
-                               agency=FakeRouting.AGENCY, category="INFRASTRUKTUR",
+                               agency=FakeRouting.AGENCY, category="PUPR",
                                title=REPORT["title"], region_code="13.03", deadline=now,
                                deadline_zone="WIB", version=2, created_at=now)
             return answer
@@ -134,6 +135,7 @@ class FakeRouting:
 
         VerifyTicket = HoldTicket = ArchiveTicket = AcceptTicket = ForwardTicket = _act
         DeclineTicket = FollowUpTicket = CloseTicket = MessageReporter = _act
+        LinkDuplicate = DismissDuplicate = _act
 
         # -- the reporter (through intake) ------------------------------------------------------
         @staticmethod
