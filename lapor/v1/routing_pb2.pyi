@@ -38,9 +38,8 @@ class SuggestRouteRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[_common_pb2.ReportKind, str]] = ..., title: _Optional[str] = ..., body: _Optional[str] = ..., region_code: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class SuggestRouteResponse(_message.Message):
-    __slots__ = ("category", "category_name", "confidence", "agency", "needs_triage", "explanation", "subcategory", "subcategory_name", "alternatives", "model_version", "rule")
+    __slots__ = ("category", "confidence", "agency", "needs_triage", "explanation", "subcategory", "subcategory_name", "alternatives", "model_version", "rule", "category_code")
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
-    CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     NEEDS_TRIAGE_FIELD_NUMBER: _ClassVar[int]
@@ -50,8 +49,8 @@ class SuggestRouteResponse(_message.Message):
     ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_CODE_FIELD_NUMBER: _ClassVar[int]
     category: str
-    category_name: str
     confidence: float
     agency: _common_pb2.Agency
     needs_triage: bool
@@ -61,17 +60,18 @@ class SuggestRouteResponse(_message.Message):
     alternatives: _containers.RepeatedCompositeFieldContainer[CategoryScore]
     model_version: str
     rule: str
-    def __init__(self, category: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., needs_triage: _Optional[bool] = ..., explanation: _Optional[str] = ..., subcategory: _Optional[str] = ..., subcategory_name: _Optional[str] = ..., alternatives: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., model_version: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+    category_code: str
+    def __init__(self, category: _Optional[str] = ..., confidence: _Optional[float] = ..., agency: _Optional[_Union[_common_pb2.Agency, _Mapping]] = ..., needs_triage: _Optional[bool] = ..., explanation: _Optional[str] = ..., subcategory: _Optional[str] = ..., subcategory_name: _Optional[str] = ..., alternatives: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., model_version: _Optional[str] = ..., rule: _Optional[str] = ..., category_code: _Optional[str] = ...) -> None: ...
 
 class CategoryScore(_message.Message):
-    __slots__ = ("category", "category_name", "confidence")
+    __slots__ = ("category", "category_code", "confidence")
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
-    CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_CODE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     category: str
-    category_name: str
+    category_code: str
     confidence: float
-    def __init__(self, category: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+    def __init__(self, category: _Optional[str] = ..., category_code: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class DuplicateCandidate(_message.Message):
     __slots__ = ("tracking_id", "similarity", "resolution")

@@ -168,12 +168,18 @@ def suggest_route():
         raise _suggest_problem(exc) from None
     return jsonify({
         "category": answer.category or None,
-        "category_name": answer.category_name or None,
-        "confidence": round(answer.confidence, 3),
+        "category_code": answer.category_code or None,
+        "subcategory": answer.subcategory_name or None,
+        "subcategory_code": answer.subcategory or None,
         "agency": {"code": answer.agency.code, "name": answer.agency.name,
                    "level": answer.agency.level},
+        "confidence": round(answer.confidence, 3),
+        "alternatives": [{"category": a.category, "category_code": a.category_code,
+                          "confidence": round(a.confidence, 3)} for a in answer.alternatives],
         "needs_triage": answer.needs_triage,
         "explanation": answer.explanation,
+        "rule": answer.rule or None,
+        "model_version": answer.model_version or None,
     })
 
 

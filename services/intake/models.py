@@ -173,7 +173,7 @@ class Draft(_Request):
     region_code: str = Field(pattern=padded(REGION_CODE),
                              description="a Kemendagri region code such as 13.03")
     category: Annotated[str, Field(pattern=padded_or_blank(CATEGORY_CODE))] | None = Field(
-        None, description="a category code such as INFRASTRUKTUR")
+        None, description="a category code such as PUPR")
     kind: Literal[KINDS] | None = Field(
         None, description="one of PENGADUAN, ASPIRASI, PERMINTAAN_INFORMASI")
 
@@ -216,7 +216,7 @@ class VerifyTicket(_TicketChange):
         None, description="the agency to dispatch to, e.g. PUPR-13.03; leave it out for the "
                           "agency routing suggested")
     category: Annotated[str, Field(pattern=padded_or_blank(CATEGORY_CODE))] | None = Field(
-        None, description="a category code such as INFRASTRUKTUR; leave it out to keep the "
+        None, description="a category code such as PUPR; leave it out to keep the "
                           "one routing found")
     note: _Note = Field(None, description=f"for the audit trail: {NOTE_HINT}")
 
@@ -437,14 +437,28 @@ class SuggestedAgency(_Answer):
     level: str
 
 
-class Suggestion(_Answer):
-    category: str | None
-    category_name: str | None
+class CategoryScore(_Answer):
+    category: str = Field(description="the category's name exactly as in the directory")
+    category_code: str = Field(description="its stable code, e.g. KESEHATAN")
     confidence: float = Field(ge=0, le=1)
+
+
+class Suggestion(_Answer):
+    category: str | None = Field(
+        description="the category's name exactly as in the directory, e.g. PEKERJAAN UMUM "
+                    "DAN PENATAAN RUANG")
+    category_code: str | None = Field(description="its stable code, e.g. PUPR")
+    subcategory: str | None = Field(description="the subcategory's name, e.g. Jalan")
+    subcategory_code: str | None = Field(description="its code, e.g. PUPR.JALAN")
     agency: SuggestedAgency
+    confidence: float = Field(ge=0, le=1)
+    alternatives: list[CategoryScore] = Field(
+        description="the next most likely categories, most likely first")
     needs_triage: bool = Field(description="true when a national admin verifies before "
                                            "dispatch")
     explanation: str
+    rule: str | None = Field(description="the handling rule that chose the agency, in words")
+    model_version: str | None = Field(description="the classifier model that read the text")
 
 
 class ReporterAction(_Answer):
@@ -594,6 +608,11 @@ class StaffTicket(_Answer):
     report: TicketReport
     decision: str | None = Field(description="why routing chose this agency")
     confidence: float
+    subcategory: str | None = Field(description="the subcategory's code, e.g. PUPR.JALAN")
+    rule: str | None = Field(description="the handling rule that chose the agency, in words")
+    top_categories: list[CategoryScore] = Field(
+        description="the classifier's three most likely categories when the report came in")
+    model_version: str | None = Field(description="the classifier model that read the text")
     complexity: Literal[COMPLEXITIES] | None
     accepted_at: datetime | None
     escalation_level: int = Field(ge=0)

@@ -443,7 +443,7 @@ def _inbox() -> dict:
              "style": "form", "explode": True},
             query("overdue", "true: only tickets past their deadline",
                   {"type": "string", "enum": ["true", "false", "1", "0"]}),
-            query("category", "a category code such as INFRASTRUKTUR",
+            query("category", "a category code such as PUPR",
                   {"type": "string", "pattern": models.padded_or_blank(models.CATEGORY_CODE)}),
             query("region_code", "this region and everything in it, e.g. 13.03",
                   {"type": "string", "pattern": models.padded_or_blank(models.REGION_CODE)}),

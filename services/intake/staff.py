@@ -125,7 +125,7 @@ def inbox_query(args) -> routing_pb2.ListTicketsRequest:
     elif overdue not in ("", "false", "0"):
         bad("overdue", "true or false")
     for name, field, pattern, hint in (
-            ("category", "category", _CATEGORY, "a category code such as INFRASTRUKTUR"),
+            ("category", "category", _CATEGORY, "a category code such as PUPR"),
             ("region_code", "region_code", _REGION, "a region code such as 13.03"),
             ("agency", "agency_code", _AGENCY, "an agency code such as PUPR-13.03")):
         value = args.get(name, "")
@@ -246,6 +246,10 @@ def ticket_json(t: routing_pb2.Ticket) -> dict:
         "created_at": iso_timestamp(t.created_at), "updated_at": iso_timestamp(t.updated_at),
         "version": t.version, "report": _report_json(t.report),
         "decision": t.decision or None, "confidence": round(t.confidence, 3),
+        "subcategory": t.subcategory or None, "rule": t.rule or None,
+        "top_categories": [{"category": c.category, "category_code": c.category_code,
+                            "confidence": round(c.confidence, 3)} for c in t.top_categories],
+        "model_version": t.model_version or None,
         "complexity": complexity if complexity in models.COMPLEXITIES else None,
         "accepted_at": iso_timestamp(t.accepted_at),
         "escalation_level": t.escalation_level, "oversight_flagged": t.oversight_flagged,

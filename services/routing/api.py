@@ -123,13 +123,14 @@ class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
                               threshold=self.threshold)
         agency = decision.suggested or decision.agency
         return routing_pb2.SuggestRouteResponse(
-            category=decision.category, category_name=taxonomy.name(decision.category),
+            category=taxonomy.name(decision.category), category_code=decision.category,
             confidence=decision.confidence, agency=agency_proto(agency),
             needs_triage=not decision.auto_dispatch, explanation=decision.explanation,
             subcategory=decision.subcategory,
             subcategory_name=taxonomy.name(decision.subcategory),
-            alternatives=[routing_pb2.CategoryScore(category=code, category_name=taxonomy.name(
-                code), confidence=confidence) for code, confidence in decision.top[1:]],
+            alternatives=[routing_pb2.CategoryScore(category=taxonomy.name(code),
+                                                    category_code=code, confidence=confidence)
+                          for code, confidence in decision.top[1:]],
             model_version=decision.model_version, rule=decision.rule)
 
     def check_tracking_id(self, context: grpc.ServicerContext, value: str) -> None:

@@ -93,12 +93,18 @@ class Decision:
     rule: str = ""                 # the handling rule that chose the agency, in words
     model_version: str = ""
     threshold: float = AUTO_DISPATCH_CONFIDENCE
+    names: tuple[tuple[str, str], ...] = ()    # directory names of the codes above, as decided
+
+    def name(self, code: str) -> str:
+        """A category's name in the directory when the decision was taken ("" if unknown)."""
+        return dict(self.names).get(code, "")
 
     def detail(self) -> dict:
         """What is stored on the ticket and shown to staff: the decision, explained."""
         return {"category": self.category, "subcategory": self.subcategory,
                 "confidence": round(self.confidence, 3),
-                "top": [{"category": c, "confidence": round(p, 3)} for c, p in self.top],
+                "top": [{"category": c, "name": self.name(c), "confidence": round(p, 3)}
+                        for c, p in self.top],
                 "rule": self.rule, "model_version": self.model_version,
                 "auto_dispatch": self.auto_dispatch, "threshold": self.threshold,
                 "suggested_agency": self.suggested.code if self.suggested else ""}
@@ -130,9 +136,13 @@ def decide(draft: Draft, directory: Directory, prediction: Prediction, *,
         reasons.append(f"isi laporan paling cocok dengan {taxonomy.name(category)} "
                        f"(keyakinan {confidence:.2f}; model {prediction.model_version})")
 
+    names = tuple((code, taxonomy.name(code)) for code in {category, subcategory, *dict(top)}
+                  if code)
+
     def decision(agency, auto, rule="", suggested=None):
         return Decision(category, confidence, agency, auto, "; ".join(reasons), suggested,
-                        subcategory, top, rule, prediction.model_version, threshold)
+                        subcategory, top, rule, prediction.model_version, threshold,
+                        names)
 
     triage = directory.agency(TRIAGE_AGENCY) or AgencyRef(
         TRIAGE_AGENCY, "Admin Nasional SP4N-LAPOR!", "triage")

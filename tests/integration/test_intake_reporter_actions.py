@@ -80,7 +80,7 @@ def test_reply_confirm_rate_and_appeal(platform):
 def test_a_confidential_reports_follow_up_reaches_only_its_reporter(platform):
     p = platform
     response = "Petugas yang meminta pungutan sudah diberi sanksi"
-    tracking_id, token = p.followed_up({**ROAD, "confidential": True}, response=response)
+    tracking_id, token = p.followed_up({**p.next_road(), "confidential": True}, response=response)
 
     def shown():
         own = p.own(tracking_id, token)

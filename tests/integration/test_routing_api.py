@@ -92,11 +92,16 @@ def test_a_road_report_in_sijunjung_is_suggested_for_its_public_works_office(stu
     answer = stub.SuggestRoute(routing_pb2.SuggestRouteRequest(
         kind=common_pb2.REPORT_KIND_PENGADUAN, title=ROAD_TITLE, body=ROAD_BODY,
         region_code="13.03"), timeout=5)
-    assert answer.category == "INFRASTRUKTUR"
+    # The name exactly as in the directory, the code beside it.
+    assert (answer.category, answer.category_code) == ("PEKERJAAN UMUM DAN PENATAAN RUANG",
+                                                       "PUPR")
     assert answer.agency.code == "PUPR-13.03"
     assert "Sijunjung" in answer.agency.name
     assert answer.confidence >= 0.6 and not answer.needs_triage
-    assert answer.explanation
+    assert answer.explanation and answer.rule and answer.model_version
+    assert len(answer.alternatives) == 2
+    assert all(a.category and a.category_code != "PUPR" and a.confidence <= answer.confidence
+               for a in answer.alternatives)
 
     national = stub.SuggestRoute(routing_pb2.SuggestRouteRequest(
         title=ROAD_TITLE, body=ROAD_BODY, region_code="31.71"), timeout=5)
@@ -226,9 +231,15 @@ def test_intake_suggestions_come_from_routing(shared_routing, sqlite_url, tmp_pa
             "kind": "PENGADUAN", "title": ROAD_TITLE, "body": ROAD_BODY,
             "region_code": "13.03"})
         assert answer.status_code == 200, answer.get_data(as_text=True)
-        assert answer.get_json()["agency"]["code"] == "PUPR-13.03"
-        assert answer.get_json()["category"] == "INFRASTRUKTUR"
-        assert answer.get_json()["needs_triage"] is False
+        suggestion = answer.get_json()
+        assert suggestion["agency"]["code"] == "PUPR-13.03"
+        assert (suggestion["category"], suggestion["category_code"]) == (
+            "PEKERJAAN UMUM DAN PENATAAN RUANG", "PUPR")
+        assert suggestion["subcategory_code"].startswith("PUPR.") and suggestion["subcategory"]
+        assert suggestion["needs_triage"] is False
+        assert [set(a) for a in suggestion["alternatives"]] == [
+            {"category", "category_code", "confidence"}] * 2
+        assert suggestion["confidence"] >= suggestion["alternatives"][0]["confidence"]
 
         # routing rejects what intake's own checks let through; the field reaches the citizen
         refused = client.post("/api/v1/reports/suggest", json={
@@ -321,7 +332,7 @@ def test_a_submitted_report_becomes_a_dispatched_ticket_once(routing, amqp_url):
                 code="PUPR\x00")).code() == grpc.StatusCode.INVALID_ARGUMENT
         assert found.state == State.TICKET_STATE_DISPATCHED
         assert (found.agency.code, found.category, found.region_code) == (
-            "PUPR-13.03", "INFRASTRUKTUR", "13.03")
+            "PUPR-13.03", "PUPR", "13.03")
         assert [e.state for e in found.timeline] == [State.TICKET_STATE_SUBMITTED,
                                                      State.TICKET_STATE_DISPATCHED]
         deadline = found.deadline.ToDatetime(tzinfo=UTC).astimezone(WIB)

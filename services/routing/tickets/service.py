@@ -312,7 +312,9 @@ def ticket_proto(view: commands.TicketView) -> routing_pb2.Ticket:
     detail = _decision_detail(row.decision_detail)
     ticket.rule = str(detail.get("rule", ""))
     for entry in detail.get("top", [])[:3]:
-        ticket.top_categories.add(category=str(entry.get("category", "")),
+        code = str(entry.get("category", ""))
+        # Decisions taken before names were stored show the code in the name's place.
+        ticket.top_categories.add(category=str(entry.get("name") or code), category_code=code,
                                   confidence=float(entry.get("confidence", 0.0)))
     for candidate in view.candidates:
         ticket.duplicate_candidates.add(tracking_id=candidate.tracking_id,

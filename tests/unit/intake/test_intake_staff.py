@@ -114,13 +114,13 @@ def test_a_report_routing_does_not_know_yet_is_a_conflict_to_retry():
 def test_the_inbox_query_becomes_routings_request():
     query = staff.inbox_query(MultiDict([
         ("state", "DISPATCHED"), ("state", "reporter_replied"), ("overdue", "true"),
-        ("category", "INFRASTRUKTUR"), ("region_code", " 13.03 "), ("q", "  jalan rusak "),
+        ("category", "PUPR"), ("region_code", " 13.03 "), ("q", "  jalan rusak "),
         ("agency", "PUPR-13.03"), ("page_size", "20"), ("page_token", "NTA=")]))
     assert list(query.states) == [common_pb2.TICKET_STATE_DISPATCHED,
                                   common_pb2.TICKET_STATE_REPORTER_REPLIED]
     assert query.overdue_only is True
     assert (query.category, query.region_code, query.text, query.agency_code) == (
-        "INFRASTRUKTUR", "13.03", "jalan rusak", "PUPR-13.03")
+        "PUPR", "13.03", "jalan rusak", "PUPR-13.03")
     assert (query.page_size, query.page_token) == (20, "NTA=")
     assert staff.inbox_query(MultiDict()) == routing_pb2.ListTicketsRequest()
 
@@ -156,13 +156,13 @@ AGENCY = common_pb2.Agency(code="PUPR-13.03", name="Dinas PUPR Kabupaten Sijunju
 def ticket(**changes) -> routing_pb2.Ticket:
     t = routing_pb2.Ticket(
         ticket_id="t-1", tracking_id="LPR-7K2-M9Q-4TX",
-        state=common_pb2.TICKET_STATE_FOLLOWED_UP, agency=AGENCY, category="INFRASTRUKTUR",
+        state=common_pb2.TICKET_STATE_FOLLOWED_UP, agency=AGENCY, category="PUPR",
         deadline=_ts(1_900_000_000), deadline_zone="WIB", created_at=_ts(1_800_000_000),
         updated_at=_ts(1_800_000_500), region_code="13.03", version=5,
         report=common_pb2.ReportContent(
             kind=common_pb2.REPORT_KIND_PENGADUAN, title="Jalan rusak", body="Berlubang",
             region_code="13.03", anonymous=True, reporter_name="", channel="web"),
-        decision="INFRASTRUKTUR di 13.03", confidence=0.8123, complexity=2,
+        decision="PUPR di 13.03", confidence=0.8123, complexity=2,
         clock="auto_close", allowed_actions=["close", "not_our_authority", "follow_up"])
     t.timeline.add(at=_ts(1_800_000_000), state=common_pb2.TICKET_STATE_SUBMITTED,
                    actor_role="citizen", note="Laporan diterima", action="submit")

@@ -153,9 +153,11 @@ def test_the_decision_detail_keeps_what_staff_need_to_check_it(directory):
     detail = decide(ROAD, directory, SURE_ROAD).detail()
     assert detail == {
         "category": "PUPR", "subcategory": "PUPR.JALAN", "confidence": 0.93,
-        "top": [{"category": "PUPR", "confidence": 0.93},
-                {"category": "LINGKUNGAN", "confidence": 0.03},
-                {"category": "PERHUBUNGAN", "confidence": 0.02}],
+        "top": [{"category": "PUPR", "name": "PEKERJAAN UMUM DAN PENATAAN RUANG",
+                 "confidence": 0.93},
+                {"category": "LINGKUNGAN", "name": "LINGKUNGAN HIDUP DAN KEHUTANAN",
+                 "confidence": 0.03},
+                {"category": "PERHUBUNGAN", "name": "PERHUBUNGAN", "confidence": 0.02}],
         "rule": "PUPR 13.03 → Dinas PUPR Kabupaten Sijunjung", "model_version": "test-1",
         "auto_dispatch": True, "threshold": AUTO_DISPATCH_CONFIDENCE,
         "suggested_agency": "PUPR-13.03"}
