@@ -9,7 +9,7 @@ import pytest
 
 from services.notify.signing import verify
 from tests.e2e.harness import SECRET, Stack
-from tests.integration.helpers import TcpProxy, wait_for
+from tests.integration.helpers import ROAD_TEXTS, TcpProxy, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -93,10 +93,12 @@ def test_report_accepted_while_broker_down_is_delivered_when_it_returns(amqp_url
 def test_sigterm_drains_every_service_without_losing_or_duplicating(stack):
     for service in ("routing", "notify", "intake"):
         stack.start(service)
-    submitted = [stack.submit(title=f"Jalan rusak nomor {i} di Muaro") for i in range(6)]
+    # Twelve different road reports (near-identical ones would be linked as duplicates).
+    reports = [{"title": title, "body": body} for title, body in ROAD_TEXTS]
+    submitted = [stack.submit(**report) for report in reports[:6]]
     # Stop routing while it is working through them, then intake right after accepting.
     assert stack.stop("routing") == 0
-    submitted += [stack.submit(title=f"Jalan rusak susulan {i} di Muaro") for i in range(6)]
+    submitted += [stack.submit(**report) for report in reports[6:12]]
     assert stack.stop("intake") == 0
     assert "intake stopped" in stack.log("intake")
     stack.start("routing")

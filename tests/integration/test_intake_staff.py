@@ -17,42 +17,20 @@ import pytest
 from services.intake import limits
 from services.intake.app import create_app
 from tests.conftest import free_port
-from tests.integration.helpers import dead_amqp_url, start_routing, temporary_vhost, wait_for
+from tests.integration.helpers import (
+    ROAD_TEXTS,
+    dead_amqp_url,
+    start_routing,
+    temporary_vhost,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
-# Road reports from Sijunjung, each plainly its own matter: routing links a report nearly
-# identical to an open one as its duplicate, so tests that need their own ticket differ.
-_ROAD_TEXTS = [
-    ("Jalan rusak di Nagari Muaro", "Jalan utama berlubang besar dan aspalnya rusak sejak "
-     "tiga bulan lalu; sudah dua pengendara motor jatuh di sana."),
-    ("Aspal jalan kabupaten mengelupas di Sumpur Kudus", "Lapisan aspal jalan kabupaten di "
-     "Sumpur Kudus mengelupas dan menyisakan kerikil lepas, mohon segera diperbaiki."),
-    ("Jalan amblas dekat jembatan Palangki", "Badan jalan menuju jembatan Palangki amblas "
-     "sedalam setengah meter, truk pengangkut sawit tidak berani lewat."),
-    ("Jalan tergenang karena drainase tersumbat", "Saluran drainase di sepanjang jalan Tanjung "
-     "Gadang tersumbat sampah sehingga setiap hujan jalan tergenang air selutut."),
-    ("Jalan tanah di Koto Tuo belum diaspal", "Jalan penghubung jorong Koto Tuo masih tanah "
-     "liat, becek dan licin di musim hujan, anak sekolah sering terjatuh."),
-    ("Jalan retak panjang di Kamang Baru", "Aspal jalan kabupaten di Kamang Baru retak "
-     "memanjang hampir dua ratus meter dan mulai mengelupas di bagian tengah."),
-    ("Perbaikan jalan Lubuk Tarok tidak selesai", "Perbaikan jalan kabupaten di Lubuk Tarok "
-     "berhenti di tengah jalan, separuh ruas masih berlubang dan berbatu."),
-    ("Jalan berlubang dekat pasar Sijunjung", "Jalan di depan pasar Sijunjung penuh lubang "
-     "dan genangan, pedagang minta jalan ditambal sebelum musim hujan."),
-    ("Jalan rusak parah di Kupitan", "Lubang-lubang besar memenuhi jalan menuju Kupitan, "
-     "ambulans desa harus memutar lewat kebun karet."),
-    ("Jalan kabupaten di Padang Laweh penuh tambalan", "Jalan kabupaten di Padang Laweh "
-     "hanya ditambal sulam, tambalannya lepas lagi dan lubangnya makin dalam."),
-    ("Gorong-gorong jalan runtuh di Silokek", "Gorong-gorong di bawah jalan kabupaten menuju "
-     "Silokek runtuh sehingga jalan berlubang besar di tengahnya."),
-    ("Jalan gelap dan berlubang di IV Nagari", "Jalan desa di IV Nagari banyak lubang tertutup "
-     "air sehingga tidak terlihat pengendara pada malam hari."),
-]
 ROADS = [{"kind": "PENGADUAN", "title": title, "body": body, "region_code": "13.03",
           "reporter": {"name": "Siti Rahayu", "email": "siti@example.id"}}
-         for title, body in _ROAD_TEXTS]
+         for title, body in ROAD_TEXTS]
 ROAD = ROADS[0]
 # No category the classifier recognises: it waits in the national admin's triage queue.
 VAGUE = {"kind": "ASPIRASI", "title": "Mohon perhatian pemerintah",

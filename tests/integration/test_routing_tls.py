@@ -153,7 +153,7 @@ def test_tls_serves_clients_that_trust_its_ca_and_refuses_the_rest(pki, tmp_path
             trusted = client(address, ROUTING_TLS_CA=pki["ca"])
             try:
                 assert trusted.stub.SuggestRoute(SUGGESTION, metadata=bearer(token),
-                                                 timeout=5).category == "PUPR"
+                                                 timeout=5).category_code == "PUPR"
                 assert trusted.healthy()
                 # TLS proves who routing is, not who the caller is.
                 assert who(trusted) == grpc.StatusCode.UNAUTHENTICATED
