@@ -29,7 +29,7 @@ SERVICES = ("intake", "routing", "notify")
 KNOWN_ENV = {
     "intake": {"INTAKE_HOST", "INTAKE_PORT", "INTAKE_METRICS_HOST", "INTAKE_METRICS_PORT",
                "INTAKE_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_ADDR",
-               "LAPOR_SHUTDOWN_SECONDS", "INTAKE_ROUTING_TOKEN_FILE"},
+               "LAPOR_SHUTDOWN_SECONDS", "INTAKE_ROUTING_TOKEN_FILE", "INTAKE_TRUSTED_PROXIES"},
     "routing": {"ROUTING_LISTEN", "ROUTING_METRICS_HOST", "ROUTING_METRICS_PORT",
                 "ROUTING_DATABASE_URL", "LAPOR_AMQP_URL", "ROUTING_SEED_DEMO",
                 "LAPOR_SHUTDOWN_SECONDS"},
@@ -48,8 +48,7 @@ def _run_compose(*args: str) -> subprocess.CompletedProcess:
         pytest.skip("docker-compose is not installed (Debian package docker-compose; CI "
                     "installs it)")
     # The documented defaults are what is under test, not whatever this shell overrides.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("COMPOSE_") and k != "LAPOR_INTAKE_PUBLISH"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     return subprocess.run(
         [binary, "--file", str(COMPOSE_FILE), "--project-directory", str(ROOT), *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -222,8 +221,42 @@ def test_no_service_pins_a_container_name(services):
     assert not pinned, f"container_name prevents --scale: {pinned}"
 
 
-def test_intake_publishes_8080(services):
-    assert ("8080", 8080) in _published_ports(services["intake"])
+def test_the_proxy_publishes_8080_for_every_intake_replica(services):
+    proxy = services["proxy"]
+    assert ("8080", 8080) in _published_ports(proxy)
+    assert proxy["depends_on"]["intake"]["condition"] == "service_healthy"
+    conf_path = _mounts(proxy)["/etc/nginx/conf.d/default.conf"]
+    assert Path(conf_path).resolve() == DEPLOY / "proxy" / "intake.conf"
+    conf = (DEPLOY / "proxy" / "intake.conf").read_text()
+    intake_port = _env(services["intake"])["INTAKE_PORT"]
+    assert re.search(r"^\s*listen 8080;", conf, flags=re.MULTILINE)
+    # Through a variable and Docker's resolver, so replicas started later are found too.
+    assert re.search(r"^\s*resolver 127\.0\.0\.11\b", conf, flags=re.MULTILINE)
+    upstream = re.search(r"^\s*set \$(\w+) (\S+);", conf, flags=re.MULTILINE)
+    assert upstream and upstream.group(2) == f"http://intake:{intake_port}", conf
+    assert re.search(rf"^\s*proxy_pass \${upstream.group(1)};", conf, flags=re.MULTILINE)
+    assert intake_port in [str(p) for p in services["intake"].get("expose", [])]
+
+
+def test_intake_believes_exactly_the_proxys_forwarded_for(services):
+    # Rate limits count per client: without this every citizen would share the proxy's
+    # address; with more than one hop a client could write its own.
+    assert _env(services["intake"]).get("INTAKE_TRUSTED_PROXIES") == "1"
+    conf = (DEPLOY / "proxy" / "intake.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+
+
+def test_proxy_config_is_accepted_by_nginx(tmp_path):
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        pytest.skip("nginx is not installed (the proxy container brings its own)")
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ access_log off; include {DEPLOY / 'proxy' / 'intake.conf'}; }}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c",
+                             str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def _seconds(duration: str | int | float) -> float:
@@ -254,8 +287,10 @@ def test_routing_and_the_metrics_ports_stay_on_the_project_network(services):
         assert str(metrics_port) in [str(p) for p in services[name].get("expose", [])], name
 
 
-def test_scaled_workers_publish_no_fixed_host_port(services):
-    for name in ("routing", "notify"):
+def test_lapor_services_publish_no_fixed_host_port(services):
+    # `docker-compose up --scale <service>=N` starts N containers; a fixed host port lets
+    # only the first one bind.
+    for name in SERVICES:
         fixed = [p for p in _published_ports(services[name]) if p[0]]
         assert not fixed, f"{name} publishes {fixed}; a second replica could not start"
 
@@ -268,6 +303,20 @@ def test_notify_sends_mail_to_the_mailpit_sink(services):
     assert url.scheme == "smtp" and url.hostname in sinks and url.port == 1025, url.geturl()
     assert ("8025" in [host for host, target in _published_ports(services[url.hostname])
                        if target == 8025]), "mailpit's web UI is not published"
+
+
+def test_every_lapor_image_is_built_from_the_one_dockerfile(services):
+    built = {name: s for name, s in services.items() if "build" in s}
+    assert {name for name in built} >= {*SERVICES, "routing-accounts"}
+    for name, service in built.items():
+        build = service["build"]
+        assert Path(build["context"]).resolve() == ROOT, name
+        assert build.get("dockerfile") == "Dockerfile", name
+        target = build.get("args", {}).get("SERVICE")
+        assert target in SERVICES, f"{name} builds without a SERVICE the Dockerfile knows"
+        # The image name says which service it holds: routing-accounts runs routing's.
+        assert service["image"].split(":")[0] == f"lapor/{target}", (name, service["image"])
+        assert name.split("-")[0] == target, (name, target)
 
 
 def test_intake_reads_the_token_the_one_shot_account_job_writes(services):
