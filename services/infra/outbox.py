@@ -83,6 +83,7 @@ class Outbox:
                  poll_interval: float = 1.0, backoff_cap: float = 15.0):
         self.engine = engine
         self.table = table
+        self._insert = table.insert()
         self.service = service
         self.publisher_factory = publisher_factory
         self.batch = batch
@@ -97,10 +98,25 @@ class Outbox:
     # -- writing ---------------------------------------------------------------------------
     def add(self, conn: Connection, envelope: events_pb2.EventEnvelope) -> None:
         """Stores the event in the caller's open transaction; it is sent after commit."""
-        conn.execute(self.table.insert().values(
-            event_id=envelope.event_id, event_type=envelope.type,
-            aggregate_id=envelope.aggregate_id, body=envelope.SerializeToString(),
-            created_at=utcnow(), attempts=0))
+        self.add_many(conn, (envelope,))
+
+    def add_many(self, conn: Connection, envelopes) -> None:
+        """Stores events in the caller's open transaction in one statement (executemany);
+        they are sent after commit, in this order."""
+        self.add_rows(conn, self.rows(envelopes))
+
+    @staticmethod
+    def rows(envelopes) -> list[dict]:
+        """The outbox rows of `envelopes`, to build before a transaction and add in it."""
+        now = utcnow()
+        return [{"event_id": e.event_id, "event_type": e.type, "aggregate_id": e.aggregate_id,
+                 "body": e.SerializeToString(), "created_at": now, "attempts": 0}
+                for e in envelopes]
+
+    def add_rows(self, conn: Connection, rows: list[dict]) -> None:
+        # One statement object, parameters apart: building insert().values(...) anew costs
+        # more than executing it (SQLAlchemy recomputes its cache key every time).
+        conn.execute(self._insert, rows if len(rows) > 1 else rows[0])
 
     def wake(self) -> None:
         """Asks the relay to publish now instead of at its next poll."""

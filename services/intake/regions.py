@@ -5,6 +5,7 @@ install without the file still takes reports."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -40,14 +41,30 @@ def import_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) 
     return len(new) + len(changed)
 
 
+# Codes found in the list, remembered for KNOWN_SECONDS: nearly every report names one of a
+# few hundred regencies, and asking the database each time was a tenth of a submission's
+# cost. Only found codes are remembered, so a code added by a new import works at once; a
+# code removed from the list is still taken for at most KNOWN_SECONDS.
+KNOWN_SECONDS = 300.0
+_KNOWN_LIMIT = 100_000           # more than the whole national list (91,599 codes)
+_known: dict[str, float] = {}
+_LISTED = sa.select(
+    sa.exists(sa.select(regions.c.code).where(regions.c.code == sa.bindparam("code"))),
+    sa.exists(sa.select(regions.c.code)))
+
+
 def problem(engine: Engine, code: str) -> str | None:
     """Why a well-formed region code cannot be taken, or None: it is in the official list,
     or no list was imported."""
-    listed = sa.select(regions.c.code)
+    now = time.monotonic()
+    if _known.get(code, 0.0) > now:
+        return None
     with reading(engine) as conn:
-        found, imported = conn.execute(sa.select(
-            sa.exists(listed.where(regions.c.code == code)),
-            sa.exists(listed))).one()
+        found, imported = conn.execute(_LISTED, {"code": code}).one()
+    if found:
+        if len(_known) >= _KNOWN_LIMIT:
+            _known.clear()
+        _known[code] = now + KNOWN_SECONDS
     if found or not imported:
         return None
     return (f"no region with code {code} in the official list; send a Kemendagri code such "

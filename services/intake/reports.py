@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import events, logs
-from services.infra.db import as_utc, utcnow
+from services.infra.db import as_utc, reading, utcnow
 from services.infra.outbox import Outbox
 from services.intake import idempotency, ids, storage
 from services.intake.validation import NewReport
@@ -35,6 +35,15 @@ STATUS_LABELS = {
 }
 # Owner-only timeline entries that are not states.
 ENTRY_LABELS = {**STATUS_LABELS, "NOTIFICATION": "Pemberitahuan", "MESSAGE": "Pesan"}
+
+
+# Built once: SQLAlchemy caches the compiled SQL, but a statement built with .values(...) for
+# every report is re-walked to find that cache entry, which cost more than the INSERT itself.
+_INSERT_REPORT = storage.reports.insert()
+_INSERT_TIMELINE = storage.timeline.insert()
+_INSERT_KEY = storage.idempotency_keys.insert()
+_PREVIOUS_ANSWER = sa.select(storage.idempotency_keys.c.sealed_answer).where(
+    storage.idempotency_keys.c.key_hash == sa.bindparam("key_hash"))
 
 
 class IdempotencyConflict(Exception):
@@ -69,23 +78,33 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
     retry with the same Idempotency-Key and report, which gets the same answer).
     """
     fingerprint = request_fingerprint(report) if idempotency_key else ""
+    key_hash = idempotency.key_hash(idempotency_key) if idempotency_key else ""
     for _ in range(5):
+        # Everything but the statements is prepared before the transaction: on SQLite the
+        # write transactions of a process run one at a time, so whatever work sits inside
+        # one makes every other submission wait.
+        answer, rows = _prepare(outbox, report)
+        if idempotency_key:
+            key_row = {"key_hash": key_hash, "tracking_id": answer["tracking_id"],
+                       "sealed_answer": idempotency.seal(idempotency_key, fingerprint, answer),
+                       "created_at": utcnow()}
         try:
             with engine.begin() as conn:
                 if idempotency_key:
-                    previous = _previous_answer(conn, idempotency_key, fingerprint)
-                    if previous is not None:
-                        return previous, True
-                answer = _insert(conn, outbox, report)
-                if idempotency_key:
-                    conn.execute(storage.idempotency_keys.insert().values(
-                        key_hash=idempotency.key_hash(idempotency_key),
-                        tracking_id=answer["tracking_id"],
-                        sealed_answer=idempotency.seal(idempotency_key, fingerprint, answer),
-                        created_at=utcnow()))
+                    # The key first: a retry of an earlier submission stops here (the key
+                    # is unique) without a lookup in every first submission.
+                    conn.execute(_INSERT_KEY, key_row)
+                conn.execute(_INSERT_REPORT, rows["report"])
+                conn.execute(_INSERT_TIMELINE, rows["timeline"])
+                outbox.add_rows(conn, rows["outbox"])
         except sa.exc.IntegrityError:
-            # A tracking id collision, or the same key arriving twice at once: the next
-            # round either finds the first answer or draws a fresh id.
+            # The key was used before (its answer, or a conflict), or a tracking id
+            # collision (the next round draws a fresh one).
+            if idempotency_key:
+                with reading(engine) as conn:
+                    previous = _previous_answer(conn, idempotency_key, fingerprint)
+                if previous is not None:
+                    return previous, True
             continue
         outbox.wake()
         with logs.bound(tracking_id=answer["tracking_id"]):
@@ -95,8 +114,7 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
 
 
 def _previous_answer(conn: Connection, key: str, fingerprint: str) -> dict | None:
-    row = conn.execute(sa.select(storage.idempotency_keys.c.sealed_answer).where(
-        storage.idempotency_keys.c.key_hash == idempotency.key_hash(key))).first()
+    row = conn.execute(_PREVIOUS_ANSWER, {"key_hash": idempotency.key_hash(key)}).first()
     if row is None:
         return None
     answer = idempotency.unseal(key, fingerprint, row.sealed_answer)
@@ -105,32 +123,38 @@ def _previous_answer(conn: Connection, key: str, fingerprint: str) -> dict | Non
     return answer
 
 
-def _insert(conn: Connection, outbox: Outbox, report: NewReport) -> dict:
+def _prepare(outbox: Outbox, report: NewReport) -> tuple[dict, dict]:
+    """The answer to the reporter and the rows of one submission: the report, its first
+    timeline entry and its two events."""
     now = utcnow()
     tracking_id = ids.new_tracking_id()
     token = ids.new_access_token()
     reporter = report.reporter
-    conn.execute(storage.reports.insert().values(
-        tracking_id=tracking_id, kind=report.kind, title=report.title, body=report.body,
-        region_code=report.region_code, category=report.category,
-        target_agency=report.target_agency, incident_date=report.incident_date,
-        latitude=report.latitude, longitude=report.longitude, address=report.address,
-        channel=report.channel, anonymous=report.anonymous, confidential=report.confidential,
-        language=reporter.language,
-        access_token_hash=ids.hash_token(token), status="SUBMITTED", status_at=now,
-        created_at=now, updated_at=now))
-    conn.execute(storage.timeline.insert().values(
-        tracking_id=tracking_id, at=now, status="SUBMITTED", note="Laporan diterima",
-        private=False))
-    outbox.add(conn, events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
-        tracking_id=tracking_id, report=report_content(report, now)), producer="intake"))
-    outbox.add(conn, events.new("reporter.registered", tracking_id,
-                                events_pb2.ReporterRegistered(
-        tracking_id=tracking_id, name=reporter.name, email=reporter.email,
-        phone=reporter.phone, language=reporter.language, anonymous=report.anonymous),
-        producer="intake"))
-    return {"tracking_id": tracking_id, "access_token": token, "status": "SUBMITTED",
-            "status_label": STATUS_LABELS["SUBMITTED"]}
+    rows = {
+        "report": {
+            "tracking_id": tracking_id, "kind": report.kind, "title": report.title,
+            "body": report.body, "region_code": report.region_code,
+            "category": report.category, "target_agency": report.target_agency,
+            "incident_date": report.incident_date, "latitude": report.latitude,
+            "longitude": report.longitude, "address": report.address,
+            "channel": report.channel, "anonymous": report.anonymous,
+            "confidential": report.confidential, "language": reporter.language,
+            "access_token_hash": ids.hash_token(token), "status": "SUBMITTED",
+            "status_at": now, "created_at": now, "updated_at": now},
+        "timeline": {"tracking_id": tracking_id, "at": now, "status": "SUBMITTED",
+                     "note": "Laporan diterima", "private": False},
+        "outbox": outbox.rows((
+            events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
+                tracking_id=tracking_id, report=report_content(report, now)),
+                producer="intake"),
+            events.new("reporter.registered", tracking_id, events_pb2.ReporterRegistered(
+                tracking_id=tracking_id, name=reporter.name, email=reporter.email,
+                phone=reporter.phone, language=reporter.language,
+                anonymous=report.anonymous), producer="intake"))),
+    }
+    answer = {"tracking_id": tracking_id, "access_token": token, "status": "SUBMITTED",
+              "status_label": STATUS_LABELS["SUBMITTED"]}
+    return answer, rows
 
 
 def load(conn: Connection, tracking_id: str):
