@@ -244,6 +244,10 @@ class RoutingService:
         self.workflow = Workflow(self.engine, self.outbox, calendar, self.tickets,
                                  classifier=self.classifier,
                                  threshold=settings.auto_dispatch_confidence)
+        # Duplicate detection's vectorisers, fitted now rather than inside the first report's
+        # transaction: there they held the database's write lock and the interpreter for a
+        # second, and the first staff action after a start timed out behind them.
+        self.workflow.duplicates.similarity  # noqa: B018 (built on first access)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER)
         self.health = health.HealthServicer()
