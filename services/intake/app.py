@@ -76,6 +76,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "AMQP_URL": env.amqp_url(),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.float("INTAKE_ROUTING_TIMEOUT", 1.0),
+        "ROUTING_ACTION_TIMEOUT": env.float("INTAKE_ROUTING_ACTION_TIMEOUT", 5.0),
         "ROUTING_TOKEN_FILE": env.str(TOKEN_FILE_VARIABLE, ""),
         "CORS_ORIGINS": env.str("INTAKE_CORS_ORIGINS", ""),
         "START_WORKERS": True,
@@ -124,7 +125,10 @@ def create_app(config: dict | None = None) -> Flask:
                                   consumer=readmodel.CONSUMER)
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
-                                      service_token=service_token),
+                                      service_token=service_token,
+                                      action_timeout=app.config.get(
+                                          "ROUTING_ACTION_TIMEOUT",
+                                          max(5.0, app.config["ROUTING_TIMEOUT"]))),
                         consumer)
     app.extensions["lapor"] = ctx
     _register_ops_routes(app, ctx)

@@ -151,12 +151,16 @@ def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
 class RoutingClient:
     def __init__(self, address: str, timeout: float,
                  tls: ClientTLS | None | Literal["env"] = "env",
-                 service_token: str | None = None):
+                 service_token: str | None = None, action_timeout: float | None = None):
         """`tls` "env" reads ClientTLS.from_env() (the ROUTING_TLS_* variables) now, at start.
         `service_token` is intake's own token (read_token_file), for citizen-side calls;
-        without it routing refuses them."""
+        without it routing refuses them. `timeout` bounds route suggestions and health
+        checks (someone is typing); `action_timeout` (default: the larger of `timeout` and
+        5 s) bounds staff and reporter calls, which change tickets: cutting one short
+        answers 503 for an action routing then completes."""
         self.address = address
         self.timeout = timeout
+        self.action_timeout = action_timeout if action_timeout is not None else max(5.0, timeout)
         self._service_token = service_token
         if tls == "env":
             tls = ClientTLS.from_env()
@@ -175,7 +179,8 @@ class RoutingClient:
         """`method` (e.g. "ReporterReply") with intake's own service token."""
         if method not in CITIZEN_METHODS:
             raise ValueError(f"{method} is not called for citizens")
-        return getattr(self.stub, method)(request, timeout=self.timeout,
+        timeout = self.timeout if method == "SuggestRoute" else self.action_timeout
+        return getattr(self.stub, method)(request, timeout=timeout,
                                           metadata=_metadata(self._service_token))
 
     def for_staff(self, method: str, request, token: str):
@@ -184,7 +189,7 @@ class RoutingClient:
             raise ValueError(f"{method} is not called for staff")
         if not token:
             raise ValueError("a staff call needs the staff member's token")
-        return getattr(self.stub, method)(request, timeout=self.timeout,
+        return getattr(self.stub, method)(request, timeout=self.action_timeout,
                                           metadata=_metadata(token))
 
     def suggest(self, request):
