@@ -25,6 +25,8 @@ if ! "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1] + '/postgres', co
 fi
 
 command -v docker-compose >/dev/null || apt_install docker-compose
+# nginx -t checks the compose proxy's configuration (deploy/proxy/intake.conf).
+command -v nginx >/dev/null || apt_install nginx-light
 # promtool (from Debian's prometheus package) checks the alert rules and their unit tests.
 command -v promtool >/dev/null || apt_install prometheus
 
