@@ -237,6 +237,7 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
             answer = stub.SuggestRoute(request, timeout=5, metadata=metadata)
             measured = _timed_calls(lambda: stub.SuggestRoute(request, timeout=5,
                                                              metadata=metadata))
+        created = _ticket_creation(service)
     finally:
         service.stop()
     rate, bare_rate = N_SUGGESTIONS / sum(measured), N_SUGGESTIONS / sum(baseline)
@@ -246,6 +247,43 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
           f"p50 {_percentile(baseline, .5) * 1e3:.2f} ms, p99 "
           f"{_percentile(baseline, .99) * 1e3:.2f} ms, {bare_rate:,.0f}/s; "
           f"{rate / bare_rate:.0%} of the bare call's rate")
+    count, seconds, outcomes = created
+    print(f"ticket creation (report.submitted handled: classify, decide, duplicate check, "
+          f"ticket + history + outbox in one transaction; SQLite, demo directory), {count} "
+          f"reports: {count / seconds:,.0f}/s ({outcomes}); "
+          f"{count / seconds / bare_rate:.0%} of the bare unary call's rate")
+
+
+def _ticket_creation(service) -> tuple[int, float, str]:
+    """Routing's consumer handler on N different held-out reports of the corpus, in
+    Sumatera Barat's regencies, one after another (as one consumer takes them)."""
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from lapor.v1 import common_pb2, events_pb2
+    from services.infra import events
+    from services.intake import ids
+    from services.routing.classify.corpus import read_corpus, split
+
+    _, held_out = split(read_corpus())
+    reports = held_out[:N_TICKETS]
+    regions = ["13.03", "13.71", "13.05", "13.06", "13.01", "13.72"]
+    envelopes = []
+    for i, example in enumerate(reports):
+        tracking_id = ids.new_tracking_id()
+        envelopes.append(events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
+            tracking_id=tracking_id, report=common_pb2.ReportContent(
+                kind=common_pb2.REPORT_KIND_PENGADUAN, title=example.title,
+                body=example.body, region_code=regions[i % len(regions)], channel="web",
+                submitted_at=events.timestamp(datetime.now(UTC)))), producer="intake"))
+    outcomes: Counter = Counter()
+    started = time.perf_counter()
+    for envelope in envelopes:
+        outcomes[service.workflow.handle(envelope)] += 1
+    return len(envelopes), time.perf_counter() - started, dict(outcomes)
+
+
+N_TICKETS = int(os.environ.get("BENCH_TICKETS", 500))
 
 
 def _timed_calls(call) -> list[float]:

@@ -1,0 +1,216 @@
+"""Intake accept: durable submissions per second and their p50/p99 at 16 concurrent keep-alive
+HTTP connections through the real intake process (`python -m services.intake`: waitress with
+intake's limits, validation, idempotency key, report + timeline + two outbox rows in one
+transaction, the outbox relay publishing to RabbitMQ), beside a bare endpoint served by the
+same server class with the same settings that parses the same JSON and commits one row
+through the same engine settings (SQLite: WAL, synchronous=NORMAL; PostgreSQL: the server's
+synchronous_commit). Both run as their own process; the clients run in this one. Measured on
+SQLite and, when it answers, PostgreSQL.
+
+    python -m bench.intake_accept            # both databases
+    BENCH_ACCEPT_SECONDS=20 python -m bench.intake_accept
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONNECTIONS = 16
+SECONDS = float(os.environ.get("BENCH_ACCEPT_SECONDS", "8"))
+WARMUP_SECONDS = 1.5
+PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
+
+REPORT = {"kind": "PENGADUAN", "title": "Jalan rusak di Nagari Muaro",
+          "body": "Jalan utama di Nagari Muaro rusak berlubang sejak bulan lalu dan "
+                  "membahayakan pengendara motor yang lewat pada malam hari.",
+          "region_code": "13.03", "anonymous": False, "confidential": False,
+          "reporter": {"name": "Rina Marlina", "email": "rina@contoh.id",
+                       "phone": "081234567890"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the bare endpoint (run in its own process: python -m bench.intake_accept --bare ...) -----
+def serve_bare(port: int, database_url: str) -> None:
+    import sqlalchemy as sa
+    from flask import Flask, jsonify, request
+
+    from services.infra import db
+    from services.intake.server import HttpServer, ServerSettings
+
+    engine = db.make_engine(database_url, pool_size=ServerSettings.threads + 2)
+    metadata = sa.MetaData()
+    rows = sa.Table("bare_reports", metadata,
+                    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                    sa.Column("body", sa.Text, nullable=False))
+    metadata.create_all(engine)
+    insert = rows.insert()
+    app = Flask("bare")
+
+    @app.post("/api/v1/reports")
+    def create():
+        data = request.get_json()
+        with engine.begin() as conn:
+            conn.execute(insert, {"body": json.dumps(data)})
+        return jsonify(tracking_id="LPR-BAR-E00-000", access_token="x", status="SUBMITTED"), 201
+
+    @app.get("/readyz")
+    def ready():
+        return jsonify(status="ok")
+
+    HttpServer(app, ServerSettings(port=port)).start()
+    threading.Event().wait()
+
+
+# -- clients ---------------------------------------------------------------------------------
+def _client(port: int, stop_at: float, measure_from: float, latencies: list[float],
+            errors: list[str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps(REPORT).encode()
+    try:
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            conn.request("POST", "/api/v1/reports", body=body, headers={
+                "Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())})
+            response = conn.getresponse()
+            response.read()
+            done = time.perf_counter()
+            if response.status != 201:
+                errors.append(str(response.status))
+            elif started >= measure_from:
+                latencies.append(done - started)
+    except (OSError, http.client.HTTPException) as exc:
+        errors.append(repr(exc))
+    finally:
+        conn.close()
+
+
+def load(port: int) -> dict:
+    """CONNECTIONS clients posting as fast as answers come, SECONDS after a warm-up."""
+    measure_from = time.perf_counter() + WARMUP_SECONDS
+    stop_at = measure_from + SECONDS
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [threading.Thread(target=_client, args=(port, stop_at, measure_from, latencies,
+                                                      errors)) for _ in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[:3]}")
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"rate": len(latencies) / SECONDS, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000,
+            "count": len(latencies)}
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server did not start:\n{log.read_text()[-3000:]}")
+
+
+def _run(command: list[str], env: dict, port: int, log: Path) -> dict:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(port, proc, log)
+        return load(port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def measure(label: str, intake_url: str, bare_url: str, amqp_url: str, workdir: Path) -> None:
+    bare_port = free_port()
+    bare = _run([sys.executable, "-m", "bench.intake_accept", "--bare", str(bare_port),
+                 bare_url], dict(os.environ), bare_port, workdir / "bare.log")
+    port = free_port()
+    env = {**os.environ, "INTAKE_PORT": str(port), "INTAKE_METRICS_PORT": str(free_port()),
+           "INTAKE_DATABASE_URL": intake_url, "LAPOR_AMQP_URL": amqp_url,
+           "LAPOR_RABBITMQ_API_URL": "off", "ROUTING_ADDR": f"127.0.0.1:{free_port()}",
+           "INTAKE_RATE_LIMIT_SUBMIT": "1000000 per minute", "LAPOR_LOG_LEVEL": "WARNING"}
+    real = _run([sys.executable, "-m", "services.intake"], env, port, workdir / "intake.log")
+    print(f"intake accept ({label}), {CONNECTIONS} connections, {SECONDS:g} s: "
+          f"{real['rate']:,.0f}/s, p50 {real['p50']:.1f} ms, p99 {real['p99']:.1f} ms; "
+          f"bare endpoint (same server, one-row commit) {bare['rate']:,.0f}/s, "
+          f"p50 {bare['p50']:.1f} ms, p99 {bare['p99']:.1f} ms; "
+          f"{real['rate'] / bare['rate']:.0%} of the bare endpoint's rate (target 60%)",
+          flush=True)
+
+
+def _postgres_databases(names: list[str]):
+    import psycopg
+
+    try:
+        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"intake accept (PostgreSQL): skipped, {PG_DSN} does not answer ({exc})")
+        return None
+    for name in names:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return admin
+
+
+def main(amqp_url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        measure("SQLite", f"sqlite:///{workdir / 'intake.db'}",
+                f"sqlite:///{workdir / 'bare.db'}", amqp_url, workdir)
+        suffix = uuid.uuid4().hex[:8]
+        names = [f"bench_intake_{suffix}", f"bench_bare_{suffix}"]
+        admin = _postgres_databases(names)
+        if admin is None:
+            return
+        try:
+            measure("PostgreSQL", f"{PG_DSN}/{names[0]}", f"{PG_DSN}/{names[1]}", amqp_url,
+                    workdir)
+        finally:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--bare":
+        serve_bare(int(sys.argv[2]), sys.argv[3])
+    else:
+        from bench.__main__ import _vhost
+
+        name, url, sudo = _vhost()
+        try:
+            main(url)
+        finally:
+            subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
