@@ -1,0 +1,554 @@
+"""Notify: deliveries per second from events on the bus to a local SMTP server and a local
+agency webhook receiver, through the real notify process (`python -m services.notify`:
+consumer, handler transaction, delivery log, worker threads, outcome outbox), beside bare
+sends of the same bytes to the same servers at the same concurrency.
+
+Each ticket gets reporter.registered (so the contact is known) then ticket.dispatched, which
+makes exactly one reporter email and one webhook to the agency holding it. The receivers
+(aiosmtpd, a threaded http.server) run in this process and stamp each arrival; notify runs
+as its own process with NOTIFY_WORKERS sending threads and LAPOR_LOG_LEVEL=WARNING. Its
+figure runs from the first event published to the last delivery arriving at the receivers;
+the delivery log is then checked to hold every delivery as delivered after one attempt, and
+the receivers that every delivery arrived exactly once with a valid signature.
+
+The bare baseline replays what the receivers got from notify, byte for byte, from its own
+process with the same number of threads and the same connection pattern notify uses: a new
+SMTP connection per email (connect, EHLO, MAIL/RCPT/DATA, QUIT; smtplib) and a new HTTP
+connection per webhook POST (Connection: close, as notify's urllib sends). Its figure runs
+from the go signal to the last arrival.
+
+The breakdown comes from notify's own metrics (time in each send, beside the bare send of
+the same bytes) and from a separate, smaller SQLite run with py-spy sampling the notify
+process's threads (wall time, idle included), grouped into the worker's stages; py-spy slows
+that run, so its rate is not the figure (BENCH_NOTIFY_PROFILE=0 skips it). SQLite, and
+PostgreSQL when it answers.
+
+    python -m bench.notify_bench
+    BENCH_NOTIFY_TICKETS=500 BENCH_NOTIFY_PROFILE=0 python -m bench.notify_bench
+"""
+
+from __future__ import annotations
+
+import collections
+import email
+import email.policy
+import http.client
+import json
+import os
+import pickle
+import queue
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "500"))
+WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", "4"))  # notify's NOTIFY_WORKERS default
+PROFILE = os.environ.get("BENCH_NOTIFY_PROFILE", "1") not in ("", "0")
+PROFILE_RATE = 100  # py-spy samples/s per thread: higher slows notify down noticeably
+PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
+PY_SPY = Path(sys.executable).with_name("py-spy")
+SECRET = "bench-agency-secret-0123456789"
+AGENCY_CODE = "PUPR-13.03"
+TARGET = 0.5
+STALL_SECONDS = 30.0  # no new arrival for this long: the run is reported as stuck
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the receivers (this process) ------------------------------------------------------------
+class Receivers:
+    """An aiosmtpd server and an HTTP agency endpoint that keep what arrives, stamped."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.lock = threading.Lock()
+        self.emails: list[tuple[float, str, list[str], bytes]] = []
+        self.hooks: list[tuple[float, str, list[tuple[str, str]], bytes]] = []
+        receivers = self
+
+        class Sink:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                item = (time.perf_counter(), envelope.mail_from, list(envelope.rcpt_tos),
+                        envelope.content)
+                with receivers.lock:
+                    receivers.emails.append(item)
+                return "250 Message accepted for delivery"
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                item = (time.perf_counter(), self.path, list(self.headers.items()), body)
+                with receivers.lock:
+                    receivers.hooks.append(item)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+        self.smtp.start()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.request_queue_size = 128
+        self.http_port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def smtp_url(self) -> str:
+        return f"smtp://127.0.0.1:{self.smtp.port}"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.emails) + len(self.hooks)
+
+    def take(self):
+        with self.lock:
+            emails, hooks, self.emails, self.hooks = self.emails, self.hooks, [], []
+        return emails, hooks
+
+    def wait_for(self, expected: int, what: str) -> float:
+        """Blocks until `expected` arrivals; returns the stamp of the last one."""
+        seen, progress_at = -1, time.monotonic()
+        while True:
+            count = self.count()
+            if count >= expected:
+                break
+            if count != seen:
+                seen, progress_at = count, time.monotonic()
+            elif time.monotonic() - progress_at > STALL_SECONDS:
+                raise SystemExit(f"{what}: stuck at {count} of {expected} arrivals")
+            time.sleep(0.01)
+        with self.lock:
+            return max(t for t, *_ in (*self.emails, *self.hooks))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.smtp.stop()
+
+
+# -- the bare baseline (its own process: python -m bench.notify_bench --bare FILE) -----------
+def serve_bare(spec_file: str) -> None:
+    spec = pickle.loads(Path(spec_file).read_bytes())
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for item in spec["items"]:
+        work.put(item)
+    spent = collections.defaultdict(float)
+    lock = threading.Lock()
+
+    def sender() -> None:
+        mine = collections.defaultdict(float)
+        while True:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                break
+            started = time.perf_counter()
+            if item[0] == "email":
+                _, mail_from, rcpts, content = item
+                client = smtplib.SMTP("127.0.0.1", spec["smtp_port"], timeout=10)
+                client.ehlo_or_helo_if_needed()
+                client.sendmail(mail_from, rcpts, content)
+                client.quit()
+            else:
+                _, path, headers, body = item
+                conn = http.client.HTTPConnection("127.0.0.1", spec["http_port"], timeout=10)
+                conn.request("POST", path, body=body, headers=dict(headers))
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status != 200:
+                    raise SystemExit(f"bare POST answered {response.status}")
+            mine[item[0]] += time.perf_counter() - started
+        with lock:
+            for channel, seconds in mine.items():
+                spent[channel] += seconds
+
+    threads = [threading.Thread(target=sender) for _ in range(spec["threads"])]
+    print("ready", flush=True)
+    sys.stdin.readline()  # go
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(spent), flush=True)
+
+
+def run_bare(receivers: Receivers, emails: list, hooks: list, workdir: Path) -> dict:
+    """Replays the bytes notify delivered, in the order they arrived, from WORKERS threads."""
+    arrived = sorted([(t, ("email", f, r, c)) for t, f, r, c in emails]
+                     + [(t, ("webhook", p, h, b)) for t, p, h, b in hooks], key=lambda x: x[0])
+    spec_file = workdir / "bare.pickle"
+    spec_file.write_bytes(pickle.dumps({
+        "items": [item for _, item in arrived], "threads": WORKERS,
+        "smtp_port": receivers.smtp.port, "http_port": receivers.http_port}))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.notify_bench", "--bare",
+                             str(spec_file)], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the bare sender did not start")
+        started = time.perf_counter()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        last = receivers.wait_for(len(arrived), "bare sends")
+        spent = json.loads(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+    got_emails, got_hooks = receivers.take()
+    if (len(got_emails), len(got_hooks)) != (len(emails), len(hooks)):
+        raise SystemExit(f"bare sends arrived {len(got_emails)} + {len(got_hooks)} times, "
+                         f"sent {len(emails)} + {len(hooks)}")
+    return {"seconds": last - started,
+            "email_ms": 1000 * spent.get("email", 0.0) / max(1, len(emails)),
+            "webhook_ms": 1000 * spent.get("webhook", 0.0) / max(1, len(hooks))}
+
+
+# -- notify -----------------------------------------------------------------------------------
+def _events(tracking_ids: list[str]) -> list:
+    from lapor.v1 import common_pb2, events_pb2
+    from services.infra import events
+
+    agency = common_pb2.Agency(code=AGENCY_CODE, name="Dinas PUPR Kabupaten Sijunjung",
+                               level="regency", region_code="13.03", parent_code="PUPR-13")
+    deadline = events.timestamp(datetime(2030, 7, 17, 9, 0, tzinfo=UTC))
+    submitted = events.timestamp(datetime(2030, 7, 8, 2, 30, tzinfo=UTC))
+    registered, dispatched = [], []
+    for i, tid in enumerate(tracking_ids):
+        registered.append(events.new("reporter.registered", tid, events_pb2.ReporterRegistered(
+            tracking_id=tid, name="Rina Marlina", email=f"pelapor{i}@contoh.id",
+            phone="081234567890", language="id"), "intake"))
+        report = common_pb2.ReportContent(
+            kind=common_pb2.REPORT_KIND_PENGADUAN, title="Jalan rusak di Nagari Muaro",
+            body="Jalan utama di Nagari Muaro rusak berlubang sejak bulan lalu dan "
+                 "membahayakan pengendara motor yang lewat pada malam hari.",
+            region_code="13.03", region_name="Kabupaten Sijunjung", reporter_name="Rina",
+            channel="web", incident_date="2030-07-01", address="Jl. Lintas Sumatera",
+            submitted_at=submitted)
+        dispatched.append(events.new("ticket.dispatched", tid, events_pb2.TicketDispatched(
+            tracking_id=tid, ticket_id="TCK-" + tid[4:], agency=agency, deadline=deadline,
+            deadline_zone="WIB", working_days=5, category="infrastruktur-jalan",
+            confidence=0.92, decision="kategori infrastruktur-jalan di wilayah 13.03",
+            report=report, actor_role="system"), "routing"))
+    return [(e.type, e.SerializeToString(), e.event_id) for e in registered + dispatched]
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"notify exited:\n{log.read_text()[-3000:]}")
+        try:
+            if _get(port, "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"notify did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def _metric_sums(text: str) -> dict[str, float]:
+    """Send seconds and counts per channel from notify's /metrics."""
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        for kind in ("sum", "count"):
+            prefix = f"lapor_notify_send_duration_seconds_{kind}{{channel=\""
+            if line.startswith(prefix):
+                channel = line[len(prefix):].split('"', 1)[0]
+                sums[f"{channel}_{kind}"] = float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def _logged(database_url: str) -> tuple[int, int, int]:
+    """(deliveries delivered, deliveries in all, attempts) in notify's delivery log."""
+    import sqlalchemy as sa
+
+    from services.infra import db
+    from services.notify import store
+
+    engine = db.make_engine(database_url)
+    try:
+        with db.reading(engine) as conn:
+            d = store.deliveries
+            delivered = conn.execute(sa.select(sa.func.count()).where(
+                d.c.status == "delivered", d.c.attempts == 1)).scalar_one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+            attempts = conn.execute(sa.select(sa.func.count()).select_from(
+                store.delivery_attempts)).scalar_one()
+    finally:
+        engine.dispose()
+    return delivered, total, attempts
+
+
+def _check_once(emails: list, hooks: list, tracking_ids: list[str]) -> None:
+    """Every ticket's email and webhook arrived exactly once, the webhook signed."""
+    from services.notify import signing
+
+    expected_to = collections.Counter(f"pelapor{i}@contoh.id" for i in range(len(tracking_ids)))
+    to = collections.Counter(r for _, _, rcpts, _ in emails for r in rcpts)
+    ids = collections.Counter(
+        email.message_from_bytes(c, policy=email.policy.default)["Message-ID"]
+        for *_, c in emails)
+    hook_ids = collections.Counter(dict(h)["X-Lapor-Delivery"] for _, _, h, _ in hooks)
+    hook_tickets = collections.Counter(json.loads(b)["tracking_id"] for *_, b in hooks)
+    unsigned = sum(not signing.verify(SECRET, dict(h), b, tolerance_s=3600)
+                   for _, _, h, b in hooks)
+    problems = []
+    if to != expected_to or len(ids) != len(emails):
+        problems.append(f"emails: {len(emails)} arrived for {len(to)} of {len(expected_to)} "
+                        f"reporters, {len(ids)} distinct Message-IDs")
+    if hook_tickets != collections.Counter(tracking_ids) or len(hook_ids) != len(hooks):
+        problems.append(f"webhooks: {len(hooks)} arrived for {len(hook_tickets)} of "
+                        f"{len(tracking_ids)} tickets, {len(hook_ids)} distinct delivery ids")
+    if unsigned:
+        problems.append(f"{unsigned} webhooks without a valid signature")
+    if problems:
+        raise SystemExit("notify deliveries not exactly once: " + "; ".join(problems))
+
+
+def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receivers,
+               workdir: Path, tickets: int = TICKETS, profile: bool = False) -> dict:
+    env = {**os.environ, "NOTIFY_DATABASE_URL": database_url, "LAPOR_AMQP_URL": amqp_url,
+           "LAPOR_RABBITMQ_API_URL": "off", "NOTIFY_SMTP_URL": receivers.smtp_url,
+           "NOTIFY_WORKERS": str(WORKERS), "LAPOR_LOG_LEVEL": "WARNING"}
+    secret_file = workdir / "secret"
+    secret_file.write_text(SECRET)
+    url = f"http://127.0.0.1:{receivers.http_port}/lapor"
+    subprocess.run([sys.executable, "-m", "services.notify", "webhooks", "set", AGENCY_CODE,
+                    url, "--secret-file", str(secret_file), "--allow-http"], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    metrics_port = free_port()
+    env["NOTIFY_METRICS_PORT"] = str(metrics_port)
+    log = workdir / f"notify-{label}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.notify"], env=env, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    spy = None
+    try:
+        _wait_ready(metrics_port, proc, log)
+        tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
+        batch = _events(tracking_ids)
+        from services.infra import messaging
+
+        publisher = messaging.Publisher(amqp_url, "bench-publisher")
+        publisher._ensure_channel()  # connected before the clock starts
+        profile_file = workdir / f"notify-{label}.pyspy"
+        if profile:
+            spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(proc.pid), "--idle",
+                                    "--threads", "--rate", str(PROFILE_RATE), "--format", "raw",
+                                    "--output", str(profile_file), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached
+        started = time.perf_counter()
+        for event_type, body, event_id in batch:
+            publisher.publish(event_type, body, event_id)
+        published = time.perf_counter() - started
+        publisher.close()
+        last = receivers.wait_for(2 * tickets, f"notify ({label})")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        deadline = time.monotonic() + STALL_SECONDS
+        while (logged := _logged(database_url))[0] < 2 * tickets:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        logged_at = time.perf_counter()
+        metrics = _metric_sums(_get(metrics_port, "/metrics")[1])
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    emails, hooks = receivers.take()
+    _check_once(emails, hooks, tracking_ids)
+    if logged != (2 * tickets, 2 * tickets, 2 * tickets):
+        raise SystemExit(f"notify's delivery log: {logged[0]} delivered at the first attempt, "
+                         f"{logged[1]} deliveries, {logged[2]} attempts; "
+                         f"expected {2 * tickets} of each")
+    return {"seconds": last - started, "published": published,
+            "logged": logged_at - started, "metrics": metrics, "emails": emails,
+            "hooks": hooks, "profile": profile_file if profile else None}
+
+
+# -- the profile -------------------------------------------------------------------------------
+# Stages of a worker thread's loop, first match from the innermost frame outwards.
+_STAGES = [
+    ("claim (select due row, contact/endpoint, lease update)", "_claim_next (services/notify"),
+    ("render template", "render (services/notify/templates"),
+    ("build MIME message", "build_email (services/notify"),
+    ("SMTP: serialise the MIME message (as_bytes)", "as_bytes ("),
+    ("SMTP conversation", "send_email (services/notify"),
+    ("sign webhook", "webhook_headers (services/notify"),
+    ("HTTP POST: CA bundle loaded for a new TLS context", "create_default_context ("),
+    ("HTTP POST: the request", "send_webhook (services/notify"),
+    ("record (update, attempt row, outbox event)", "record (services/notify/worker.py"),
+    ("pending gauges", "_update_gauges (services/notify"),
+    ("idle, waiting for work", "_iteration (services/notify/worker.py"),
+]
+
+
+def profile_breakdown(path: Path, deliveries: int, seconds: float) -> list[str]:
+    """Worker threads' wall time by stage, and what the other busy threads spent."""
+    worker: collections.Counter = collections.Counter()
+    sql_in: collections.Counter = collections.Counter()
+    others: collections.Counter = collections.Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if any("_iteration (services/notify/worker.py" in f for f in frames):
+            for stage, marker in _STAGES:
+                if any(marker in f for f in frames):
+                    worker[stage] += n
+                    if any("sqlalchemy" in f for f in frames) and stage.startswith(
+                            ("claim", "record")):
+                        if any("sqlite3" in f or "psycopg" in f for f in frames):
+                            sql_in[stage] += n
+                    break
+            else:
+                worker["other"] += n
+        elif any("handler.py" in f and "services/notify" in f for f in frames):
+            others["event handler (contact, dedupe row, delivery rows)"] += n
+        elif any("services/infra/outbox.py" in f for f in frames):
+            others["outbox relay (notification.* events)"] += n
+    total = sum(worker.values())
+    if not total:
+        return ["profile: no worker samples"]
+    thread_seconds = WORKERS * seconds
+    lines = [f"  worker threads ({WORKERS}), wall time per delivery by stage "
+             f"({total} samples):"]
+    for stage, n in worker.most_common():
+        ms = 1000 * thread_seconds * n / total / deliveries
+        extra = ""
+        if sql_in.get(stage):
+            extra = f", of which {100 * sql_in[stage] / n:.0f}% in the database driver"
+        lines.append(f"    {stage}: {ms:.2f} ms ({100 * n / total:.0f}%{extra})")
+    per_sample = thread_seconds / total
+    for name, n in others.most_common():
+        lines.append(f"  {name}: {n * per_sample:.1f} thread-s sampled "
+                     f"(includes its waits)")
+    return lines
+
+
+# -- the run ----------------------------------------------------------------------------------
+def measure(label: str, database_url: str, amqp_url: str, receivers: Receivers,
+            workdir: Path) -> None:
+    real = run_notify(label, database_url, amqp_url, receivers, workdir)
+    bare = run_bare(receivers, real["emails"], real["hooks"], workdir)
+    n = 2 * TICKETS
+    rate, bare_rate = n / real["seconds"], n / bare["seconds"]
+    print(f"notify deliveries ({label}), {n} ({TICKETS} email + {TICKETS} webhook), "
+          f"{WORKERS} workers: {rate:,.0f}/s; bare sends of the same bytes {bare_rate:,.0f}/s; "
+          f"{rate / bare_rate:.0%} (target {TARGET:.0%})", flush=True)
+    m = real["metrics"]
+    email_ms = 1000 * m.get("email_sum", 0) / max(1, m.get("email_count", 0))
+    hook_ms = 1000 * m.get("webhook_sum", 0) / max(1, m.get("webhook_count", 0))
+    per_delivery = 1000 * WORKERS * real["seconds"] / n
+    print(f"  {n} events published in {real['published']:.2f} s; last arrival at "
+          f"{real['seconds']:.2f} s; all recorded delivered in the log at "
+          f"{real['logged']:.2f} s", flush=True)
+    print(f"  per delivery, worker-thread time {per_delivery:.1f} ms "
+          f"({WORKERS} threads x elapsed / deliveries): send email {email_ms:.1f} ms "
+          f"(bare {bare['email_ms']:.1f}), send webhook {hook_ms:.1f} ms "
+          f"(bare {bare['webhook_ms']:.1f}); the rest (claim, record, waiting for work or "
+          f"the database) {per_delivery - (email_ms + hook_ms) / 2:.1f} ms", flush=True)
+
+
+def profile_run(amqp_url: str, receivers: Receivers, workdir: Path) -> None:
+    """A separate, smaller SQLite run under py-spy (which slows it): where the time goes."""
+    if not PY_SPY.exists():
+        print(f"notify profile: skipped, no {PY_SPY}")
+        return
+    tickets = max(50, TICKETS // 2)
+    real = run_notify("SQLite, profiled", f"sqlite:///{workdir / 'profiled.db'}", amqp_url,
+                      receivers, workdir, tickets=tickets, profile=True)
+    n = 2 * tickets
+    if not real["profile"].exists():
+        print("notify profile: py-spy wrote nothing (ptrace not permitted?)")
+        return
+    print(f"notify profile (SQLite, py-spy {PROFILE_RATE} Hz, idle included, {n} deliveries "
+          f"at {n / real['seconds']:,.0f}/s while sampled):", flush=True)
+    for line in profile_breakdown(real["profile"], n, real["seconds"]):
+        print(line, flush=True)
+
+
+def _postgres_database(name: str):
+    import psycopg
+
+    try:
+        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"notify deliveries (PostgreSQL): skipped, {PG_DSN} does not answer ({exc})")
+        return None
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    return admin
+
+
+def main(amqp_url: str | None = None) -> None:
+    vhost = None
+    if amqp_url is None:
+        from bench.__main__ import _vhost
+
+        vhost, amqp_url, sudo = _vhost()
+    receivers = Receivers()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            measure("SQLite", f"sqlite:///{workdir / 'notify.db'}", amqp_url, receivers,
+                    workdir)
+            if PROFILE:
+                profile_run(amqp_url, receivers, workdir)
+            name = f"bench_notify_{uuid.uuid4().hex[:8]}"
+            admin = _postgres_database(name)
+            if admin is not None:
+                try:
+                    measure("PostgreSQL", f"{PG_DSN}/{name}", amqp_url, receivers, workdir)
+                finally:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    admin.close()
+    finally:
+        receivers.stop()
+        if vhost is not None:
+            subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare":
+        serve_bare(sys.argv[2])
+    else:
+        main()
