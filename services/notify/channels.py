@@ -290,7 +290,7 @@ def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
         client: smtplib.SMTP | None = None
         try:
             if settings.use_ssl:
-                client = _SmtpTls(timeout=timeout, context=ssl.create_default_context())
+                client = _SmtpTls(timeout=timeout, context=tls_context())
             else:
                 client = _Smtp(timeout=timeout)
             client.deadline = deadline
@@ -298,7 +298,7 @@ def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
             if code != 220:
                 raise smtplib.SMTPConnectError(code, message)
             if settings.starttls:
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=tls_context())
             if settings.username:
                 client.login(settings.username, settings.password)
             client.ehlo_or_helo_if_needed()
@@ -360,9 +360,18 @@ class _HttpHandler(urllib.request.HTTPHandler):
         return self.do_open(functools.partial(_Connection, deadline=self._deadline), req)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The client TLS context of every webhook and SMTP connection: the system's CAs, host
+    names checked. Built once per process: loading the CA bundle took 20 ms of CPU, which
+    every webhook paid (even to http:// receivers) and which slowed the other sending
+    threads with it. A replaced CA bundle counts from the next start."""
+    return ssl.create_default_context()
+
+
 class _HttpsHandler(urllib.request.HTTPSHandler):
     def __init__(self, deadline: SendDeadline):
-        super().__init__(context=ssl.create_default_context())
+        super().__init__(context=tls_context())
         self._deadline = deadline
 
     def https_open(self, req):
@@ -390,8 +399,10 @@ def send_webhook(url: str, headers: dict[str, str], body: bytes, timeout: float,
     limit = send_limit(timeout) if limit is None else limit
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with SendDeadline(limit, timeout) as deadline:
-        opener = urllib.request.build_opener(_NoRedirects, _HttpHandler(deadline),
-                                             _HttpsHandler(deadline))
+        handlers = [_NoRedirects, _HttpHandler(deadline)]
+        if request.type == "https":
+            handlers.append(_HttpsHandler(deadline))
+        opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(request, timeout=timeout) as response:
                 status = response.status
