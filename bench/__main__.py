@@ -8,7 +8,11 @@ baseline measured in the same run on the same machine, with the ratio.
    same server that parses the same JSON and commits one row, on SQLite and PostgreSQL.
 3. The classifier (bench/classifier.py): held-out accuracy, macro-F1, worst-confused pairs,
    build, load time and memory, prediction latency; then SuggestRoute through a real gRPC
-   channel with a token against a bare unary gRPC call.
+   channel with a token and report.submitted handling (ticket creation), each against a
+   bare unary gRPC call.
+4. Notify (bench/notify_bench.py): deliveries/s to a local SMTP server and webhook receiver
+   against bare sends of the same bytes, with a per-stage profile (BENCH_NOTIFY_PROFILE=0
+   skips it).
 
 Uses a throwaway RabbitMQ vhost and temporary SQLite files; prints, never asserts.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import pika
 
-from bench import classifier, intake_accept
+from bench import classifier, intake_accept, notify_bench
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
@@ -89,6 +93,7 @@ def main() -> None:
             classifier.bench_suggest(url, Path(tmp))
     finally:
         subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
+    notify_bench.main()  # on its own vhost: it publishes thousands of events
 
 
 if __name__ == "__main__":
