@@ -71,9 +71,19 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
                                                 "oversight"}},
     "lapor_sla_warnings_total": {"clock": {"verify", "respond", "auto_close"}},
     "lapor_tickets_auto_closed_total": {},
+    "lapor_notify_pending_deliveries": {},
+    "lapor_notify_oldest_pending_age_seconds": {},
+    "lapor_notify_send_duration_seconds": {"channel": {"email", "sms", "webhook"}},
+    "lapor_classifier_reloads_total": {"outcome": {"loaded", "failed"}},
+    "lapor_duplicates_total": {"outcome": {"linked", "suggested"}},
+    "lapor_duplicate_check_seconds": {},
+    # RabbitMQ's own exporter (rabbitmq_prometheus, per-object metrics on: rabbitmq.conf).
+    "rabbitmq_queue_messages_ready": {"queue": None, "vhost": None},
+    "rabbitmq_queue_messages_unacked": {"queue": None, "vhost": None},
     "up": {},
 }
-HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds"}
+HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds",
+              "lapor_notify_send_duration_seconds", "lapor_duplicate_check_seconds"}
 TARGET_LABELS = {"job", "instance"}
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
                    "unless", "bool", "offset", "Inf", "NaN"}
@@ -496,6 +506,31 @@ def test_metric_reference_check_catches_typos():
         "lapor_events_consumed_total{outcome} is never 'parkd'"]
     assert promql_problems("sum by (channle) (lapor_notify_deliveries_total)") == [
         "groups by channle, which no metric here carries"]
+
+
+def test_the_metrics_table_is_what_the_services_export():
+    """The table the dashboard and alert checks trust is checked against the metrics the
+    three services register, names and label names both."""
+    import prometheus_client
+
+    import services.intake.app
+    import services.notify.app
+    import services.routing.app  # noqa: F401 (registers routing's metrics)
+
+    exported = {}
+    for metric in prometheus_client.REGISTRY.collect():
+        if metric.name.startswith("lapor_"):
+            labels = set()
+            for sample in metric.samples:
+                labels |= set(sample.labels) - {"le"}
+            exported[metric.name] = labels
+    for name, labels in METRICS.items():
+        if not name.startswith("lapor_"):
+            continue
+        base = name.removesuffix("_total")
+        assert base in exported, f"{name} is not registered by any service"
+        if exported[base]:
+            assert set(labels) == exported[base], (name, set(labels), exported[base])
 
 
 def test_alerts_cover_what_operators_are_paged_for():
