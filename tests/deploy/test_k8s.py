@@ -444,7 +444,11 @@ def test_example_secret_points_at_the_operator_managed_services(documents, resou
         assert url.path.lstrip("/") == f"lapor_{name}" and f"lapor_{name}" in databases
     rabbit = _find(resources, "RabbitmqCluster", "rabbitmq")
     assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
-    assert urlsplit(example["amqp-url"]).hostname == rabbit["metadata"]["name"]
+    # One broker user per service (rabbitmq-users.yaml), never the operator's administrator.
+    for name in SERVICES:
+        url = urlsplit(example[f"{name}-amqp-url"])
+        assert url.hostname == rabbit["metadata"]["name"], url.geturl()
+        _find(resources, "User", f"lapor-{name}")
     exchange = next(d for d in resources if d["kind"] == "Exchange")
     assert exchange["spec"]["name"] == "lapor.events"
     assert exchange["spec"]["type"] == "topic" and exchange["spec"]["durable"] is True
@@ -454,6 +458,10 @@ def test_example_secret_points_at_the_operator_managed_services(documents, resou
 def test_kustomization_lists_every_resource_file_but_the_example_secret():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
+    # Folders are kustomizations of their own (monitoring/), checked by test_k8s_overlays.py.
+    folders = {r for r in listed if (K8S / r).is_dir()}
+    assert all((K8S / f / "kustomization.yaml").is_file() for f in folders), folders
+    listed -= folders
     on_disk = {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml"}
     assert EXAMPLE_SECRET not in listed, "the example Secret would be applied"
     assert listed == on_disk - {EXAMPLE_SECRET}, (
