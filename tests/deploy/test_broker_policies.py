@@ -28,7 +28,7 @@ def test_definitions_json_carries_the_policies_the_services_apply():
 
 
 def test_the_kubernetes_policy_resources_match_too():
-    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "rabbitmq.yaml").read_text()))
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "base" / "rabbitmq.yaml").read_text()))
     found = {d["spec"]["name"]: d["spec"] for d in documents if d and d["kind"] == "Policy"}
     expected = messaging.all_policies()
     assert set(found) == set(expected)

@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
+K8S = DEPLOY / "k8s" / "base"
 PROMETHEUS = DEPLOY / "prometheus"
 EXAMPLE_SECRET = "secret.example.yaml"
 SERVICES = ("intake", "routing", "notify")

@@ -1,11 +1,11 @@
-"""Writes deploy/k8s/monitoring/prometheusrule.yaml and lapor.json from their sources,
+"""Writes deploy/k8s/base/monitoring/prometheusrule.yaml and lapor.json from their sources,
 deploy/prometheus/alerts.yml and deploy/grafana/dashboards/lapor.json.
 
 kustomize reads no file outside its folder and cannot turn a rules file into a
 PrometheusRule, so both are committed copies; tests/deploy/test_k8s_overlays.py fails when
 they drift. Run after changing either source:
 
-    python deploy/k8s/monitoring/sync.py
+    python deploy/k8s/base/monitoring/sync.py
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-DEPLOY = HERE.parents[1]
+DEPLOY = HERE.parents[2]
 
 HEADER = """\
-# GENERATED from deploy/prometheus/alerts.yml by deploy/k8s/monitoring/sync.py: edit the
-# source and run `python deploy/k8s/monitoring/sync.py`; a test fails when the two differ.
+# GENERATED from deploy/prometheus/alerts.yml by deploy/k8s/base/monitoring/sync.py: edit the
+# source and run `python deploy/k8s/base/monitoring/sync.py`; a test fails when the two differ.
 # The Prometheus Operator loads it when its ruleSelector matches these labels (an overlay
 # adds e.g. `release: <your kube-prometheus-stack release>`).
 """
