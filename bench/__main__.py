@@ -13,6 +13,10 @@ baseline measured in the same run on the same machine, with the ratio.
 4. Notify (bench/notify_bench.py): deliveries/s to a local SMTP server and webhook receiver
    against bare sends of the same bytes, with a per-stage profile (BENCH_NOTIFY_PROFILE=0
    skips it).
+5. The pipeline (bench/pipeline.py): a national traffic mix from POST to the agency webhook
+   and the reporter's email, its sustained rate, p50/p99 at half of it, loss and duplicate
+   counts and peak RSS per service, against a bare HTTP -> confirmed publish -> consume
+   chain; SQLite and PostgreSQL (BENCH_PIPELINE_SECONDS, default 60).
 
 Uses a throwaway RabbitMQ vhost and temporary SQLite files; prints, never asserts.
 """
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import pika
 
-from bench import classifier, intake_accept, notify_bench
+from bench import classifier, intake_accept, notify_bench, pipeline
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
@@ -94,6 +98,7 @@ def main() -> None:
     finally:
         subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
     notify_bench.main()  # on its own vhost: it publishes thousands of events
+    pipeline.main()      # the three services end to end, on throwaway vhosts
 
 
 if __name__ == "__main__":
