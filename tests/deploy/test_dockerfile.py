@@ -136,7 +136,8 @@ def test_image_runs_as_the_unprivileged_lapor_user(service):
     creates = " ".join(value for instruction, value in chain if instruction == "RUN")
     assert f"--uid {UID}" in creates and f"--gid {UID}" in creates
     # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
-    manifest = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "base" / f"{service}.yaml").read_text())
+    path = ROOT / "deploy" / "k8s" / "base" / f"{service}.yaml"
+    manifest = yaml.safe_load_all(path.read_text())
     deployment = next(d for d in manifest if d and d.get("kind") == "Deployment")
     security = deployment["spec"]["template"]["spec"].get("securityContext", {})
     if "runAsUser" in security:
