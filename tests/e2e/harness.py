@@ -70,8 +70,24 @@ class AgencyReceiver:
         self.server.server_close()
 
 
+class OperatorCommands:
+    """The commands an operator runs before the first report, for a stack whose `env(service)`
+    points at its databases: the demo directory, intake's service token, the agency webhook."""
+
+    def run(self, service: str, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", f"services.{service}", *args], check=True,
+                       env=self.env(service), cwd=ROOT, capture_output=True, timeout=60)
+
+    def setup(self) -> None:
+        self.run("routing", "seed-demo")
+        self.run("routing", "accounts", "ensure-service", "intake", "--token-file",
+                 str(self.intake_token_file))
+        self.run("notify", "webhooks", "set", "*", self.agency.url, "--allow-http",
+                 "--secret-file", str(self.workdir / "secret"))
+
+
 @dataclass
-class Stack:
+class Stack(OperatorCommands):
     amqp_url: str
     workdir: Path
     intake_amqp_url: str | None = None
@@ -125,16 +141,6 @@ class Stack:
     def intake_token_file(self) -> Path:
         return self.workdir / "intake-routing-token"
 
-    def run(self, service: str, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", f"services.{service}", *args], check=True,
-                       env=self.env(service), cwd=ROOT, capture_output=True, timeout=60)
-
-    def setup(self) -> None:
-        self.run("routing", "seed-demo")
-        self.run("routing", "accounts", "ensure-service", "intake", "--token-file",
-                 str(self.intake_token_file))
-        self.run("notify", "webhooks", "set", "*", self.agency.url, "--allow-http",
-                 "--secret-file", str(self.workdir / "secret"))
 
     def staff_token(self, username: str, role: str, agency: str = "") -> str:
         """Creates a staff account with the command line an operator uses and returns a

@@ -18,7 +18,7 @@ import requests
 from aiosmtpd.controller import Controller
 
 from tests.conftest import PG_DSN, ROOT, free_port
-from tests.e2e.harness import SECRET, AgencyReceiver, Inbox
+from tests.e2e.harness import SECRET, AgencyReceiver, Inbox, OperatorCommands
 from tests.integration.helpers import wait_for
 
 SERVICES = ("intake", "routing", "notify")
@@ -49,7 +49,7 @@ def postgres_databases(*services: str) -> Iterator[dict[str, str]]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Replicas:
+class Replicas(OperatorCommands):
     """`count` processes of each service. Replica i of intake talks to replica i of routing;
     every replica of a service shares that service's database."""
 
@@ -104,19 +104,6 @@ class Replicas:
         })
         env.update(self.extra_env)
         return env
-
-    # -- operator's commands ----------------------------------------------------------------
-    def run(self, service: str, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", f"services.{service}", *args], check=True,
-                       env=self.env(service), cwd=ROOT, capture_output=True, timeout=60)
-
-    def setup(self) -> None:
-        """What harness.Stack.setup does, once for the shared databases."""
-        self.run("routing", "seed-demo")
-        self.run("routing", "accounts", "ensure-service", "intake", "--token-file",
-                 str(self.intake_token_file))
-        self.run("notify", "webhooks", "set", "*", self.agency.url, "--allow-http",
-                 "--secret-file", str(self.workdir / "secret"))
 
     # -- processes --------------------------------------------------------------------------
     def log_path(self, service: str, i: int) -> Path:
