@@ -29,10 +29,9 @@ command -v docker-compose >/dev/null || apt_install docker-compose
 command -v nginx >/dev/null || apt_install nginx-light
 # promtool (from Debian's prometheus package) checks the alert rules and their unit tests.
 command -v promtool >/dev/null || apt_install prometheus
-# kubectl builds deploy/k8s with kustomize; kubernetes-validate checks the built objects
+# kubectl builds deploy/k8s with kustomize; kubernetes-validate (a dev extra) checks the built objects
 # against Kubernetes' schemas offline (tests/deploy/test_k8s_overlays.py).
 command -v kubectl >/dev/null || apt_install kubectl
-"$PY" -c "import kubernetes_validate" 2>/dev/null || "$PY" -m pip install -q kubernetes-validate
 
 if [ -n "${CI:-}" ]; then
   # In CI a missing ../shared/data is an error, not a skip.
