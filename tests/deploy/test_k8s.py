@@ -541,6 +541,14 @@ def test_the_metrics_table_is_what_the_services_export():
             assert set(labels) == exported[base], (name, set(labels), exported[base])
 
 
+def test_every_alert_has_a_unit_test():
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    tested = {case["alertname"] for test in tests for case in test.get("alert_rule_test", [])
+              if case.get("exp_alerts")}
+    untested = [rule["alert"] for rule in _alert_rules() if rule["alert"] not in tested]
+    assert not untested, f"no promtool case in alerts_test.yml sees these fire: {untested}"
+
+
 def test_alerts_cover_what_operators_are_paged_for():
     expressions = [rule["expr"] for rule in _alert_rules()]
 
