@@ -57,6 +57,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -285,14 +286,18 @@ class Client:
 
 class OpenLoop:
     """Requests leave at Poisson times from a scheduler; CLIENT_THREADS workers send them.
-    A job is called as job(client, due) and returns nothing; it records what it needs."""
+    A job is called as job(client, due) and returns nothing; it records what it needs.
+    Given several ports, the workers are dealt out over them in turn (each job goes to
+    whichever worker is free, as a least-connections balancer would send it)."""
 
-    def __init__(self, port: int, threads: int = CLIENT_THREADS):
+    def __init__(self, port: int | Sequence[int], threads: int = CLIENT_THREADS):
         self.jobs: queue.Queue = queue.Queue()
         self.errors: list[str] = []
         self.lag: list[float] = []
-        self.workers = [threading.Thread(target=self._work, args=(Client(port),), daemon=True)
-                        for _ in range(threads)]
+        ports = [port] if isinstance(port, int) else list(port)
+        self.workers = [threading.Thread(target=self._work,
+                                         args=(Client(ports[i % len(ports)]),), daemon=True)
+                        for i in range(threads)]
         for worker in self.workers:
             worker.start()
 
@@ -400,10 +405,15 @@ def _peak_rss_mb(pid: int) -> float:
 
 # -- the pipeline -----------------------------------------------------------------------------
 class Pipeline:
-    def __init__(self, stack, ledger: Ledger, traffic: Traffic, rng: random.Random):
+    """The traffic against the stack's intake, or against every port of `intake_ports`
+    (several replicas); each step of the sustained-rate search lasts `step_seconds`."""
+
+    def __init__(self, stack, ledger: Ledger, traffic: Traffic, rng: random.Random,
+                 intake_ports: Sequence[int] | None = None):
         self.stack, self.ledger, self.traffic, self.rng = stack, ledger, traffic, rng
         self.read_rng = random.Random(rng.random())  # the workers' (reads of earlier ids)
-        self.loop = OpenLoop(stack.ports["intake"])
+        self.loop = OpenLoop(intake_ports or stack.ports["intake"])
+        self.step_seconds = STEP_SECONDS
         self.rejected: list[str] = []
         self.post_latency: dict[str, list[float]] = {}
         self.read_latency: dict[str, list[float]] = {}
@@ -481,8 +491,8 @@ class Pipeline:
         that level's Poisson spread (at least 3), which a steady backlog's noise rarely does.
         A refused request fails the step too."""
         refused = len(self.rejected) + len(self.loop.errors)
-        samples = self.offer(rate, STEP_SECONDS, f"step {rate:g}")
-        half = [(t, b) for t, b in samples if t >= samples[0][0] + STEP_SECONDS / 2]
+        samples = self.offer(rate, self.step_seconds, f"step {rate:g}")
+        half = [(t, b) for t, b in samples if t >= samples[0][0] + self.step_seconds / 2]
         mean_t = statistics.fmean(t for t, _ in half)
         mean_b = statistics.fmean(b for _, b in half)
         slope = (sum((t - mean_t) * (b - mean_b) for t, b in half)
@@ -494,8 +504,8 @@ class Pipeline:
         return ok, (f"{rate:g}/s {'held' if ok else 'grew'} "
                     f"(backlog {level:.0f} → {last}, {slope:+.1f}/s)")
 
-    def sustained(self) -> tuple[float, list[str]]:
-        rate, held, grew, notes = START_RATE, 0.0, None, []
+    def sustained(self, start: float = START_RATE) -> tuple[float, list[str]]:
+        rate, held, grew, notes = start, 0.0, None, []
         for _ in range(MAX_STEPS):
             ok, note = self.step(rate)
             notes.append(note)
@@ -564,6 +574,19 @@ def _tickets(database_url: str) -> dict[str, tuple[str, str]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
+def stack_overrides(urls: dict[str, str], model_dir: Path) -> dict[str, str]:
+    """PipelineStack's environment: the databases, the classifier, citizen rate limits out of
+    the way and the SLA job at its production interval."""
+    return {
+        "INTAKE_DATABASE_URL": urls["intake"], "ROUTING_DATABASE_URL": urls["routing"],
+        "NOTIFY_DATABASE_URL": urls["notify"], "ROUTING_MODEL_DIR": str(model_dir),
+        "INTAKE_RATE_LIMIT_SUBMIT": "1000000 per minute",
+        "INTAKE_RATE_LIMIT_READ": "1000000 per minute",
+        "INTAKE_RATE_LIMIT_LOOKUP_FAILURES": "1000000 per minute",
+        "ROUTING_SLA_INTERVAL": "60",
+    }
+
+
 def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: Path,
                      directory: Path, model_dir: Path) -> dict:
     from tests.e2e.harness import SECRET
@@ -573,14 +596,7 @@ def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: P
     rng = random.Random(SEED)
     stack = _stack_class()(amqp_url, workdir, inbox=TimedInbox(ledger),
                            agency=TimedAgency(ledger, SECRET))
-    stack.overrides = {
-        "INTAKE_DATABASE_URL": urls["intake"], "ROUTING_DATABASE_URL": urls["routing"],
-        "NOTIFY_DATABASE_URL": urls["notify"], "ROUTING_MODEL_DIR": str(model_dir),
-        "INTAKE_RATE_LIMIT_SUBMIT": "1000000 per minute",
-        "INTAKE_RATE_LIMIT_READ": "1000000 per minute",
-        "INTAKE_RATE_LIMIT_LOOKUP_FAILURES": "1000000 per minute",
-        "ROUTING_SLA_INTERVAL": "60",
-    }
+    stack.overrides = stack_overrides(urls, model_dir)
     pipeline = None
     try:
         stack.prepare(directory)
