@@ -17,6 +17,9 @@ baseline measured in the same run on the same machine, with the ratio.
    and the reporter's email, its sustained rate, p50/p99 at half of it, loss and duplicate
    counts and peak RSS per service, against a bare HTTP -> confirmed publish -> consume
    chain; SQLite and PostgreSQL (BENCH_PIPELINE_SECONDS, default 60).
+6. Scale-out (bench/scale_out.py): the pipeline on PostgreSQL with 1 and with 2 replicas of
+   each service, steps taken in turn, the ratio and where reports wait (per-process CPU,
+   queue and outbox backlogs).
 
 Uses a throwaway RabbitMQ vhost and temporary SQLite files; prints, never asserts.
 """
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import pika
 
-from bench import classifier, intake_accept, notify_bench, pipeline
+from bench import classifier, intake_accept, notify_bench, pipeline, scale_out
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
@@ -99,6 +102,7 @@ def main() -> None:
         subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
     notify_bench.main()  # on its own vhost: it publishes thousands of events
     pipeline.main()      # the three services end to end, on throwaway vhosts
+    scale_out.main()     # the pipeline with 1 and 2 replicas of each (PostgreSQL)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.processes import wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
 SECONDS = float(os.environ.get("BENCH_ACCEPT_SECONDS", "8"))
@@ -122,27 +124,11 @@ def load(port: int) -> dict:
             "count": len(latencies)}
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server did not start:\n{log.read_text()[-3000:]}")
-
-
 def _run(command: list[str], env: dict, port: int, log: Path) -> dict:
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(port, proc, log)
+        wait_ready(port, proc, log, "server")
         return load(port)
     finally:
         proc.terminate()

@@ -50,6 +50,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench.processes import wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "500"))
 WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", "4"))  # notify's NOTIFY_WORKERS default
@@ -261,20 +263,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
         conn.close()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"notify exited:\n{log.read_text()[-3000:]}")
-        try:
-            if _get(port, "/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"notify did not become ready:\n{log.read_text()[-3000:]}")
-
-
 def _metric_sums(text: str) -> dict[str, float]:
     """Send seconds and counts per channel from notify's /metrics."""
     sums: dict[str, float] = {}
@@ -353,7 +341,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
                                 stdout=out, stderr=subprocess.STDOUT)
     spy = None
     try:
-        _wait_ready(metrics_port, proc, log)
+        wait_ready(metrics_port, proc, log, "notify")
         tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
         batch = _events(tracking_ids)
         from services.infra import messaging

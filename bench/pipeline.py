@@ -63,6 +63,8 @@ from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench.processes import wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LAPOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 REGIONS_CSV = SHARED_DATA / "wilayah-kepmendagri-2025.csv"
@@ -729,22 +731,6 @@ class ChainConsumer:
         self.connection.close()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"chain endpoint exited:\n{log.read_text()[-3000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"chain endpoint did not start:\n{log.read_text()[-3000:]}")
-
-
 def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
     from tests.conftest import free_port
 
@@ -760,7 +746,7 @@ def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
     sent: dict[str, float] = {}
     failures: list[str] = []
     try:
-        _wait_ready(port, proc, log)
+        wait_ready(port, proc, log, "chain endpoint")
         consumer = ChainConsumer(amqp_url, queue_name)
 
         def post(client: Client, due: float, latencies: list | None = None) -> None:

@@ -1,0 +1,30 @@
+"""What the benches share about the processes they start."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import time
+from pathlib import Path
+
+
+def wait_ready(port: int, proc: subprocess.Popen, log: Path, what: str,
+               seconds: float = 60) -> None:
+    """Until GET /readyz on `port` answers 200; stops the bench with the process's log
+    when it exits first or does not become ready within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not become ready:\n{log.read_text()[-3000:]}")
