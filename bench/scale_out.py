@@ -40,7 +40,6 @@ import contextlib
 import inspect
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -150,16 +149,10 @@ def _replica_stack_class():
 
         def close(self) -> None:
             """SIGTERM to every replica at once, then each waited for."""
+            from tests.e2e.harness import stop_all
+
             procs, self.procs = self.procs, {}
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs.values():
-                try:
-                    proc.wait(25)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop_all(procs)
             self.smtp.stop()
             self.agency.close()
 

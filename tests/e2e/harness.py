@@ -70,6 +70,19 @@ class AgencyReceiver:
         self.server.server_close()
 
 
+def stop_all(procs: dict, grace: float = 25) -> None:
+    """SIGTERM to every process at once, then each waited for (killed after `grace` s)."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class OperatorCommands:
     """The commands an operator runs before the first report, for a stack whose `env(service)`
     points at its databases: the demo directory, intake's service token, the agency webhook."""

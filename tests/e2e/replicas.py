@@ -18,7 +18,7 @@ import requests
 from aiosmtpd.controller import Controller
 
 from tests.conftest import PG_DSN, ROOT, free_port
-from tests.e2e.harness import SECRET, AgencyReceiver, Inbox, OperatorCommands
+from tests.e2e.harness import SECRET, AgencyReceiver, Inbox, OperatorCommands, stop_all
 from tests.integration.helpers import wait_for
 
 SERVICES = ("intake", "routing", "notify")
@@ -162,14 +162,7 @@ class Replicas(OperatorCommands):
     def close(self) -> None:
         """SIGTERM to every replica at once, then wait for each to drain."""
         procs, self.procs = self.procs, {}
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(25)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_all(procs)
         self.smtp.stop()
         self.agency.close()
 
