@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.processes import wait_ready
+from bench.processes import stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
@@ -131,11 +131,7 @@ def _run(command: list[str], env: dict, port: int, log: Path) -> dict:
         wait_ready(port, proc, log, "server")
         return load(port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def measure(label: str, intake_url: str, bare_url: str, amqp_url: str, workdir: Path) -> None:

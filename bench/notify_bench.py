@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.processes import wait_ready
+from bench.processes import stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "500"))
@@ -374,11 +374,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
     finally:
         if spy is not None and spy.poll() is None:
             spy.kill()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     emails, hooks = receivers.take()
     _check_once(emails, hooks, tracking_ids)
     if logged != (2 * tickets, 2 * tickets, 2 * tickets):

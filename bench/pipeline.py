@@ -63,7 +63,7 @@ from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.processes import wait_ready
+from bench.processes import stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LAPOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -797,11 +797,7 @@ def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
     finally:
         if consumer is not None:
             consumer.close()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return {"rate": rate, "half": rate / 2, "latencies": latencies, "lost": lost,
             "duplicates": duplicates, "failures": failures}
 
@@ -898,12 +894,19 @@ def _one(label: str, urls: dict, amqp_url: str | None, workdir: Path, directory:
             subprocess.run([*own[2], "rabbitmqctl", "-q", "delete_vhost", own[0]], check=False)
 
 
+def shared_data_missing(bench: str) -> bool:
+    """True, having said so, when the region list or the population file is absent."""
+    if REGIONS_CSV.exists() and POPULATION_CSV.exists():
+        return False
+    print(f"{bench}: skipped, the region list and population are not in {SHARED_DATA} "
+          "(set LAPOR_SHARED_DATA)")
+    return True
+
+
 def main(amqp_url: str | None = None) -> None:
     """Both databases; with `amqp_url` both run on that vhost, without it each on its own
     throwaway vhost."""
-    if not (REGIONS_CSV.exists() and POPULATION_CSV.exists()):
-        print(f"pipeline: skipped, the region list and population are not in {SHARED_DATA} "
-              "(set LAPOR_SHARED_DATA)")
+    if shared_data_missing("pipeline"):
         return
     with tempfile.TemporaryDirectory(prefix="lapor-pipeline-") as tmp:
         root = Path(tmp)

@@ -28,3 +28,12 @@ def wait_ready(port: int, proc: subprocess.Popen, log: Path, what: str,
             pass
         time.sleep(0.1)
     raise SystemExit(f"{what} did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL when the process has not drained within `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()

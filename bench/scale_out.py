@@ -55,17 +55,15 @@ import requests
 from bench import pipeline
 from bench.pipeline import (
     PG_DSN,
-    POPULATION_CSV,
-    REGIONS_CSV,
     ROOT,
     SEED,
-    SHARED_DATA,
     START_RATE,
     Ledger,
     Pipeline,
     TimedAgency,
     TimedInbox,
     Traffic,
+    shared_data_missing,
 )
 
 # Each step of the search for the sustained rate: the pipeline bench's default step.
@@ -614,9 +612,7 @@ def _databases(suffix: str):
 def main(amqp_url: str | None = None) -> None:
     """With `amqp_url` both configurations run on that vhost, without it each on its own
     throwaway vhost."""
-    if not (REGIONS_CSV.exists() and POPULATION_CSV.exists()):
-        print(f"scale-out: skipped, the region list and population are not in {SHARED_DATA} "
-              "(set LAPOR_SHARED_DATA)")
+    if shared_data_missing("scale-out"):
         return
     import psycopg
 
