@@ -47,7 +47,7 @@ def import_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) 
 # code removed from the list is still taken for at most KNOWN_SECONDS.
 KNOWN_SECONDS = 300.0
 _KNOWN_LIMIT = 100_000           # more than the whole national list (91,599 codes)
-_known: dict[str, float] = {}
+_known: dict[tuple[object, str], float] = {}   # (database URL, code) -> remembered until
 _LISTED = sa.select(
     sa.exists(sa.select(regions.c.code).where(regions.c.code == sa.bindparam("code"))),
     sa.exists(sa.select(regions.c.code)))
@@ -57,14 +57,15 @@ def problem(engine: Engine, code: str) -> str | None:
     """Why a well-formed region code cannot be taken, or None: it is in the official list,
     or no list was imported."""
     now = time.monotonic()
-    if _known.get(code, 0.0) > now:
+    key = (engine.url, code)      # each database's own list: a code found in one is not in all
+    if _known.get(key, 0.0) > now:
         return None
     with reading(engine) as conn:
         found, imported = conn.execute(_LISTED, {"code": code}).one()
     if found:
         if len(_known) >= _KNOWN_LIMIT:
             _known.clear()
-        _known[code] = now + KNOWN_SECONDS
+        _known[key] = now + KNOWN_SECONDS
     if found or not imported:
         return None
     return (f"no region with code {code} in the official list; send a Kemendagri code such "

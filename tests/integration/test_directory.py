@@ -116,6 +116,23 @@ def test_an_unknown_region_is_refused_at_intake_while_routing_is_down(intake, tm
         assert accepted.status_code == 201, accepted.get_json()
 
 
+def test_a_region_found_in_one_database_is_not_taken_for_another(tmp_path):
+    """intake remembers the codes it found; what it remembers belongs to one database."""
+    engines = [db.make_engine(f"sqlite:///{tmp_path / name}.db") for name in ("a", "b")]
+    try:
+        for engine, codes in zip(engines, (("13.03", "91.71"), ("91.71",)), strict=True):
+            db.migrate(engine, "intake", intake_storage.MIGRATIONS)
+            with engine.begin() as conn:
+                intake_regions.import_regions(conn, [Region(c, c, "kabupaten_kota")
+                                                     for c in codes])
+        assert intake_regions.problem(engines[0], "13.03") is None
+        assert intake_regions.problem(engines[1], "13.03").startswith(
+            "no region with code 13.03 in the official list")
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 @pytest.mark.shared_data
 def test_routing_and_intake_import_the_national_list_once(tmp_path):
     national_regions()  # skips without the reference data
