@@ -98,12 +98,7 @@ class Outbox:
     # -- writing ---------------------------------------------------------------------------
     def add(self, conn: Connection, envelope: events_pb2.EventEnvelope) -> None:
         """Stores the event in the caller's open transaction; it is sent after commit."""
-        self.add_many(conn, (envelope,))
-
-    def add_many(self, conn: Connection, envelopes) -> None:
-        """Stores events in the caller's open transaction in one statement (executemany);
-        they are sent after commit, in this order."""
-        self.add_rows(conn, self.rows(envelopes))
+        self.add_rows(conn, self.rows((envelope,)))
 
     @staticmethod
     def rows(envelopes) -> list[dict]:
@@ -114,6 +109,8 @@ class Outbox:
                 for e in envelopes]
 
     def add_rows(self, conn: Connection, rows: list[dict]) -> None:
+        """Stores rows built by `rows` in the caller's open transaction, in one statement
+        (executemany for several); they are sent after commit, in this order."""
         # One statement object, parameters apart: building insert().values(...) anew costs
         # more than executing it (SQLAlchemy recomputes its cache key every time).
         conn.execute(self._insert, rows if len(rows) > 1 else rows[0])

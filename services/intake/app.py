@@ -126,9 +126,7 @@ def create_app(config: dict | None = None) -> Flask:
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,
-                                      action_timeout=app.config.get(
-                                          "ROUTING_ACTION_TIMEOUT",
-                                          max(5.0, app.config["ROUTING_TIMEOUT"]))),
+                                      action_timeout=app.config.get("ROUTING_ACTION_TIMEOUT")),
                         consumer)
     app.extensions["lapor"] = ctx
     _register_ops_routes(app, ctx)

@@ -189,6 +189,13 @@ def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
+def category_scores(scores) -> list[dict]:
+    """Routing's CategoryScore list as answered to clients: the directory's name, the code
+    beside it, the confidence to three places."""
+    return [{"category": c.category, "category_code": c.category_code,
+             "confidence": round(c.confidence, 3)} for c in scores]
+
+
 def iso_timestamp(value) -> str | None:
     """A protobuf Timestamp as the API shows times (UTC, ISO 8601), None when unset."""
     if value is None or (value.seconds == 0 and value.nanos == 0):

@@ -17,7 +17,7 @@ from lapor.v1 import common_pb2, routing_pb2
 from services.intake import ids, models
 from services.intake.api import all_optional, bearer_token, json_body, tracking_id_of
 from services.intake.problems import STAFF_REALM, Problem, from_staff_call, validation
-from services.intake.reports import STATUS_LABELS, iso_timestamp
+from services.intake.reports import STATUS_LABELS, category_scores, iso_timestamp
 from services.intake.routing_client import TOKEN
 from services.intake.validation import ValidationFailed, parse_model
 
@@ -247,8 +247,7 @@ def ticket_json(t: routing_pb2.Ticket) -> dict:
         "version": t.version, "report": _report_json(t.report),
         "decision": t.decision or None, "confidence": round(t.confidence, 3),
         "subcategory": t.subcategory or None, "rule": t.rule or None,
-        "top_categories": [{"category": c.category, "category_code": c.category_code,
-                            "confidence": round(c.confidence, 3)} for c in t.top_categories],
+        "top_categories": category_scores(t.top_categories),
         "model_version": t.model_version or None,
         "complexity": complexity if complexity in models.COMPLEXITIES else None,
         "accepted_at": iso_timestamp(t.accepted_at),

@@ -93,7 +93,7 @@ class Decision:
     rule: str = ""                 # the handling rule that chose the agency, in words
     model_version: str = ""
     threshold: float = AUTO_DISPATCH_CONFIDENCE
-    names: tuple[tuple[str, str], ...] = ()    # directory names of the codes above, as decided
+    names: tuple[tuple[str, str], ...] = ()    # directory names of the `top` codes, as decided
 
     def name(self, code: str) -> str:
         """A category's name in the directory when the decision was taken ("" if unknown)."""
@@ -136,8 +136,7 @@ def decide(draft: Draft, directory: Directory, prediction: Prediction, *,
         reasons.append(f"isi laporan paling cocok dengan {taxonomy.name(category)} "
                        f"(keyakinan {confidence:.2f}; model {prediction.model_version})")
 
-    names = tuple((code, taxonomy.name(code)) for code in {category, subcategory, *dict(top)}
-                  if code)
+    names = tuple((code, taxonomy.name(code)) for code, _ in top)
 
     def decision(agency, auto, rule="", suggested=None):
         return Decision(category, confidence, agency, auto, "; ".join(reasons), suggested,
