@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ from services.intake.app import create_app
 from tests.conftest import free_port
 from tests.integration.helpers import (
     ROAD_TEXTS,
+    BlackHole,
     dead_amqp_url,
     start_routing,
     temporary_vhost,
@@ -405,3 +407,29 @@ def test_routing_unreachable_is_503_with_retry_after(tmp_path, platform):
                           headers=bearer(platform.officer)), 503, "routing_unavailable")
     finally:
         close_app(app)
+
+
+def test_a_routing_that_never_answers_gets_each_call_its_own_deadline(tmp_path, platform):
+    """A peer that accepts and never answers: a staff action waits out the action deadline
+    (it changes a ticket and may queue behind other writers), a suggestion only the short
+    one (someone is typing); both end in 503, neither hangs."""
+    hole = BlackHole()
+    app = intake_app(tmp_path, f"127.0.0.1:{hole.port}", dead_amqp_url(),
+                     token_file=platform.token_file, workers=False, name="hole",
+                     ROUTING_TIMEOUT=0.3, ROUTING_ACTION_TIMEOUT=1.5)
+    try:
+        http = app.test_client()
+        started = time.monotonic()
+        problem(http.post("/api/v1/staff/tickets/LPR-000-000-000/accept",
+                          headers=bearer(platform.officer)), 503, "routing_unavailable")
+        action_seconds = time.monotonic() - started
+        started = time.monotonic()
+        problem(http.post("/api/v1/reports/suggest", json={
+            "title": "Jalan rusak", "body": "Jalan berlubang besar di Muaro",
+            "region_code": "13.03"}), 503, "routing_unavailable")
+        suggest_seconds = time.monotonic() - started
+        assert 1.5 <= action_seconds < 10, action_seconds
+        assert suggest_seconds < 1.5, suggest_seconds
+    finally:
+        close_app(app)
+        hole.close()
