@@ -51,6 +51,14 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
+    def seconds(self, name: str, default: float) -> float:
+        """A duration in seconds, above 0 (a deadline or interval of 0 would fail everything
+        at once or spin)."""
+        value = self.float(name, default)
+        if not value > 0:
+            raise ConfigError(f"{name} must be a number of seconds above 0, got {value}")
+        return value
+
     def bool(self, name: str, default: bool) -> bool:
         raw = self.source.get(name)
         if raw in (None, ""):

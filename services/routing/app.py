@@ -157,10 +157,6 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"ROUTING_JOINT_LEAVE must be YYYY-MM-DD dates separated by "
                                   f"commas, got {raw!r}") from None
-        pool_timeout = env.float("ROUTING_DB_POOL_TIMEOUT", 2.0)
-        if pool_timeout <= 0:
-            raise ConfigError(f"ROUTING_DB_POOL_TIMEOUT must be a number of seconds above 0, "
-                              f"got {pool_timeout}")
         return cls(
             database_url=env.database_url("ROUTING_DATABASE_URL", "routing"),
             amqp_url=env.amqp_url(),
@@ -171,24 +167,17 @@ class Settings:
             workers=env.int("ROUTING_GRPC_WORKERS", 16),
             shutdown_seconds=env.shutdown_seconds(),
             seed_demo=env.bool("ROUTING_SEED_DEMO", False),
-            db_pool_timeout=pool_timeout,
+            db_pool_timeout=env.seconds("ROUTING_DB_POOL_TIMEOUT", 2.0),
             tls=ServerTLS.from_env(env),
             reflection=env.bool("ROUTING_REFLECTION", False),
             retention=RetentionSettings.from_env(env),
             clock=clock_from_env(env),
             sla_interval=interval_from_env(env),
             model_dir=model_dir(env),
-            model_reload_seconds=_positive(env, "ROUTING_MODEL_RELOAD_SECONDS", 60.0),
+            model_reload_seconds=env.seconds("ROUTING_MODEL_RELOAD_SECONDS", 60.0),
             auto_dispatch_confidence=_fraction(env, "ROUTING_AUTO_DISPATCH_CONFIDENCE",
                                                AUTO_DISPATCH_CONFIDENCE),
         )
-
-
-def _positive(env: Env, name: str, default: float) -> float:
-    value = env.float(name, default)
-    if not value > 0:
-        raise ConfigError(f"{name} must be a number of seconds above 0, got {value}")
-    return value
 
 
 def _fraction(env: Env, name: str, default: float) -> float:

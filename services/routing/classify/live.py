@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from services.infra.config import ConfigError, Env
+from services.infra.config import Env
 from services.infra.lifecycle import SupervisedLoop
 from services.routing.classify.corpus import Example
 from services.routing.classify.model import Classifier, ModelError, Prediction
@@ -50,11 +50,8 @@ class LiveClassifier:
     def from_env(cls, env: Env | None = None, **options) -> LiveClassifier:
         """ROUTING_MODEL_DIR (default var/model) and ROUTING_MODEL_RELOAD_SECONDS (60)."""
         env = env or Env()
-        seconds = env.float("ROUTING_MODEL_RELOAD_SECONDS", 60.0)
-        if seconds <= 0:
-            raise ConfigError(f"ROUTING_MODEL_RELOAD_SECONDS must be a number of seconds above "
-                              f"0, got {seconds}")
-        return cls(model_dir(env), reload_seconds=seconds, **options)
+        return cls(model_dir(env),
+                   reload_seconds=env.seconds("ROUTING_MODEL_RELOAD_SECONDS", 60.0), **options)
 
     @property
     def classifier(self) -> Classifier:

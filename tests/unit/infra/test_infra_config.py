@@ -88,3 +88,18 @@ def test_broker_default_is_the_documented_one():
     assert Env({}).amqp_url() == "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert Env({"LAPOR_AMQP_URL": "amqp://u:p@mq:5672/lapor"}).amqp_url() == \
         "amqp://u:p@mq:5672/lapor"
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "-0.5"])
+def test_a_duration_must_be_above_zero(raw):
+    message = exit_message(lambda: Env({"INTAKE_ROUTING_ACTION_TIMEOUT": raw}).seconds(
+        "INTAKE_ROUTING_ACTION_TIMEOUT", 5.0))
+    assert "INTAKE_ROUTING_ACTION_TIMEOUT must be a number of seconds above 0" in message
+
+
+def test_intake_refuses_a_routing_deadline_of_zero():
+    from services.intake.app import settings_from_env
+
+    message = exit_message(lambda: settings_from_env(Env({"INTAKE_ROUTING_TIMEOUT": "0"})))
+    assert "INTAKE_ROUTING_TIMEOUT" in message
+    assert settings_from_env(Env({}))["ROUTING_ACTION_TIMEOUT"] == 5.0
