@@ -37,20 +37,22 @@ class ReportSubmitted(_message.Message):
     def __init__(self, tracking_id: _Optional[str] = ..., report: _Optional[_Union[_common_pb2.ReportContent, _Mapping]] = ...) -> None: ...
 
 class ReporterRegistered(_message.Message):
-    __slots__ = ("tracking_id", "name", "email", "phone", "language", "anonymous")
+    __slots__ = ("tracking_id", "name", "email", "phone", "language", "anonymous", "channel")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     PHONE_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     name: str
     email: str
     phone: str
     language: str
     anonymous: bool
-    def __init__(self, tracking_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., language: _Optional[str] = ..., anonymous: _Optional[bool] = ...) -> None: ...
+    channel: str
+    def __init__(self, tracking_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., language: _Optional[str] = ..., anonymous: _Optional[bool] = ..., channel: _Optional[str] = ...) -> None: ...
 
 class ReportUpdated(_message.Message):
     __slots__ = ("tracking_id", "message", "at")

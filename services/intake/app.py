@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from services.infra import db, logs, messaging
 from services.infra.config import ConfigError, Env
 from services.infra.outbox import Outbox
-from services.intake import limits, readmodel, regions, storage
+from services.intake import attachments, inbound, limits, open311, readmodel, regions, storage
 from services.intake.api import bp as api_bp
 from services.intake.openapi import MAX_BODY_KIB
 from services.intake.openapi import PATH as OPENAPI_PATH
@@ -99,6 +99,9 @@ def create_app(config: dict | None = None) -> Flask:
     # opens the database or starts a worker.
     app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(open311.bp)
+    app.register_blueprint(inbound.bp)
+    app.register_blueprint(attachments.bp)
     _register_error_handlers(app)
     _register_metrics(app)
     _register_response_headers(app)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from services.intake import ids, models
+from services.intake import attachments, ids, inbound, models, open311
 
 PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY_KIB = 256  # the longest valid report fits even with every character \u-escaped
@@ -182,6 +182,9 @@ def document() -> dict[str, Any]:
                     "503": {"description": "Not ready: database unreachable, or draining",
                             "content": {"application/json": {
                                 "schema": _ref("Readiness")}}}}}},
+            **open311.openapi_paths(),
+            **inbound.openapi_paths(),
+            **attachments.openapi_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -194,7 +197,9 @@ def document() -> dict[str, Any]:
                     "description": "A staff account's token, issued by an admin with "
                                    "`python -m services.routing accounts token USERNAME`; "
                                    "passed to the routing service unchanged"}},
-            "schemas": _schemas(),
+            "schemas": dict(sorted({**_schemas(), **open311.openapi_schemas(),
+                                    **inbound.openapi_schemas(),
+                                    **attachments.openapi_schemas()}.items())),
         },
     }
 

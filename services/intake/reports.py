@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, timedelta
 
@@ -71,8 +72,11 @@ def report_content(report: NewReport, submitted_at) -> common_pb2.ReportContent:
 
 
 def submit(engine: Engine, outbox: Outbox, report: NewReport,
-           idempotency_key: str | None) -> tuple[dict, bool]:
+           idempotency_key: str | None,
+           also: Callable[[Connection, str], None] | None = None) -> tuple[dict, bool]:
     """Stores the report and its events in one transaction; returns (answer, replayed).
+    `also(conn, tracking_id)`, when given, writes what belongs with the report (a media URL
+    to fetch, the gateway message it came in) in the same transaction.
 
     The answer holds the access token in clear: this is the only time it is shown (and to a
     retry with the same Idempotency-Key and report, which gets the same answer).
@@ -97,6 +101,8 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
                 conn.execute(_INSERT_REPORT, rows["report"])
                 conn.execute(_INSERT_TIMELINE, rows["timeline"])
                 outbox.add_rows(conn, rows["outbox"])
+                if also is not None:
+                    also(conn, answer["tracking_id"])
         except sa.exc.IntegrityError:
             # The key was used before (its answer, or a conflict), or a tracking id
             # collision (the next round draws a fresh one).
@@ -150,7 +156,7 @@ def _prepare(outbox: Outbox, report: NewReport) -> tuple[dict, dict]:
             events.new("reporter.registered", tracking_id, events_pb2.ReporterRegistered(
                 tracking_id=tracking_id, name=reporter.name, email=reporter.email,
                 phone=reporter.phone, language=reporter.language,
-                anonymous=report.anonymous), producer="intake"))),
+                anonymous=report.anonymous, channel=report.channel), producer="intake"))),
     }
     answer = {"tracking_id": tracking_id, "access_token": token, "status": "SUBMITTED",
               "status_label": STATUS_LABELS["SUBMITTED"]}

@@ -108,5 +108,11 @@ timeline = sa.Table(
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
+# --- Open311 clients and request tokens (open311/) ---
+
+# --- SMS and WhatsApp gateway messages and conversations (inbound/) ---
+
+# --- Attachments (attachments/) ---
+
 
 MIGRATIONS = MigrationPlan("intake", metadata, Path(__file__).with_name("migrations"))
