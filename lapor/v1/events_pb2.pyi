@@ -54,6 +54,16 @@ class ReporterRegistered(_message.Message):
     channel: str
     def __init__(self, tracking_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., language: _Optional[str] = ..., anonymous: _Optional[bool] = ..., channel: _Optional[str] = ...) -> None: ...
 
+class ContactOptedOut(_message.Message):
+    __slots__ = ("channel", "phone", "opted_out")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    OPTED_OUT_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    phone: str
+    opted_out: bool
+    def __init__(self, channel: _Optional[str] = ..., phone: _Optional[str] = ..., opted_out: _Optional[bool] = ...) -> None: ...
+
 class ReportUpdated(_message.Message):
     __slots__ = ("tracking_id", "message", "at")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]

@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 CATALOG: dict[str, type[Message]] = {
     "report.submitted": events_pb2.ReportSubmitted,
     "reporter.registered": events_pb2.ReporterRegistered,
+    "contact.opted_out": events_pb2.ContactOptedOut,
     "report.updated": events_pb2.ReportUpdated,
     "ticket.dispatched": events_pb2.TicketDispatched,
     "ticket.status_changed": events_pb2.TicketStatusChanged,

@@ -89,7 +89,8 @@ def _policy(queue: str, definition: dict) -> dict:
 QUEUES: dict[str, QueueSpec] = {
     "routing": QueueSpec("routing.events", ("report.submitted", "report.updated",
                                             "report.supported", "notification.*")),
-    "notify": QueueSpec("notify.events", ("reporter.registered", "ticket.*")),
+    "notify": QueueSpec("notify.events", ("reporter.registered", "contact.opted_out",
+                                          "ticket.*")),
     "intake": QueueSpec("intake.read-model", ("ticket.*", "notification.*")),
 }
 
