@@ -172,8 +172,7 @@ def road_reports(count: int) -> list[tuple[str, str]]:
             if (p := model.predict(t, b)).category == "PUPR" and p.confidence >= MIN_CONFIDENCE
             and p.subcategory not in OTHER_AGENCIES]
     similarity = default_similarity()
-    vectors = similarity._chars([prepared_text(report_text(t, b)) for t, b in sure])
-    scores = (vectors @ vectors.T).toarray()
+    scores = similarity.matrix([prepared_text(report_text(t, b)) for t, b in sure])
     chosen: list[int] = []
     for i in range(len(sure)):
         if not chosen or scores[i, chosen].max() < MAX_SIMILARITY:

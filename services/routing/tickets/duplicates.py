@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -35,10 +36,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sqlalchemy.engine import Connection
 
 from services.infra.db import as_utc
@@ -115,7 +114,7 @@ def prepared_text(text: str) -> str:
 @dataclass(frozen=True)
 class Prepared:
     """A report's text ready for comparing: normalised, its numbers, and its word vector
-    (the non-zero columns and their weights, kept small for the cache)."""
+    (its words' hashes, sorted, and their weights, kept small for the cache)."""
 
     text: str
     numbers: frozenset[str]
@@ -128,50 +127,123 @@ class Prepared:
 
 
 # -- similarity ------------------------------------------------------------------------------------
+def char_ngrams(text: str, low: int = 3, high: int = 5) -> list[str]:
+    """Character n-grams within space-padded words, as scikit-learn's analyzer="char_wb"
+    makes them: a word no longer than n counts once, whole."""
+    grams: list[str] = []
+    extend, append = grams.extend, grams.append
+    for word in text.split():
+        padded = f" {word} "
+        length = len(padded)
+        for n in range(low, high + 1):
+            if length <= n:
+                append(padded)
+                break
+            extend([padded[i:i + n] for i in range(length - n + 1)])
+    return grams
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A sparse TF-IDF vector: its terms' hashes (sorted, unique) and their weights (unit
+    length together)."""
+
+    keys: np.ndarray
+    weights: np.ndarray
+
+    def dot(self, other: Vector) -> float:
+        _, mine, theirs = np.intersect1d(self.keys, other.keys, assume_unique=True,
+                                         return_indices=True)
+        return float(self.weights[mine] @ other.weights[theirs])
+
+
+class _Idf:
+    """Smoothed IDF, ln((1 + n) / (1 + df)) + 1 as scikit-learn's TfidfTransformer has it,
+    by term hash: sorted hashes of the reference terms and their IDF in two arrays (a few
+    MB where a dict of the strings would take tens). A term the reference never saw (a
+    street's name) gets the highest IDF. Without reference texts every term weighs 1."""
+
+    def __init__(self, documents: Iterable[Iterable[str]]):
+        seen = [np.unique(np.fromiter(map(hash, set(terms)), dtype=np.int64))
+                for terms in documents]
+        if not seen:
+            self.keys, self.idf, self.unseen = np.zeros(0, dtype=np.int64), np.zeros(0), 1.0
+            return
+        self.keys, df = np.unique(np.concatenate(seen), return_counts=True)
+        n = len(seen)
+        self.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        self.unseen = math.log(1.0 + n) + 1.0
+
+    def vector(self, terms: Sequence[str]) -> Vector:
+        """Sublinear TF (1 + ln count) times IDF, scaled to unit length."""
+        keys, counts = np.unique(np.fromiter(map(hash, terms), dtype=np.int64,
+                                             count=len(terms)), return_counts=True)
+        weights = 1.0 + np.log(counts)
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            weights *= np.where(self.keys[at] == keys, self.idf[at], self.unseen)
+        norm = math.sqrt(float(weights @ weights))
+        return Vector(keys, weights / norm if norm else weights)
+
+
 class Similarity:
     """TF-IDF cosine between reports, IDF learnt once from reference texts (the classifier's
-    corpus). Hashing vectorisers keep no vocabulary: words and n-grams the corpus never saw
-    (a street's name) count, with the highest IDF."""
+    corpus). Terms are kept by their hash (Python's, fixed for the process: nothing hashed
+    is stored), so words and n-grams the corpus never saw count too, with the highest IDF.
+
+    The arithmetic is scikit-learn's HashingVectorizer + TfidfTransformer(sublinear_tf=True)
+    + cosine, without its 2²⁰-column tables and with 64-bit hashes instead of 20-bit ones
+    (fewer collisions); tests/unit/routing/test_duplicates_parity.py holds the decisions on
+    the hand-made pairs equal to that pipeline's."""
 
     def __init__(self, reference: Iterable[str] = ()):
         texts = [prepared_text(t) for t in reference]
-        self.char_hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5),
-                                             n_features=2**20, alternate_sign=False,
-                                             norm=None, lowercase=False)
-        self.word_hasher = HashingVectorizer(analyzer="word", token_pattern=r"\S+",
-                                             n_features=2**20, alternate_sign=False,
-                                             norm=None, lowercase=False)
         # Without reference texts every feature weighs the same (plain TF cosine): scores are
         # then higher than calibrated, so say so.
         if not texts:
             log.warning("no reference texts for duplicate detection: IDF not used, "
                         "similarities are not the calibrated ones")
-        self.chars = TfidfTransformer(sublinear_tf=True, use_idf=bool(texts))
-        self.words = TfidfTransformer(sublinear_tf=True, use_idf=bool(texts))
-        self.chars.fit(self.char_hasher.transform(texts or [""]))
-        self.words.fit(self.word_hasher.transform(texts or [""]))
+        self.chars = _Idf(char_ngrams(t) for t in texts)
+        self.words = _Idf(t.split() for t in texts)
 
     def prepare(self, text: str) -> Prepared:
         return self.prepare_many([text])[0]
 
     def prepare_many(self, texts: Sequence[str]) -> list[Prepared]:
-        prepared = [prepared_text(t) for t in texts]
-        words = self.words.transform(self.word_hasher.transform(prepared)).tocsr()
         out = []
-        for i, text in enumerate(texts):
-            row = slice(words.indptr[i], words.indptr[i + 1])
-            out.append(Prepared(prepared[i], numbers_in(text),
-                                words.indices[row].astype(np.int32),
-                                words.data[row].astype(np.float32)))
+        for text in texts:
+            prepared = prepared_text(text)
+            words = self.words.vector(prepared.split())
+            out.append(Prepared(prepared, numbers_in(text), words.keys,
+                                words.weights.astype(np.float32)))
         return out
 
-    def _chars(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.chars.transform(self.char_hasher.transform(texts))
+    def char_vector(self, prepared: str) -> Vector:
+        """The character n-gram vector of a prepared text (prepared_text)."""
+        return self.chars.vector(char_ngrams(prepared))
 
     def similarity(self, a: str, b: str) -> float:
         """The score of two texts (0..1), as detection computes it."""
-        vectors = self._chars([prepared_text(a), prepared_text(b)])
-        return float((vectors[0] @ vectors[1].T).toarray()[0, 0])
+        return self.char_vector(prepared_text(a)).dot(self.char_vector(prepared_text(b)))
+
+    def matrix(self, prepared: Sequence[str]) -> np.ndarray:
+        """Every pair's score among prepared texts (prepared_text), as a square array."""
+        vectors = [self.char_vector(t) for t in prepared]
+        if not vectors:
+            return np.zeros((0, 0))
+        # Terms numbered over these texts only, in blocks of columns: a dense texts × terms
+        # array of a whole corpus file would not fit.
+        keys = np.unique(np.concatenate([v.keys for v in vectors]))
+        out = np.zeros((len(vectors), len(vectors)))
+        block = max(1, 4_000_000 // len(vectors))
+        for start in range(0, len(keys), block):
+            dense = np.zeros((len(vectors), min(block, len(keys) - start)))
+            for row, v in enumerate(vectors):
+                columns = np.searchsorted(keys, v.keys) - start
+                inside = (columns >= 0) & (columns < dense.shape[1])
+                dense[row, columns[inside]] = v.weights[inside]
+            out += dense @ dense.T
+        return out
 
     def scores(self, new: Prepared, candidates: Sequence[Prepared],
                shortlist: int = SHORTLIST) -> list[float]:
@@ -179,26 +251,26 @@ class Similarity:
         `shortlist` closest by words, 0 for the rest (far below any threshold)."""
         if not candidates:
             return []
-        # The candidates' word vectors as one sparse matrix, built from the cached arrays
-        # (far quicker than stacking one matrix per ticket).
+        # Every candidate's word terms in one array, looked up among the new report's.
         lengths = np.fromiter((len(c.word_columns) for c in candidates), dtype=np.int64,
                               count=len(candidates))
-        matrix = sp.csr_matrix(
-            (np.concatenate([c.word_weights for c in candidates]),
-             np.concatenate([c.word_columns for c in candidates]),
-             np.concatenate([[0], np.cumsum(lengths)])),
-            shape=(len(candidates), self.word_hasher.n_features))
-        query = np.zeros(self.word_hasher.n_features, dtype=np.float32)
-        query[new.word_columns] = new.word_weights
-        words = matrix @ query
+        keys = np.concatenate([c.word_columns for c in candidates])
+        weights = np.concatenate([c.word_weights for c in candidates]).astype(np.float64)
+        words = np.zeros(len(candidates))
+        if len(new.word_columns) and len(keys):
+            at = np.minimum(np.searchsorted(new.word_columns, keys), len(new.word_columns) - 1)
+            hit = new.word_columns[at] == keys
+            rows = np.repeat(np.arange(len(candidates)), lengths)
+            words = np.bincount(rows[hit], weights=weights[hit]
+                                * new.word_weights[at[hit]].astype(np.float64),
+                                minlength=len(candidates))
         closest = np.argsort(-words, kind="stable")[:shortlist]
         closest = [int(i) for i in closest if words[i] > 0]
         out = [0.0] * len(candidates)
         if closest:
-            vectors = self._chars([new.text, *(candidates[i].text for i in closest)])
-            found = (vectors[1:] @ vectors[0].T).toarray().ravel()
-            for i, score in zip(closest, found, strict=True):
-                out[i] = float(min(1.0, score))
+            mine = self.char_vector(new.text)
+            for i in closest:
+                out[i] = min(1.0, mine.dot(self.char_vector(candidates[i].text)))
         return out
 
 
@@ -508,8 +580,7 @@ def background(similarity: Similarity) -> str:
                  for e in map(json.loads, filter(str.strip, path.read_text(
                      encoding="utf-8").splitlines()))]
         prepared = [prepared_text(t) for t in texts]
-        vectors = similarity._chars(prepared)
-        matrix = (vectors @ vectors.T).toarray()
+        matrix = similarity.matrix(prepared)
         upper = np.triu_indices(len(texts), 1)
         scores.append(matrix[upper])
         for i, j in zip(*upper, strict=True):
