@@ -12,8 +12,14 @@ from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
-from services.notify import retry, store
-from services.notify.channels import SmtpSettings, parse_address_list, parse_smtp_url
+from services.notify import retry, sms, store
+from services.notify.channels import (
+    GatewaySettings,
+    SmtpSettings,
+    parse_address_list,
+    parse_gateway,
+    parse_smtp_url,
+)
 from services.notify.handler import EventHandler
 from services.notify.worker import DeliveryWorker, WorkerSettings
 
@@ -45,6 +51,12 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # Escalations to national level are emailed here (none: only the ADMIN-NASIONAL webhook).
     national_admin_emails: tuple[str, ...] = ()
+    # SMS and WhatsApp gateways (None: not configured, reporters are reached on the next
+    # channel they gave); an SMS is cut to fit sms_max_parts parts.
+    sms_gateway: GatewaySettings | None = None
+    whatsapp_gateway: GatewaySettings | None = None
+    gateway_timeout: float = 10.0
+    sms_max_parts: int = 3
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -67,6 +79,10 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"NOTIFY_NATIONAL_ADMIN_EMAILS must be email addresses separated "
                               f"by commas: {exc}") from None
+        try:
+            max_parts = sms.max_parts_from(env.str("NOTIFY_SMS_MAX_PARTS", "3"))
+        except ValueError as exc:
+            raise ConfigError(f"NOTIFY_SMS_MAX_PARTS: {exc}") from None
         public_url = env.str("LAPOR_PUBLIC_URL", DEFAULT_PUBLIC_URL)
         if not public_url.startswith(("http://", "https://")):
             raise ConfigError(f"LAPOR_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
@@ -87,8 +103,13 @@ class Settings:
             shutdown_seconds=env.shutdown_seconds(),
             retention=RetentionSettings.from_env(env),
             national_admin_emails=admin_emails,
+            sms_gateway=_gateway(env, "SMS"),
+            whatsapp_gateway=_gateway(env, "WHATSAPP"),
+            gateway_timeout=env.float("NOTIFY_GATEWAY_TIMEOUT", 10.0),
+            sms_max_parts=max_parts,
         )
         for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
+                            ("NOTIFY_GATEWAY_TIMEOUT", settings.gateway_timeout),
                             ("NOTIFY_SMTP_TIMEOUT", settings.smtp_timeout),
                             ("NOTIFY_POLL_INTERVAL", settings.poll_interval),
                             ("NOTIFY_WORKERS", settings.workers)):
@@ -97,7 +118,40 @@ class Settings:
         return settings
 
     def __repr__(self) -> str:  # the URLs may carry passwords
-        return f"Settings(metrics={self.metrics_host}:{self.metrics_port}, smtp={self.smtp!r})"
+        return (f"Settings(metrics={self.metrics_host}:{self.metrics_port}, smtp={self.smtp!r}, "
+                f"sms={self.sms_gateway!r}, whatsapp={self.whatsapp_gateway!r})")
+
+
+def _read_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the file ({exc.strerror})") from None
+
+
+def _gateway(env: Env, channel: str) -> GatewaySettings | None:
+    """NOTIFY_<CHANNEL>_GATEWAY_URL, _AUTH (or _AUTH_FILE: the whole Authorization value) and
+    _TEMPLATE (the JSON body); None when no URL is set."""
+    prefix = f"NOTIFY_{channel}_GATEWAY"
+    url = env.str(f"{prefix}_URL", "")
+    if not url:
+        for extra in ("AUTH", "AUTH_FILE", "TEMPLATE"):
+            if env.str(f"{prefix}_{extra}", ""):
+                raise ConfigError(f"{prefix}_{extra} is set but {prefix}_URL is not: set the "
+                                  f"gateway's URL too, or unset both")
+        return None
+    auth = env.str(f"{prefix}_AUTH", "")
+    auth_file = env.str(f"{prefix}_AUTH_FILE", "")
+    if auth and auth_file:
+        raise ConfigError(f"set {prefix}_AUTH or {prefix}_AUTH_FILE, not both")
+    if auth_file:
+        auth = _read_file(f"{prefix}_AUTH_FILE", auth_file)
+    try:
+        return parse_gateway(url, auth, env.str(f"{prefix}_TEMPLATE", ""))
+    except ValueError as exc:
+        # Name the variable; never quote the URL (it may carry a key) or the header.
+        raise ConfigError(f"{prefix}_URL/_AUTH/_TEMPLATE: {exc}") from None
 
 
 class NotifyService:
@@ -114,7 +168,9 @@ class NotifyService:
             smtp=settings.smtp, mail_from=settings.mail_from, public_url=settings.public_url,
             retry_delays=settings.retry_delays, webhook_timeout=settings.webhook_timeout,
             smtp_timeout=settings.smtp_timeout, poll_interval=settings.poll_interval,
-            threads=settings.workers, national_admin_emails=settings.national_admin_emails))
+            threads=settings.workers, national_admin_emails=settings.national_admin_emails,
+            gateways={"sms": settings.sms_gateway, "whatsapp": settings.whatsapp_gateway},
+            gateway_timeout=settings.gateway_timeout, sms_max_parts=settings.sms_max_parts))
         self.handler = EventHandler(self.engine, on_new_deliveries=self.worker.wake)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
                                            self.handler, consumer=store.CONSUMER)

@@ -12,6 +12,8 @@ import contextlib
 import email.policy
 import functools
 import http.client
+import json
+import re
 import smtplib
 import socket
 import ssl
@@ -19,8 +21,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -41,6 +43,8 @@ class Result:
     ok: bool
     detail: str
     permanent: bool = False  # retrying cannot help (e.g. the mail server refuses the address)
+    # The HTTP status when an HTTP peer answered; the detail already says it to a reader.
+    status: int = field(default=0, compare=False)
 
 
 def send_limit(timeout: float) -> float:
@@ -410,12 +414,110 @@ def send_webhook(url: str, headers: dict[str, str], body: bytes, timeout: float,
                     response.read(65536)
         except urllib.error.HTTPError as exc:
             exc.close()
-            return Result(False, f"HTTP {exc.code}")
+            return Result(False, f"HTTP {exc.code}", status=exc.code)
         except Exception as exc:  # whatever it is, the attempt is recorded, not crashed
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             if deadline.expired or _timed_out(reason):
                 return Result(False, "timeout")
             return Result(False, f"network {type(reason).__name__}")
     if 200 <= status < 300:
-        return Result(True, f"HTTP {status}")
-    return Result(False, f"HTTP {status}")
+        return Result(True, f"HTTP {status}", status=status)
+    return Result(False, f"HTTP {status}", status=status)
+
+
+# -- SMS and WhatsApp gateways -----------------------------------------------------------------
+DEFAULT_GATEWAY_BODY = {"to": "{to}", "text": "{text}", "reference": "{reference}"}
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """An HTTP gateway that sends SMS or WhatsApp messages for us: where to POST, the whole
+    Authorization header value (may be empty), and the JSON body with {to}, {text} and
+    {reference} in its strings."""
+
+    url: str
+    authorization: str = ""
+    body: object = field(default_factory=lambda: dict(DEFAULT_GATEWAY_BODY))
+
+    def __repr__(self) -> str:  # the header is a credential; the URL may carry one too
+        parts = urlsplit(self.url)
+        where = f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+        return (f"GatewaySettings(url={where!r}, "
+                f"authorization={'<set>' if self.authorization else ''!r})")
+
+
+def _strings(value: object):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def parse_gateway(url: str, authorization: str = "", template: str = "") -> GatewaySettings:
+    """Checks a gateway's settings; ValueError says what to fix (without quoting the header)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the gateway URL must be http(s)://host/path")
+    if any(ch in authorization for ch in "\r\n"):
+        raise ValueError("the Authorization value must be one line")
+    body: object = dict(DEFAULT_GATEWAY_BODY)
+    if template.strip():
+        try:
+            body = json.loads(template)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the body template is not JSON ({exc.msg} at character "
+                             f"{exc.pos})") from None
+        if not isinstance(body, dict):
+            raise ValueError("the body template must be a JSON object")
+        used = "".join(_strings(body))
+        missing = [p for p in ("{to}", "{text}") if p not in used]
+        if missing:
+            raise ValueError(f"the body template has no {' or '.join(missing)}: put them in "
+                             f"its string values, e.g. {json.dumps(DEFAULT_GATEWAY_BODY)}")
+    return GatewaySettings(url, authorization.strip(), body)
+
+
+_PLACEHOLDER = re.compile(r"\{(to|text|reference)\}")
+
+
+def _fill(value: object, values: dict[str, str]) -> object:
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda match: values[match.group(1)], value)
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    return value
+
+
+def gateway_body(template: object, to: str, text: str, reference: str) -> bytes:
+    """The template with its placeholders filled inside the JSON strings, so a quote or a
+    newline in the text stays text and cannot change the body's structure; one pass, so a
+    text that itself reads "{to}" stays as it is."""
+    filled = _fill(template, {"to": to, "text": text, "reference": reference})
+    return json.dumps(filled, ensure_ascii=False).encode()
+
+
+def gateway_headers(gateway: GatewaySettings, reference: str) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               signing.DELIVERY_HEADER: reference}
+    if gateway.authorization:
+        headers["Authorization"] = gateway.authorization
+    return headers
+
+
+def send_gateway(gateway: GatewaySettings, body: bytes, reference: str, timeout: float,
+                 limit: float | None = None,
+                 post: Callable[..., Result] | None = None) -> Result:
+    """One POST to an SMS or WhatsApp gateway: 2xx delivered; 408, 429, 5xx, timeouts and
+    network errors tried again; any other answer (a refused number, a rejected body, bad
+    credentials) failed for good, since sending the same again gets the same answer."""
+    result = (post or send_webhook)(gateway.url, gateway_headers(gateway, reference), body,
+                                    timeout, limit=limit)
+    if not result.ok and 400 <= result.status < 500 and result.status not in (408, 429):
+        return Result(False, result.detail, permanent=True, status=result.status)
+    return result

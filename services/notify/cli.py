@@ -44,6 +44,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     list_ = deliveries_sub.add_parser("list", help="recent deliveries, newest first")
     list_.add_argument("--status", choices=store.STATUSES)
     list_.add_argument("--tracking-id")
+    list_.add_argument("--channel", choices=("email", "webhook", "sms", "whatsapp"))
     list_.add_argument("--limit", type=int, default=50)
 
 
@@ -149,11 +150,13 @@ def _deliveries_list(args: argparse.Namespace) -> int:
     d = store.deliveries
     query = sa.select(d.c.delivery_id, d.c.tracking_id, d.c.channel, d.c.audience, d.c.target,
                       d.c.trigger_type, d.c.status, d.c.attempts, d.c.last_error,
-                      d.c.updated_at).order_by(d.c.id.desc()).limit(max(1, args.limit))
+                      d.c.replaces, d.c.updated_at).order_by(d.c.id.desc()).limit(max(1, args.limit))
     if args.status:
         query = query.where(d.c.status == args.status)
     if args.tracking_id:
         query = query.where(d.c.tracking_id == args.tracking_id)
+    if args.channel:
+        query = query.where(d.c.channel == args.channel)
     engine = _engine()
     try:
         with db.reading(engine) as conn:

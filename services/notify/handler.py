@@ -20,13 +20,15 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
 from services.infra import db, events
-from services.notify import payloads, store
+from services.notify import payloads, reach, store
+from services.notify.metrics import REPORTER_CHANNELS
 from services.notify.store import Contact
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ class EventHandler:
         # One handler per event type; other types on the queue are not notify's business.
         self.handlers: dict[str, Callable[..., int]] = {
             "reporter.registered": self._registered,
+            "contact.opted_out": self._opted_out,
             "ticket.dispatched": self._dispatched,
             "ticket.status_changed": self._status_changed,
             "ticket.sla_warning": self._sla_warning,
@@ -165,18 +168,33 @@ class EventHandler:
         store.save_contact(conn, Contact(
             tracking_id=tracking_id, name=msg.name.strip(), email=msg.email.strip(),
             phone=msg.phone.strip(), language=msg.language.strip().lower() or "id",
-            anonymous=msg.anonymous))
-        # Emails that were waiting for this contact (events arrive out of order) go now:
+            anonymous=msg.anonymous, channel=msg.channel.strip().lower()))
+        # Notices that were waiting for this contact (events arrive out of order) go now:
         # every one not yet attempted, whether or not a worker has looked at it yet. Never
         # one being sent: that one was claimed with its attempt counted and the wait cleared,
         # and waking it would hand it to a second worker.
         d = store.deliveries
         woken = conn.execute(d.update().where(
-            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.audience == REPORTER,
-            d.c.status == "pending",
+            d.c.tracking_id == tracking_id, d.c.channel.in_(REPORTER_CHANNELS),
+            d.c.audience == REPORTER, d.c.status == "pending",
             sa.or_(d.c.attempts == 0, d.c.last_error == WAITING_FOR_CONTACT),
         ).values(next_attempt_at=db.utcnow())).rowcount
         return woken
+
+    def _opted_out(self, conn: Connection, envelope, msg: events_pb2.ContactOptedOut,
+                   tracking_id: str) -> int:
+        """STOP (or START) from a number on the SMS or WhatsApp line: recorded as of the
+        event's time; deliveries check it when they are sent."""
+        channel = msg.channel.strip().lower()
+        if channel not in reach.PHONE_CHANNELS:
+            raise events.BadEvent(f"contact.opted_out for channel {channel!r}: expected "
+                                  f"sms or whatsapp")
+        if not store.e164(msg.phone):
+            raise events.BadEvent("contact.opted_out without a phone number")
+        changed_at = (envelope.occurred_at.ToDatetime(tzinfo=UTC)
+                      if envelope.HasField("occurred_at") else db.utcnow())
+        store.set_opt_out(conn, channel, msg.phone, msg.opted_out, changed_at)
+        return 0
 
     def _dispatched(self, conn: Connection, envelope, msg: events_pb2.TicketDispatched,
                     tracking_id: str) -> int:
@@ -312,8 +330,15 @@ class EventHandler:
         if version and envelope.type in _ONE_PER_VERSION and \
                 self._reporter_told(conn, tracking_id, version):
             return 0
-        self._add(conn, envelope, tracking_id, "email", REPORTER, REPORTER, fields)
+        self._add(conn, envelope, tracking_id, self._channel_for(conn, tracking_id), REPORTER,
+                  REPORTER, fields)
         return 1 + self._follower_emails(conn, envelope, tracking_id, fields)
+
+    @staticmethod
+    def _channel_for(conn: Connection, tracking_id: str) -> str:
+        """The reporter's channel as far as notify knows now; the worker settles it when the
+        notice is first sent (the contact may come after the event)."""
+        return reach.first_channel(store.load_contact(conn, tracking_id))
 
     def _follower_emails(self, conn: Connection, envelope, master: str, fields: dict) -> int:
         """The master's reporter is emailed: so is each follower, about their own report
@@ -335,7 +360,8 @@ class EventHandler:
                                                            fields.get("deadline_zone"))
             # One delivery per follower and event: keyed by a trigger id derived from both,
             # the same on every redelivery of the event.
-            self._add(conn, envelope, follower, "email", REPORTER, REPORTER, update,
+            self._add(conn, envelope, follower, self._channel_for(conn, follower), REPORTER,
+                      REPORTER, update,
                       trigger_event_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
                                                       f"{envelope.event_id}/{follower}")))
         return len(followers)
@@ -345,7 +371,7 @@ class EventHandler:
         """Whether another event of this change of the ticket already emailed the reporter."""
         d = store.deliveries
         stored = conn.execute(sa.select(d.c.payload).where(
-            d.c.tracking_id == tracking_id, d.c.channel == "email", d.c.audience == REPORTER,
+            d.c.tracking_id == tracking_id, d.c.audience == REPORTER,
             d.c.trigger_type.in_(_ONE_PER_VERSION))).scalars()
         return any(json.loads(payload).get("ticket_version") == version for payload in stored)
 

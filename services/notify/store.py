@@ -3,14 +3,16 @@ contacts (only notify keeps them), agency webhook subscriptions, and the migrati
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from services.infra.db import BigId, processed_events_table, utcnow
+from services.infra.db import BigId, as_utc, processed_events_table, utcnow
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 
@@ -31,6 +33,9 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("anonymous", sa.Boolean, nullable=False, default=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        # Where the report came in (web, mobile, open311, sms, whatsapp): a reporter is
+        # answered on the channel they used when they gave a contact for it.
+        sa.Column("channel", sa.String(16), nullable=False, default=""),
     )
     subscriptions = sa.Table(
         "webhook_subscriptions", metadata,
@@ -58,6 +63,9 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("last_error", sa.String(200)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        # The reporter's delivery on another channel that failed for good, when this one is
+        # its fallback (the same notice, on the next channel they gave).
+        sa.Column("replaces", sa.String(36)),
         sa.UniqueConstraint("trigger_event_id", "channel", "audience",
                             name="uq_deliveries_trigger"),
         sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_deliveries_status"),
@@ -82,7 +90,19 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("follower", sa.String(32), primary_key=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # Numbers that sent STOP to the SMS or WhatsApp line (contact.opted_out), by a hash of the
+    # number: nothing goes to them there until START. changed_at is the event's time, so a
+    # STOP and a START delivered out of order end as they were sent.
+    opt_outs = sa.Table(
+        "phone_opt_outs", metadata,
+        sa.Column("channel", sa.String(16), primary_key=True),
+        sa.Column("phone_hash", sa.String(64), primary_key=True),
+        sa.Column("opted_out", sa.Boolean, nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
     return {
+        "phone_opt_outs": opt_outs,
         "followers": followers,
         "contacts": contacts,
         "webhook_subscriptions": subscriptions,
@@ -102,6 +122,7 @@ delivery_attempts = _tables["delivery_attempts"]
 outbox = _tables["outbox"]
 processed_events = _tables["processed_events"]
 followers = _tables["followers"]
+phone_opt_outs = _tables["phone_opt_outs"]
 
 
 MIGRATIONS = MigrationPlan("notify", metadata, Path(__file__).with_name("migrations"))
@@ -116,6 +137,7 @@ class Contact:
     phone: str
     language: str
     anonymous: bool
+    channel: str = ""
 
     def __repr__(self) -> str:  # a contact must never end up in a log line or traceback
         return f"Contact(tracking_id={self.tracking_id!r}, <redacted>)"
@@ -131,7 +153,8 @@ def _upsert(conn: Connection, table: sa.Table, key: str, values: dict,
 def save_contact(conn: Connection, contact: Contact) -> None:
     now = utcnow()
     fields = {"name": contact.name, "email": contact.email, "phone": contact.phone,
-              "language": contact.language, "anonymous": contact.anonymous}
+              "language": contact.language, "anonymous": contact.anonymous,
+              "channel": contact.channel}
     _upsert(conn, contacts, "tracking_id",
             {"tracking_id": contact.tracking_id, **fields, "created_at": now, "updated_at": now},
             {**fields, "updated_at": now})
@@ -142,7 +165,55 @@ def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
     if row is None:
         return None
     return Contact(row.tracking_id, row.name, row.email, row.phone, row.language,
-                   bool(row.anonymous))
+                   bool(row.anonymous), row.channel)
+
+
+# -- phone opt-outs (contact.opted_out) ------------------------------------------------------
+def e164(phone: str) -> str:
+    """An Indonesian number as E.164: '0812-3456-7890', '62812...' and '+62 812...' all give
+    '+6281234567890'; '' when it holds no digits."""
+    raw = phone.strip()
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if not digits:
+        return ""
+    if raw.startswith("+"):
+        return f"+{digits}"
+    if digits.startswith("0"):
+        return f"+62{digits[1:]}"
+    return f"+{digits}"
+
+
+def phone_hash(phone: str) -> str:
+    """The key of a number in phone_opt_outs: SHA-256 of its E.164 form. It keeps numbers out
+    of the table's listings; it is no secret (numbers are few enough to try), which is why
+    the table holds nothing else about the holder."""
+    return hashlib.sha256(e164(phone).encode()).hexdigest()
+
+
+def set_opt_out(conn: Connection, channel: str, phone: str, opted_out: bool,
+                changed_at: datetime) -> bool:
+    """Records STOP (True) or START (False) as of `changed_at`; an older change than the one
+    stored changes nothing. True when the stored state is now this one."""
+    key = phone_hash(phone)
+    t = phone_opt_outs
+    row = conn.execute(sa.select(t.c.changed_at).where(
+        t.c.channel == channel, t.c.phone_hash == key)).first()
+    now = utcnow()
+    if row is None:
+        conn.execute(t.insert().values(channel=channel, phone_hash=key, opted_out=opted_out,
+                                       changed_at=changed_at, updated_at=now))
+        return True
+    if as_utc(row.changed_at) > changed_at:
+        return False
+    conn.execute(t.update().where(t.c.channel == channel, t.c.phone_hash == key).values(
+        opted_out=opted_out, changed_at=changed_at, updated_at=now))
+    return True
+
+
+def opted_out(conn: Connection, channel: str, phone: str) -> bool:
+    t = phone_opt_outs
+    return bool(conn.execute(sa.select(t.c.opted_out).where(
+        t.c.channel == channel, t.c.phone_hash == phone_hash(phone))).scalar())
 
 
 # -- webhook subscriptions -------------------------------------------------------------------

@@ -13,7 +13,13 @@ back for a short while without counting an attempt; reporter.registered wakes it
 
 Nobody to tell (no endpoint for the agency, no email address for the reporter, no national
 admin address configured) ends the delivery `skipped`, announced as notification.skipped
-like a delivered or failed one."""
+like a delivered or failed one.
+
+A reporter's notice goes on one channel (reach.py: the one they used, else email, else SMS).
+Its first claim settles the channel from the contact as it is then; when the delivery fails
+for good or is skipped (no gateway, opted out, no address), the same notice is created once
+on the next channel they gave, in the transaction that records the failure (`replaces`
+names the delivery it stands in for)."""
 
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -32,10 +39,19 @@ from lapor.v1 import events_pb2
 from services.infra import db, events, logs
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.outbox import Outbox
-from services.notify import channels, retry, store, templates
-from services.notify.channels import Result, SmtpSettings
+from services.notify import channels, reach, retry, sms, store, templates
+from services.notify.channels import GatewaySettings, Result, SmtpSettings
 from services.notify.handler import NATIONAL_ADMIN, REPORTER, WAITING_FOR_CONTACT
-from services.notify.metrics import DELIVERIES, OLDEST_PENDING_AGE, PENDING, SEND_SECONDS
+from services.notify.metrics import (
+    DELIVERIES,
+    FALLBACKS,
+    OLDEST_PENDING_AGE,
+    PENDING,
+    REPORTER_CHANNELS,
+    SEND_SECONDS,
+    SMS_PARTS,
+)
+from services.notify.templates import short
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +60,9 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN_S = 30.0
 CONTACT_NEVER_ARRIVED = "contact never arrived"
 NO_ADMIN_ADDRESS = "no national admin address"
+NO_GATEWAY = "no gateway"
+NO_PHONE = "no phone"
+OPTED_OUT = "opted out"
 # Outcomes announced on the bus (a retry is not an outcome yet).
 ANNOUNCED = ("delivered", "failed", "skipped")
 
@@ -64,12 +83,18 @@ class WorkerSettings:
     contact_wait: float = 86400.0
     # Where escalations to national level are emailed (NOTIFY_NATIONAL_ADMIN_EMAILS).
     national_admin_emails: tuple[str, ...] = ()
+    # SMS and WhatsApp gateways by channel (None or absent: not configured).
+    gateways: dict[str, GatewaySettings | None] = field(default_factory=dict)
+    gateway_timeout: float = 10.0
+    sms_max_parts: int = 3
 
     @property
     def send_limit(self) -> float:
-        """The longest one send can take, webhook or email (timeouts are per operation)."""
+        """The longest one send can take, webhook, email or gateway (timeouts are per
+        operation)."""
         return max(channels.send_limit(self.webhook_timeout),
-                   channels.send_limit(self.smtp_timeout))
+                   channels.send_limit(self.smtp_timeout),
+                   channels.send_limit(self.gateway_timeout))
 
     @property
     def lease(self) -> timedelta:
@@ -95,6 +120,7 @@ class Claim:
     contact: store.Contact | None = None
     endpoint: store.Subscription | None = None
     claimed_at: float = 0.0  # monotonic clock, read with the time the lease counts from
+    opted_out: bool = False  # the reporter's number sent STOP on this (phone) channel
 
 
 @dataclass(frozen=True)
@@ -131,12 +157,14 @@ def _where(exc: BaseException) -> str:
 class DeliveryWorker:
     def __init__(self, engine: Engine, outbox: Outbox, settings: WorkerSettings,
                  send_webhook: Callable[..., Result] = channels.send_webhook,
-                 send_email: Callable[..., Result] = channels.send_email):
+                 send_email: Callable[..., Result] = channels.send_email,
+                 send_gateway: Callable[..., Result] = channels.send_gateway):
         self.engine = engine
         self.outbox = outbox
         self.settings = settings
         self.send_webhook = send_webhook
         self.send_email = send_email
+        self.send_gateway = send_gateway
         self._wake = threading.Condition()
         self._generation = 0
         self._last_gauges = 0.0
@@ -222,7 +250,8 @@ class DeliveryWorker:
             if row is None:
                 return None
             contact = endpoint = None
-            if row.channel == "email" and row.audience == REPORTER:
+            channel, opted_out = row.channel, False
+            if row.channel in REPORTER_CHANNELS and row.audience == REPORTER:
                 contact = store.load_contact(conn, row.tracking_id)
                 waited = (now - db.as_utc(row.created_at)).total_seconds()
                 if contact is None and waited < self.settings.contact_wait:
@@ -231,6 +260,12 @@ class DeliveryWorker:
                         next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
                         last_error=WAITING_FOR_CONTACT, updated_at=now))
                     return _PUT_BACK
+                if contact is not None and row.attempts == 0 and row.replaces is None:
+                    # The first send of a notice goes on the reporter's channel as the
+                    # contact says now (it may have come after the event).
+                    channel = reach.first_channel(contact)
+                if contact is not None and channel in reach.PHONE_CHANNELS:
+                    opted_out = store.opted_out(conn, channel, contact.phone)
             elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
                 endpoint = _own_endpoint(conn, row.target)
             elif row.channel == "webhook":
@@ -241,10 +276,10 @@ class DeliveryWorker:
             last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
             conn.execute(d.update().where(d.c.id == row.id).values(
                 attempts=attempt, next_attempt_at=now + self.settings.lease,
-                last_error=last_error, updated_at=now))
-        return Claim(row.id, row.delivery_id, row.tracking_id, row.channel, row.audience,
+                last_error=last_error, updated_at=now, channel=channel))
+        return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
-                     contact, endpoint, claimed_at)
+                     contact, endpoint, claimed_at, opted_out)
 
     def attempt(self, claim: Claim) -> Outcome:
         started = time.monotonic()
@@ -253,6 +288,8 @@ class DeliveryWorker:
                 result = self._webhook(claim)
             elif claim.channel == "email":
                 result = self._email(claim)
+            elif claim.channel in reach.PHONE_CHANNELS:
+                result = self._phone(claim)
             else:
                 result = Outcome("failed", f"unknown channel {claim.channel}")
         except Exception as exc:  # a bug must not kill the worker or leave the row leased
@@ -305,6 +342,59 @@ class DeliveryWorker:
                                  limit=self._time_left(claim, timeout))
         return self._outcome(result)
 
+    def _phone(self, claim: Claim) -> Outcome:
+        """An SMS or WhatsApp message to the reporter through the channel's gateway."""
+        if claim.contact is None:
+            return Outcome("skipped", CONTACT_NEVER_ARRIVED)
+        to = store.e164(claim.contact.phone)
+        if not to:
+            return Outcome("skipped", NO_PHONE)
+        gateway = self.settings.gateways.get(claim.channel)
+        if gateway is None:
+            return Outcome("skipped", NO_GATEWAY)
+        if claim.opted_out:
+            return Outcome("skipped", OPTED_OUT)
+        text = short.render(json.loads(claim.payload), claim.contact.language,
+                            self.settings.public_url, claim.channel,
+                            self.settings.sms_max_parts)
+        body = channels.gateway_body(gateway.body, to, text, claim.delivery_id)
+        timeout = self.settings.gateway_timeout
+        result = self.send_gateway(gateway, body, claim.delivery_id, timeout,
+                                   limit=self._time_left(claim, timeout))
+        if result.ok and claim.channel == reach.SMS:
+            SMS_PARTS.inc(sms.parts(text))
+        return self._outcome(result)
+
+    def _usable(self, conn, channel: str, contact: store.Contact) -> bool:
+        """Whether a fallback on `channel` can be sent at all now."""
+        if channel == reach.EMAIL:
+            return bool(contact.email)
+        return bool(store.e164(contact.phone)) and \
+            self.settings.gateways.get(channel) is not None and \
+            not store.opted_out(conn, channel, contact.phone)
+
+    def _fallback(self, conn, claim: Claim, now) -> str | None:
+        """Creates the notice on the reporter's next channel after a delivery that failed for
+        good or could not be made; the channel, or None when there is no other."""
+        if claim.audience != REPORTER or claim.contact is None or \
+                claim.channel not in REPORTER_CHANNELS:
+            return None
+        d = store.deliveries
+        tried = set(conn.execute(sa.select(d.c.channel).where(
+            d.c.trigger_event_id == claim.trigger_event_id, d.c.audience == claim.audience,
+        )).scalars()) | {claim.channel}
+        channel = reach.next_channel(claim.contact, tried,
+                                     lambda ch: self._usable(conn, ch, claim.contact))
+        if channel is None:
+            return None
+        conn.execute(sa.insert(d).values(
+            delivery_id=str(uuid.uuid4()), tracking_id=claim.tracking_id, channel=channel,
+            audience=claim.audience, target=claim.target,
+            trigger_event_id=claim.trigger_event_id, trigger_type=claim.trigger_type,
+            payload=claim.payload, status="pending", attempts=0, next_attempt_at=now,
+            created_at=now, updated_at=now, replaces=claim.delivery_id))
+        return channel
+
     @staticmethod
     def _outcome(result: Result) -> Outcome:
         if result.ok:
@@ -334,7 +424,15 @@ class DeliveryWorker:
                 outcome=outcome.status, detail=outcome.detail[:200]))
             if outcome.status in ANNOUNCED:
                 self.outbox.add(conn, self._outcome_event(claim, outcome))
+            fallback = self._fallback(conn, claim, now) \
+                if outcome.status in ("failed", "skipped") else None
         DELIVERIES.labels(claim.channel, outcome.status).inc()
+        if fallback is not None:
+            FALLBACKS.labels(claim.channel, fallback).inc()
+            log.info("delivery %s: the reporter is told on %s instead", claim.delivery_id,
+                     fallback, extra={"channel": claim.channel, "delivery_id":
+                                      claim.delivery_id})
+            self.wake()
         log.info("delivery %s attempt %d: %s (%s)", claim.delivery_id, claim.attempt,
                  outcome.status, outcome.detail,
                  extra={"channel": claim.channel, "audience": claim.audience,

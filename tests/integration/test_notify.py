@@ -571,10 +571,11 @@ def test_reporter_email_follows_the_registration(start_notify, publish, smtp):
     message = wait_for(lambda: smtp.to("budi@example.id"), what="the triage email")[0]
     assert message["Subject"] == f"[LAPOR!] Laporan {triaged} diterima, menunggu verifikasi"
     assert "Jumat, 17 Juli 2026 pukul 16.00 WIB" in message.get_body(("plain",)).get_content()
+    # No email address, only a phone: the notice is for SMS, and no SMS gateway is set.
     skipped = wait_for(lambda: rows(service, store.deliveries,
-                                    trigger_event_id=quiet_event.event_id, channel="email",
-                                    status="skipped"), what="the skipped email")[0]
-    assert skipped["last_error"] == "no email"
+                                    trigger_event_id=quiet_event.event_id, channel="sms",
+                                    status="skipped"), what="the skipped SMS")[0]
+    assert skipped["last_error"] == "no gateway"
 
 
 def test_two_replicas_send_each_delivery_exactly_once(start_notify, publish, smtp, agency):

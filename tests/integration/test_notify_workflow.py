@@ -406,8 +406,9 @@ def test_nobody_to_tell_is_announced_as_notification_skipped(start_notify, publi
 
     expected = sorted([
         ("webhook", "agency", "no endpoint", "ticket.dispatched"),
-        ("email", "reporter", "no email", "ticket.dispatched"),
-        ("email", "reporter", "no email", "ticket.escalated"),
+        # Reachable by phone only: by SMS, and no SMS gateway is configured.
+        ("sms", "reporter", "no gateway", "ticket.dispatched"),
+        ("sms", "reporter", "no gateway", "ticket.escalated"),
         ("email", "national_admin", "no national admin address", "ticket.escalated"),
         ("webhook", "national_admin", "no endpoint", "ticket.escalated"),
     ])
