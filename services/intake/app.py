@@ -52,16 +52,22 @@ class IntakeContext:
     # Set when the process starts shutting down: readiness turns 503 so load balancers stop
     # sending new work while the requests in flight finish.
     draining: threading.Event = field(default_factory=threading.Event)
+    # Uploads, signed links and the media URL fetcher (services/intake/attachments).
+    attachments: attachments.Attachments | None = None
 
     def start_workers(self) -> None:
         self.outbox.start()
         self.consumer.start()
+        if self.attachments is not None:
+            self.attachments.start()
 
     def stop_workers(self, budget: float = 10.0) -> int:
         """Stops the read-model consumer after the messages in hand, then has the relay
         publish what it can, all within `budget` seconds; returns the events left for the
         next start."""
         deadline = time.monotonic() + budget
+        if self.attachments is not None:
+            self.attachments.stop(timeout=min(2.0, budget * 0.2))
         self.consumer.stop(timeout=budget * 0.4)
         # Outbox.stop may take its flush time plus two seconds to let a broker call end.
         left = self.outbox.stop(flush_timeout=max(0.0, deadline - time.monotonic() - 2.5))
@@ -81,6 +87,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "CORS_ORIGINS": env.str("INTAKE_CORS_ORIGINS", ""),
         "START_WORKERS": True,
         **limits.settings_from_env(env),
+        **attachments.settings_from_env(env),
     }
 
 
@@ -107,6 +114,7 @@ def create_app(config: dict | None = None) -> Flask:
     _register_response_headers(app)
     limits.install(app)
     _install_cors(app)
+    attachment_service = attachments.Attachments(app.config)
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
         # The client is the address the nearest trusted proxy saw, not the proxy itself.
@@ -130,7 +138,7 @@ def create_app(config: dict | None = None) -> Flask:
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,
                                       action_timeout=app.config.get("ROUTING_ACTION_TIMEOUT")),
-                        consumer)
+                        consumer, attachments=attachment_service.attach(engine))
     app.extensions["lapor"] = ctx
     _register_ops_routes(app, ctx)
     if app.config.get("START_WORKERS"):
@@ -157,7 +165,9 @@ def _register_ops_routes(app: Flask, ctx: IntakeContext) -> None:
                   "routing": ctx.routing.healthy(),
                   "routing_token": ctx.routing.service_token_status(),
                   # The official region list (0: not imported; every well-formed code goes).
-                  "regions": regions.count(ctx.engine)}
+                  "regions": regions.count(ctx.engine),
+                  # Files: storage reachable, fetcher alive, signed links and scanning set up.
+                  "attachments": ctx.attachments.status()}
         ready = checks["database"]
         if ctx.draining.is_set():
             return jsonify(status="draining", checks=checks), 503

@@ -587,6 +587,21 @@ class DuplicateCandidate(_Answer):
     resolution: Literal["pending", "linked", "dismissed"]
 
 
+class TicketAttachment(_Answer):
+    """A file the reporter attached (services/intake/attachments), for the handling agency."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    content_type: Literal["image/jpeg", "image/png", "image/webp", "application/pdf"]
+    size: int = Field(ge=1, description="bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    location_kept: bool = Field(description="the photo keeps its GPS position (the reporter "
+                                            "asked; never for anonymous reports)")
+    created_at: datetime
+    url: str | None = Field(description="a signed link that serves the file without a token "
+                                        "until it expires; null when the operator has set no "
+                                        "link secret")
+
+
 class StaffTicket(_Answer):
     """One ticket as staff see it."""
 
@@ -632,6 +647,9 @@ class StaffTicket(_Answer):
     duplicate_candidates: list[DuplicateCandidate] = Field(
         description="national admin and oversight: tickets routing found alike (either "
                     "side of the pair); a pending one waits for link or dismiss-duplicate")
+    attachments: list[TicketAttachment] | None = Field(
+        None, description="GET of one ticket only: the reporter's files, each with a signed "
+                          "link")
 
 
 class AuditEntry(_Answer):

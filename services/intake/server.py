@@ -17,8 +17,11 @@ LAPOR_SHUTDOWN_SECONDS."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import http
 import logging
+import re
 import resource
 import threading
 import time
@@ -28,6 +31,7 @@ from flask import Flask
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
@@ -38,6 +42,7 @@ from services.infra.retention import Retention, RetentionSettings, delete_older
 from services.infra.telemetry import OpsServer
 from services.intake import storage
 from services.intake.app import MAX_BODY_BYTES, IntakeContext
+from services.intake.attachments.api import MULTIPART_SLACK
 from services.intake.problems import MEDIA_TYPE, Problem
 from services.intake.reports import IDEMPOTENCY_WINDOW
 
@@ -97,11 +102,38 @@ def _status_line(status: int) -> str:
     return f"{status} {http.HTTPStatus(status).phrase}"
 
 
+# Attachment uploads (services/intake/attachments) get their own, larger body limit and
+# request deadline; every other request keeps the small ones.
+UPLOAD_PATH = re.compile(r"/api/v1/reports/[^/]+/attachments/?")
+
+
+class _Parser(HTTPRequestParser):
+    upload_limit = 0
+    upload_timeout: float | None = None
+
+    def __init__(self, adj, upload_adj=None, upload_timeout=None):
+        super().__init__(adj)
+        self._upload = (upload_adj, upload_timeout)
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        upload_adj, timeout = self._upload
+        if upload_adj is not None and self.command == "POST" and UPLOAD_PATH.fullmatch(
+                self.path or ""):
+            self.adj = upload_adj  # read for this request's body limit from here on
+            self.upload_limit = upload_adj.max_request_body_size - 1 - MULTIPART_SLACK
+            self.upload_timeout = timeout
+
+
 class _ProblemErrorTask(ErrorTask):
     """Waitress's own error answers (bad HTTP, too large) as problem+json like the app's."""
 
     def execute(self):
         status, code, title, detail = _SERVER_ERRORS.get(self.request.error.code, _UNAVAILABLE)
+        limit = getattr(self.request, "upload_limit", 0)
+        if status == 413 and limit:
+            code, title = "attachment_too_large", "File too large"
+            detail = f"Send a file of at most {limit / 2 ** 20:g} MiB"
         body = Problem(status, code, title, detail).body()
         self.status = _status_line(status)
         self.response_headers.extend([("Content-Type", MEDIA_TYPE), *_NO_SNIFF])
@@ -123,8 +155,10 @@ class _Channel(HTTPChannel):
     error_task_class = _ProblemErrorTask
     task_class = _Task
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, server, *args, **kwargs):
+        super().__init__(server, *args, **kwargs)
+        self.parser_class = functools.partial(_Parser, upload_adj=server.upload_adj,
+                                              upload_timeout=server.upload_timeout)
         # The first request's clock runs from the moment the connection is accepted.
         self.receiving_since: float | None = time.monotonic()
 
@@ -144,6 +178,7 @@ class _Channel(HTTPChannel):
         super().send_continue()
 
     def overdue(self, now: float, timeout: float) -> bool:
+        timeout = getattr(self.request, "upload_timeout", None) or timeout
         return (self.receiving_since is not None and now - self.receiving_since > timeout
                 and not self.requests and not (self.will_close or self.close_when_flushed))
 
@@ -181,6 +216,8 @@ class _Listener(TcpWSGIServer):
     channel_class = _Channel
     draining = False
     request_timeout = 10.0
+    upload_adj: Adjustments | None = None
+    upload_timeout: float | None = None
 
     def maintenance(self, now):
         super().maintenance(now)  # kept-alive connections idle past channel_timeout
@@ -201,6 +238,9 @@ class HttpServer:
             max_request_header_size=MAX_HEADER_BYTES, asyncore_use_poll=True,
             ident="lapor-intake")
         _allow_descriptors(settings.connection_limit)
+        uploads = app.extensions["lapor"].attachments
+        upload_adj = copy.copy(adj)
+        upload_adj.max_request_body_size = uploads.max_bytes + MULTIPART_SLACK + 1
         self.adj = adj
         self._map: dict = {}
         self.dispatcher = ThreadedTaskDispatcher()
@@ -210,6 +250,8 @@ class HttpServer:
             listener = _Listener(app, self._map, dispatcher=self.dispatcher, adj=adj,
                                  sockinfo=sockinfo)
             listener.request_timeout = settings.request_timeout
+            listener.upload_adj = upload_adj
+            listener.upload_timeout = max(settings.request_timeout, uploads.upload_seconds)
             self.listeners.append(listener)
         self.port = int(self.listeners[0].effective_port)
         self._thread: threading.Thread | None = None
@@ -327,6 +369,8 @@ class IntakeProcess:
         loops = [self.retention.loop]
         if app.config.get("START_WORKERS"):
             loops += [self.ctx.outbox.loop, self.ctx.consumer.loop]
+            if self.ctx.attachments is not None and self.ctx.attachments.fetcher is not None:
+                loops.append(self.ctx.attachments.fetcher.loop)
         # Liveness: a dead or wedged background loop gets the process restarted.
         # Readiness: the database, and not shutting down (the broker may be away: the
         # outbox keeps what it cannot send).

@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from lapor.v1 import common_pb2, routing_pb2
 from services.intake import ids, models
 from services.intake.api import all_optional, bearer_token, json_body, tracking_id_of
+from services.intake.attachments.api import attachments_for_staff
 from services.intake.problems import STAFF_REALM, Problem, from_staff_call, validation
 from services.intake.reports import STATUS_LABELS, category_scores, iso_timestamp
 from services.intake.routing_client import TOKEN
@@ -86,8 +87,11 @@ def list_tickets():
 def get_ticket(tracking_id: str):
     token = staff_token()
     canonical = tracking_id_of(tracking_id)
-    return jsonify(ticket_json(_call(
-        "GetTicket", routing_pb2.GetTicketRequest(tracking_id=canonical), token)))
+    ticket = ticket_json(_call(
+        "GetTicket", routing_pb2.GetTicketRequest(tracking_id=canonical), token))
+    # Routing has let this member see the ticket: the reporter's files come with it.
+    ticket["attachments"] = attachments_for_staff(canonical)
+    return jsonify(ticket)
 
 
 @bp.get("/tickets/<tracking_id>/audit")

@@ -114,5 +114,40 @@ processed_events = processed_events_table(metadata)
 
 # --- Attachments (attachments/) ---
 
+# A file attached to a report, after the checks: the blob holds the re-encoded image (or the
+# PDF as sent), never the client's file name. `public_key` is the copy the public may fetch
+# (the same blob, a copy without the GPS the reporter chose to keep, or NULL: a PDF naming
+# its author is never served to the public).
+attachments = sa.Table(
+    "attachments", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tracking_id", sa.String(20), sa.ForeignKey("reports.tracking_id"),
+              nullable=False, index=True),
+    sa.Column("content_type", sa.String(40), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("storage_key", sa.String(80), nullable=False),
+    sa.Column("public_key", sa.String(80)),
+    sa.Column("location_kept", sa.Boolean, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Media URLs (Open311 media_url, a WhatsApp image) waiting to be fetched in the background.
+# The URL is blanked once the fetch is done or given up: it may carry the gateway's token.
+media_fetches = sa.Table(
+    "media_fetches", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tracking_id", sa.String(20), sa.ForeignKey("reports.tracking_id"),
+              nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("last_error", sa.String(200), nullable=False),
+    sa.Column("attachment_id", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 MIGRATIONS = MigrationPlan("intake", metadata, Path(__file__).with_name("migrations"))

@@ -5,9 +5,14 @@ never an email address or a phone number: they reach reporters through the platf
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 from lapor.v1 import common_pb2, events_pb2
+from services.infra import signed_links
+from services.infra.config import ConfigError, Env
 from services.notify import dates
 from services.notify.store import Contact
 
@@ -63,6 +68,60 @@ def _report(report: common_pb2.ReportContent, zone: str, *, hide_identity: bool)
     return body
 
 
+# -- signed links to the report's attachments (served by intake) -----------------------------
+log = logging.getLogger(__name__)
+ATTACHMENT_LINK_SECONDS = 7 * 24 * 3600.0
+_links_lock = threading.Lock()
+_links: tuple | None = None
+_links_read = False
+
+
+def configure_attachment_links(signer: signed_links.LinkSigner | None, intake_url: str,
+                               seconds: float = ATTACHMENT_LINK_SECONDS) -> None:
+    """Sets how agency webhooks link to attachments; no signer or no URL: no link."""
+    global _links, _links_read
+    with _links_lock:
+        _links = (signer, intake_url.rstrip("/"), seconds) if signer and intake_url else None
+        _links_read = True
+
+
+def attachment_links_from_env(env: Env | None = None) -> None:
+    """NOTIFY_INTAKE_PUBLIC_URL (intake's address as agencies reach it), the shared
+    LAPOR_ATTACHMENT_LINK_SECRET(_FILE) and NOTIFY_ATTACHMENT_LINK_SECONDS (7 days)."""
+    env = env or Env()
+    configure_attachment_links(signed_links.from_env(env),
+                               env.str("NOTIFY_INTAKE_PUBLIC_URL", ""),
+                               env.seconds("NOTIFY_ATTACHMENT_LINK_SECONDS",
+                                           ATTACHMENT_LINK_SECONDS))
+
+
+def _attachment_links() -> tuple | None:
+    if not _links_read:
+        try:
+            attachment_links_from_env()
+        except ConfigError as exc:
+            # Read on first use in a worker thread: a bad setting loses the link, not the
+            # delivery.
+            log.error("attachment links disabled: %s", exc)
+            configure_attachment_links(None, "")
+    return _links
+
+
+def attachments_link(tracking_id: str, now: float | None = None) -> dict | None:
+    """A signed, time-limited link to the report's attachment list at intake (which
+    answers signed links to each file), or None when not configured."""
+    links = _attachment_links()
+    if links is None:
+        return None
+    signer, base, seconds = links
+    query = signer.query("attachments", tracking_id, seconds,
+                         now=time.time() if now is None else now)
+    return {"url": f"{base}/api/v1/reports/{tracking_id}/attachments?expires="
+                   f"{query['expires']}&signature={query['signature']}",
+            "expires_at": datetime.fromtimestamp(int(query["expires"]), UTC).isoformat()
+            .replace("+00:00", "Z")}
+
+
 def dispatched_webhook(event_type: str, msg: events_pb2.TicketDispatched, delivery_id: str,
                        contact: Contact | None = None) -> dict:
     """The agency's webhook body for ticket.dispatched.
@@ -85,6 +144,7 @@ def dispatched_webhook(event_type: str, msg: events_pb2.TicketDispatched, delive
         "deadline_zone": zone,
         "working_days": msg.working_days,
         "report": _report(msg.report, zone, hide_identity=hide),
+        **({"attachments": link} if (link := attachments_link(msg.tracking_id)) else {}),
     }
 
 
