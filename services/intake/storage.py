@@ -112,6 +112,42 @@ processed_events = processed_events_table(metadata)
 
 # --- SMS and WhatsApp gateway messages and conversations (inbound/) ---
 
+# Each gateway message handled, with the reply given: a redelivery by the provider gets the
+# same reply and changes nothing. Neither the sender nor the text is kept here. Deleted after
+# the redelivery window (inbound/store.py MESSAGE_WINDOW).
+channel_messages = sa.Table(
+    "channel_messages", metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("message_id", sa.String(200), primary_key=True),
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("tracking_id", sa.String(20), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# A report waiting for the sender's answer to one question (where it happened): its text
+# and media URL until the answer comes, BATAL, or the draft expires. The sender is a keyed
+# hash (inbound/settings.py sender_hash), never the number: the answer brings it again.
+channel_drafts = sa.Table(
+    "channel_drafts", metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("sender_hash", sa.String(64), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("media_urls", sa.Text, nullable=False, server_default=""),
+    # The region codes a previous answer could mean (comma-separated), to ask between them.
+    sa.Column("choices", sa.Text, nullable=False, server_default=""),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Which reports a sender made through a channel (keyed hash again), so STATUS shows them
+# more than the public view.
+channel_reports = sa.Table(
+    "channel_reports", metadata,
+    sa.Column("tracking_id", sa.String(20), sa.ForeignKey("reports.tracking_id"),
+              primary_key=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("sender_hash", sa.String(64), nullable=False),
+)
+
 # --- Attachments (attachments/) ---
 
 # A file attached to a report, after the checks: the blob holds the re-encoded image (or the
