@@ -193,7 +193,12 @@ class NotifyService:
         self.consumer.start()
         self.retention.start()
         self.ops.start()
-        log.info("notify started", extra={"workers": self.settings.workers})
+        # Which reporter channels can send, so an operator sees a missing gateway at start.
+        phone = [name for name, gateway in (("sms", self.settings.sms_gateway),
+                                            ("whatsapp", self.settings.whatsapp_gateway))
+                 if gateway is not None]
+        log.info("notify started", extra={"workers": self.settings.workers,
+                                          "channels": ["email", "webhook", *phone]})
         return self
 
     def stop(self) -> None:

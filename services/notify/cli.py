@@ -150,7 +150,8 @@ def _deliveries_list(args: argparse.Namespace) -> int:
     d = store.deliveries
     query = sa.select(d.c.delivery_id, d.c.tracking_id, d.c.channel, d.c.audience, d.c.target,
                       d.c.trigger_type, d.c.status, d.c.attempts, d.c.last_error,
-                      d.c.replaces, d.c.updated_at).order_by(d.c.id.desc()).limit(max(1, args.limit))
+                      d.c.replaces, d.c.updated_at
+                      ).order_by(d.c.id.desc()).limit(max(1, args.limit))
     if args.status:
         query = query.where(d.c.status == args.status)
     if args.tracking_id:

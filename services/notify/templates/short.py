@@ -47,9 +47,9 @@ TEXTS: dict[str, dict[str, _T | dict[str, _T]]] = {
     },
     "held": {
         "id": ["LAPOR! Laporan {tracking_id} ditunda, perlu kelengkapan.",
-               " Pertanyaan admin: {question}", " Lengkapi lewat situs/aplikasi LAPOR!."],
+               " Pertanyaan admin: {question}", ". Lengkapi lewat situs/aplikasi LAPOR!."],
         "en": ["LAPOR! Report {tracking_id} on hold: more information needed.",
-               " The admin asks: {question}", " Add it on the LAPOR! site or app."],
+               " The admin asks: {question}", ". Add it on the LAPOR! site or app."],
     },
     "followed_up": {
         "id": ["LAPOR! Laporan {tracking_id} ditindaklanjuti oleh {agency_name}",
@@ -117,9 +117,11 @@ TEXTS: dict[str, dict[str, _T | dict[str, _T]]] = {
                " {status}", " ({agency_name})", ". {note}", ". Due {deadline}."],
     },
 }
-_LINK = {"id": " Info: {link}", "en": " Details: {link}"}
+_LINK = {"id": "\nInfo: {link}", "en": "\nDetails: {link}"}
 _FORMATTER = string.Formatter()
 _ELLIPSIS_STOP = re.compile(r"\.{4,}")
+# A value ending a sentence, followed by the text's own full stop: "spot?." -> "spot?".
+_DOUBLE_STOP = re.compile(r"(?<!\.)([.!?])\.(?!\.)")
 
 
 def _names(segment: str) -> set[str]:
@@ -188,9 +190,6 @@ def render(stored: Mapping[str, object], language: str | None, public_url: str,
               if field in BUILDERS}
     values["deadline"] = _short_deadline(stored, lang)
     values = {key: " ".join(str(value).split()) for key, value in values.items()}
-    # The texts put their own full stop after a note.
-    values = {key: value.rstrip(" .") if key in FREE_TEXT else value
-              for key, value in values.items()}
     if channel == SMS:
         values = {key: sms.plain(value) for key, value in values.items()}
 
@@ -199,7 +198,8 @@ def render(stored: Mapping[str, object], language: str | None, public_url: str,
                for key, value in values.items()}
         kept = [segment for index, segment in enumerate(segments)
                 if index == 0 or all(cut.get(field) for field in _names(segment))]
-        return _ELLIPSIS_STOP.sub("...", "".join(segment.format(**cut) for segment in kept))
+        text = "".join(segment.format(**cut) for segment in kept)
+        return _DOUBLE_STOP.sub(r"\1", _ELLIPSIS_STOP.sub("...", text))
 
     if channel == WHATSAPP:
         return build(WHATSAPP_FREE_TEXT)
