@@ -510,3 +510,27 @@ class ListAgenciesResponse(_message.Message):
     agencies: _containers.RepeatedCompositeFieldContainer[_common_pb2.Agency]
     next_page_token: str
     def __init__(self, agencies: _Optional[_Iterable[_Union[_common_pb2.Agency, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DirectoryCategory(_message.Message):
+    __slots__ = ("code", "name", "subcategories")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBCATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    subcategories: _containers.RepeatedCompositeFieldContainer[DirectorySubcategory]
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., subcategories: _Optional[_Iterable[_Union[DirectorySubcategory, _Mapping]]] = ...) -> None: ...
+
+class DirectorySubcategory(_message.Message):
+    __slots__ = ("code", "name")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListCategoriesResponse(_message.Message):
+    __slots__ = ("categories",)
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedCompositeFieldContainer[DirectoryCategory]
+    def __init__(self, categories: _Optional[_Iterable[_Union[DirectoryCategory, _Mapping]]] = ...) -> None: ...

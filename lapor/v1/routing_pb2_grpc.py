@@ -51,6 +51,11 @@ class RoutingServiceStub:
                 request_serializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.SerializeToString,
                 response_deserializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.FromString,
                 _registered_method=True)
+        self.ListCategories = channel.unary_unary(
+                '/lapor.v1.RoutingService/ListCategories',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=lapor_dot_v1_dot_routing__pb2.ListCategoriesResponse.FromString,
+                _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/lapor.v1.RoutingService/WhoAmI',
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
@@ -167,6 +172,14 @@ class RoutingServiceServicer:
 
     def ListAgencies(self, request, context):
         """Agencies serving a region (most specific first), paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCategories(self, request, context):
+        """The active categories of the directory with their subcategories, in the directory's
+        order (Open311 `services`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -321,6 +334,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.ListAgencies,
                     request_deserializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.FromString,
                     response_serializer=lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.SerializeToString,
+            ),
+            'ListCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCategories,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=lapor_dot_v1_dot_routing__pb2.ListCategoriesResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -499,6 +517,33 @@ class RoutingService:
             '/lapor.v1.RoutingService/ListAgencies',
             lapor_dot_v1_dot_routing__pb2.ListAgenciesRequest.SerializeToString,
             lapor_dot_v1_dot_routing__pb2.ListAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lapor.v1.RoutingService/ListCategories',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            lapor_dot_v1_dot_routing__pb2.ListCategoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

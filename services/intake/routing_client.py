@@ -45,7 +45,7 @@ TOKEN = re.compile(r"[!-~]{1,512}", re.ASCII)
 # The RPCs intake makes for citizens, with its own service token, and those it makes for
 # staff members, with theirs. A method in neither set is never called.
 CITIZEN_METHODS = frozenset({"SuggestRoute", "ReporterReply", "ReporterConfirm", "RateTicket",
-                             "AppealTicket", "WhoAmI"})
+                             "AppealTicket", "WhoAmI", "ListCategories"})
 STAFF_METHODS = frozenset({"WhoAmI", "ListTickets", "GetTicket", "GetAuditTrail",
                            "VerifyTicket", "HoldTicket", "ArchiveTicket", "AcceptTicket",
                            "ForwardTicket", "DeclineTicket", "FollowUpTicket", "CloseTicket",
@@ -179,7 +179,8 @@ class RoutingClient:
         """`method` (e.g. "ReporterReply") with intake's own service token."""
         if method not in CITIZEN_METHODS:
             raise ValueError(f"{method} is not called for citizens")
-        timeout = self.timeout if method == "SuggestRoute" else self.action_timeout
+        timeout = (self.timeout if method in ("SuggestRoute", "ListCategories")
+                   else self.action_timeout)
         return getattr(self.stub, method)(request, timeout=timeout,
                                           metadata=_metadata(self._service_token))
 
@@ -194,6 +195,10 @@ class RoutingClient:
 
     def suggest(self, request):
         return self.for_citizen("SuggestRoute", request)
+
+    def categories(self):
+        """The directory's active categories and subcategories (ListCategoriesResponse)."""
+        return self.for_citizen("ListCategories", empty_pb2.Empty())
 
     def healthy(self) -> bool:
         try:

@@ -174,6 +174,17 @@ class RoutingServicer(TicketRpcs, routing_pb2_grpc.RoutingServiceServicer):
                 str(offset + size).encode()).decode()
         return response
 
+    def ListCategories(self, request, context):  # noqa: N802
+        """The active categories and their subcategories, as the directory orders them."""
+        with storage.reading_directory(self.engine) as directory:
+            taxonomy = directory.categories()
+        return routing_pb2.ListCategoriesResponse(categories=[
+            routing_pb2.DirectoryCategory(
+                code=c.code, name=c.name, subcategories=[
+                    routing_pb2.DirectorySubcategory(code=s.code, name=s.name)
+                    for s in taxonomy.subcategories(c.code)])
+            for c in taxonomy.top_level()])
+
     def WhoAmI(self, request, context):  # noqa: N802
         """Who routing takes the caller to be: a way to check a token or certificate."""
         from services.routing.auth import current_principal

@@ -59,6 +59,7 @@ METHODS: dict[str, str] = {
     "SuggestRoute": ANYONE,
     "GetAgency": ANYONE,
     "ListAgencies": ANYONE,
+    "ListCategories": ANYONE,
     "WhoAmI": ANYONE,
     "ListTickets": STAFF_VIEW,
     "GetTicket": STAFF_VIEW,

@@ -59,6 +59,7 @@ method           national admin_a officer_a officer_b officer_parent oversight i
 SuggestRoute     Y        Y       Y         Y         Y              Y         Y      Y
 GetAgency        Y        Y       Y         Y         Y              Y         Y      Y
 ListAgencies     Y        Y       Y         Y         Y              Y         Y      Y
+ListCategories   Y        Y       Y         Y         Y              Y         Y      Y
 WhoAmI           Y        Y       Y         Y         Y              Y         Y      Y
 ListTickets      Y        Y       Y         Y         Y              Y         R      Y
 GetTicket        Y        Y       Y         T         Y              Y         R      Y
@@ -106,6 +107,7 @@ def request_for(method: str, tracking_id: str):
             region_code="13.03"),
         "GetAgency": lambda: routing_pb2.GetAgencyRequest(code=AGENCY_A),
         "ListAgencies": lambda: routing_pb2.ListAgenciesRequest(region_code="13.03"),
+        "ListCategories": lambda: empty_pb2.Empty(),
         "WhoAmI": lambda: empty_pb2.Empty(),
         "ListTickets": lambda: routing_pb2.ListTicketsRequest(),
         "GetTicket": lambda: routing_pb2.GetTicketRequest(tracking_id=t),
