@@ -17,7 +17,8 @@ log = logging.getLogger("services.notify")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.notify",
-        description="LAPOR notify: email to reporters, signed webhooks to agencies")
+        description="LAPOR notify: email, SMS and WhatsApp to reporters, signed webhooks "
+                    "to agencies")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="consume events and deliver notifications (default)")
     cli.add_commands(sub)
