@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 KEY = re.compile(r"^[a-z0-9]{16,64}(\.public)?$")
+CHECK_EVERY = 15.0  # seconds: readiness is polled often; the bucket is asked at most this often
 
 
 class BlobNotFound(Exception):
@@ -76,6 +78,7 @@ class S3Blobs:
 
         self.bucket = bucket
         self.prefix = prefix
+        self._checked: tuple[float, bool] | None = None
         self.client = boto3.client(
             "s3", endpoint_url=endpoint_url or None, region_name=region or None,
             config=Config(connect_timeout=timeout, read_timeout=timeout,
@@ -107,8 +110,12 @@ class S3Blobs:
     def check(self) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self._checked is not None and time.monotonic() - self._checked[0] < CHECK_EVERY:
+            return self._checked[1]
         try:
             self.client.head_bucket(Bucket=self.bucket)
+            reachable = True
         except (BotoCoreError, ClientError):
-            return False
-        return True
+            reachable = False
+        self._checked = (time.monotonic(), reachable)
+        return reachable

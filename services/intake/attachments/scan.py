@@ -4,8 +4,11 @@ means the file could not be scanned and is not stored."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import signal
 import subprocess
 from enum import StrEnum
 
@@ -47,18 +50,33 @@ class Scanner:
 
     def _run(self, data: bytes) -> ScanResult:
         try:
-            done = subprocess.run(self.argv, input=data, capture_output=True,
-                                  timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            log.warning("virus scan gave no answer within %.0fs", self.timeout)
-            return ScanResult.FAILED
+            # Its own process group, so a timeout ends the scanner's children too (a shell
+            # script's child would otherwise hold the pipes open past the timeout).
+            process = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
         except OSError as exc:
             log.warning("virus scan could not run (%s)", exc.strerror or type(exc).__name__)
             return ScanResult.FAILED
-        if done.returncode == 0:
+        try:
+            process.communicate(data, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("virus scan gave no answer within %.1fs", self.timeout)
+            return self._kill(process)
+        except OSError:  # the scanner closed stdin before reading it all
+            log.warning("virus scan stopped reading the file")
+            return self._kill(process)
+        if process.returncode == 0:
             return ScanResult.CLEAN
-        if done.returncode == 1:
+        if process.returncode == 1:
             log.warning("virus scan found an infected file")
             return ScanResult.INFECTED
-        log.warning("virus scan failed with exit status %d", done.returncode)
+        log.warning("virus scan failed with exit status %d", process.returncode)
+        return ScanResult.FAILED
+
+    @staticmethod
+    def _kill(process: subprocess.Popen) -> ScanResult:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         return ScanResult.FAILED
