@@ -45,6 +45,8 @@ LIMIT_SETTINGS = {
     "RATE_LIMIT_STAFF": ("INTAKE_RATE_LIMIT_STAFF", "600 per minute; 20000 per hour"),
     "RATE_LIMIT_STAFF_FAILURES": ("INTAKE_RATE_LIMIT_STAFF_FAILURES",
                                   "30 per minute; 300 per hour"),
+    "RATE_LIMIT_OPEN311_SUBMIT": ("INTAKE_RATE_LIMIT_OPEN311_SUBMIT",
+                                  "60 per minute; 1000 per hour"),
 }
 # Which endpoint each allowance guards.
 ENDPOINTS = {"api.create_report": "RATE_LIMIT_SUBMIT", "api.suggest_route": "RATE_LIMIT_SUGGEST",
@@ -101,6 +103,14 @@ def staff_key() -> str:
     return client_key()
 
 
+def open311_key() -> str:
+    """An Open311 client's allowance: its API key's hash (never the key), else the client."""
+    key = request.form.get("api_key", "")
+    if key:
+        return "open311:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return client_key()
+
+
 def install(app: Flask) -> Limiter:
     """Rate-limits the API's endpoints of `app` as its config says."""
     config = app.config
@@ -148,6 +158,16 @@ def install(app: Flask) -> Limiter:
         app.view_functions[endpoint] = failures(app.view_functions[endpoint])
     for endpoint in [e for e in app.view_functions if e.startswith("staff.")]:
         app.view_functions[endpoint] = staff_failures(staff(app.view_functions[endpoint]))
+    # Open311: submissions per API key, reads per client like the API's report lookups.
+    open311_reads = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_READ"), scope="open311-reads",
+        error_message="Too many Open311 requests from this network")
+    for endpoint in [e for e in app.view_functions if e.startswith("open311.")]:
+        app.view_functions[endpoint] = (limiter.limit(
+            _limit(config, "RATE_LIMIT_OPEN311_SUBMIT"), key_func=open311_key,
+            error_message="Too many service requests with this api_key")
+            if endpoint == "open311.create_request" else open311_reads)(
+            app.view_functions[endpoint])
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):

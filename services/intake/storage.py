@@ -110,6 +110,30 @@ processed_events = processed_events_table(metadata)
 
 # --- Open311 clients and request tokens (open311/) ---
 
+# Applications allowed to submit through Open311: the SHA-256 of each API key (the key is
+# shown once, by `python -m services.intake open311-keys add`), never the key itself.
+open311_clients = sa.Table(
+    "open311_clients", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    # The key's first characters, so an operator can tell keys apart in `list`.
+    sa.Column("key_prefix", sa.String(12), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+# The token a POST requests answers, resolved by GET tokens/{token} to the request's id once
+# routing has the report.
+open311_tokens = sa.Table(
+    "open311_tokens", metadata,
+    sa.Column("token", sa.String(40), primary_key=True),
+    sa.Column("tracking_id", sa.String(20), sa.ForeignKey("reports.tracking_id"),
+              nullable=False, index=True),
+    sa.Column("client_id", BigId, sa.ForeignKey("open311_clients.id"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # --- SMS and WhatsApp gateway messages and conversations (inbound/) ---
 
 # Each gateway message handled, with the reply given: a redelivery by the provider gets the

@@ -8,10 +8,14 @@ one temperature fitted on 3-fold cross-validated scores of the training part: th
 stays the SVM's and the probabilities sum to one). Logistic regression over the same
 features was measured too; docs/classifier.md has both and why this one.
 
-What is saved and served is the fitted model's arithmetic only (vocabularies, idf weights,
-coefficients, the temperature) in a `LinearModel`, computed here with numpy: a prediction
-takes well under a millisecond and loading it imports neither scikit-learn nor SciPy. A
-unit test holds it equal to scikit-learn's own predict_proba.
+What routing serves is the fitted model's arithmetic only (vocabularies, idf weights,
+coefficients, the temperature) in a `LinearModel`, computed here with numpy and saved as
+model.npz (arrays) and model.json (vocabularies, labels, the temperature), neither a pickle:
+a prediction takes well under a millisecond and loading it imports neither scikit-learn nor
+SciPy. Its features are computed in float32 and summed in the order scikit-learn uses, so
+its probabilities are scikit-learn's predict_proba to 1e-9 (tests/integration/
+test_classifier_runtime.py, over the whole corpus). The fitted scikit-learn pipeline is saved
+beside it (pipeline.joblib) for tools that study the model; routing never loads it.
 """
 
 from __future__ import annotations
@@ -27,17 +31,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from services.routing.classify import normalise as normaliser
 from services.routing.classify.corpus import MAX_TEXT_CHARS, Example, category_of
 
-MODEL_FILE = "model.joblib"
+ARRAYS_FILE = "model.npz"
+MODEL_FILE = "model.json"
+PIPELINE_FILE = "pipeline.joblib"     # the scikit-learn pipeline, for tools only
 CARD_FILE = "card.json"
+OLD_MODEL_FILE = "model.joblib"       # format 2 and before: a pickle routing loaded
 # Bump when a change here alters what a model file holds or how features are computed:
 # models of another format are then rebuilt (the normaliser's code is hashed instead).
-FORMAT = 2
+FORMAT = 3
 
 PARAMS: dict = {
     "format": FORMAT,
@@ -144,10 +150,6 @@ def fit_pipeline(examples: Sequence[Example], params: dict = PARAMS):
     return pipeline
 
 
-def train(examples: Sequence[Example], params: dict = PARAMS) -> LinearModel:
-    return LinearModel.from_pipeline(fit_pipeline(examples, params), params)
-
-
 # -- serving (numpy only) ------------------------------------------------------------------
 
 def _ngrams(tokens: list[str], low: int, high: int) -> list[str]:
@@ -165,32 +167,43 @@ def _char_wb(words: list[str], low: int, high: int) -> list[str]:
         padded = f" {word} "
         length = len(padded)
         for n in range(low, high + 1):
-            if length < n:  # a short word counts once, whole
+            if length <= n:  # a word no longer than n counts once, whole
                 grams.append(padded)
                 break
-            grams.extend(padded[i:i + n] for i in range(length - n + 1))
+            grams.extend([padded[i:i + n] for i in range(length - n + 1)])
     return grams
 
 
 @dataclass
 class _Vocabulary:
     index: dict[str, int]
-    idf: np.ndarray
+    idf: np.ndarray      # float32, as the fitted vectoriser holds it
     offset: int          # where its columns start in the joined feature space
     sublinear: bool
 
     def features(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        counts = Counter(t for t in terms if t in self.index)
-        if not counts:
-            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
-        columns = np.fromiter((self.index[t] for t in counts), dtype=np.intp,
-                              count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        """The columns and TF-IDF values (float32, unit length) of a text's terms, computed
+        as TfidfVectorizer(dtype=float32) does, step by step and in its order."""
+        index = self.index
+        found = [(index[t], n) for t, n in Counter(terms).items() if t in index]
+        if not found:
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+        pairs = np.array(found, dtype=np.intp)
+        columns, tf = pairs[:, 0], pairs[:, 1].astype(np.float32)
+        order = np.argsort(columns)
+        columns, tf = columns[order], tf[order]
         if self.sublinear:
-            tf = np.log(tf) + 1.0
+            tf = np.log(tf) + np.float32(1.0)
         values = tf * self.idf[columns]
-        norm = math.sqrt(float(values @ values))
-        return columns + self.offset, values / norm if norm else values
+        # scikit-learn's l2 normalisation: float32 squares summed one by one in a double.
+        squares = (values * values).astype(np.float64)
+        norm = math.sqrt(float(np.add.accumulate(squares)[-1]))
+        if not norm:
+            return columns + self.offset, values
+        return columns + self.offset, (values.astype(np.float64) / norm).astype(np.float32)
+
+
+_ARRAYS = ("word_idf", "char_idf", "weights", "intercept")
 
 
 class LinearModel:
@@ -203,23 +216,49 @@ class LinearModel:
         self.word_ngrams = tuple(state["word_ngrams"])
         self.char_ngrams = tuple(state["char_ngrams"])
         words, chars = state["word_vocabulary"], state["char_vocabulary"]
-        self._words = _Vocabulary({t: i for i, t in enumerate(words)}, state["word_idf"], 0,
+        self._words = _Vocabulary({t: i for i, t in enumerate(words)},
+                                  np.asarray(state["word_idf"], dtype=np.float32), 0,
                                   state["sublinear"][0])
-        self._chars = _Vocabulary({t: i for i, t in enumerate(chars)}, state["char_idf"],
+        self._chars = _Vocabulary({t: i for i, t in enumerate(chars)},
+                                  np.asarray(state["char_idf"], dtype=np.float32),
                                   len(words), state["sublinear"][1])
-        self._weights = state["weights"]        # (features, labels), rows gathered per text
-        self._intercept = state["intercept"]
+        # (features, labels) in float64 as the SVM has them: rows gathered per text.
+        self._weights = np.asarray(state["weights"], dtype=np.float64)
+        self._intercept = np.asarray(state["intercept"], dtype=np.float64)
         self._beta = float(state["beta"])
+
+    def save(self, directory: Path) -> None:
+        """model.npz (the arrays) and model.json (the rest) in `directory`."""
+        np.savez(directory / ARRAYS_FILE, **{k: self.state[k] for k in _ARRAYS})
+        rest = {k: v for k, v in self.state.items() if k not in _ARRAYS}
+        (directory / MODEL_FILE).write_text(json.dumps({"format": FORMAT, **rest},
+                                                       ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> LinearModel:
+        """The model saved in `directory` (no pickle is read)."""
+        state = json.loads((directory / MODEL_FILE).read_text(encoding="utf-8"))
+        if state.pop("format", None) != FORMAT:
+            raise ValueError(f"format is not {FORMAT}")
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+            state.update({k: arrays[k] for k in _ARRAYS})
+        return cls(state)
 
     @classmethod
     def from_pipeline(cls, pipeline, params: dict) -> LinearModel:
         union = pipeline.named_steps["features"]
         words = union.transformer_list[0][1]
         chars = union.transformer_list[1][1]
-        calibrated = pipeline.named_steps["classifier"].calibrated_classifiers_[0]
+        classifier = pipeline.named_steps["classifier"]
+        # What predict_proba computes is reproduced for this set-up only: one SVM refitted
+        # on everything and one temperature (ensemble=False, method="temperature").
+        if len(classifier.calibrated_classifiers_) != 1 or classifier.method != "temperature":
+            raise ModelError("only temperature calibration without an ensemble can be "
+                             "served; set classifier.calibration to \"temperature\"")
+        calibrated = classifier.calibrated_classifiers_[0]
         svm = calibrated.estimator
-        coef = np.asarray(svm.coef_, dtype=np.float32)
-        intercept = np.asarray(svm.intercept_, dtype=np.float32)
+        coef = np.asarray(svm.coef_, dtype=np.float64)
+        intercept = np.asarray(svm.intercept_, dtype=np.float64)
         if coef.shape[0] == 1:  # two labels: scores are (-x, x), as the calibrator sees them
             coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
 
@@ -235,9 +274,9 @@ class LinearModel:
             "word_ngrams": list(words.ngram_range), "char_ngrams": list(chars.ngram_range),
             "sublinear": [bool(words.sublinear_tf), bool(chars.sublinear_tf)],
             "word_vocabulary": vocabulary(words),
-            "word_idf": np.asarray(words.idf_, dtype=np.float64),
+            "word_idf": np.asarray(words.idf_, dtype=np.float32),
             "char_vocabulary": vocabulary(chars),
-            "char_idf": np.asarray(chars.idf_, dtype=np.float64),
+            "char_idf": np.asarray(chars.idf_, dtype=np.float32),
             "weights": np.ascontiguousarray(coef.T), "intercept": intercept,
             "beta": float(calibrated.calibrators[0].beta_),
         })
@@ -249,9 +288,8 @@ class LinearModel:
         w_cols, w_vals = self._words.features(_ngrams(stems, *self.word_ngrams))
         c_cols, c_vals = self._chars.features(_char_wb(words, *self.char_ngrams))
         columns = np.concatenate([w_cols, c_cols])
-        values = np.concatenate([w_vals, c_vals]).astype(np.float32)
-        scores = values @ self._weights[columns] + self._intercept
-        scores = self._beta * scores.astype(np.float64)
+        values = np.concatenate([w_vals, c_vals]).astype(np.float64)
+        scores = self._beta * (values @ self._weights[columns] + self._intercept)
         scores -= scores.max()
         exp = np.exp(scores)
         return exp / exp.sum()
@@ -297,7 +335,7 @@ class Classifier:
 
     @classmethod
     def from_files(cls, directory: Path) -> Classifier:
-        card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
+        card_path = directory / CARD_FILE
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -306,12 +344,15 @@ class Classifier:
         if card.get("libraries") != library_versions() or card.get("code") != code_digest():
             raise ModelError(f"model {card.get('version')} in {directory} was built by other "
                              "code or library versions; run `make model` to rebuild it")
+        if (directory / OLD_MODEL_FILE).is_file() and not (directory / MODEL_FILE).is_file():
+            raise ModelError(f"model {card.get('version')} in {directory} is in an older "
+                             f"format ({OLD_MODEL_FILE}); run `make model` to rebuild it")
         try:
-            state = joblib.load(model_path)
-        except (OSError, EOFError, ValueError, KeyError, ImportError) as exc:
-            raise ModelError(f"{model_path}: cannot load ({type(exc).__name__}); run "
-                             "`make model`") from None
-        return cls(LinearModel(state), card)
+            model = LinearModel.read(directory)
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{directory}: cannot load the model ({type(exc).__name__}: "
+                             f"{exc}); run `make model`") from None
+        return cls(model, card)
 
     def predict(self, title: str, body: str) -> Prediction:
         """The most likely category and subcategory of a report, with the runners-up."""

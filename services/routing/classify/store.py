@@ -1,11 +1,13 @@
 """Built models on disk. A model directory (var/model by default, ROUTING_MODEL_DIR) holds one
-sub-directory per version (model.joblib and card.json) and a file `current` naming the
-version routing uses. Versions are written under a temporary name and renamed into place,
-and `current` is replaced atomically, so a reader never sees half a model and several
-processes building the same version at once do no harm.
+sub-directory per version and a file `current` naming the version routing uses. A version
+holds what routing serves (model.npz and model.json, no pickle), its card (card.json) and
+the fitted scikit-learn pipeline (pipeline.joblib) for tools that study the model. Versions
+are written under a temporary name and renamed into place, and `current` is replaced
+atomically, so a reader never sees half a model and several processes building the same
+version at once do no harm.
 
-model.joblib is a pickle: load only models this project built into a directory only its
-operators can write.
+pipeline.joblib is a pickle: load it only from a directory only the operators can write.
+Routing never does.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import joblib
-
 from services.infra.config import PROJECT_ROOT, Env
-from services.routing.classify.model import CARD_FILE, MODEL_FILE, Classifier, ModelError
+from services.routing.classify.model import (
+    ARRAYS_FILE,
+    CARD_FILE,
+    MODEL_FILE,
+    OLD_MODEL_FILE,
+    PIPELINE_FILE,
+    Classifier,
+    LinearModel,
+    ModelError,
+)
 
 DEFAULT_DIR = PROJECT_ROOT / "var" / "model"
 CURRENT_FILE = "current"
@@ -47,13 +56,15 @@ class ModelStore:
 
     def has(self, version: str) -> bool:
         directory = self.directory(version)
-        return (directory / MODEL_FILE).is_file() and (directory / CARD_FILE).is_file()
+        return all((directory / name).is_file()
+                   for name in (ARRAYS_FILE, MODEL_FILE, CARD_FILE))
 
     def card(self, version: str) -> dict:
         return json.loads((self.directory(version) / CARD_FILE).read_text(encoding="utf-8"))
 
-    def save(self, version: str, state: dict, card: dict) -> Path:
-        """Writes the version's files, all or nothing."""
+    def save(self, version: str, model: LinearModel, card: dict, pipeline=None) -> Path:
+        """Writes the version's files, all or nothing; `pipeline` is the fitted
+        scikit-learn pipeline the model was exported from, kept for tools."""
         target = self.directory(version)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -63,7 +74,11 @@ class ModelStore:
                              "set ROUTING_MODEL_DIR to a writable directory or build the "
                              "model where it is deployed from (`make model`)") from None
         try:
-            joblib.dump(state, staging / MODEL_FILE, compress=3)
+            model.save(staging)
+            if pipeline is not None:
+                import joblib  # building only: routing never reads the pickle
+
+                joblib.dump(pipeline, staging / PIPELINE_FILE, compress=3)
             (staging / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
             staging.chmod(0o755)
@@ -91,6 +106,9 @@ class ModelStore:
             raise ModelError(f"no model in {self.root}: run `make model` (or "
                              "`python -m services.routing model build`)")
         if not self.has(version):
+            if (self.directory(version) / OLD_MODEL_FILE).is_file():
+                raise ModelError(f"model {version} in {self.root} is in an older format "
+                                 f"({OLD_MODEL_FILE}); run `make model` to rebuild it")
             raise ModelError(f"{self.root / CURRENT_FILE} names {version}, which is not in "
                              f"{self.root}: run `make model`")
         return Classifier.from_files(self.directory(version))
@@ -98,7 +116,7 @@ class ModelStore:
     @classmethod
     def open(cls, path: Path) -> _FixedStore | ModelStore:
         """A store for a model directory, or for one version's directory given directly."""
-        if (path / MODEL_FILE).is_file():
+        if (path / CARD_FILE).is_file():
             return _FixedStore(path)
         return cls(path)
 

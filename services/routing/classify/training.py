@@ -20,13 +20,14 @@ from services.routing.classify.model import (
     PARAMS,
     Classifier,
     Evaluation,
+    LinearModel,
     ModelError,
     code_digest,
     evaluate,
+    fit_pipeline,
     library_versions,
     model_version,
     timed,
-    train,
 )
 from services.routing.classify.store import ModelStore
 
@@ -64,7 +65,8 @@ def build(store: ModelStore, corrections: Sequence[Example] = (), *,
                            Evaluation.from_dict(card["held_out"]))
     train_part, held_out = corpus_mod.split(examples)
     training = corpus_mod.training_set(train_part, held_out, corrections)
-    model, seconds = timed(train, training, params)
+    pipeline, seconds = timed(fit_pipeline, training, params)
+    model = LinearModel.from_pipeline(pipeline, params)
     card = {
         "version": version,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -84,7 +86,7 @@ def build(store: ModelStore, corrections: Sequence[Example] = (), *,
     }
     evaluation = evaluate(Classifier(model, card), held_out)
     card["held_out"] = evaluation.as_dict()
-    directory = store.save(version, model.state, card)
+    directory = store.save(version, model, card, pipeline)
     log.info("model built", extra={"model_version": version, "examples": len(training),
                                    "accuracy": card["held_out"]["accuracy"],
                                    "macro_f1": card["held_out"]["macro_f1"],
