@@ -242,8 +242,7 @@ def _hash(app, phone: str, channel: str = "sms") -> str:
 
 def test_a_name_two_places_share_is_asked_between_them(app, gateway):
     asked = gateway.reply("Sekolah dasar kekurangan guru sejak semester lalu di Bogor")
-    assert asked["reply"] == ("Maksud Anda 1) KABUPATEN BOGOR atau 2) KOTA BOGOR? "
-                              "Balas dengan nomornya.")
+    assert asked["reply"] == "Daerah yang mana? Balas nomornya: 1) KAB. BOGOR 2) KOTA BOGOR"
     done = gateway.reply("2")
     assert report_row(app, done["tracking_id"]).region_code == "32.71"
 

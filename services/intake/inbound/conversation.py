@@ -119,11 +119,20 @@ def accepted(tracking_id: str) -> str:
             f"Cek status: balas STATUS {tracking_id}")
 
 
+_SHORT_NAMES = ((re.compile(r"^Kabupaten (Administrasi )?"), "Kab. "),
+                (re.compile(r"^Kota Administrasi "), "Kota "))
+
+
 def ask_choice(names: list[str]) -> str:
-    """One short question between places that share a name."""
-    shown = [n.upper() for n in names[:3]]
-    options = " atau ".join(f"{i}) {n}" for i, n in enumerate(shown, 1))
-    return f"Maksud Anda {options}? Balas dengan nomornya."
+    """One short question between places that share a name, the choices last: a long
+    name is what gets cut, never the question."""
+    shown = []
+    for name in names[:3]:
+        for pattern, short in _SHORT_NAMES:
+            name = pattern.sub(short, name)
+        shown.append(name.upper())
+    return "Daerah yang mana? Balas nomornya: " + " ".join(
+        f"{i}) {n}" for i, n in enumerate(shown, 1))
 
 
 def invalid_tracking_id(typed: str) -> str:

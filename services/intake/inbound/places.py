@@ -38,7 +38,9 @@ _LONGEST = 6  # tokens in the longest name ("kepulauan siau tagulandang biaro" h
 
 def tokens(text: str) -> list[str]:
     """Lower-case ASCII words: accents dropped, punctuation and hyphens are spaces."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    folded = "".join(ch if ch.isascii() else "" if unicodedata.combining(ch) else " "
+                     for ch in decomposed).lower()
     return re.findall(r"[a-z0-9]+", folded)
 
 
