@@ -50,15 +50,21 @@ LIMIT_SETTINGS = {
 }
 # Which endpoint each allowance guards.
 ENDPOINTS = {"api.create_report": "RATE_LIMIT_SUBMIT", "api.suggest_route": "RATE_LIMIT_SUGGEST",
-             "api.get_report": "RATE_LIMIT_READ", "api.support_report": "RATE_LIMIT_SUPPORT"}
+             "api.get_report": "RATE_LIMIT_READ", "api.support_report": "RATE_LIMIT_SUPPORT",
+             "attachments.list_attachments": "RATE_LIMIT_READ",
+             "attachments.get_attachment": "RATE_LIMIT_READ"}
 TOO_MANY = {"api.create_report": "Too many reports from this network",
             "api.suggest_route": "Too many suggestion requests from this network",
             "api.get_report": "Too many report lookups from this network",
-            "api.support_report": "Too many supports from this network"}
+            "api.support_report": "Too many supports from this network",
+            "attachments.list_attachments": "Too many attachment lookups from this network",
+            "attachments.get_attachment": "Too many file downloads from this network"}
 # The reporter's actions share one allowance per client.
-REPORTER_ENDPOINTS = ("api.reply", "api.confirm", "api.rate", "api.appeal")
+REPORTER_ENDPOINTS = ("api.reply", "api.confirm", "api.rate", "api.appeal",
+                      "attachments.upload_attachment")
 # Endpoints whose 403/404 answers are failed lookups of a report or its token.
-LOOKUP_ENDPOINTS = ("api.get_report", "api.support_report", *REPORTER_ENDPOINTS)
+LOOKUP_ENDPOINTS = ("api.get_report", "api.support_report", *REPORTER_ENDPOINTS,
+                    "attachments.list_attachments", "attachments.get_attachment")
 LOOKUP_FAILURE_STATUSES = (403, 404)
 REDIS_TIMEOUT = 0.5  # seconds: a slow Redis must not make every request slow
 

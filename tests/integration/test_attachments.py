@@ -673,3 +673,17 @@ def test_the_fetcher_runs_supervised_in_the_workers_and_stops_cleanly(
     assert not client.service.fetcher.healthy()
     with contextlib.suppress(Exception):
         client.service.engine.dispose()
+
+
+def test_uploads_count_against_the_reporters_allowance(sqlite_url, tmp_path):
+    app = make_app(sqlite_url, tmp_path, RATE_LIMIT_REPORTER="2 per minute")
+    try:
+        client = Client(app)
+        tracking_id, token = client.submit()
+        client.stored(tracking_id, token, photo())
+        client.stored(tracking_id, token, photo())
+        body = problem(client.upload(tracking_id, token, photo()), 429, "rate_limited")
+        assert "at most 2" in body["detail"]
+        assert len(client.rows()) == 2
+    finally:
+        close(app)

@@ -345,8 +345,12 @@ def test_health_readiness_and_metrics(api):
     # Without INTAKE_ROUTING_TOKEN_FILE citizen-side calls to routing fail: readiness says so
     # but stays up (reports are still accepted).
     # No region list imported in this app: `regions` says so (every well-formed code goes).
+    # Attachments: no fetcher without workers, no link secret or scanner configured here.
     assert ready.get_json()["checks"] == {"database": True, "broker": False, "routing": False,
-                                          "routing_token": "unset", "regions": 0}
+                                          "routing_token": "unset", "regions": 0,
+                                          "attachments": {"storage": True, "fetcher": False,
+                                                          "signed_links": False,
+                                                          "virus_scan": False}}
     assert api.get("/api/v1/openapi.json").get_json()["openapi"].startswith("3.")
 
     api.submit()
