@@ -12,10 +12,12 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import events
+from services.infra import db, events
 from services.notify import channels, store
+from services.notify.handler import EventHandler
 from tests.integration import test_notify as base
 from tests.integration.helpers import wait_for
 
@@ -96,7 +98,55 @@ def metric(samples, name, **labels):
     return samples.get(key, 0.0)
 
 
-# -- the tests --------------------------------------------------------------------------------
+# -- the handler on a real database -----------------------------------------------------------
+@pytest.fixture
+def handler(database_url):
+    engine = db.make_engine(database_url)
+    db.migrate(engine, "notify", store.MIGRATIONS)
+    yield EventHandler(engine)
+    engine.dispose()
+
+
+def test_the_reporters_channel_is_kept_and_their_notices_are_written_for_it(handler):
+    tid = tracking_id()
+    assert handler(registered(tid, channel="whatsapp")) == "processed"
+    event = dispatched(tid)
+    handler(event)
+    with handler.engine.connect() as conn:
+        assert store.load_contact(conn, tid).channel == "whatsapp"
+        written = conn.execute(sa.select(store.deliveries.c.channel, store.deliveries.c.audience)
+                               .where(store.deliveries.c.trigger_event_id == event.event_id)
+                               .order_by(store.deliveries.c.channel)).all()
+    assert [tuple(r) for r in written] == [("webhook", "agency"), ("whatsapp", "reporter")]
+
+
+@pytest.mark.parametrize("channel, phone", [("email", PHONE), ("", PHONE), ("sms", ""),
+                                            ("sms", "tidak ada")])
+def test_an_opt_out_that_names_no_phone_channel_or_number_is_refused(handler, channel, phone):
+    with pytest.raises(events.BadEvent):
+        handler(opted_out(channel, phone, True))
+    with handler.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(
+            store.phone_opt_outs)).scalar() == 0
+
+
+def test_stop_and_start_are_per_channel_and_end_as_sent_whatever_the_order(handler):
+    now = datetime.now(UTC)
+    stop = opted_out("whatsapp", "+62 812-3456-7890", True, occurred_at=now)
+    start = opted_out("whatsapp", PHONE, False, occurred_at=now + timedelta(seconds=5))
+    # START arrives first, then the older STOP; then STOP is redelivered.
+    assert [handler(start), handler(stop), handler(stop)] == ["processed", "processed",
+                                                              "duplicate"]
+    with handler.engine.connect() as conn:
+        assert not store.opted_out(conn, "whatsapp", PHONE)
+        assert not store.opted_out(conn, "sms", PHONE)
+    handler(opted_out("sms", "081234567890", True))
+    with handler.engine.connect() as conn:
+        assert store.opted_out(conn, "sms", PHONE)
+        assert not store.opted_out(conn, "whatsapp", PHONE)
+
+
+# -- the tests against the broker, SMTP and the gateway ----------------------------------------
 def test_a_reporter_who_wrote_by_sms_is_answered_by_sms_only(start_notify, publish, smtp,
                                                               gateway, outcomes, caplog):
     caplog.set_level(logging.DEBUG)
