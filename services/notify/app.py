@@ -12,13 +12,14 @@ from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
-from services.notify import retry, sms, store
+from services.notify import retry, store
 from services.notify.channels import (
     GatewaySettings,
     SmtpSettings,
     parse_address_list,
     parse_gateway,
     parse_smtp_url,
+    sms,
 )
 from services.notify.handler import EventHandler
 from services.notify.worker import DeliveryWorker, WorkerSettings

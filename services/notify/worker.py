@@ -39,8 +39,8 @@ from lapor.v1 import events_pb2
 from services.infra import db, events, logs
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.outbox import Outbox
-from services.notify import channels, reach, retry, sms, store, templates
-from services.notify.channels import GatewaySettings, Result, SmtpSettings
+from services.notify import channels, reach, retry, store, templates
+from services.notify.channels import GatewaySettings, Result, SmtpSettings, sms
 from services.notify.handler import NATIONAL_ADMIN, REPORTER, WAITING_FOR_CONTACT
 from services.notify.metrics import (
     DELIVERIES,

@@ -15,7 +15,8 @@ import string
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.notify import dates, sms
+from services.notify import dates
+from services.notify.channels import sms
 from services.notify.templates import BUILDERS, FIELDS, language_of
 
 SMS = "sms"

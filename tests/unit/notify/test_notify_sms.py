@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notify import payloads, sms
+from services.notify import payloads
+from services.notify.channels import sms
 from services.notify.templates import FIELDS, short
 
 TID = "LPR-7K2-M9Q-XD4"
