@@ -111,7 +111,7 @@ NOTHING_TO_CANCEL = ("Tidak ada laporan yang menunggu jawaban Anda. "
 STOPPED = ("Anda tidak akan menerima pesan LAPOR lagi di nomor ini. "
            "Balas START untuk menerimanya kembali.")
 STARTED = "Pesan LAPOR di nomor ini aktif kembali. Balas STOP untuk berhenti."
-STATUS_USAGE = "Balas STATUS diikuti nomor pelacakan, mis. STATUS LPR-7K2-M9Q-XD4."
+STATUS_USAGE = "Balas STATUS diikuti nomor pelacakan, mis. STATUS LPR-7K2-M9Q-XDR."
 
 
 def accepted(tracking_id: str) -> str:
@@ -137,7 +137,7 @@ def ask_choice(names: list[str]) -> str:
 
 def invalid_tracking_id(typed: str) -> str:
     return (f"Nomor pelacakan {typed[:20]} tidak valid. Periksa lagi tiap hurufnya, "
-            "mis. STATUS LPR-7K2-M9Q-XD4.")
+            "mis. STATUS LPR-7K2-M9Q-XDR.")
 
 
 def not_found(tracking_id: str) -> str:

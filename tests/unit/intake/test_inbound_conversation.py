@@ -124,3 +124,10 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path):
 def test_a_bad_setting_stops_with_its_name(env, says):
     with pytest.raises(ConfigError, match=says):
         settings.from_config({}, Env(env))
+
+
+def test_the_example_tracking_id_in_the_replies_is_a_real_one():
+    # A sender may copy it: it must pass the check character, like the ones we issue.
+    for reply in (conversation.STATUS_USAGE, conversation.invalid_tracking_id("x")):
+        example = reply.rsplit("STATUS ", 1)[1].rstrip(".")
+        assert ids.normalise_tracking_id(example) == example
