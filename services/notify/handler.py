@@ -2,17 +2,20 @@
 transaction together with the event id (dedupe), so a redelivered event changes nothing.
 
 Who hears what (docs/webhooks.md has the agency's side):
-* the reporter, by email, of every change that concerns them: the ticket reaching an agency,
-  a hold with the admin's question, acceptance, a follow-up with the response, closure,
-  archiving with the reason, the auto-close warning, escalations, the agency's messages;
+* the reporter, on one channel (email, SMS or WhatsApp: reach.py), of every change that
+  concerns them: the ticket reaching an agency, a hold with the admin's question,
+  acceptance, a follow-up with the response, closure, archiving with the reason, the
+  auto-close warning, escalations, the agency's messages;
 * the agency holding the ticket, by signed webhook: new tickets, changes it did not make,
   the reporter's messages, deadline warnings and escalations to it;
 * the national admin, by email (NOTIFY_NATIONAL_ADMIN_EMAILS) and by the webhook registered
   for ADMIN-NASIONAL: escalations that reach national level or oversight;
 * followers, the reporters of reports linked to an open near-identical one (ticket.linked):
   told of the link, then of each change of that master the master's reporter is told of.
-Whether there is anybody to tell (an email address, an endpoint) is looked up when sending;
-when there is none the delivery ends `skipped` and notification.skipped says so."""
+Whether there is anybody to tell (an email address, a phone and a gateway, an endpoint) is
+looked up when sending; when there is none the delivery ends `skipped` and
+notification.skipped says so (a reporter's notice then goes on their next channel).
+contact.opted_out records a number's STOP or START on the SMS or WhatsApp line."""
 
 from __future__ import annotations
 
