@@ -191,6 +191,8 @@ attachments = sa.Table(
     sa.Column("location_kept", sa.Boolean, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # A retried upload (a mobile app on a bad network) finds the file it already sent.
+    sa.UniqueConstraint("tracking_id", "sha256", name="uq_attachments_tracking_id_sha256"),
 )
 
 # Media URLs (Open311 media_url, a WhatsApp image) waiting to be fetched in the background.

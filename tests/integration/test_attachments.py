@@ -13,8 +13,10 @@ import contextlib
 import http.server
 import io
 import json
+import os
 import socket
 import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -219,6 +221,19 @@ def test_types_are_read_from_the_content_not_the_name(sqlite_client):
     assert "sandbox" in served.headers["Content-Security-Policy"]
 
 
+def test_the_same_file_sent_again_is_the_first_one(client):
+    tracking_id, token = client.submit()
+    first = client.upload(tracking_id, token, photo())
+    again = client.upload(tracking_id, token, photo(), filename="retry.jpg")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    # With the position kept it is another file.
+    assert client.upload(tracking_id, token, photo(), keep_location="true").status_code == 201
+    assert len(client.rows()) == 2 and len(client.files_on_disk()) == 3
+
+
 def test_an_upload_without_a_file_or_as_json_is_refused_saying_what_to_send(sqlite_client):
     client = sqlite_client
     tracking_id, token = client.submit()
@@ -240,7 +255,7 @@ def test_an_upload_without_a_file_or_as_json_is_refused_saying_what_to_send(sqli
 # -- limits --------------------------------------------------------------------------------------
 def noise(size: int) -> bytes:
     """A PNG that does not compress: about 3*size*size bytes."""
-    image = Image.frombytes("RGB", (size, size), __import__("os").urandom(3 * size * size))
+    image = Image.frombytes("RGB", (size, size), os.urandom(3 * size * size))
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
@@ -262,7 +277,8 @@ def test_a_file_over_the_size_limit_is_refused_and_nothing_is_stored(sqlite_url,
         assert client.rows() == [] and client.files_on_disk() == []
         client.stored(tracking_id, token, photo())
         client.stored(tracking_id, token, photo("PNG"), content_type="image/png")
-        problem(client.upload(tracking_id, token, photo()), 409, "too_many_attachments")
+        problem(client.upload(tracking_id, token, photo(size=(30, 20))), 409,
+                "too_many_attachments")
         assert len(client.rows()) == 2
     finally:
         close(app)
@@ -297,8 +313,9 @@ def multipart(data: bytes, boundary: str = "lapor-boundary") -> bytes:
 
 
 def test_the_real_server_takes_large_uploads_on_their_route_only(sqlite_url, tmp_path):
-    app = make_app(sqlite_url, tmp_path, ATTACHMENT_MAX_BYTES=1024 * 1024)
-    process = IntakeProcess(app, ServerSettings(port=0, metrics_port=0, request_timeout=5.0,
+    app = make_app(sqlite_url, tmp_path, ATTACHMENT_MAX_BYTES=1024 * 1024,
+                   ATTACHMENT_UPLOAD_SECONDS=5.0)
+    process = IntakeProcess(app, ServerSettings(port=0, metrics_port=0, request_timeout=1.0,
                                                 shutdown_seconds=3.0)).start()
     try:
         client = Client(app)
@@ -314,6 +331,18 @@ def test_the_real_server_takes_large_uploads_on_their_route_only(sqlite_url, tmp
         assert status == 201, answer
         assert answer["content_type"] == "image/png"
 
+        # An upload may take longer to arrive than other requests (a slow mobile network).
+        second = multipart(photo("PNG"))
+        with socket.create_connection(("127.0.0.1", process.port), timeout=10) as sock:
+            sock.sendall((
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: multipart/form-data; boundary=lapor-boundary\r\n"
+                f"Content-Length: {len(second)}\r\nConnection: close\r\n\r\n").encode()
+                + second[:100])
+            time.sleep(1.5)  # past INTAKE_REQUEST_TIMEOUT (1 s), within the upload's 5 s
+            sock.sendall(second[100:])
+            assert sock.recv(65536).startswith(b"HTTP/1.1 201 ")
+
         # Over the limit: answered from the headers alone, the body never sent.
         status, answer = raw_http(process.port, (
             f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
@@ -327,7 +356,7 @@ def test_the_real_server_takes_large_uploads_on_their_route_only(sqlite_url, tmp
             f"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {400 * 1024}\r\nConnection: close\r\n\r\n").encode())
         assert (status, answer["code"]) == (413, "payload_too_large")
-        assert len(client.rows()) == 1
+        assert len(client.rows()) == 2
     finally:
         process.stop()
 
@@ -431,7 +460,7 @@ def test_the_staff_view_carries_signed_links_that_expire(staff_client):
     assert [f["id"] for f in files] == [first["id"], second["id"]]
     for shown in files:
         query = parse_qs(urlsplit(shown["url"]).query)
-        assert 3500 < int(query["expires"][0]) - __import__("time").time() <= 3600
+        assert 3500 < int(query["expires"][0]) - time.time() <= 3600
         served = client.get(shown["url"])  # no token at all
         assert served.status_code == 200 and served.headers["Cache-Control"] == \
             "private, no-store"
@@ -623,7 +652,8 @@ def test_media_urls_are_fetched_checked_and_attached(database_url, tmp_path, med
         assert all(r.url == "" for r in rows if r.state != "pending"), "the URL is forgotten"
         assert rows[5].attempts == 1 and rows[5].next_attempt_at > rows[0].created_at
         listed = client.get(f"/api/v1/reports/{tracking_id}/attachments", token).get_json()
-        assert [a["content_type"] for a in listed["attachments"]] == ["image/jpeg"] * 2
+        # The photo and the redirect to it are one file, stored once.
+        assert [a["content_type"] for a in listed["attachments"]] == ["image/jpeg"]
         for shown in listed["attachments"]:
             assert no_metadata(client.get(shown["url"], token).data)
         # Not due yet: the retry waits its delay; then it is fetched.
@@ -634,7 +664,7 @@ def test_media_urls_are_fetched_checked_and_attached(database_url, tmp_path, med
                 storage.media_fetches.c.id == rows[5].id))
         assert fetcher.run_once() == 1
         assert fetches(client)[rows[5].id].state == "done"
-        assert len(client.rows()) == 3
+        assert len(client.rows()) == 2
     finally:
         close(app)
 
@@ -680,9 +710,10 @@ def test_uploads_count_against_the_reporters_allowance(sqlite_url, tmp_path):
     try:
         client = Client(app)
         tracking_id, token = client.submit()
-        client.stored(tracking_id, token, photo())
-        client.stored(tracking_id, token, photo())
-        body = problem(client.upload(tracking_id, token, photo()), 429, "rate_limited")
+        client.stored(tracking_id, token, photo(size=(10, 10)))
+        client.stored(tracking_id, token, photo(size=(20, 20)))
+        body = problem(client.upload(tracking_id, token, photo(size=(30, 30))), 429,
+                       "rate_limited")
         assert "at most 2" in body["detail"]
         assert len(client.rows()) == 2
     finally:

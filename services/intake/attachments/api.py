@@ -91,8 +91,8 @@ def upload_attachment(tracking_id: str):
         raise Problem(409, "report_archived", "The report is archived",
                       "Files cannot be added to an archived report")
     try:
-        row = service.add(canonical, data, anonymous=facts.anonymous,
-                          keep_location=keep in ("true", "1"), source="upload")
+        row, created = service.add(canonical, data, anonymous=facts.anonymous,
+                                   keep_location=keep in ("true", "1"), source="upload")
     except files.Refused as exc:
         raise Problem(422, exc.code, "File not accepted", exc.message) from None
     except Full:
@@ -104,8 +104,11 @@ def upload_attachment(tracking_id: str):
                       "The file could not be checked or stored; nothing was kept. Please "
                       "try again shortly", headers={"Retry-After": "30"}) from None
     response = jsonify(full_json(_Row(row), file_path(row["id"])))
-    response.status_code = 201
+    # The same file sent again (a retry) is the first one: 200 with the same answer.
+    response.status_code = 201 if created else 200
     response.headers["Location"] = file_path(row["id"])
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 

@@ -184,7 +184,7 @@ class MediaFetcher:
             facts = report_facts(conn, fetch.tracking_id)
         try:
             # No consent to keep the location came with a media URL.
-            row = self.attachments.add(fetch.tracking_id, data, anonymous=facts.anonymous,
+            row, _ = self.attachments.add(fetch.tracking_id, data, anonymous=facts.anonymous,
                                        keep_location=False, source="media_url")
         except files.Refused as exc:
             raise FetchError(f"refused: {exc.code}", permanent=True) from None

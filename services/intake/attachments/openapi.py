@@ -55,6 +55,9 @@ _UNAVAILABLE = _problem("File storage or the virus scanner is unavailable; nothi
                         "(attachments_unavailable), or the database "
                         "(temporarily_unavailable); retry after Retry-After seconds",
                         _RETRY_AFTER)
+_LOCATION = {"description": "the file", "required": True, "schema": {"type": "string"}}
+_FILE_LINK = {"GetAttachment": {"operationId": "getAttachment",
+                                "parameters": {"attachment_id": "$response.body#/id"}}}
 _BAD_REQUEST = _problem("Not a tracking id (invalid_tracking_id), the access token outside the "
                         "Authorization header (token_not_in_header), or not exactly one file "
                         "in the field `file` (file_required)")
@@ -76,7 +79,9 @@ def openapi_paths() -> dict:
                     "and re-encoded: every piece of metadata (camera, serial numbers, date, "
                     "comments, EXIF, XMP, ICC) is dropped; the GPS position is kept only with "
                     "keep_location=true and never for anonymous reports, and the public copy "
-                    "never has it. PDFs are kept as sent; an anonymous reporter's PDF whose "
+                    "never has it. The same file sent again for the report is not stored twice "
+                    "(200, Idempotent-Replayed). PDFs are kept as sent; an anonymous reporter's "
+                    "PDF whose "
                     "document properties may name someone (author, title, XMP) is refused "
                     "(identifying_pdf). Files may be scanned for malware."),
                 "parameters": [_tracking_id()],
@@ -93,10 +98,17 @@ def openapi_paths() -> dict:
                     "encoding": {"file": {"contentType": ", ".join(_TYPES)}}}}},
                 "responses": {
                     "201": {"description": "Stored",
-                            "headers": {"Location": {"description": "the file",
-                                                     "required": True,
-                                                     "schema": {"type": "string"}}},
-                            "content": {"application/json": {"schema": _ref("Attachment")}}},
+                            "headers": {"Location": _LOCATION},
+                            "content": {"application/json": {"schema": _ref("Attachment")}},
+                            "links": _FILE_LINK},
+                    "200": {"description": "The same file was stored for this report before "
+                                           "(a retry): its first answer",
+                            "headers": {"Location": _LOCATION, "Idempotent-Replayed": {
+                                "description": "the file was already there",
+                                "required": True,
+                                "schema": {"type": "string", "enum": ["true"]}}},
+                            "content": {"application/json": {"schema": _ref("Attachment")}},
+                            "links": _FILE_LINK},
                     "400": _BAD_REQUEST,
                     "401": _problem("No access token (access_token_required)"),
                     "403": _problem("The token is not this report's (wrong_access_token)"),

@@ -169,18 +169,23 @@ class Attachments:
             a.c.tracking_id == tracking_id)).scalar_one()
 
     def add(self, tracking_id: str, data: bytes, *, anonymous: bool, keep_location: bool,
-            source: str) -> dict:
-        """Checks, scans and stores one file for the report; the stored row. Raises
-        files.Refused (not a file we take), Full, or Unavailable (nothing stored)."""
-        with reading(self.engine) as conn:
-            if self.count(conn, tracking_id) >= self.max_per_report:
-                raise Full()
+            source: str) -> tuple[dict, bool]:
+        """Checks, scans and stores one file for the report; (the row, whether it is new:
+        the same file sent again gets the first row back). Raises files.Refused (not a file
+        we take), Full, or Unavailable (nothing stored)."""
         try:
             cleaned = files.clean(data, anonymous=anonymous, keep_location=keep_location,
                                   max_pixels=self.max_pixels)
         except files.Refused as exc:
             REFUSED.labels(exc.code).inc()
             raise
+        digest = hashlib.sha256(cleaned.data).hexdigest()
+        with reading(self.engine) as conn:
+            earlier = self._same(conn, tracking_id, digest)
+            if earlier is not None:
+                return earlier, False
+            if self.count(conn, tracking_id) >= self.max_per_report:
+                raise Full()
         # What was sent is scanned: the re-encoded image is new pixels, but a PDF is kept
         # as sent.
         verdict = self.scanner.scan(data)
@@ -197,8 +202,7 @@ class Attachments:
                           else attachment_id + ".public")
         row = {"id": attachment_id, "tracking_id": tracking_id,
                "content_type": cleaned.content_type, "size": len(cleaned.data),
-               "sha256": hashlib.sha256(cleaned.data).hexdigest(),
-               "storage_key": attachment_id, "public_key": public_key,
+               "sha256": digest, "storage_key": attachment_id, "public_key": public_key,
                "location_kept": cleaned.location_kept, "source": source,
                "created_at": utcnow()}
         written = []
@@ -215,6 +219,14 @@ class Attachments:
         except Full:
             self._forget(written)
             raise
+        except sa.exc.IntegrityError:
+            # The same file arrived twice at once: the first one stored is the answer.
+            self._forget(written)
+            with reading(self.engine) as conn:
+                earlier = self._same(conn, tracking_id, digest)
+            if earlier is None:
+                raise Unavailable("IntegrityError") from None
+            return earlier, False
         except Exception as exc:
             self._forget(written)
             log.warning("attachment not stored (%s)", type(exc).__name__,
@@ -224,7 +236,13 @@ class Attachments:
         with logs.bound(tracking_id=tracking_id):
             log.info("attachment stored", extra={"content_type": cleaned.content_type,
                                                  "bytes": len(cleaned.data), "source": source})
-        return row
+        return row, True
+
+    def _same(self, conn, tracking_id: str, digest: str) -> dict | None:
+        a = storage.attachments
+        row = conn.execute(sa.select(a).where(a.c.tracking_id == tracking_id,
+                                              a.c.sha256 == digest)).first()
+        return dict(row._mapping) if row is not None else None
 
     def _forget(self, keys: list[str]) -> None:
         for key in keys:

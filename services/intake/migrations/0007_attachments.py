@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["tracking_id"], ["reports.tracking_id"]),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("tracking_id", "sha256", name="uq_attachments_tracking_id_sha256"),
     )
     with op.batch_alter_table("attachments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attachments_tracking_id"), ["tracking_id"],
