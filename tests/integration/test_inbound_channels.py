@@ -166,6 +166,24 @@ def test_whatsapp_with_a_photo_becomes_a_report_on_its_own_channel(app, gateway)
     assert (row.channel, row.region_code) == ("whatsapp", "13.71")
     [registered] = outbox_events(app, "reporter.registered")
     assert registered.channel == "whatsapp"
+    assert media_urls(app, answer["tracking_id"]) == ["https://media.example.id/p/1.jpg"]
+
+
+def media_urls(app, tracking_id: str) -> list[str]:
+    """The media URLs the attachments part will fetch for the report."""
+    m = storage.media_fetches
+    with app.extensions["lapor"].engine.connect() as conn:
+        return conn.execute(sa.select(m.c.url).where(m.c.tracking_id == tracking_id)
+                            .order_by(m.c.url)).scalars().all()
+
+
+def test_a_photo_sent_first_waits_for_the_text_that_makes_it_a_report(app, gateway):
+    asked = gateway.reply("", channel="whatsapp", media_url="https://media.example.id/p/2.jpg")
+    assert asked == {"reply": conversation.ASK_TEXT, "tracking_id": None}
+    answer = gateway.reply("Got mampet di depan sekolah, Kota Padang, air meluap ke jalan",
+                           channel="whatsapp", media_url="https://media.example.id/p/3.jpg")
+    assert media_urls(app, answer["tracking_id"]) == ["https://media.example.id/p/2.jpg",
+                                                      "https://media.example.id/p/3.jpg"]
 
 
 def test_a_report_is_taken_without_a_category_when_routing_does_not_answer(
