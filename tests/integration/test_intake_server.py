@@ -90,6 +90,11 @@ class FakeRouting:
                                          level="regency"),
                 needs_triage=False, explanation="jalan → PUPR")
 
+        def ListCategories(self, request, context):  # noqa: N802
+            return routing_pb2.ListCategoriesResponse(categories=[routing_pb2.DirectoryCategory(
+                code="PUPR", name="PEKERJAAN UMUM DAN PENATAAN RUANG", subcategories=[
+                    routing_pb2.DirectorySubcategory(code="PUPR.JALAN", name="Jalan")])])
+
         # -- staff: only STAFF_TOKEN is known ------------------------------------------------------
         def _staff(self, context) -> None:
             if ("authorization", f"Bearer {FakeRouting.STAFF_TOKEN}") not in [

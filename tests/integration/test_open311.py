@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import grpc
 import pytest
@@ -293,9 +293,9 @@ def test_unknown_ids_and_tokens_are_404_and_malformed_ids_400(routed, fmt):
     with pytest.raises(GeoReportError) as unknown:
         client.request("LPR-000-000-000")
     assert unknown.value.status == 404
-    with pytest.raises(GeoReportError) as malformed:
+    with pytest.raises(GeoReportError) as mistyped:
         client.request("LPR-000-000-001")  # wrong check character
-    assert malformed.value.status == 400 and "check character" in malformed.value.descriptions
+    assert mistyped.value.status == 404 and "check character" in mistyped.value.descriptions
     with pytest.raises(GeoReportError) as token:
         client.token("nosuchtokennosuchtoken")
     assert token.value.status == 404
@@ -379,6 +379,13 @@ def test_filters_select_by_id_service_status_and_date(quiet, fmt):
                end_date=(now + timedelta(hours=1)).isoformat()) == mine
     assert ids(start_date=(now + timedelta(hours=1)).isoformat()) == set()
     assert ids(end_date="2020-01-01T00:00:00+07:00") == set()
+    assert ids(start_date=(now + timedelta(hours=1)).isoformat(),
+               end_date=(now - timedelta(hours=1)).isoformat()) == set()
+    # An offset is a time zone: 1 hour ago written in WIT (UTC+9) still includes them.
+    wit = (now - timedelta(hours=1)).astimezone(timezone(timedelta(hours=9)))
+    assert ids(start_date=wit.isoformat()) == mine
+    assert ids(start_date=(now + timedelta(minutes=30)).astimezone(
+        timezone(timedelta(hours=-5))).isoformat()) == set()
     closed = client.request(done)
     assert closed["status"] == "closed" and closed["status_notes"] == "Selesai"
     assert closed["expected_datetime"] is None
@@ -395,9 +402,11 @@ def test_bad_filters_say_what_to_send(quiet, fmt):
     client = GeoReportClient(quiet.endpoint, fmt)
     for filters, words in [({"start_date": "yesterday"}, "start_date must be a date"),
                            ({"end_date": "2026-12-01T00:00:00"}, "with a time zone"),
-                           ({"start_date": "2026-12-02T00:00:00Z",
-                             "end_date": "2026-12-01T00:00:00Z"}, "before end_date"),
+                           ({"start_date": "2026-12-01 00:00:00Z"}, "W3C format"),
+                           ({"end_date": ""}, "end_date must be a date"),
                            ({"status": "pending"}, "status must be open, closed"),
+                           ({"status": "OPEN"}, "status must be open, closed"),
+                           ({"service_code": "pupr"}, "service_code must be service codes"),
                            ({"service_request_id": "12345"}, "is not a request id")]:
         with pytest.raises(GeoReportError) as error:
             client.requests(**filters)

@@ -6,9 +6,10 @@ key, and tokens. Errors are the spec's error document, never problem+json."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from flask import Blueprint, current_app, g, request
@@ -17,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from services.infra.config import Env
 from services.infra.db import reading
-from services.intake import attachments, ids, regions, reports, storage
+from services.intake import attachments, ids, models, regions, reports, storage
 from services.intake.open311 import catalog, geo, keys
 from services.intake.open311 import requests as service_requests
 from services.intake.open311.openapi import openapi_paths, openapi_schemas
@@ -151,26 +152,45 @@ def service_definition(name: str):
 
 
 # -- service requests ------------------------------------------------------------------------
+# RFC 3339 date-times, as JSON Schema's date-time format reads them.
+_DATE_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                        r"(Z|[+-]\d{2}:\d{2})", re.ASCII | re.IGNORECASE)
+_CATEGORY = re.compile(models.CATEGORY_CODE, re.ASCII)
+
+
 def _list_param(name: str, limit: int = service_requests.MAX_IDS) -> list[str]:
-    values = [v.strip() for v in (request.args.get(name) or "").split(",") if v.strip()]
+    values = [v for v in (request.args.get(name) or "").split(",") if v]
     if len(values) > limit:
         raise Open311Error(400, f"{name}: at most {limit} values, comma-separated")
     return values
 
 
 def _date_param(name: str) -> datetime | None:
-    text = (request.args.get(name) or "").strip()
-    if not text:
+    """The parameter as a UTC datetime (out-of-range years clamp to the first or last)."""
+    text = request.args.get(name)
+    if text is None:
         return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+    match = _DATE_TIME.fullmatch(text)
+    value = None
+    if match:
+        year, month, day, hour, minute, second, fraction, zone = match.groups()
+        zone = "+00:00" if zone.upper() == "Z" else zone
+        try:
+            offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+            value = datetime(max(1, int(year)), int(month), int(day), int(hour), int(minute),
+                             int(second), int((fraction or "0")[:6].ljust(6, "0")),
+                             tzinfo=timezone(-offset if zone[0] == "-" else offset))
+        except ValueError:
+            value = None
+    if value is None:
         raise Open311Error(400, f"{name} must be a date and time in W3C format with a time "
                                 "zone, e.g. 2026-12-01T00:00:00+07:00 or "
                                 "2026-12-01T00:00:00Z")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 east of Greenwich or 9999 west of it
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else \
+            datetime.max.replace(tzinfo=UTC)
 
 
 def _service_names() -> dict[str, str]:
@@ -189,21 +209,22 @@ def _items(conn, rows) -> list[dict]:
 @_fmt_routes("/requests", "list_requests")
 def list_requests(fmt: str):
     _set_format(fmt)
-    wanted = _list_param("service_request_id")
     canonical = []
-    for value in wanted:
+    for value in _list_param("service_request_id"):
         tracking_id = ids.normalise_tracking_id(value)
         if tracking_id is None:
             raise Open311Error(400, f"service_request_id {value[:40]!r} is not a request id "
-                                    "such as LPR-7K2-M9Q-XD4")
+                                    "such as LPR-7K2-M9Q-XD4 (its last character is a check "
+                                    "character)")
         canonical.append(tracking_id)
-    statuses = [s.lower() for s in _list_param("status")]
+    statuses = _list_param("status")
     if any(s not in ("open", "closed") for s in statuses):
         raise Open311Error(400, "status must be open, closed or both, comma-separated")
     codes = _list_param("service_code")
+    if any(not _CATEGORY.fullmatch(code) for code in codes):
+        raise Open311Error(400, "service_code must be service codes of GET services (such "
+                                "as PUPR), comma-separated")
     start, end = _date_param("start_date"), _date_param("end_date")
-    if start and end and start > end:
-        raise Open311Error(400, "start_date must be before end_date")
     with reading(_ctx().engine) as conn:
         rows = service_requests.find(conn, ids=canonical, codes=codes, start=start, end=end,
                                      statuses=statuses)
@@ -217,8 +238,8 @@ def get_request(name: str):
     _set_format(fmt)
     tracking_id = ids.normalise_tracking_id(value)
     if tracking_id is None:
-        raise Open311Error(400, f"{value[:40]!r} is not a request id such as LPR-7K2-M9Q-XD4 "
-                                "(its last character is a check character)")
+        raise Open311Error(404, f"no service request {value[:40]!r}: an id looks like "
+                                "LPR-7K2-M9Q-XD4 (its last character is a check character)")
     with reading(_ctx().engine) as conn:
         row = service_requests.one(conn, tracking_id)
         if row is None:

@@ -3,6 +3,9 @@ into intake's document by services/intake/openapi.py."""
 
 from __future__ import annotations
 
+from services.intake import ids, models
+from services.intake.open311 import keys
+
 PREFIX = "/open311/v2"
 _STR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -21,6 +24,7 @@ def _content(schema: dict) -> dict:
 def _errors(*statuses: int) -> dict:
     meanings = {400: "a parameter to fix: each error's description says which and how",
                 403: "api_key missing or not valid", 404: "no such resource",
+                413: "the request is too large",
                 429: "too many requests; Retry-After says when to try again",
                 503: "the directory or the region list is unavailable; try again later"}
     return {str(s): {"description": meanings[s], "content": _content(
@@ -39,14 +43,31 @@ def _operation(operation_id: str, summary: str, answer: dict, *errors: int,
     return op
 
 
-def _query(name: str, description: str) -> dict:
+def _query(name: str, description: str, schema: dict) -> dict:
     return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "string"}}
+            "schema": schema}
 
 
-def _path(name: str, description: str) -> dict:
+def _list(items: dict, most: int = 100) -> dict:
+    """A comma-separated list in the query (form style, not exploded)."""
+    return {"type": "array", "items": items, "maxItems": most}
+
+
+def _comma_separated(parameter: dict) -> dict:
+    return {**parameter, "style": "form", "explode": False}
+
+
+def _path(name: str, description: str, pattern: str, format_: str | None = None) -> dict:
+    schema = {"type": "string", "pattern": pattern}
+    if format_:
+        schema["format"] = format_
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}}
+            "schema": schema}
+
+
+def _suffixed(pattern: str) -> str:
+    """An anchored pattern followed by an optional .xml or .json."""
+    return pattern.removesuffix("$") + "(?:\\.xml|\\.json)?$"
 
 
 _FORMATS = ("", ".xml", ".json")
@@ -61,13 +82,20 @@ def openapi_paths() -> dict:
     services = _operation("open311Services", "The services: the directory's categories",
                           {**array, "items": _ref("Open311Service")}, 429, 503,
                           description=_XML_DEFAULT)
+    date_time = {"type": "string", "format": "date-time"}
     request_filters = [
-        _query("service_request_id", "comma-separated ids; when given, the other filters "
-                                     "are ignored"),
-        _query("service_code", "comma-separated service codes"),
-        _query("start_date", "W3C date and time with zone; requested on or after"),
-        _query("end_date", "W3C date and time with zone; requested on or before"),
-        _query("status", "open, closed or both (comma-separated)")]
+        _comma_separated(_query(
+            "service_request_id", "comma-separated ids (their last character is a check "
+            "character); when given, the other filters are ignored", _list(
+                {"type": "string", "pattern": ids.TRACKING_ID_PATTERN,
+                 "format": "lapor-tracking-id"}))),
+        _comma_separated(_query("service_code", "comma-separated service codes", _list(
+            {"type": "string", "pattern": f"^{models.CATEGORY_CODE}$"}))),
+        _query("start_date", "W3C date and time with zone; requested on or after", date_time),
+        _query("end_date", "W3C date and time with zone; requested on or before (before "
+                           "start_date: nothing matches)", date_time),
+        _comma_separated(_query("status", "open, closed or both (comma-separated)", _list(
+            {"enum": ["open", "closed"]}, 2)))]
     list_requests = _operation(
         "open311ListRequests", "Public service requests, newest first (at most 1000; the "
         "last 90 days without dates)", {**array, "items": _ref("Open311Request")}, 400, 429,
@@ -82,7 +110,7 @@ def openapi_paths() -> dict:
         "requestBody": {"required": True, "content": {
             "application/x-www-form-urlencoded": {"schema": _ref("Open311NewRequest")}}},
         "responses": {"201": {"description": "Accepted", "content": _content(
-            {**array, "items": _ref("Open311Accepted")})}, **_errors(400, 403, 429, 503)}}
+            {**array, "items": _ref("Open311Accepted")})}, **_errors(400, 403, 413, 429, 503)}}
     paths = {}
     for suffix in _FORMATS:
         paths[f"{PREFIX}/discovery{suffix}"] = {"get": discovery}
@@ -91,15 +119,19 @@ def openapi_paths() -> dict:
     paths[f"{PREFIX}/services/{{name}}"] = {"get": _operation(
         "open311ServiceDefinition", "A service's definition: its attributes",
         _ref("Open311ServiceDefinition"), 404, 429, 503,
-        parameters=[_path("name", "the service_code, then .xml or .json (XML without)")])}
+        parameters=[_path("name", "the service_code, then .xml or .json (XML without)",
+                          _suffixed(f"^{models.CATEGORY_CODE}$"))])}
     paths[f"{PREFIX}/requests/{{name}}"] = {"get": _operation(
         "open311GetRequest", "One public service request",
-        {"type": "array", "items": _ref("Open311Request")}, 400, 404, 429,
-        parameters=[_path("name", "the service_request_id, then .xml or .json")])}
+        {"type": "array", "items": _ref("Open311Request")}, 404, 429,
+        parameters=[_path("name", "the service_request_id, then .xml or .json; an id whose "
+                                  "check character does not match is not found",
+                          _suffixed(ids.TRACKING_ID_PATTERN), "lapor-tracking-id")])}
     paths[f"{PREFIX}/tokens/{{name}}"] = {"get": _operation(
         "open311GetToken", "The service_request_id of a token (null until routed)",
         {"type": "array", "items": _ref("Open311Token")}, 404, 429,
-        parameters=[_path("name", "the token, then .xml or .json")])}
+        parameters=[_path("name", "the token, then .xml or .json",
+                          _suffixed(f"^{keys.TOKEN.pattern}$"))])}
     return paths
 
 
