@@ -342,10 +342,17 @@ def test_services_answer_503_when_routing_never_answered(quiet, fmt):
 
 def test_requests_are_accepted_while_routing_is_down(quiet):
     client = GeoReportClient(quiet.endpoint, "xml", api_key=new_key(quiet))
+    photo = "https://warga.example.id/foto/jembatan-muaro.jpg"
     token = client.create("PUPR", "Jembatan gantung di Muaro miring dan talinya putus.",
-                          **SIJUNJUNG)["token"]
+                          media_url=photo, **SIJUNJUNG)["token"]
     # Queued, not yet routed: the token alone.
     assert client.token(token) == {"service_request_id": None, "token": token}
+    # The photo is left to the attachments fetcher, in the report's own transaction.
+    with quiet.engine.connect() as conn:
+        tracking_id = keys.tracking_id_of_token(conn, token)
+        fetches = conn.execute(sa.select(storage.media_fetches.c.url).where(
+            storage.media_fetches.c.tracking_id == tracking_id)).scalars().all()
+    assert fetches == [photo]
     with pytest.raises(GeoReportError) as error:
         client.create("pupr lowercase", "Jembatan gantung di Muaro miring.", **SIJUNJUNG)
     assert error.value.status == 400
