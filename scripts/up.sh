@@ -47,6 +47,28 @@ if [ -z "${NOTIFY_SMTP_URL:-}" ]; then
   wait_port 127.0.0.1 8099 20 || { echo "demo sinks did not start; see $LOG/devsinks.log" >&2; exit 1; }
 fi
 
+# Secrets made once per checkout, kept in var/ (mode 600): the SMS and WhatsApp gateways'
+# signing secrets (intake checks them; tools/gateway_message.py signs with them) and the key
+# of the agencies' attachment links (notify signs them, intake checks them).
+secret_file() {  # variable file: point VARIABLE_FILE at the file unless either is set
+  local variable=$1 file=$2
+  [ -n "${!variable:-}" ] && return
+  local file_variable="${variable}_FILE"
+  [ -n "${!file_variable:-}" ] && return
+  [ -s "$file" ] || "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$file"
+  chmod 600 "$file"
+  export "$file_variable=$file"
+}
+secret_file INTAKE_SMS_GATEWAY_SECRET "$VAR/sms-gateway-secret"
+secret_file INTAKE_WHATSAPP_GATEWAY_SECRET "$VAR/whatsapp-gateway-secret"
+secret_file LAPOR_ATTACHMENT_LINK_SECRET "$VAR/attachment-link-secret"
+export NOTIFY_INTAKE_PUBLIC_URL="${NOTIFY_INTAKE_PUBLIC_URL:-$LAPOR_PUBLIC_URL}"
+if [ -n "$DEMO_SINKS" ]; then
+  # Texts to reporters' phones go to the demo gateway, which keeps them in var/sms/.
+  export NOTIFY_SMS_GATEWAY_URL="${NOTIFY_SMS_GATEWAY_URL:-http://127.0.0.1:8099/gateway/sms}"
+  export NOTIFY_WHATSAPP_GATEWAY_URL="${NOTIFY_WHATSAPP_GATEWAY_URL:-http://127.0.0.1:8099/gateway/whatsapp}"
+fi
+
 # The official region list (LAPOR_REGIONS_CSV, or ../shared/data beside the checkout) makes
 # every real region code work: routing and intake import it, and routing loads the national
 # directory generated from it (LAPOR_DIRECTORY_FILE: an operator's own file instead).
@@ -116,5 +138,6 @@ LAPOR is up.
 MSG
 if [ -n "$DEMO_SINKS" ]; then
   echo "  Reporter inbox   var/mail/*.eml      Agency webhooks  var/webhooks/*.json"
+  echo "  Reporter phones  var/sms/*.json      Send an SMS      .venv/bin/python tools/gateway_message.py --from +6281234567890 \"Jalan rusak di Sijunjung\""
 fi
 echo "  Stop with        make down"

@@ -1,6 +1,8 @@
 """Stand-ins for the outside world on one machine (`make up`): an SMTP server that keeps
-every message in var/mail/, and an agency webhook receiver that checks the signature and
-keeps every delivery in var/webhooks/. Never used in production."""
+every message in var/mail/, an agency webhook receiver that checks the signature and keeps
+every delivery in var/webhooks/, and an SMS/WhatsApp gateway (POST /gateway/sms and
+/gateway/whatsapp) that keeps every outgoing message in var/sms/. Never used in
+production."""
 
 from __future__ import annotations
 
@@ -34,10 +36,12 @@ class MailStore:
         return "250 Message accepted"
 
 
-def receiver(folder: Path, secret: bytes):
+def receiver(folder: Path, secret: bytes, texts: Path | None = None):
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if texts is not None and self.path.startswith("/gateway/"):
+                return self._gateway(body)
             valid = verify(secret, self.headers, body)
             name = f"{time.time_ns()}.json"
             (folder / name).write_text(json.dumps({
@@ -47,6 +51,18 @@ def receiver(folder: Path, secret: bytes):
             log.info("webhook stored in var/webhooks/%s", name,
                      extra={"signature_valid": valid})
             self.send_response(200 if valid else 401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _gateway(self, body: bytes):
+            # An SMS or WhatsApp gateway: what notify asks it to send to a reporter's phone.
+            channel = self.path.removeprefix("/gateway/").strip("/") or "sms"
+            name = f"{time.time_ns()}-{channel}.json"
+            (texts / name).write_text(json.dumps({"channel": channel,
+                                                  "body": json.loads(body or b"null")},
+                                                 indent=2, ensure_ascii=False))
+            log.info("%s message stored in var/sms/%s", channel, name)
+            self.send_response(202)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -64,15 +80,16 @@ def main() -> None:
     parser.add_argument("--secret-file", type=Path, required=True)
     args = parser.parse_args()
     logs.setup("devsinks")
-    mail, hooks = args.var / "mail", args.var / "webhooks"
-    mail.mkdir(parents=True, exist_ok=True)
-    hooks.mkdir(parents=True, exist_ok=True)
+    mail, hooks, texts = args.var / "mail", args.var / "webhooks", args.var / "sms"
+    for folder in (mail, hooks, texts):
+        folder.mkdir(parents=True, exist_ok=True)
     smtp = Controller(MailStore(mail), hostname="127.0.0.1", port=args.smtp_port)
     smtp.start()
     http = ThreadingHTTPServer(("127.0.0.1", args.webhook_port),
-                               receiver(hooks, args.secret_file.read_bytes().strip()))
+                               receiver(hooks, args.secret_file.read_bytes().strip(), texts))
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    log.info("SMTP sink on 127.0.0.1:%s, webhook receiver on 127.0.0.1:%s",
+    log.info("SMTP sink on 127.0.0.1:%s, webhook receiver and SMS/WhatsApp gateway on "
+             "127.0.0.1:%s",
              args.smtp_port, args.webhook_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
