@@ -124,12 +124,14 @@ def test_notifications_to_the_reporter_show_only_in_their_own_timeline(app, feed
     feed(notification(citizen.tracking_id, audience="reporter"))
     feed(notification(citizen.tracking_id, audience="reporter", outcome="failed",
                       channel_name="sms"))
+    feed(notification(citizen.tracking_id, audience="reporter", channel_name="whatsapp"))
     feed(notification(citizen.tracking_id, audience="agency", channel_name="webhook"))
 
     own = [(e["status"], e["note"]) for e in citizen.own()["timeline"]]
     assert own[:2] == [("SUBMITTED", "Laporan diterima"),
                        ("DISPATCHED", f"Terdisposisi ke {AGENCY_NAME}")]
     assert sorted(own[2:]) == [("NOTIFICATION", "Pemberitahuan lewat SMS gagal terkirim"),
+                               ("NOTIFICATION", "Pemberitahuan terkirim lewat WhatsApp"),
                                ("NOTIFICATION", "Pemberitahuan terkirim lewat email")]
     public = citizen.public()
     assert [e["status"] for e in public["timeline"]] == ["SUBMITTED", "DISPATCHED"]
