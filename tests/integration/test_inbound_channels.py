@@ -265,6 +265,13 @@ def test_a_name_two_places_share_is_asked_between_them(app, gateway):
     assert report_row(app, done["tracking_id"]).region_code == "32.71"
 
 
+def test_a_province_alone_is_asked_about_once(app, gateway):
+    asked = gateway.reply("Harga beras di pasar naik terus, Sumatera Barat, tolong dicek")
+    assert asked["reply"] == conversation.ASK_REGION
+    done = gateway.reply("Sumbar")
+    assert report_row(app, done["tracking_id"]).region_code == "13"
+
+
 def test_batal_drops_the_waiting_report(app, gateway):
     gateway.reply("Lampu penerangan jalan mati sudah seminggu, gelap sekali")
     assert gateway.reply("batal")["reply"] == conversation.CANCELLED

@@ -300,7 +300,11 @@ def _report(ctx, message: Message) -> tuple[str, str, str]:
     finding = places.find(message.text, among=draft.choices if draft else ())
     if not finding.places and draft:
         finding = places.find(body)
-    if finding.found is None:
+    province_only = finding.found is not None and finding.found.kind == "provinsi"
+    if finding.found is None or (province_only and draft is None):
+        # A province alone is asked about once: it is often where the sender lives rather
+        # than where it happened, and most public services are a regency's or a city's.
+        # An answer that again names only a province is taken.
         choices = tuple(p.code for p in finding.places[:3]) if finding.ambiguous else ()
         question = (conversation.ask_choice([p.name for p in finding.places])
                     if finding.ambiguous else conversation.ASK_REGION)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.infra.regions import Region
+from services.infra.regions import Region, read_regions_csv
 from services.intake.inbound.places import Gazetteer, tokens
 
 LIST = [Region("13", "Sumatera Barat", "provinsi"),
@@ -73,3 +73,19 @@ def test_districts_and_villages_are_not_matched():
 
 def test_tokens_fold_case_accents_and_punctuation():
     assert tokens("Kab. Sijunjung—Sumbar!") == ["kab", "sijunjung", "sumbar"]
+
+
+def test_every_regency_city_and_province_of_the_national_list_is_found_by_its_name(
+        shared_data):
+    rows = [r for r in read_regions_csv(shared_data / "wilayah-kepmendagri-2025.csv")
+            if r.level in ("provinsi", "kabupaten_kota")]
+    places = Gazetteer(rows)
+    assert len(places) == len(rows) > 500
+    missed = []
+    for region in rows:
+        # A province is named as such: "Jambi" alone is the city, the more specific place.
+        text = f"Provinsi {region.name}" if region.level == "provinsi" else region.name
+        found = places.find(f"jalan rusak di {text}, sudah lama").found
+        if found is None or found.code != region.code:
+            missed.append((region.code, region.name))
+    assert missed == []
