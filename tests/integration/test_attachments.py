@@ -587,6 +587,17 @@ class MediaServer:
                     status, body, kind = 503, b"busy", "text/plain"
                 elif path == "/flaky.jpg":
                     status, body, kind = 200, photo("PNG"), "image/png"
+                elif path == "/trickle.jpg":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(40):  # a byte every 50 ms: never a read timeout
+                            self.wfile.write(b"\xff")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    return
                 elif path == "/moved":
                     self.send_response(302)
                     self.send_header("Location", "/photo.jpg")
@@ -682,6 +693,19 @@ def test_a_media_url_on_a_private_address_is_refused_without_the_test_flag(
         assert [(r.state, r.last_error) for r in fetches(client).values()] == [
             ("failed", "address not public")] * 3
         assert media.hits == {} and client.rows() == []
+    finally:
+        close(app)
+
+
+def test_a_server_that_trickles_cannot_hold_the_fetcher(sqlite_url, tmp_path, media):
+    app = make_app(sqlite_url, tmp_path, MEDIA_ALLOW_PRIVATE=True, MEDIA_TIMEOUT=0.2)
+    try:
+        client = Client(app)
+        tracking_id, _ = client.submit()
+        enqueue(client, tracking_id, media.url + "/trickle.jpg")
+        assert client.service.fetcher.run_once() == 1
+        (row,) = fetches(client).values()
+        assert (row.state, row.last_error, row.attempts) == ("pending", "too slow", 1)
     finally:
         close(app)
 

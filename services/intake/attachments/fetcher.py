@@ -11,11 +11,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import time
 from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import sqlalchemy as sa
+import urllib3
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
@@ -38,6 +40,7 @@ LEASE = timedelta(minutes=5)       # a claimed fetch is tried again after this i
 MAX_REDIRECTS = 3
 BATCH = 5
 MAX_URL = 2048
+WHOLE_FETCH = 6  # a whole fetch, redirects included, gets this many times the timeout
 
 
 class FetchError(Exception):
@@ -71,11 +74,16 @@ def _public_address(host: str, port: int) -> None:
 
 
 def download(url: str, *, max_bytes: int, timeout: float, allow_private: bool) -> bytes:
-    """The body at `url` (following at most 3 redirects, each checked); FetchError else."""
+    """The body at `url` (following at most 3 redirects, each checked); FetchError else.
+    The whole fetch ends after WHOLE_FETCH times `timeout`, so a server that trickles
+    cannot hold the fetcher."""
+    deadline = time.monotonic() + WHOLE_FETCH * timeout
     session = requests.Session()
     session.trust_env = False  # no proxy or .netrc from the environment
     try:
         for _ in range(MAX_REDIRECTS + 1):
+            if time.monotonic() > deadline:
+                raise FetchError("too slow", permanent=False)
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise FetchError("not an http(s) URL", permanent=True)
@@ -101,11 +109,16 @@ def download(url: str, *, max_bytes: int, timeout: float, allow_private: bool) -
                     raise FetchError("too large", permanent=True)
                 body = bytearray()
                 try:
-                    for chunk in response.iter_content(64 * 1024):
+                    # read1: whatever has arrived (decoded), so the deadline is checked
+                    # between small reads, not after a large one.
+                    while chunk := response.raw.read1(64 * 1024, decode_content=True):
                         body += chunk
                         if len(body) > max_bytes:
                             raise FetchError("too large", permanent=True)
-                except requests.RequestException as exc:
+                        if time.monotonic() > deadline:
+                            raise FetchError("too slow", permanent=False)
+                except (requests.RequestException, urllib3.exceptions.HTTPError,
+                        OSError) as exc:
                     raise FetchError(f"network: {type(exc).__name__}", permanent=False) \
                         from None
                 return bytes(body)
@@ -122,8 +135,10 @@ class MediaFetcher:
         self.max_attempts = max(1, int(setting(config, "MEDIA_MAX_ATTEMPTS")))
         self.timeout = float(setting(config, "MEDIA_TIMEOUT"))
         self.poll = float(setting(config, "MEDIA_POLL_SECONDS"))
+        # One fetch may take WHOLE_FETCH timeouts (plus the scan); the loop beats between.
         self.loop = SupervisedLoop("attachment-fetcher", self._iteration, backoff_base=1.0,
-                                   stall_after=max(120.0, 4 * self.timeout * MAX_REDIRECTS))
+                                   stall_after=max(120.0, 2 * WHOLE_FETCH * self.timeout
+                                                   + attachments.scanner.timeout))
 
     def start(self) -> None:
         self.loop.start()
