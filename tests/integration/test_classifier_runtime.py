@@ -64,7 +64,7 @@ def test_the_served_probabilities_are_the_pipelines_on_the_whole_corpus(built):
 
 def test_the_served_form_is_no_pickle(built):
     with np.load(built / ARRAYS_FILE, allow_pickle=False) as arrays:
-        assert arrays["weights"].dtype == np.float64
+        assert arrays["weights"].dtype == np.float32
     assert json.loads((built / MODEL_FILE).read_text(encoding="utf-8"))["labels"]
 
 

@@ -22,12 +22,14 @@ and stores the suggestions in the caller's transaction. Linking itself is a tick
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import re
 import threading
 import time
+from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -164,21 +166,31 @@ class _Idf:
     street's name) gets the highest IDF. Without reference texts every term weighs 1."""
 
     def __init__(self, documents: Iterable[Iterable[str]]):
-        seen = [np.unique(np.fromiter(map(hash, set(terms)), dtype=np.int64))
-                for terms in documents]
-        if not seen:
-            self.keys, self.idf, self.unseen = np.zeros(0, dtype=np.int64), np.zeros(0), 1.0
-            return
-        self.keys, df = np.unique(np.concatenate(seen), return_counts=True)
-        n = len(seen)
+        n, keys, df = 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        chunk: list[np.ndarray] = []
+        for terms in itertools.chain(documents, [None]):
+            if terms is not None:
+                n += 1
+                chunk.append(np.fromiter(map(hash, set(terms)), dtype=np.int64))
+            # Counted a few hundred documents at a time: all of a corpus's terms at once
+            # would hold 20-30 MB more while routing starts.
+            if chunk and (terms is None or len(chunk) == 256):
+                merged, counts = np.unique(np.concatenate([keys, *chunk]), return_inverse=True)
+                df = np.bincount(counts, weights=np.concatenate(
+                    [df, np.ones(sum(map(len, chunk)), dtype=np.int64)])).astype(np.int64)
+                keys, chunk = merged, []
+        self.keys = keys
         self.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        self.unseen = math.log(1.0 + n) + 1.0
+        self.unseen = math.log(1.0 + n) + 1.0 if n else 1.0
 
     def vector(self, terms: Sequence[str]) -> Vector:
         """Sublinear TF (1 + ln count) times IDF, scaled to unit length."""
-        keys, counts = np.unique(np.fromiter(map(hash, terms), dtype=np.int64,
-                                             count=len(terms)), return_counts=True)
-        weights = 1.0 + np.log(counts)
+        counts = Tally(terms)
+        keys = np.fromiter(map(hash, counts), dtype=np.int64, count=len(counts))
+        order = np.argsort(keys)
+        keys = keys[order]
+        weights = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
+                                           count=len(counts))[order])
         if len(self.keys):
             at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             weights *= np.where(self.keys[at] == keys, self.idf[at], self.unseen)
@@ -342,6 +354,23 @@ def judge(matches: Iterable[Match], link_at: float = LINK_AT,
 
 
 # -- in routing's database -------------------------------------------------------------------------
+@cache
+def _candidates_query(with_districts: bool) -> sa.Select:
+    """The candidates' query, built once: SQLAlchemy walks a newly built statement to find
+    its cached compilation, which cost as much as running it."""
+    t = storage.tickets
+    where_region = t.c.region_code == sa.bindparam("regency")
+    if with_districts:  # a report placed in a district or village of the regency too
+        where_region = sa.or_(where_region, t.c.region_code.like(sa.bindparam("within")))
+    return (sa.select(t.c.tracking_id, t.c.submitted_at)
+            .where(t.c.category == sa.bindparam("category"), where_region,
+                   t.c.state.in_([s.value for s in ACTIVE]), t.c.duplicate_of == "",
+                   t.c.submitted_at >= sa.bindparam("since"),
+                   t.c.tracking_id != sa.bindparam("tracking_id"))
+            .order_by(t.c.submitted_at.desc(), t.c.tracking_id)
+            .limit(MAX_CANDIDATES))
+
+
 class _PreparedCache:
     """Prepared texts by tracking id, least recently used out first; shared by threads."""
 
@@ -402,10 +431,12 @@ class Duplicates:
              submitted_at: datetime) -> Verdict:
         """The verdict for a new report against the open tickets it may repeat."""
         started = time.monotonic()
+        # Kept for when this ticket is a candidate itself: its text never changes.
+        new = self.similarity.prepare(report_text(title, body, address))
+        self._cache.put_many({tracking_id: new})
         rows = self.candidates(conn, tracking_id, region_code, category, submitted_at)
         if not rows:
             return Verdict()
-        new = self.similarity.prepare(report_text(title, body, address))
         prepared = self._prepared(conn, [r.tracking_id for r in rows])
         scores = self.similarity.scores(new, [prepared[r.tracking_id] for r in rows])
         verdict = judge((Match(r.tracking_id, round(s, 4), as_utc(r.submitted_at),
@@ -420,19 +451,10 @@ class Duplicates:
                    category: str, submitted_at: datetime) -> list:
         """Open tickets of the category in the regency, submitted within the window before
         `submitted_at` (most recent first, at most MAX_CANDIDATES)."""
-        t = storage.tickets
         regency = regency_of(region_code)
-        where_region = t.c.region_code == regency
-        if "." in regency:  # a report placed in a district or village of the regency too
-            where_region = sa.or_(where_region, t.c.region_code.like(f"{regency}.%"))
-        since = as_utc(submitted_at) - self.window
-        return conn.execute(
-            sa.select(t.c.tracking_id, t.c.submitted_at)
-            .where(t.c.category == category, where_region,
-                   t.c.state.in_([s.value for s in ACTIVE]), t.c.duplicate_of == "",
-                   t.c.submitted_at >= since, t.c.tracking_id != tracking_id)
-            .order_by(t.c.submitted_at.desc(), t.c.tracking_id)
-            .limit(MAX_CANDIDATES)).all()
+        return conn.execute(_candidates_query("." in regency), {
+            "category": category, "regency": regency, "within": f"{regency}.%",
+            "since": as_utc(submitted_at) - self.window, "tracking_id": tracking_id}).all()
 
     def _prepared(self, conn: Connection, tracking_ids: list[str]) -> dict[str, Prepared]:
         found = self._cache.get_many(tracking_ids)
