@@ -182,20 +182,35 @@ def _char_wb(words: list[str], low: int, high: int) -> list[str]:
 
 @dataclass
 class _Vocabulary:
-    index: dict[str, int]
-    idf: np.ndarray      # float32, as the fitted vectoriser holds it
+    """A vectoriser's vocabulary as two arrays: its terms' hashes (Python's, fixed for the
+    process) sorted, and each one's column; a few MB less than a dict of the strings."""
+
+    keys: np.ndarray     # int64, sorted
+    columns: np.ndarray  # the column of each key
+    idf: np.ndarray      # float32, by column, as the fitted vectoriser holds it
     offset: int          # where its columns start in the joined feature space
     sublinear: bool
+
+    @classmethod
+    def of(cls, terms: list[str], idf, offset: int, sublinear: bool) -> _Vocabulary:
+        keys = np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
+        order = np.argsort(keys)
+        return cls(keys[order], order.astype(np.int32), np.asarray(idf, dtype=np.float32),
+                   offset, sublinear)
 
     def features(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The columns and TF-IDF values (float32, unit length) of a text's terms, computed
         as TfidfVectorizer(dtype=float32) does, step by step and in its order."""
-        index = self.index
-        found = [(index[t], n) for t, n in Counter(terms).items() if t in index]
-        if not found:
+        counts = Counter(terms)
+        if not counts or not len(self.keys):
             return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
-        pairs = np.array(found, dtype=np.intp)
-        columns, tf = pairs[:, 0], pairs[:, 1].astype(np.float32)
+        hashes = np.fromiter(map(hash, counts), dtype=np.int64, count=len(counts))
+        at = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
+        known = self.keys[at] == hashes
+        if not known.any():
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+        columns = self.columns[at[known]].astype(np.intp)
+        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))[known]
         order = np.argsort(columns)
         columns, tf = columns[order], tf[order]
         if self.sublinear:
@@ -215,19 +230,17 @@ _ARRAYS = ("word_idf", "char_idf", "weights", "intercept")
 class LinearModel:
     """Features and scores of a fitted pipeline, computed with numpy."""
 
-    def __init__(self, state: dict):
-        self.state = state
+    def __init__(self, state: dict, *, keep: bool = True):
+        # What save() writes; a model read to be served lets its vocabularies' strings go.
+        self.state = state if keep else {}
         self.labels: list[str] = list(state["labels"])
         self.title_repeats = int(state["title_repeats"])
         self.word_ngrams = tuple(state["word_ngrams"])
         self.char_ngrams = tuple(state["char_ngrams"])
         words, chars = state["word_vocabulary"], state["char_vocabulary"]
-        self._words = _Vocabulary({t: i for i, t in enumerate(words)},
-                                  np.asarray(state["word_idf"], dtype=np.float32), 0,
-                                  state["sublinear"][0])
-        self._chars = _Vocabulary({t: i for i, t in enumerate(chars)},
-                                  np.asarray(state["char_idf"], dtype=np.float32),
-                                  len(words), state["sublinear"][1])
+        self._words = _Vocabulary.of(words, state["word_idf"], 0, state["sublinear"][0])
+        self._chars = _Vocabulary.of(chars, state["char_idf"], len(words),
+                                     state["sublinear"][1])
         # (features, labels), rows gathered per text; float32 holds the fitted SVM's
         # coefficients exactly (fit_pipeline rounds them) and the sums are float64.
         self._weights = np.asarray(state["weights"], dtype=np.float32)
@@ -236,6 +249,8 @@ class LinearModel:
 
     def save(self, directory: Path) -> None:
         """model.npz (the arrays) and model.json (the rest) in `directory`."""
+        if not self.state:
+            raise ModelError("a model read from disk is not saved again; build it")
         np.savez(directory / ARRAYS_FILE, **{k: self.state[k] for k in _ARRAYS})
         rest = {k: v for k, v in self.state.items() if k not in _ARRAYS}
         (directory / MODEL_FILE).write_text(json.dumps({"format": FORMAT, **rest},
@@ -249,7 +264,7 @@ class LinearModel:
             raise ValueError(f"format is not {FORMAT}")
         with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
             state.update({k: arrays[k] for k in _ARRAYS})
-        return cls(state)
+        return cls(state, keep=False)
 
     @classmethod
     def from_pipeline(cls, pipeline, params: dict) -> LinearModel:
