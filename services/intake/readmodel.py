@@ -17,7 +17,8 @@ from services.intake import storage
 log = logging.getLogger(__name__)
 CONSUMER = "intake"
 
-CHANNEL_NAMES = {"email": "email", "sms": "SMS", "whatsapp": "WhatsApp", "webhook": "sistem instansi"}
+CHANNEL_NAMES = {"email": "email", "sms": "SMS", "whatsapp": "WhatsApp",
+                 "webhook": "sistem instansi"}
 
 
 def _state(value: int) -> str:
