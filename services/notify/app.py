@@ -12,7 +12,7 @@ from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
 from services.infra.telemetry import OpsServer
-from services.notify import retry, store
+from services.notify import payloads, retry, store
 from services.notify.channels import (
     GatewaySettings,
     SmtpSettings,
@@ -116,6 +116,8 @@ class Settings:
                             ("NOTIFY_WORKERS", settings.workers)):
             if not value > 0:
                 raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+        # Read here, not on the first webhook, so a bad link setting stops notify at start.
+        payloads.attachment_links_from_env(env)
         return settings
 
     def __repr__(self) -> str:  # the URLs may carry passwords

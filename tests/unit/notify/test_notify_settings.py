@@ -1,4 +1,4 @@
-"""NOTIFY_NATIONAL_ADMIN_EMAILS: checked at start, named in the error, never quoted."""
+"""Notify's settings: checked at start, named in the error, never quoted."""
 
 import pytest
 
@@ -31,3 +31,15 @@ def test_a_bad_list_stops_the_process_naming_the_variable(raw, says):
     message = str(stopped.value)
     assert "NOTIFY_NATIONAL_ADMIN_EMAILS" in message and says in message
     assert "piket@lapor.go.id" not in message
+
+
+@pytest.mark.parametrize("env, names", [
+    ({"NOTIFY_ATTACHMENT_LINK_SECONDS": "0"}, "NOTIFY_ATTACHMENT_LINK_SECONDS"),
+    ({"LAPOR_ATTACHMENT_LINK_SECRET": "short"}, "LAPOR_ATTACHMENT_LINK_SECRET"),
+])
+def test_a_bad_attachment_link_setting_stops_notify_at_start(env, names):
+    # Not on the first dispatch webhook, where it could only drop the link.
+    with pytest.raises(ConfigError) as stopped:
+        settings(**env)
+    assert names in str(stopped.value)
+    assert "short" not in str(stopped.value), "a secret is never quoted"
