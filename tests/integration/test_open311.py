@@ -414,6 +414,7 @@ def test_bad_filters_say_what_to_send(quiet, fmt):
                            ({"status": "pending"}, "status must be open, closed"),
                            ({"status": "OPEN"}, "status must be open, closed"),
                            ({"service_code": "pupr"}, "service_code must be service codes"),
+                           ({"service_code": "PUPR,"}, "service_code must be service codes"),
                            ({"service_request_id": "12345"}, "is not a request id")]:
         with pytest.raises(GeoReportError) as error:
             client.requests(**filters)

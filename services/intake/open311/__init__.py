@@ -159,7 +159,8 @@ _CATEGORY = re.compile(models.CATEGORY_CODE, re.ASCII)
 
 
 def _list_param(name: str, limit: int = service_requests.MAX_IDS) -> list[str]:
-    values = [v for v in (request.args.get(name) or "").split(",") if v]
+    text = request.args.get(name) or ""
+    values = text.split(",") if text else []
     if len(values) > limit:
         raise Open311Error(400, f"{name}: at most {limit} values, comma-separated")
     return values
