@@ -29,7 +29,6 @@ import math
 import re
 import threading
 import time
-from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -129,20 +128,40 @@ class Prepared:
 
 
 # -- similarity ------------------------------------------------------------------------------------
-def char_ngrams(text: str, low: int = 3, high: int = 5) -> list[str]:
-    """Character n-grams within space-padded words, as scikit-learn's analyzer="char_wb"
-    makes them: a word no longer than n counts once, whole."""
-    grams: list[str] = []
-    extend, append = grams.extend, grams.append
-    for word in text.split():
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(low, high + 1):
-            if length <= n:
-                append(padded)
-                break
-            extend([padded[i:i + n] for i in range(length - n + 1)])
-    return grams
+def word_keys(text: str) -> np.ndarray:
+    """The words of a prepared text as 64-bit keys (Python's hash, fixed for the process:
+    nothing hashed is stored)."""
+    return np.fromiter(map(hash, text.split()), dtype=np.int64)
+
+
+def char_keys(text: str, low: int = 3, high: int = 5) -> np.ndarray:
+    """The character n-grams of a prepared text as 64-bit keys, one per occurrence: the
+    n-grams within space-padded words that scikit-learn's analyzer="char_wb" makes (a
+    padded word no longer than n counts once, whole, and not again for longer n). An
+    n-gram of ASCII characters, nearly all of them, has its characters and length packed
+    into its key exactly; any other is hashed, into keys no packed one can take."""
+    words = text.split()
+    if not words:
+        return np.zeros(0, dtype=np.int64)
+    padded = "".join(f" {w} " for w in words)
+    codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    word = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+    wide = codes >= 128
+    keys = []
+    for n in range(low, high + 1):
+        m = len(codes) - n + 1
+        if m <= 0:
+            break
+        inside = word[:m] == word[n - 1:]   # the window lies within one padded word
+        key = np.full(m, n << 35, dtype=np.int64)
+        for k in range(n):
+            key |= codes[k:k + m] << (7 * k)
+        if wide.any():
+            other = np.lib.stride_tricks.sliding_window_view(wide, n).any(axis=1)
+            for i in np.flatnonzero(inside & other):
+                key[i] = (hash(padded[i:i + n]) & (2**61 - 1)) | 2**61
+        keys.append(key[inside])
+    return np.concatenate(keys)
 
 
 @dataclass(frozen=True)
@@ -161,17 +180,17 @@ class Vector:
 
 class _Idf:
     """Smoothed IDF, ln((1 + n) / (1 + df)) + 1 as scikit-learn's TfidfTransformer has it,
-    by term hash: sorted hashes of the reference terms and their IDF in two arrays (a few
+    by term key: sorted keys of the reference terms and their IDF in two arrays (a few
     MB where a dict of the strings would take tens). A term the reference never saw (a
     street's name) gets the highest IDF. Without reference texts every term weighs 1."""
 
-    def __init__(self, documents: Iterable[Iterable[str]]):
+    def __init__(self, documents: Iterable[np.ndarray]):
         n, keys, df = 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         chunk: list[np.ndarray] = []
         for terms in itertools.chain(documents, [None]):
             if terms is not None:
                 n += 1
-                chunk.append(np.fromiter(map(hash, set(terms)), dtype=np.int64))
+                chunk.append(np.unique(terms))
             # Counted a few hundred documents at a time: all of a corpus's terms at once
             # would hold 20-30 MB more while routing starts.
             if chunk and (terms is None or len(chunk) == 256):
@@ -183,14 +202,11 @@ class _Idf:
         self.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
         self.unseen = math.log(1.0 + n) + 1.0 if n else 1.0
 
-    def vector(self, terms: Sequence[str]) -> Vector:
-        """Sublinear TF (1 + ln count) times IDF, scaled to unit length."""
-        counts = Tally(terms)
-        keys = np.fromiter(map(hash, counts), dtype=np.int64, count=len(counts))
-        order = np.argsort(keys)
-        keys = keys[order]
-        weights = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
-                                           count=len(counts))[order])
+    def vector(self, terms: np.ndarray) -> Vector:
+        """Sublinear TF (1 + ln count) times IDF of a text's term keys (one per occurrence),
+        scaled to unit length."""
+        keys, counts = np.unique(terms, return_counts=True)
+        weights = 1.0 + np.log(counts)
         if len(self.keys):
             at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             weights *= np.where(self.keys[at] == keys, self.idf[at], self.unseen)
@@ -215,8 +231,8 @@ class Similarity:
         if not texts:
             log.warning("no reference texts for duplicate detection: IDF not used, "
                         "similarities are not the calibrated ones")
-        self.chars = _Idf(char_ngrams(t) for t in texts)
-        self.words = _Idf(t.split() for t in texts)
+        self.chars = _Idf(char_keys(t) for t in texts)
+        self.words = _Idf(word_keys(t) for t in texts)
 
     def prepare(self, text: str) -> Prepared:
         return self.prepare_many([text])[0]
@@ -225,14 +241,14 @@ class Similarity:
         out = []
         for text in texts:
             prepared = prepared_text(text)
-            words = self.words.vector(prepared.split())
+            words = self.words.vector(word_keys(prepared))
             out.append(Prepared(prepared, numbers_in(text), words.keys,
                                 words.weights.astype(np.float32)))
         return out
 
     def char_vector(self, prepared: str) -> Vector:
         """The character n-gram vector of a prepared text (prepared_text)."""
-        return self.chars.vector(char_ngrams(prepared))
+        return self.chars.vector(char_keys(prepared))
 
     def similarity(self, a: str, b: str) -> float:
         """The score of two texts (0..1), as detection computes it."""
