@@ -82,10 +82,13 @@ WORKDIR /app
 # container network. Ports match deploy/k8s and docker-compose.yml.
 
 FROM runtime AS service-intake
+# Attachments on local disk (without S3): a volume mounted here takes this ownership.
+RUN mkdir -p /var/lib/lapor/attachments && chown 10001:10001 /var/lib/lapor/attachments
 ENV INTAKE_HOST=0.0.0.0 \
     INTAKE_PORT=8080 \
     INTAKE_METRICS_HOST=0.0.0.0 \
-    INTAKE_METRICS_PORT=9100
+    INTAKE_METRICS_PORT=9100 \
+    INTAKE_ATTACHMENTS_DIR=/var/lib/lapor/attachments
 USER 10001:10001
 EXPOSE 8080 9100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
