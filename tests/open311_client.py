@@ -107,6 +107,8 @@ class GeoReportClient:
             raise ValueError("fmt is xml or json")
         self.endpoint, self.fmt, self.api_key, self.timeout = endpoint, fmt, api_key, timeout
         self.session = requests.Session()
+        # A GeoReport server answers each format at its own URL: a redirect is a fault.
+        self.session.max_redirects = 0
 
     def _url(self, resource: str) -> str:
         return f"{self.endpoint}/{resource}.{self.fmt}"

@@ -168,12 +168,14 @@ def install(app: Flask) -> Limiter:
     open311_reads = limiter.shared_limit(
         _limit(config, "RATE_LIMIT_READ"), scope="open311-reads",
         error_message="Too many Open311 requests from this network")
+    # Shared: requests, requests.xml and requests.json are one allowance, not three.
+    open311_submit = limiter.shared_limit(
+        _limit(config, "RATE_LIMIT_OPEN311_SUBMIT"), scope="open311-submit",
+        key_func=open311_key, error_message="Too many service requests with this api_key")
     for endpoint in [e for e in app.view_functions if e.startswith("open311.")]:
-        app.view_functions[endpoint] = (limiter.limit(
-            _limit(config, "RATE_LIMIT_OPEN311_SUBMIT"), key_func=open311_key,
-            error_message="Too many service requests with this api_key")
-            if endpoint == "open311.create_request" else open311_reads)(
-            app.view_functions[endpoint])
+        app.view_functions[endpoint] = (
+            open311_submit if endpoint.startswith("open311.create_request")
+            else open311_reads)(app.view_functions[endpoint])
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):

@@ -481,6 +481,20 @@ def test_submissions_are_limited_per_key_and_revoked_keys_refused(quiet, fmt):
     assert revoked.value.status == 403
 
 
+def test_one_allowance_whatever_the_format_asked_for(quiet):
+    # requests, requests.xml and requests.json are one endpoint to the limiter.
+    key = new_key(quiet)
+    body = "Lampu penerangan jalan di simpang Muaro mati semua."
+    for url in ("requests", "requests.xml", "requests.json"):
+        answer = requests.post(f"{quiet.endpoint}/{url}", allow_redirects=False, timeout=10,
+                               data={"api_key": key, "service_code": "PUPR",
+                                     "description": body, **SIJUNJUNG})
+        assert answer.status_code == 201, (url, answer.status_code)
+    with pytest.raises(GeoReportError) as limited:
+        GeoReportClient(quiet.endpoint, "json", api_key=key).create("PUPR", body, **SIJUNJUNG)
+    assert limited.value.status == 429
+
+
 def test_only_key_hashes_are_stored(quiet):
     key = new_key(quiet, f"hash-check-{uuid.uuid4().hex[:6]}")
     with quiet.engine.connect() as conn:

@@ -95,11 +95,14 @@ def _unexpected(exc: Exception):
 
 
 def _fmt_routes(path: str, endpoint: str, methods=("GET",)):
-    """`path`, `path.xml` and `path.json`, one endpoint."""
+    """`path`, `path.xml` and `path.json`, one view. Each its own endpoint (`endpoint`,
+    `endpoint_xml`, `endpoint_json`): rules of one endpoint with equal defaults make werkzeug
+    redirect the later ones to the first, and a GeoReport client asking for `.xml` must get
+    XML, not a 308."""
     def register(view):
         for suffix, fmt in (("", XML), (".xml", XML), (".json", JSON)):
-            bp.add_url_rule(path + suffix, endpoint, view, methods=list(methods),
-                            defaults={"fmt": fmt})
+            bp.add_url_rule(path + suffix, endpoint + suffix.replace(".", "_"), view,
+                            methods=list(methods), defaults={"fmt": fmt})
         return view
     return register
 
