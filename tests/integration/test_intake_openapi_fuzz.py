@@ -36,6 +36,8 @@ This module is also the hooks module schemathesis loads (SCHEMATHESIS_HOOKS)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -58,7 +60,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS_MODULE = "tests.integration.test_intake_openapi_fuzz"
 EXAMPLES_PER_OPERATION = 200
-EXAMPLES_PER_WORKFLOW_OPERATION = 25  # staff and reporter actions: 14 operations of one shape
+EXAMPLES_PER_WORKFLOW_OPERATION = 25  # staff and reporter actions, gateway webhooks: one shape each
 STATEFUL_SCENARIOS = 60  # submit, then read what was submitted: slower, and fewer suffice
 _IDEMPOTENCY_KEY = re.compile(models.IDEMPOTENCY_KEY)
 
@@ -93,8 +95,38 @@ schemathesis.openapi.format("lapor-tracking-id", st.text(
     _tracking_id))
 
 
+# The SMS and WhatsApp webhooks are signed with their gateway's secret (HMAC of the raw
+# body); the secrets are given to the server under test through its environment.
+_SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
+GATEWAY_SECRETS = {"INTAKE_SMS_GATEWAY_SECRET": "fuzz-sms-gateway-secret-0123456789",
+                   "INTAKE_WHATSAPP_GATEWAY_SECRET": "fuzz-wa-gateway-secret-0123456789"}
+
+
+def _sign_gateway_message(case) -> None:
+    """Signs a JSON body sent to a gateway webhook as the transport will serialise it
+    (requests' json=, or b"null"). A signature header schemathesis made invalid on purpose
+    is left as it is."""
+    if not case.path.startswith("/api/v1/channels/") or isinstance(case.body, bytes):
+        return
+    headers = case.meta.components.get("header") if case.meta else None
+    if (headers is not None and getattr(headers.mode, "value", headers.mode) == "negative"
+            or not _SIGNATURE.fullmatch(str((case.headers or {}).get("X-Lapor-Signature",
+                                                                      "")))):
+        return
+    try:
+        raw = b"null" if case.body is None else json.dumps(case.body, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        return  # not JSON at all: sent unsigned, refused with 401
+    channel = case.path.rsplit("/", 1)[-1]
+    secret = GATEWAY_SECRETS[f"INTAKE_{channel.upper()}_GATEWAY_SECRET"].encode()
+    case.headers = {**(case.headers or {}),
+                    "X-Lapor-Signature": "sha256=" + hmac.new(secret, raw,
+                                                              hashlib.sha256).hexdigest()}
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    _sign_gateway_message(case)
     for headers in (case.headers, kwargs.get("headers")):
         key = (headers or {}).get("Idempotency-Key")
         if isinstance(key, str) and _IDEMPOTENCY_KEY.fullmatch(key):
@@ -114,7 +146,7 @@ max-examples = {STATEFUL_SCENARIOS}
 [auth.openapi.staffToken]
 bearer = "{FakeRouting.STAFF_TOKEN}"
 [[operations]]
-include-path-regex = "^/api/v1/(staff/|reports/[{{]tracking_id[}}]/)"
+include-path-regex = "^/api/v1/(staff/|reports/[{{]tracking_id[}}]/|channels/)"
 generation = {{ max-examples = {EXAMPLES_PER_WORKFLOW_OPERATION} }}
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422",
@@ -124,7 +156,10 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5x
 """
 
 
-def test_the_served_document_holds_for_every_operation(tmp_path):
+def test_the_served_document_holds_for_every_operation(tmp_path, monkeypatch):
+    for name, secret in GATEWAY_SECRETS.items():
+        monkeypatch.setenv(name, secret)
+    monkeypatch.setenv("INTAKE_RATE_LIMIT_CHANNEL_SENDER", "100000 per minute")
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG, encoding="utf-8")
     with FakeRouting() as routing, running_intake(

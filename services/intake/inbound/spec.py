@@ -14,6 +14,8 @@ from services.intake.inbound.settings import SIGNATURE_HEADER
 
 MESSAGE_ID = "^[!-~]{1,200}$"
 MEDIA_URL = "^https?://[!-~]+$"
+RFC3339 = ("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.][0-9]+)?"
+           "(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class GatewayMessage(BaseModel):
@@ -34,7 +36,7 @@ class GatewayMessage(BaseModel):
     media_url: Annotated[str, Field(max_length=2_000, pattern=MEDIA_URL)] | None = Field(
         None, description="an http(s) URL of a photo the sender attached (WhatsApp); it is "
                           "fetched and attached to the report in the background")
-    received_at: Annotated[str, Field(max_length=40,
+    received_at: Annotated[str, Field(max_length=40, pattern=RFC3339,
                                       json_schema_extra={"format": "date-time"})] | None = Field(
         None, description="when the provider received the message, ISO 8601 such as "
                           "2026-12-02T09:15:00+07:00")
@@ -53,8 +55,8 @@ class GatewayReply(BaseModel):
 def received_at_problem(value: str | None) -> str | None:
     if not value:
         return None
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:  # the pattern has the shape; the calendar says whether the day and time exist
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         return "must be a date and time as ISO 8601, e.g. 2026-12-02T09:15:00+07:00"
     return None
