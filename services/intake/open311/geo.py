@@ -1,6 +1,6 @@
 """Where an Open311 request is: a point (lat/long) placed in a regency offline with
-reverse_geocode and matched by name to the Kemendagri list intake holds, or a regency or
-province named in the address text. No network; the region list comes from the caller."""
+GeoNames' places (places.py) and matched by name to the Kemendagri list intake holds, or a
+regency or province named in the address text. No network; the region list comes from the caller."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-import reverse_geocode
+from services.intake.open311 import places
 
 # A point further than this from the nearest known place is at sea or off the map.
 MAX_DISTANCE_KM = 100.0
@@ -68,7 +68,10 @@ class Gazetteer:
 
     def locate(self, lat: float, lon: float) -> Region:
         """The regency (else the province) of a point in Indonesia; PlaceError otherwise."""
-        place = reverse_geocode.get((lat, lon))
+        place = places.nearest(lat, lon)
+        if place is None:
+            raise PlaceError(f"lat/long ({lat}, {lon}) is outside Indonesia; send a point in "
+                             "Indonesia (lat is north-south, negative south of the equator)")
         distance = _km(lat, lon, place["latitude"], place["longitude"])
         if place.get("country_code") != "ID":
             raise PlaceError(f"lat/long ({lat}, {lon}) is outside Indonesia (the nearest place "
