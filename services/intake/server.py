@@ -238,9 +238,11 @@ class HttpServer:
             max_request_header_size=MAX_HEADER_BYTES, asyncore_use_poll=True,
             ident="lapor-intake")
         _allow_descriptors(settings.connection_limit)
-        uploads = app.extensions["lapor"].attachments
+        # An app without intake's context (the benches' bare endpoint) takes no uploads.
+        uploads = getattr(app.extensions.get("lapor"), "attachments", None)
         upload_adj = copy.copy(adj)
-        upload_adj.max_request_body_size = uploads.max_bytes + MULTIPART_SLACK + 1
+        if uploads is not None:
+            upload_adj.max_request_body_size = uploads.max_bytes + MULTIPART_SLACK + 1
         self.adj = adj
         self._map: dict = {}
         self.dispatcher = ThreadedTaskDispatcher()
@@ -251,7 +253,8 @@ class HttpServer:
                                  sockinfo=sockinfo)
             listener.request_timeout = settings.request_timeout
             listener.upload_adj = upload_adj
-            listener.upload_timeout = max(settings.request_timeout, uploads.upload_seconds)
+            listener.upload_timeout = max(settings.request_timeout,
+                                          uploads.upload_seconds if uploads else 0)
             self.listeners.append(listener)
         self.port = int(self.listeners[0].effective_port)
         self._thread: threading.Thread | None = None
