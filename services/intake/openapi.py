@@ -15,6 +15,8 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from services.intake import attachments, ids, inbound, models, open311
+from services.intake.openapi_parts import problem as _problem
+from services.intake.openapi_parts import ref as _ref
 
 PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY_KIB = 256  # the longest valid report fits even with every character \u-escaped
@@ -42,18 +44,6 @@ def _answer_names(base: type) -> set[str]:
     for cls in base.__subclasses__():
         names |= {cls.__name__, *_answer_names(cls)}
     return names
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str, headers: dict | None = None) -> dict:
-    answer = {"description": description,
-              "content": {"application/problem+json": {"schema": _ref("Problem")}}}
-    if headers:
-        answer["headers"] = headers
-    return answer
 
 
 _INT = {"type": "integer", "minimum": 0}

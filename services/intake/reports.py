@@ -163,19 +163,24 @@ def _prepare(outbox: Outbox, report: NewReport) -> tuple[dict, dict]:
     return answer, rows
 
 
+def with_master() -> sa.Select:
+    """Reports with the status, agency and deadline of the report each is linked to (None
+    when not linked) as master_* columns: what the views show of a linked report."""
+    r, master = storage.reports, storage.reports.alias("master")
+    return (sa.select(r, master.c.status.label("master_status"),
+                      master.c.agency_code.label("master_agency_code"),
+                      master.c.agency_name.label("master_agency_name"),
+                      master.c.deadline.label("master_deadline"),
+                      master.c.deadline_zone.label("master_deadline_zone"))
+            .select_from(r.outerjoin(master, sa.and_(r.c.linked_to != "",
+                                                     master.c.tracking_id == r.c.linked_to))))
+
+
 def load(conn: Connection, tracking_id: str):
     """The report (with the status of the report it is linked to, if any, as master_*
     columns) and its timeline; (None, []) when there is no such report."""
-    r, master = storage.reports, storage.reports.alias("master")
-    report = conn.execute(
-        sa.select(r, master.c.status.label("master_status"),
-                  master.c.agency_code.label("master_agency_code"),
-                  master.c.agency_name.label("master_agency_name"),
-                  master.c.deadline.label("master_deadline"),
-                  master.c.deadline_zone.label("master_deadline_zone"))
-        .select_from(r.outerjoin(master, sa.and_(r.c.linked_to != "",
-                                                 master.c.tracking_id == r.c.linked_to)))
-        .where(r.c.tracking_id == tracking_id)).first()
+    report = conn.execute(with_master().where(
+        storage.reports.c.tracking_id == tracking_id)).first()
     if report is None:
         return None, []
     entries = conn.execute(sa.select(storage.timeline).where(

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from services.intake import ids
 from services.intake.attachments.files import EXTENSIONS
+from services.intake.openapi_parts import problem as _problem
+from services.intake.openapi_parts import ref as _ref
 
 _ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 _TYPES = sorted(EXTENSIONS)
 _INT = {"type": "integer", "minimum": 0}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "required": True, "schema": _INT}}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str, headers: dict | None = None) -> dict:
-    answer = {"description": description,
-              "content": {"application/problem+json": {"schema": _ref("Problem")}}}
-    if headers:
-        answer["headers"] = headers
-    return answer
 
 
 def _tracking_id() -> dict:

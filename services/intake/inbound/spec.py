@@ -11,6 +11,8 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from services.intake import models
 from services.intake.inbound.settings import SIGNATURE_HEADER
+from services.intake.openapi_parts import problem as _problem
+from services.intake.openapi_parts import ref as _ref
 
 MESSAGE_ID = "^[!-~]{1,200}$"
 MEDIA_URL = "^https?://[!-~]+$"
@@ -72,18 +74,6 @@ def openapi_schemas() -> dict:
                                 ref_template="#/components/schemas/{model}",
                                 schema_generator=_Generator)
     return top["$defs"]
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str, headers: dict | None = None) -> dict:
-    answer = {"description": description,
-              "content": {"application/problem+json": {"schema": _ref("Problem")}}}
-    if headers:
-        answer["headers"] = headers
-    return answer
 
 
 def _webhook(channel: str, name: str) -> dict[str, Any]:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from services.intake import ids, models
 from services.intake.open311 import keys
+from services.intake.openapi_parts import ref as _ref
 
 PREFIX = "/open311/v2"
 _STR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _content(schema: dict) -> dict:

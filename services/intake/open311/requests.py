@@ -21,15 +21,7 @@ MAX_IDS = 100              # service_request_id values per call
 
 def _reports_query():
     """Reports with their master's status (as reports.load reads them), public ones only."""
-    r, master = storage.reports, storage.reports.alias("master")
-    return (sa.select(r, master.c.status.label("master_status"),
-                      master.c.agency_code.label("master_agency_code"),
-                      master.c.agency_name.label("master_agency_name"),
-                      master.c.deadline.label("master_deadline"),
-                      master.c.deadline_zone.label("master_deadline_zone"))
-            .select_from(r.outerjoin(master, sa.and_(r.c.linked_to != "",
-                                                     master.c.tracking_id == r.c.linked_to)))
-            .where(r.c.confidential.is_(False)))
+    return reports.with_master().where(storage.reports.c.confidential.is_(False))
 
 
 def find(conn: Connection, *, ids: list[str] | None = None, codes: list[str] | None = None,
