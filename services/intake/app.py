@@ -186,6 +186,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if request.path.startswith(f"{open311.bp.url_prefix}/"):
+            return open311.http_error(exc)
         messages = {
             404: ("not_found", "Not found", "No such endpoint; see /api/v1/openapi.json"),
             405: ("method_not_allowed", "Method not allowed",

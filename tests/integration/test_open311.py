@@ -37,7 +37,7 @@ from tests.integration.helpers import (
     ticket_dispatched,
     wait_for,
 )
-from tests.open311_client import GeoReportClient, GeoReportError
+from tests.open311_client import GeoReportClient, GeoReportError, parse_xml
 
 pytestmark = pytest.mark.integration
 
@@ -479,6 +479,16 @@ def test_submissions_are_limited_per_key_and_revoked_keys_refused(quiet, fmt):
     with pytest.raises(GeoReportError) as revoked:
         GeoReportClient(quiet.endpoint, fmt, api_key=second).create("PUPR", body, **SIJUNJUNG)
     assert revoked.value.status == 403
+
+
+def test_unknown_paths_and_methods_get_the_specs_error_document(quiet):
+    xml = requests.get(f"{quiet.endpoint}/nosuch.xml", timeout=5)
+    assert xml.status_code == 404 and xml.headers["Content-Type"].startswith("text/xml")
+    (error,) = parse_xml(xml.content)
+    assert error["code"] == 404 and error["description"]
+    wrong = requests.delete(f"{quiet.endpoint}/services.json", timeout=5)
+    assert wrong.status_code == 405
+    assert wrong.json() == [{"code": 405, "description": "DELETE is not supported here"}]
 
 
 def test_one_allowance_whatever_the_format_asked_for(quiet):

@@ -79,7 +79,9 @@ def _rate_limited(exc: RateLimitExceeded):
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
+def http_error(exc: HTTPException):
+    """Also answers, through the app's handler, what matched no route under the prefix (an
+    unknown path, a method a resource lacks): Open311 clients get the spec's errors."""
     descriptions = {413: "the request is too large; send at most the fields of the spec",
                     405: f"{request.method} is not supported here"}
     return error_response(_format(), Open311Error(
