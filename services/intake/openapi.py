@@ -111,7 +111,7 @@ def document() -> dict[str, Any]:
     """The whole document, as the code defines it."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "LAPOR intake API", "version": "1.2.0", "description": DESCRIPTION},
+        "info": {"title": "LAPOR intake API", "version": "1.3.0", "description": DESCRIPTION},
         "servers": [{"url": "http://127.0.0.1:8080"}],
         "paths": {
             "/api/v1/reports": {"post": _create_report()},
