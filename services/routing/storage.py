@@ -151,6 +151,11 @@ tickets = sa.Table(
 )
 sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
 sa.Index("ix_tickets_state_deadline", tickets.c.state, tickets.c.deadline)
+# Duplicate screening's candidates: the open tickets of one category in one regency, most
+# recent first (tickets/duplicates.py); without it that query went through every open
+# ticket of the country.
+sa.Index("ix_tickets_category_region_submitted", tickets.c.category, tickets.c.region_code,
+         tickets.c.submitted_at)
 
 ticket_history = sa.Table(
     "ticket_history", metadata,
