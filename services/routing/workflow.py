@@ -44,6 +44,17 @@ for _outcome in ("dispatched", "triage"):
 State = common_pb2.TicketState
 
 
+# Built once: SQLAlchemy walks a statement built anew to find its cached compilation, which
+# cost a ticket's creation as much as running the statements (docs/performance.md).
+_INSERT_TICKET = storage.tickets.insert()
+_INSERT_HISTORY = storage.ticket_history.insert()
+_TICKET_OF_REPORT = sa.select(storage.tickets.c.ticket_id).where(
+    storage.tickets.c.tracking_id == sa.bindparam("tracking_id"))
+# Every audit-trail row of a new ticket names every column: an executemany takes its
+# columns from the first row and would drop a later row's reason.
+_HISTORY_ROW = dict(from_state="", agency_code="", note="", reason="")
+
+
 def state_name(value: int) -> str:
     return State.Name(value).removeprefix("TICKET_STATE_")
 
@@ -108,8 +119,7 @@ class Workflow:
         with self.engine.begin() as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
-            if conn.execute(sa.select(storage.tickets.c.ticket_id).where(
-                    storage.tickets.c.tracking_id == payload.tracking_id)).first():
+            if conn.execute(_TICKET_OF_REPORT, {"tracking_id": payload.tracking_id}).first():
                 log.info("ticket already exists for this report; nothing to do")
                 return "duplicate"
             directory = storage.SqlDirectory(conn)
@@ -187,7 +197,7 @@ class Workflow:
         deadline = self.calendar.add_working_days(clock_start, days, tz)
         ticket_id = str(uuid.uuid4())
         located = report.HasField("location")
-        conn.execute(storage.tickets.insert().values(
+        conn.execute(_INSERT_TICKET, dict(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
             confidence=decision.confidence, decision=decision.explanation,
@@ -220,8 +230,8 @@ class Workflow:
         else:
             history[0]["agency_code"] = decision.agency.code
             history[0]["reason"] = decision.explanation
-        conn.execute(storage.ticket_history.insert(),
-                     [dict(h, ticket_id=ticket_id) for h in history])
+        conn.execute(_INSERT_HISTORY, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
+                                       for h in history])
 
         content = common_pb2.ReportContent()
         content.CopyFrom(report)
@@ -258,7 +268,7 @@ class Workflow:
                 # The report.submitted it follows has not been handled yet: retry later.
                 raise LookupError("update for a report routing has not seen yet")
             at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else self.now()
-            conn.execute(storage.ticket_history.insert().values(
+            conn.execute(_INSERT_HISTORY, dict(
                 ticket_id=ticket.ticket_id, at=at, from_state=ticket.state,
                 to_state=ticket.state, actor_role="citizen", actor="citizen", action="update",
                 agency_code=ticket.agency_code, from_agency=ticket.agency_code,

@@ -57,6 +57,18 @@ MAX_TEXT = 10_000
 MAX_NOTE = 2_000
 
 
+# Statements built once: SQLAlchemy walks a statement built anew to find its cached
+# compilation, which cost about as much as running it (docs/performance.md).
+_INSERT_HISTORY = storage.ticket_history.insert()
+_LOAD = sa.select(storage.tickets).where(
+    storage.tickets.c.tracking_id == sa.bindparam("tracking_id"))
+_LOAD_LOCKED = _LOAD.with_for_update()
+# The SET clause comes from the parameters' other keys (the columns a command changes).
+_UPDATE_VERSION = storage.tickets.update().where(
+    storage.tickets.c.ticket_id == sa.bindparam("where_ticket_id"),
+    storage.tickets.c.version == sa.bindparam("where_version"))
+
+
 class TicketError(Exception):
     """A command or query that cannot be done, with a message for the caller."""
 
@@ -158,11 +170,8 @@ class Tickets:
             raise NotYours()
 
     def _load(self, conn: Connection, tracking_id: str, *, lock: bool):
-        t = storage.tickets
-        query = sa.select(t).where(t.c.tracking_id == tracking_id)
-        if lock and is_postgres(conn):
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        query = _LOAD_LOCKED if lock and is_postgres(conn) else _LOAD
+        row = conn.execute(query, {"tracking_id": tracking_id}).first()
         if row is None:
             raise NotFound(tracking_id)
         return row
@@ -203,12 +212,11 @@ class Tickets:
                       deadline_zone=zone_label(tz))
         if deadline != as_utc(row.deadline):
             values["warned_deadline"] = None
-        t = storage.tickets
-        updated = conn.execute(t.update().where(
-            t.c.ticket_id == row.ticket_id, t.c.version == row.version).values(**values))
+        updated = conn.execute(_UPDATE_VERSION, dict(
+            values, where_ticket_id=row.ticket_id, where_version=row.version))
         if updated.rowcount != 1:
             raise Stale(row.version, row.version + 1)
-        conn.execute(storage.ticket_history.insert().values(
+        conn.execute(_INSERT_HISTORY, dict(
             ticket_id=row.ticket_id, at=now, from_state=source.value,
             to_state=the_step.target.value, actor_role=principal.acting_role.value,
             actor=principal.username, action=action.value, agency_code=agency.code,
@@ -436,7 +444,7 @@ class Tickets:
             if expected_version and expected_version != row.version:
                 raise Stale(expected_version, row.version)
             self._message(conn, row, "to_reporter", principal, text)
-            conn.execute(storage.ticket_history.insert().values(
+            conn.execute(_INSERT_HISTORY, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=principal.acting_role.value,
                 actor=principal.username, action="message", agency_code=row.agency_code,
@@ -463,7 +471,7 @@ class Tickets:
                                                               "laporan"))
             if state in ACTIVE:
                 self._message(conn, row, "to_agency", CITIZEN, message)
-                conn.execute(storage.ticket_history.insert().values(
+                conn.execute(_INSERT_HISTORY, dict(
                     ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                     to_state=row.state, actor_role=Role.CITIZEN.value, actor="citizen",
                     action="message", agency_code=row.agency_code,
@@ -492,7 +500,7 @@ class Tickets:
             t = storage.tickets
             conn.execute(t.update().where(t.c.ticket_id == row.ticket_id).values(
                 rating=rating, rating_comment=comment, updated_at=self.now()))
-            conn.execute(storage.ticket_history.insert().values(
+            conn.execute(_INSERT_HISTORY, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=Role.CITIZEN.value, actor="citizen",
                 action="rate", agency_code=row.agency_code, from_agency=row.agency_code,
@@ -668,7 +676,7 @@ class Tickets:
             version = row.version + 1
             conn.execute(t.update().where(t.c.ticket_id == row.ticket_id).values(
                 oversight_flagged_at=now, version=version, updated_at=now))
-            conn.execute(storage.ticket_history.insert().values(
+            conn.execute(_INSERT_HISTORY, dict(
                 ticket_id=row.ticket_id, at=now, from_state=row.state, to_state=row.state,
                 actor_role=Role.SYSTEM.value, actor="system", action="flag_oversight",
                 agency_code=row.agency_code, from_agency=row.agency_code,
@@ -776,7 +784,7 @@ class Tickets:
         if updated.rowcount != 1:
             raise Stale(row.version, row.version + 1)
         note = f"Digabung dengan laporan {master.tracking_id}"
-        conn.execute(storage.ticket_history.insert().values(
+        conn.execute(_INSERT_HISTORY, dict(
             ticket_id=row.ticket_id, at=now, from_state=row.state,
             to_state=State.ARCHIVED.value, actor_role=principal.acting_role.value,
             actor=principal.username, action="link", agency_code=row.agency_code,
@@ -841,7 +849,7 @@ class Tickets:
             if found.resolution == "dismissed":
                 return row  # dismissed before: the same answer, nothing written twice
             conn.execute(d.update().where(pair).values(resolution="dismissed"))
-            conn.execute(storage.ticket_history.insert().values(
+            conn.execute(_INSERT_HISTORY, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=principal.acting_role.value,
                 actor=principal.username, action="dismiss_duplicate",
