@@ -23,6 +23,12 @@ process's threads (wall time, idle included), grouped into the worker's stages; 
 that run, so its rate is not the figure (BENCH_NOTIFY_PROFILE=0 skips it). SQLite, and
 PostgreSQL when it answers.
 
+A second figure per database measures the sending side alone: the same deliveries made
+beforehand by notify's own event handler, straight into a fresh database, then a notify
+process started on that backlog; it runs from the first arrival to the last. With events
+on the bus the handler (one consumer thread, one transaction per event) makes the
+deliveries no faster than the workers send them, so the first figure can be the handler's.
+
     python -m bench.notify_bench
     BENCH_NOTIFY_TICKETS=500 BENCH_NOTIFY_PROFILE=0 python -m bench.notify_bench
 """
@@ -296,6 +302,68 @@ def _logged(database_url: str) -> tuple[int, int, int]:
     return delivered, total, attempts
 
 
+def _created_over(database_url: str) -> float:
+    """Seconds between the first and the last delivery row the event handler created."""
+    import sqlalchemy as sa
+
+    from services.infra import db
+    from services.notify import store
+
+    engine = db.make_engine(database_url)
+    try:
+        with db.reading(engine) as conn:
+            d = store.deliveries
+            first, last = conn.execute(sa.select(sa.func.min(d.c.created_at),
+                                                 sa.func.max(d.c.created_at))).one()
+    finally:
+        engine.dispose()
+    return (db.as_utc(last) - db.as_utc(first)).total_seconds()
+
+
+def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receivers,
+                workdir: Path, tickets: int = TICKETS) -> dict:
+    """The sending side alone: the same deliveries made beforehand by notify's own event
+    handler (in this process, straight into the database), then a notify process started on
+    them. Its figure runs from the first arrival to the last, so start-up is not in it."""
+    from lapor.v1 import events_pb2
+    from services.infra import db
+    from services.notify.handler import EventHandler
+
+    env = {**os.environ, "NOTIFY_DATABASE_URL": database_url, "LAPOR_AMQP_URL": amqp_url,
+           "LAPOR_RABBITMQ_API_URL": "off", "NOTIFY_SMTP_URL": receivers.smtp_url,
+           "NOTIFY_WORKERS": str(WORKERS), "LAPOR_LOG_LEVEL": "WARNING"}
+    secret_file = workdir / "secret"
+    secret_file.write_text(SECRET)
+    url = f"http://127.0.0.1:{receivers.http_port}/lapor"
+    subprocess.run([sys.executable, "-m", "services.notify", "webhooks", "set", AGENCY_CODE,
+                    url, "--secret-file", str(secret_file), "--allow-http"], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
+    engine = db.make_engine(database_url)
+    try:
+        handler = EventHandler(engine, on_new_deliveries=lambda: None)
+        for _, body, _ in _events(tracking_ids):
+            envelope = events_pb2.EventEnvelope()
+            envelope.ParseFromString(body)
+            handler(envelope)
+    finally:
+        engine.dispose()
+    metrics_port = free_port()
+    env["NOTIFY_METRICS_PORT"] = str(metrics_port)
+    log = workdir / f"notify-{label}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.notify"], env=env, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        last = receivers.wait_for(2 * tickets, f"notify backlog ({label})")
+    finally:
+        stop(proc)
+    emails, hooks = receivers.take()
+    _check_once(emails, hooks, tracking_ids)
+    first = min(stamp for stamp, *_ in emails + hooks)
+    return {"seconds": last - first, "deliveries": 2 * tickets - 1}
+
+
 def _check_once(emails: list, hooks: list, tracking_ids: list[str]) -> None:
     """Every ticket's email and webhook arrived exactly once, the webhook signed."""
     from services.notify import signing
@@ -382,6 +450,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
                          f"{logged[1]} deliveries, {logged[2]} attempts; "
                          f"expected {2 * tickets} of each")
     return {"seconds": last - started, "published": published,
+            "created_over": _created_over(database_url),
             "logged": logged_at - started, "metrics": metrics, "emails": emails,
             "hooks": hooks, "profile": profile_file if profile else None}
 
@@ -450,7 +519,7 @@ def profile_breakdown(path: Path, deliveries: int, seconds: float) -> list[str]:
 
 # -- the run ----------------------------------------------------------------------------------
 def measure(label: str, database_url: str, amqp_url: str, receivers: Receivers,
-            workdir: Path) -> None:
+            workdir: Path, backlog_url: str) -> None:
     real = run_notify(label, database_url, amqp_url, receivers, workdir)
     bare = run_bare(receivers, real["emails"], real["hooks"], workdir)
     n = 2 * TICKETS
@@ -464,7 +533,12 @@ def measure(label: str, database_url: str, amqp_url: str, receivers: Receivers,
     per_delivery = 1000 * WORKERS * real["seconds"] / n
     print(f"  {n} events published in {real['published']:.2f} s; last arrival at "
           f"{real['seconds']:.2f} s; all recorded delivered in the log at "
-          f"{real['logged']:.2f} s", flush=True)
+          f"{real['logged']:.2f} s; the event handler created the deliveries over "
+          f"{real['created_over']:.2f} s", flush=True)
+    backlog = run_backlog(f"{label}, backlog", backlog_url, amqp_url, receivers, workdir)
+    print(f"  sending alone (the same deliveries already in the table, the handler not "
+          f"running): {backlog['deliveries'] / backlog['seconds']:,.0f}/s, "
+          f"{backlog['deliveries'] / backlog['seconds'] / bare_rate:.0%} of bare", flush=True)
     print(f"  per delivery, worker-thread time {per_delivery:.1f} ms "
           f"({WORKERS} threads x elapsed / deliveries): send email {email_ms:.1f} ms "
           f"(bare {bare['email_ms']:.1f}), send webhook {hook_ms:.1f} ms "
@@ -514,16 +588,20 @@ def main(amqp_url: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             measure("SQLite", f"sqlite:///{workdir / 'notify.db'}", amqp_url, receivers,
-                    workdir)
+                    workdir, f"sqlite:///{workdir / 'backlog.db'}")
             if PROFILE:
                 profile_run(amqp_url, receivers, workdir)
             name = f"bench_notify_{uuid.uuid4().hex[:8]}"
             admin = _postgres_database(name)
             if admin is not None:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}_backlog"')
+                admin.execute(f'CREATE DATABASE "{name}_backlog"')
                 try:
-                    measure("PostgreSQL", f"{PG_DSN}/{name}", amqp_url, receivers, workdir)
+                    measure("PostgreSQL", f"{PG_DSN}/{name}", amqp_url, receivers, workdir,
+                            f"{PG_DSN}/{name}_backlog")
                 finally:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    for db_name in (name, f"{name}_backlog"):
+                        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
                     admin.close()
     finally:
         receivers.stop()

@@ -19,7 +19,14 @@ A reporter's notice goes on one channel (reach.py: the one they used, else email
 Its first claim settles the channel from the contact as it is then; when the delivery fails
 for good or is skipped (no gateway, opted out, no address), the same notice is created once
 on the next channel they gave, in the transaction that records the failure (`replaces`
-names the delivery it stands in for)."""
+names the delivery it stands in for).
+
+A sending thread records an attempt and claims its next delivery in one transaction (one
+write transaction per delivery instead of two: on SQLite the process's writers queue for
+one lock, on PostgreSQL each is a commit). The next claim is an ordinary claim with its own
+lease, held by that thread until its next turn; a thread that stops puts its held claim back
+(due now, the attempt not counted), and one that is killed leaves it to its lease like any
+claim."""
 
 from __future__ import annotations
 
@@ -171,13 +178,18 @@ class DeliveryWorker:
         # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
         # retry delay is not rounded up to the poll interval.
         self._soonest_retry = float("inf")
+        # Per sending thread: the claim taken with the last record, sent at its next turn
+        # (`held`), and the loop it runs (`loop`), so run_once() claims nothing more once the
+        # loop is stopping.
+        self._local = threading.local()
         # Checked here, so a broken template stops the process at start, not at a send.
         self.renderer = templates.default()
         # One supervised loop per sending thread; a send in hand may take its whole limit
         # before the loop counts as wedged.
         self.loops = [SupervisedLoop("notify-worker", self._iteration, backoff_base=0.5,
                                      backoff_cap=30.0,
-                                     stall_after=settings.send_limit + settings.poll_interval + 30)
+                                     stall_after=settings.send_limit + settings.poll_interval + 30,
+                                     on_exit=self._put_back_held)
                       for _ in range(max(1, settings.threads))]
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -203,6 +215,7 @@ class DeliveryWorker:
         return all([loop.stop(deadline - time.monotonic()) for loop in self.loops])
 
     def _iteration(self, loop: SupervisedLoop) -> None:
+        self._local.loop = loop
         with self._wake:
             seen = self._generation
         if self.run_once():
@@ -219,64 +232,88 @@ class DeliveryWorker:
 
     # -- one delivery ----------------------------------------------------------------------
     def run_once(self) -> bool:
-        """Claims, sends and records one due delivery; False when none is due."""
-        claim = self.claim()
+        """Sends and records one due delivery (the one claimed with the last record, else a
+        fresh claim), claiming the next in the same transaction; False when none is due."""
+        claim = getattr(self._local, "held", None)
+        self._local.held = None
+        if claim is None:
+            claim = self.claim()
         if claim is None:
             return False
+        loop = getattr(self._local, "loop", None)
         with logs.bound(tracking_id=claim.tracking_id, event_id=claim.trigger_event_id):
             outcome = self.attempt(claim)
-            self.record(claim, outcome)
+            self._local.held = self.record(claim, outcome,
+                                           claim_next=loop is None or not loop.stopping)
         return True
+
+    def _put_back_held(self, _loop: SupervisedLoop | None = None) -> None:
+        """A stopping thread's held claim, not sent: due again now, its attempt uncounted.
+        If its lease ran out and another worker took it meanwhile, that one keeps it."""
+        claim = getattr(self._local, "held", None)
+        self._local.held = None
+        if claim is None:
+            return
+        d = store.deliveries
+        now = db.utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(d.update().where(
+                d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
+            ).values(attempts=claim.attempt - 1, next_attempt_at=now, updated_at=now))
 
     def claim(self) -> Claim | None:
         """Takes the next due delivery that can be sent now, or None. Emails still waiting
         for their contact are put back on the way, without counting an attempt."""
+        with self.engine.begin() as conn:
+            return self._claim_in(conn)
+
+    def _claim_in(self, conn) -> Claim | None:
+        """claim() inside the caller's transaction."""
         for _ in range(_MAX_PUT_BACK):
-            claim = self._claim_next()
+            claim = self._claim_next(conn)
             if claim is not _PUT_BACK:
                 return claim
         return None  # a burst of waiting emails: the rest at the next look
 
-    def _claim_next(self):
+    def _claim_next(self, conn):
         d = store.deliveries
         now = db.utcnow()
         claimed_at = time.monotonic()
-        with self.engine.begin() as conn:
-            query = (sa.select(d).where(d.c.status == "pending", d.c.next_attempt_at <= now)
-                     .order_by(d.c.next_attempt_at, d.c.id).limit(1))
-            if db.is_postgres(conn):
-                query = query.with_for_update(skip_locked=True)
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            contact = endpoint = None
-            channel, opted_out = row.channel, False
-            if row.channel in REPORTER_CHANNELS and row.audience == REPORTER:
-                contact = store.load_contact(conn, row.tracking_id)
-                waited = (now - db.as_utc(row.created_at)).total_seconds()
-                if contact is None and waited < self.settings.contact_wait:
-                    # Not an attempt: nothing was tried. reporter.registered wakes it sooner.
-                    conn.execute(d.update().where(d.c.id == row.id).values(
-                        next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
-                        last_error=WAITING_FOR_CONTACT, updated_at=now))
-                    return _PUT_BACK
-                if contact is not None and row.attempts == 0 and row.replaces is None:
-                    # The first send of a notice goes on the reporter's channel as the
-                    # contact says now (it may have come after the event).
-                    channel = reach.first_channel(contact)
-                if contact is not None and channel in reach.PHONE_CHANNELS:
-                    opted_out = store.opted_out(conn, channel, contact.phone)
-            elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
-                endpoint = _own_endpoint(conn, row.target)
-            elif row.channel == "webhook":
-                endpoint = store.endpoint_for(conn, row.target)
-            attempt = row.attempts + 1
-            # The wait for the contact is over: reporter.registered must not wake (and so
-            # hand to a second worker) a delivery that is being sent.
-            last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
-            conn.execute(d.update().where(d.c.id == row.id).values(
-                attempts=attempt, next_attempt_at=now + self.settings.lease,
-                last_error=last_error, updated_at=now, channel=channel))
+        query = (sa.select(d).where(d.c.status == "pending", d.c.next_attempt_at <= now)
+                 .order_by(d.c.next_attempt_at, d.c.id).limit(1))
+        if db.is_postgres(conn):
+            query = query.with_for_update(skip_locked=True)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        contact = endpoint = None
+        channel, opted_out = row.channel, False
+        if row.channel in REPORTER_CHANNELS and row.audience == REPORTER:
+            contact = store.load_contact(conn, row.tracking_id)
+            waited = (now - db.as_utc(row.created_at)).total_seconds()
+            if contact is None and waited < self.settings.contact_wait:
+                # Not an attempt: nothing was tried. reporter.registered wakes it sooner.
+                conn.execute(d.update().where(d.c.id == row.id).values(
+                    next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
+                    last_error=WAITING_FOR_CONTACT, updated_at=now))
+                return _PUT_BACK
+            if contact is not None and row.attempts == 0 and row.replaces is None:
+                # The first send of a notice goes on the reporter's channel as the
+                # contact says now (it may have come after the event).
+                channel = reach.first_channel(contact)
+            if contact is not None and channel in reach.PHONE_CHANNELS:
+                opted_out = store.opted_out(conn, channel, contact.phone)
+        elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
+            endpoint = _own_endpoint(conn, row.target)
+        elif row.channel == "webhook":
+            endpoint = store.endpoint_for(conn, row.target)
+        attempt = row.attempts + 1
+        # The wait for the contact is over: reporter.registered must not wake (and so
+        # hand to a second worker) a delivery that is being sent.
+        last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
+        conn.execute(d.update().where(d.c.id == row.id).values(
+            attempts=attempt, next_attempt_at=now + self.settings.lease,
+            last_error=last_error, updated_at=now, channel=channel))
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
                      contact, endpoint, claimed_at, opted_out)
@@ -401,31 +438,36 @@ class DeliveryWorker:
             return Outcome("delivered", result.detail)
         return Outcome("failed" if result.permanent else "retry", result.detail)
 
-    def record(self, claim: Claim, outcome: Outcome) -> None:
+    def record(self, claim: Claim, outcome: Outcome, claim_next: bool = False) -> Claim | None:
+        """Records the attempt (and its outcome event, and a fallback); with `claim_next`,
+        claims the next due delivery in the same transaction and returns it."""
         d = store.deliveries
         now = db.utcnow()
         terminal = outcome.status != "retry"
         next_at = None if terminal else retry.next_attempt_at(
             self.settings.retry_delays, claim.attempt, now)
         status = "pending" if outcome.status == "retry" else outcome.status
+        fallback = None
         with self.engine.begin() as conn:
             updated = conn.execute(d.update().where(
                 d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
             ).values(status=status, next_attempt_at=next_at,
                      last_error=None if outcome.status == "delivered" else outcome.detail[:200],
                      updated_at=now)).rowcount
-            if updated != 1:
-                # The lease ran out and another worker took the delivery over; its record wins.
-                log.warning("delivery %s was taken over before attempt %d was recorded",
-                            claim.delivery_id, claim.attempt)
-                return
-            conn.execute(sa.insert(store.delivery_attempts).values(
-                delivery_id=claim.delivery_id, attempt=claim.attempt, at=now,
-                outcome=outcome.status, detail=outcome.detail[:200]))
-            if outcome.status in ANNOUNCED:
-                self.outbox.add(conn, self._outcome_event(claim, outcome))
-            fallback = self._fallback(conn, claim, now) \
-                if outcome.status in ("failed", "skipped") else None
+            if updated == 1:
+                conn.execute(sa.insert(store.delivery_attempts).values(
+                    delivery_id=claim.delivery_id, attempt=claim.attempt, at=now,
+                    outcome=outcome.status, detail=outcome.detail[:200]))
+                if outcome.status in ANNOUNCED:
+                    self.outbox.add(conn, self._outcome_event(claim, outcome))
+                fallback = self._fallback(conn, claim, now) \
+                    if outcome.status in ("failed", "skipped") else None
+            following = self._claim_in(conn) if claim_next else None
+        if updated != 1:
+            # The lease ran out and another worker took the delivery over; its record wins.
+            log.warning("delivery %s was taken over before attempt %d was recorded",
+                        claim.delivery_id, claim.attempt)
+            return following
         DELIVERIES.labels(claim.channel, outcome.status).inc()
         if fallback is not None:
             FALLBACKS.labels(claim.channel, fallback).inc()
@@ -443,6 +485,7 @@ class DeliveryWorker:
             due = time.monotonic() + (next_at - now).total_seconds()
             with self._wake:
                 self._soonest_retry = min(self._soonest_retry, due)
+        return following
 
     @staticmethod
     def _outcome_event(claim: Claim, outcome: Outcome) -> events_pb2.EventEnvelope:

@@ -1,0 +1,111 @@
+"""A sending thread records an attempt and claims its next delivery in one transaction: the
+claim it holds has its own lease (no other worker takes it), and a stopping thread puts it
+back instead of leaving it to the lease. SQLite and PostgreSQL, a real SMTP server and
+agency endpoint."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from services.infra import db
+from services.notify import store
+from tests.integration import test_notify as base
+from tests.integration.test_notify import (
+    attempts_of,
+    dispatched,
+    registered,
+    rows,
+    subscribe,
+    tracking_id,
+)
+
+# test_notify's fixtures: a real SMTP server, an agency receiver, notify replicas.
+smtp, agency, start_notify = base.smtp, base.agency, base.start_notify
+
+pytestmark = pytest.mark.integration
+
+
+def _backlog(start_notify, agency, tickets=3):
+    """A notify whose sending threads are stopped, with two due deliveries per ticket."""
+    service = start_notify()
+    service.worker.stop()  # the test turns the crank itself
+    subscribe(service, "PUPR-13.03", agency.url)
+    for i in range(tickets):
+        tid = tracking_id()
+        service.handler(registered(tid, email_address=f"pelapor{i}@example.id"))
+        service.handler(dispatched(tid))
+    return service
+
+
+def _row(service, row_id):
+    return next(r for r in rows(service, store.deliveries) if r["id"] == row_id)
+
+
+def test_recording_an_attempt_claims_the_next_delivery_under_its_own_lease(
+        start_notify, agency, smtp):
+    service = _backlog(start_notify, agency)
+    worker = service.worker
+    first = worker.claim()
+    held = worker.record(first, worker.attempt(first), claim_next=True)
+
+    assert held is not None and held.id != first.id and held.attempt == 1
+    assert _row(service, first.id)["status"] == "delivered"
+    assert [a["attempt"] for a in attempts_of(service, first.delivery_id)] == [1]
+    row = _row(service, held.id)
+    assert row["status"] == "pending" and row["attempts"] == 1
+    leased_until = db.as_utc(row["next_attempt_at"])
+    assert leased_until > db.utcnow() + worker.settings.lease - timedelta(seconds=5)
+    assert attempts_of(service, held.delivery_id) == []  # claimed, not yet tried
+
+    # Any other claim (another thread, another replica) never gets the held delivery.
+    taken = []
+    while (claim := worker.claim()) is not None:
+        taken.append(claim.id)
+    assert held.id not in taken and first.id not in taken
+    assert len(taken) == 4  # the rest of the six
+
+    # The holder sends it with the attempt number it claimed.
+    worker.record(held, worker.attempt(held))
+    assert _row(service, held.id)["status"] == "delivered"
+    assert [a["attempt"] for a in attempts_of(service, held.delivery_id)] == [1]
+
+
+def test_a_stopping_thread_puts_back_the_claim_it_holds_uncounted(start_notify, agency, smtp):
+    service = _backlog(start_notify, agency)
+    worker = service.worker
+    assert worker.run_once()  # sends one, holds the next
+    held = worker._local.held
+    assert held is not None
+    worker._put_back_held()
+    row = _row(service, held.id)
+    assert row["status"] == "pending" and row["attempts"] == 0
+    assert db.as_utc(row["next_attempt_at"]) <= db.utcnow()
+
+    while worker.run_once():
+        pass
+    deliveries = rows(service, store.deliveries)
+    assert len(deliveries) == 6
+    assert {(d["status"], d["attempts"]) for d in deliveries} == {("delivered", 1)}
+    for d in deliveries:
+        assert [a["attempt"] for a in attempts_of(service, d["delivery_id"])] == [1]
+    assert len(smtp.messages) == 3 and len(agency.delivered()) == 3
+
+
+def test_a_service_stopped_mid_backlog_leaves_nothing_leased(start_notify, agency, smtp):
+    """Stopping the sending threads, whatever each holds at that moment, leaves no delivery
+    claimed but unsent: each is delivered, or pending and due with its attempt uncounted."""
+    service = _backlog(start_notify, agency, tickets=10)
+    service.worker.loops = [type(loop)(loop.name, loop.body, on_exit=loop.on_exit)
+                            for loop in service.worker.loops]
+    service.worker.start()
+    service.worker.stop()
+    now = db.utcnow()
+    for d in rows(service, store.deliveries):
+        tried = len(attempts_of(service, d["delivery_id"]))
+        assert d["attempts"] == tried
+        if d["status"] == "pending":
+            assert tried == 0 and db.as_utc(d["next_attempt_at"]) <= now
+        else:
+            assert d["status"] == "delivered"
