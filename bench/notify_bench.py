@@ -458,6 +458,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
 # -- the profile -------------------------------------------------------------------------------
 # Stages of a worker thread's loop, first match from the innermost frame outwards.
 _STAGES = [
+    # The next claim runs inside the record's transaction; its samples count as the claim.
     ("claim (select due row, contact/endpoint, lease update)", "_claim_next (services/notify"),
     ("render template", "render (services/notify/templates"),
     ("build MIME message", "build_email (services/notify"),
