@@ -153,9 +153,10 @@ sa.Index("ix_tickets_agency_state", tickets.c.agency_code, tickets.c.state)
 sa.Index("ix_tickets_state_deadline", tickets.c.state, tickets.c.deadline)
 # Duplicate screening's candidates: the open tickets of one category in one regency, most
 # recent first (tickets/duplicates.py); without it that query went through every open
-# ticket of the country.
+# ticket of the country. On PostgreSQL the region in pattern order, so that the districts'
+# LIKE '13.03.%' is a range of the index whatever the database's collation.
 sa.Index("ix_tickets_category_region_submitted", tickets.c.category, tickets.c.region_code,
-         tickets.c.submitted_at)
+         tickets.c.submitted_at, postgresql_ops={"region_code": "varchar_pattern_ops"})
 
 ticket_history = sa.Table(
     "ticket_history", metadata,
