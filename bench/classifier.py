@@ -6,7 +6,8 @@ with a token against a bare unary gRPC call on the same machine.
 `python -m bench.classifier` runs the classifier part alone (no broker needed);
 BENCH_CLASSIFIER_COMPARE=1 adds the model comparison (5-fold cross-validation on the
 training part, then the held-out split) behind the choice of LinearSVC over logistic
-regression. Prints, never asserts.
+regression. BENCH_ROUTING_DB=postgresql://... runs routing's part on that (empty)
+PostgreSQL database instead of a new SQLite file. Prints, never asserts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 TARGET_ACCURACY = 0.90
 TARGET_MACRO_F1 = 0.85
 N_SUGGESTIONS = int(os.environ.get("BENCH_SUGGESTIONS", 1000))
+ROUTING_DB = os.environ.get("BENCH_ROUTING_DB", "")
 
 _LOAD_PROBE = """
 import json, os, sys, time
@@ -223,8 +225,9 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
     finally:
         bare.stop(None)
 
+    database_url = ROUTING_DB or f"sqlite:///{workdir / 'routing-bench.db'}"
     service = RoutingService(Settings(
-        database_url=f"sqlite:///{workdir / 'routing-bench.db'}", amqp_url=amqp_url,
+        database_url=database_url, amqp_url=amqp_url,
         listen=f"127.0.0.1:{free_port()}", metrics_port=free_port(), seed_demo=True,
         shutdown_seconds=4)).start()
     try:
@@ -249,7 +252,8 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
           f"{rate / bare_rate:.0%} of the bare call's rate")
     count, seconds, outcomes = created
     print(f"ticket creation (report.submitted handled: classify, decide, duplicate check, "
-          f"ticket + history + outbox in one transaction; SQLite, demo directory), {count} "
+          f"ticket + history + outbox in one transaction; "
+          f"{'PostgreSQL' if ROUTING_DB else 'SQLite'}, demo directory), {count} "
           f"reports: {count / seconds:,.0f}/s ({outcomes}); "
           f"{count / seconds / bare_rate:.0%} of the bare unary call's rate")
 
