@@ -12,6 +12,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import os
 import socket
 import ssl
 import threading
@@ -127,6 +128,17 @@ class SendDeadline:
             if self.expired:
                 raise TimeoutError("the send's time limit has passed")
             self._watched.append(sock.dup())
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Puts a connection opened under an earlier limit (a kept SMTP connection) under
+        this one: shut down when it passes, each operation's timeout no longer than the
+        time left."""
+        with self._lock:
+            if self.expired:
+                raise TimeoutError("the send's time limit has passed")
+            # By descriptor: a TLS socket cannot be dup()ed as an object.
+            self._watched.append(socket.socket(fileno=os.dup(sock.fileno())))
+        sock.settimeout(self.timeout())
 
     def connect(self, address: tuple[str, int], timeout: object = None,
                 source_address: tuple[str, int] | None = None) -> socket.socket:

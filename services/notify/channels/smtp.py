@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import smtplib
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -176,34 +178,87 @@ def _quit(client: smtplib.SMTP) -> None:
     client.close()
 
 
+# A sending thread keeps its SMTP connection for the next email: connecting, the greeting,
+# EHLO (and STARTTLS, AUTH) and QUIT were most of an email's conversation with a local relay.
+# A kept connection is checked with RSET before it carries a message, never kept after a
+# failed conversation, and closed rather than tried when unused for this long (servers drop
+# idle sessions).
+KEEP_IDLE_S = 30.0
+_kept = threading.local()
+
+
+def _open(settings: SmtpSettings, deadline: SendDeadline, timeout: float) -> smtplib.SMTP:
+    client: smtplib.SMTP
+    if settings.use_ssl:
+        client = _SmtpTls(timeout=timeout, context=tls_context())
+    else:
+        client = _Smtp(timeout=timeout)
+    client.deadline = deadline
+    try:
+        code, message = client.connect(settings.host, settings.port)
+        if code != 220:
+            raise smtplib.SMTPConnectError(code, message)
+        if settings.starttls:
+            client.starttls(context=tls_context())
+        if settings.username:
+            client.login(settings.username, settings.password)
+        client.ehlo_or_helo_if_needed()
+    except BaseException:
+        _quit(client)
+        raise
+    return client
+
+
+def _take_kept(settings: SmtpSettings, deadline: SendDeadline) -> smtplib.SMTP | None:
+    """This thread's connection to the same server, alive and under `deadline`, or None."""
+    client, kept_for, used_at = getattr(_kept, "entry", None) or (None, None, 0.0)
+    _kept.entry = None
+    if client is None:
+        return None
+    if kept_for != settings or time.monotonic() - used_at > KEEP_IDLE_S or client.sock is None:
+        client.close()
+        return None
+    try:
+        deadline.adopt(client.sock)
+        client.deadline = deadline
+        client.rset()  # raises when the server has gone
+    except Exception:  # a dead or unwilling connection: a new one is opened instead
+        client.close()
+        return None
+    return client
+
+
+def close_kept() -> None:
+    """Ends this thread's kept connection (a sending thread that stops)."""
+    client, _, _ = getattr(_kept, "entry", None) or (None, None, 0.0)
+    _kept.entry = None
+    if client is not None:
+        with contextlib.suppress(OSError):
+            if client.sock is not None:
+                client.sock.settimeout(1.0)  # a polite QUIT, not a wait
+        _quit(client)
+
+
 def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
                limit: float | None = None) -> Result:
-    """One SMTP conversation, ending within `limit` seconds (default send_limit(timeout))."""
+    """One SMTP conversation, ending within `limit` seconds (default send_limit(timeout)),
+    on this thread's kept connection when it has a live one."""
     limit = send_limit(timeout) if limit is None else limit
     with SendDeadline(limit, timeout) as deadline:
         client: smtplib.SMTP | None = None
+        keep = False
         try:
-            if settings.use_ssl:
-                client = _SmtpTls(timeout=timeout, context=tls_context())
-            else:
-                client = _Smtp(timeout=timeout)
-            client.deadline = deadline
-            code, message = client.connect(settings.host, settings.port)
-            if code != 220:
-                raise smtplib.SMTPConnectError(code, message)
-            if settings.starttls:
-                client.starttls(context=tls_context())
-            if settings.username:
-                client.login(settings.username, settings.password)
-            client.ehlo_or_helo_if_needed()
+            client = _take_kept(settings, deadline) or _open(settings, deadline, timeout)
             options = []
             if mail.smtputf8:
                 if not client.has_extn("smtputf8"):
+                    keep = True
                     return Result(False, "recipient needs SMTPUTF8", permanent=True)
                 options.append("SMTPUTF8")
             # sendmail raises unless the server answered 250 to DATA.
             refused = client.sendmail(mail.sender, list(mail.recipients),
                                       mail.message.as_bytes(), mail_options=options)
+            keep = not deadline.expired
         except smtplib.SMTPRecipientsRefused as exc:
             # The exception text carries the address: report only the code.
             codes = [code for code, _ in exc.recipients.values()]
@@ -219,7 +274,10 @@ def send_email(settings: SmtpSettings, mail: OutgoingEmail, timeout: float,
             return Result(False, f"SMTP {type(exc).__name__}")
         finally:
             if client is not None:
-                _quit(client)
+                if keep:
+                    _kept.entry = (client, settings, time.monotonic())
+                else:
+                    _quit(client)
     if refused:  # some of several recipients (the national admins) were refused
         return Result(True, f"SMTP 250, {len(refused)} of {len(mail.recipients)} refused")
     return Result(True, "SMTP 250")
