@@ -60,7 +60,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS_MODULE = "tests.integration.test_intake_openapi_fuzz"
 EXAMPLES_PER_OPERATION = 200
-EXAMPLES_PER_WORKFLOW_OPERATION = 25  # staff and reporter actions, gateway webhooks: one shape each
+# Staff and reporter actions, gateway webhooks, attachments and Open311 (form bodies of one
+# shape, or reads): fewer examples each.
+EXAMPLES_PER_WORKFLOW_OPERATION = 25
 STATEFUL_SCENARIOS = 60  # submit, then read what was submitted: slower, and fewer suffice
 _IDEMPOTENCY_KEY = re.compile(models.IDEMPOTENCY_KEY)
 
@@ -146,7 +148,8 @@ max-examples = {STATEFUL_SCENARIOS}
 [auth.openapi.staffToken]
 bearer = "{FakeRouting.STAFF_TOKEN}"
 [[operations]]
-include-path-regex = "^/api/v1/(staff/|reports/[{{]tracking_id[}}]/|channels/)"
+include-path-regex = \
+    "^/(api/v1/(staff/|reports/[{{]tracking_id[}}]/|channels/|attachments/)|open311/)"
 generation = {{ max-examples = {EXAMPLES_PER_WORKFLOW_OPERATION} }}
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422",

@@ -488,6 +488,7 @@ def test_unknown_paths_and_methods_get_the_specs_error_document(quiet):
     assert error["code"] == 404 and error["description"]
     wrong = requests.delete(f"{quiet.endpoint}/services.json", timeout=5)
     assert wrong.status_code == 405
+    assert set(wrong.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
     assert wrong.json() == [{"code": 405, "description": "DELETE is not supported here"}]
 
 

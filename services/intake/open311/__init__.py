@@ -84,8 +84,10 @@ def http_error(exc: HTTPException):
     unknown path, a method a resource lacks): Open311 clients get the spec's errors."""
     descriptions = {413: "the request is too large; send at most the fields of the spec",
                     405: f"{request.method} is not supported here"}
+    # 405 says which methods the resource has (RFC 9110 requires Allow).
     return error_response(_format(), Open311Error(
-        exc.code or 400, descriptions.get(exc.code, exc.description or exc.name)))
+        exc.code or 400, descriptions.get(exc.code, exc.description or exc.name),
+        headers={name: value for name, value in exc.get_headers() if name == "Allow"}))
 
 
 @bp.errorhandler(Exception)
