@@ -326,15 +326,10 @@ def _created_over(database_url: str) -> float:
     return (db.as_utc(last) - db.as_utc(first)).total_seconds()
 
 
-def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receivers,
-                workdir: Path, tickets: int = TICKETS) -> dict:
-    """The sending side alone: the same deliveries made beforehand by notify's own event
-    handler (in this process, straight into the database), then a notify process started on
-    them. Its figure runs from the first arrival to the last, so start-up is not in it."""
-    from lapor.v1 import events_pb2
-    from services.infra import db
-    from services.notify.handler import EventHandler
-
+def _notify_env(database_url: str, amqp_url: str, receivers: Receivers,
+                workdir: Path) -> dict:
+    """A notify process's environment, with the agency's webhook registered in its database
+    pointing at the local receiver."""
     env = {**os.environ, "NOTIFY_DATABASE_URL": database_url, "LAPOR_AMQP_URL": amqp_url,
            "LAPOR_RABBITMQ_API_URL": "off", "NOTIFY_SMTP_URL": receivers.smtp_url,
            "NOTIFY_WORKERS": str(WORKERS), "LAPOR_LOG_LEVEL": "WARNING"}
@@ -344,6 +339,19 @@ def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receive
     subprocess.run([sys.executable, "-m", "services.notify", "webhooks", "set", AGENCY_CODE,
                     url, "--secret-file", str(secret_file), "--allow-http"], cwd=ROOT, env=env,
                    check=True, stdout=subprocess.DEVNULL)
+    return env
+
+
+def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receivers,
+                workdir: Path, tickets: int = TICKETS) -> dict:
+    """The sending side alone: the same deliveries made beforehand by notify's own event
+    handler (in this process, straight into the database), then a notify process started on
+    them. Its figure runs from the first arrival to the last, so start-up is not in it."""
+    from lapor.v1 import events_pb2
+    from services.infra import db
+    from services.notify.handler import EventHandler
+
+    env = _notify_env(database_url, amqp_url, receivers, workdir)
     tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
     engine = db.make_engine(database_url)
     try:
@@ -398,15 +406,7 @@ def _check_once(emails: list, hooks: list, tracking_ids: list[str]) -> None:
 
 def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receivers,
                workdir: Path, tickets: int = TICKETS, profile: bool = False) -> dict:
-    env = {**os.environ, "NOTIFY_DATABASE_URL": database_url, "LAPOR_AMQP_URL": amqp_url,
-           "LAPOR_RABBITMQ_API_URL": "off", "NOTIFY_SMTP_URL": receivers.smtp_url,
-           "NOTIFY_WORKERS": str(WORKERS), "LAPOR_LOG_LEVEL": "WARNING"}
-    secret_file = workdir / "secret"
-    secret_file.write_text(SECRET)
-    url = f"http://127.0.0.1:{receivers.http_port}/lapor"
-    subprocess.run([sys.executable, "-m", "services.notify", "webhooks", "set", AGENCY_CODE,
-                    url, "--secret-file", str(secret_file), "--allow-http"], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    env = _notify_env(database_url, amqp_url, receivers, workdir)
     metrics_port = free_port()
     env["NOTIFY_METRICS_PORT"] = str(metrics_port)
     log = workdir / f"notify-{label}.log"
