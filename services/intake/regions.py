@@ -5,8 +5,10 @@ install without the file still takes reports."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -16,6 +18,7 @@ from services.infra.regions import Region
 from services.intake.storage import regions
 
 EXAMPLE = "13.03 (Kabupaten Sijunjung)"
+T = TypeVar("T")
 
 
 def import_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
@@ -80,3 +83,33 @@ def count(engine: Engine) -> int | None:
             return conn.execute(sa.select(sa.func.count()).select_from(regions)).scalar()
     except sa.exc.SQLAlchemyError:
         return None
+
+
+# Matchers over the list's names (the SMS door's place names in a text, Open311's geocoded
+# county), each built from the provinces and regencies once per database and rebuilt after
+# MATCHER_SECONDS, so a new import is seen within that time.
+MATCHER_SECONDS = 300.0
+_NAMED = sa.select(regions.c.code, regions.c.name, regions.c.level).where(
+    regions.c.level.in_(("provinsi", "kabupaten_kota")))
+_matchers: dict[tuple[object, Callable], tuple[float, object]] = {}
+_matchers_lock = threading.Lock()
+
+
+def matcher(engine: Engine, build: Callable[[list], T], *, empty_seconds: float = 0.0) -> T:
+    """`build(rows)` over the provinces and regencies (rows of code, name, level), kept per
+    database and `build` for MATCHER_SECONDS; built from an empty list (nothing imported
+    yet: the import may be under way) it is kept only `empty_seconds`."""
+    now = time.monotonic()
+    key = (engine.url, build)
+    with _matchers_lock:
+        cached = _matchers.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+    with reading(engine) as conn:
+        rows = conn.execute(_NAMED).all()
+    built = build(rows)
+    seconds = MATCHER_SECONDS if rows else empty_seconds
+    if seconds > 0:
+        with _matchers_lock:
+            _matchers[key] = (now + seconds, built)
+    return built

@@ -5,17 +5,15 @@ from intake's own region list."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from services.infra.db import as_utc, reading, utcnow
+from services.infra.db import as_utc, utcnow
 from services.infra.regions import Region
-from services.intake import storage
+from services.intake import regions, storage
 from services.intake.inbound.places import Gazetteer
 
 MESSAGE_WINDOW = timedelta(days=7)   # how long a provider may redeliver a message
@@ -98,25 +96,12 @@ def purge(conn: Connection) -> int:
 
 
 # -- the region names ------------------------------------------------------------------------
-GAZETTEER_SECONDS = 300.0  # a new import of the region list is seen within this time
-_gazetteers: dict[object, tuple[float, Gazetteer]] = {}
-_lock = threading.Lock()
+def _places(rows) -> Gazetteer:
+    return Gazetteer(Region(row.code, row.name, row.level) for row in rows)
 
 
 def gazetteer(engine: Engine) -> Gazetteer:
     """The matcher over the regencies, cities and provinces of intake's region list, built
-    at most every GAZETTEER_SECONDS per database."""
-    now = time.monotonic()
-    with _lock:
-        cached = _gazetteers.get(engine.url)
-        if cached and cached[0] > now:
-            return cached[1]
-    r = storage.regions
-    with reading(engine) as conn:
-        rows = conn.execute(sa.select(r.c.code, r.c.name, r.c.level).where(
-            r.c.level.in_(("provinsi", "kabupaten_kota")))).all()
-    built = Gazetteer(Region(row.code, row.name, row.level) for row in rows)
-    # An empty list (not imported yet) is looked at again soon: the import may be under way.
-    with _lock:
-        _gazetteers[engine.url] = (now + (GAZETTEER_SECONDS if len(built) else 10.0), built)
-    return built
+    at most every regions.MATCHER_SECONDS per database; an empty list (not imported yet) is
+    looked at again after 10 s: the import may be under way."""
+    return regions.matcher(engine, _places, empty_seconds=10.0)

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, g, request
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from services.infra.config import Env
 from services.infra.db import reading
-from services.intake import attachments, ids, models, regions, reports, storage
+from services.intake import attachments, ids, models, regions, reports
 from services.intake.open311 import catalog, geo, keys
 from services.intake.open311 import requests as service_requests
 from services.intake.open311.openapi import openapi_paths, openapi_schemas
@@ -38,9 +35,6 @@ __all__ = ["bp", "openapi_paths", "openapi_schemas"]
 
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
-GAZETTEER_SECONDS = 300.0
-_gazetteers: dict[object, tuple[float, geo.Gazetteer]] = {}
-_gazetteer_lock = threading.Lock()
 
 
 @bp.record_once
@@ -269,23 +263,14 @@ def get_token(name: str):
     return response(fmt, "service_requests", [item])
 
 
+def _gazetteer(rows) -> geo.Gazetteer:
+    return geo.Gazetteer([geo.Region(r.code, r.name.strip(), r.level) for r in rows])
+
+
 def gazetteer() -> geo.Gazetteer:
-    """The provinces and regencies of intake's region list, read again every few minutes."""
-    engine = _ctx().engine
-    now = time.monotonic()
-    with _gazetteer_lock:
-        cached = _gazetteers.get(engine.url)
-        if cached and cached[0] > now:
-            return cached[1]
-    rg = storage.regions
-    with reading(engine) as conn:
-        rows = conn.execute(sa.select(rg.c.code, rg.c.name, rg.c.level).where(
-            rg.c.level.in_(("provinsi", "kabupaten_kota")))).all()
-    found = geo.Gazetteer([geo.Region(r.code, r.name.strip(), r.level) for r in rows])
-    if found:  # an empty list is not remembered: an import takes effect at once
-        with _gazetteer_lock:
-            _gazetteers[engine.url] = (now + GAZETTEER_SECONDS, found)
-    return found
+    """The provinces and regencies of intake's region list, read again every few minutes;
+    an empty list is not remembered: an import takes effect at once."""
+    return regions.matcher(_ctx().engine, _gazetteer)
 
 
 @_fmt_routes("/requests", "create_request", methods=("POST",))
