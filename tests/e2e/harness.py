@@ -50,7 +50,8 @@ class AgencyReceiver:
                     outer.fail_next -= 1
                     self.send_response(503)
                 else:
-                    outer.requests.append({"headers": dict(self.headers), "body": body})
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body})
                     self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -8,16 +8,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from services.infra.regions import read_regions_csv
-from tests.e2e.harness import Stack
+from tests.e2e.harness import AgencyReceiver, Stack
 from tests.integration.helpers import ROAD_TEXTS, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -29,34 +27,13 @@ WA_SENDER, WA_E164 = "+62 852-9876-5432", "+6285298765432"
 STOP_SENDER, STOP_E164 = "0813-1111-2222", "+6281311112222"
 
 
-class GatewayReceiver:
+class GatewayReceiver(AgencyReceiver):
     """The providers' send APIs: records each JSON body notify POSTs, per channel path."""
 
-    def __init__(self):
-        self.received: list[tuple[str, dict]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.received.append((self.path.strip("/"), json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
     def to(self, channel: str, number: str) -> list[dict]:
-        return [body for path, body in self.received if path == channel and body["to"] == number]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return [body for body in (json.loads(r["body"]) for r in self.requests
+                                  if r["path"].rsplit("/", 1)[-1] == channel)
+                if body["to"] == number]
 
 
 @dataclass
@@ -153,8 +130,7 @@ def test_sms_and_whatsapp_messages_become_dispatched_tickets_and_the_senders_hea
     wa_texts = wait_for(lambda: [b for b in channels.gateway.to("whatsapp", WA_E164)
                                  if wa_id in b["text"]], 40, what="WhatsApp to the sender")
     assert sms_texts[0]["reference"] and wa_texts[0]["reference"]
-    assert not [b for b in channels.gateway.received if b[1]["to"] == SMS_E164
-                and b[0] == "whatsapp"], "an SMS reporter hears only by SMS"
+    assert not channels.gateway.to("whatsapp", SMS_E164), "an SMS reporter hears only by SMS"
 
     # STATUS by SMS answers in words, with the agency.
     status = channels.reply("sms", SMS_SENDER, f"STATUS {sms_id}")["reply"]
