@@ -22,8 +22,8 @@ from tests.integration import test_notify as base
 from tests.integration.helpers import wait_for
 
 # test_notify's fixtures: a real SMTP server, an HTTP receiver, notify replicas, the broker.
-smtp, agency, start_notify, publish, outcomes = (
-    base.smtp, base.agency, base.start_notify, base.publish, base.outcomes)
+smtp, agency, start_notify, publish, outcomes, slow_peers = (
+    base.smtp, base.agency, base.start_notify, base.publish, base.outcomes, base.slow_peers)
 rows, attempts_of, tracking_id, dispatched = (base.rows, base.attempts_of, base.tracking_id,
                                               base.dispatched)
 NAME, EMAIL, PHONE, AGENCY = base.NAME, base.EMAIL, base.PHONE, base.AGENCY
@@ -261,6 +261,25 @@ def test_a_gateway_that_refuses_for_good_sends_the_notice_by_email_once(
                   to_channel="email") == metric(before, "lapor_notify_fallbacks_total",
                                                 from_channel="whatsapp",
                                                 to_channel="email") + 1
+
+
+def test_a_gateway_that_accepts_and_drips_its_answer_ends_as_a_timeout_within_the_limit(
+        start_notify, publish, smtp, slow_peers):
+    peer = slow_peers(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # 19 s
+    service = start_notify(
+        sms_gateway=channels.parse_gateway(f"http://127.0.0.1:{peer.port}/sms", SMS_AUTH, ""),
+        gateway_timeout=1.0, retry_delays=(30,))
+    tid = tracking_id()
+    publish(registered(tid, channel="sms"))
+    event = publish(dispatched(tid))
+
+    [delivery] = wait_for(lambda: [r for r in reporter_rows(service, event)
+                                   if r["channel"] == "sms"], what="the SMS delivery")
+    # A generous "no hang" bound: the drip alone would take 16 to 19 s.
+    recorded = wait_for(lambda: log_of(service, delivery["delivery_id"]),
+                        timeout=channels.send_limit(1.0) + 4, what="the attempt recorded")
+    assert recorded == [(1, "retry", "timeout")]
+    assert smtp.messages == []  # a timeout is retried, not a failure for good: no fallback
 
 
 def test_retries_run_out_then_the_next_channel_is_used(start_notify, publish, smtp, gateway):
