@@ -86,3 +86,11 @@ class Env:
             raise ConfigError(f"LAPOR_SHUTDOWN_SECONDS must be between 0 and 600 seconds, "
                               f"got {value!r}")
         return value
+
+    def consumer_batch(self) -> int:
+        """LAPOR_CONSUMER_BATCH: at most this many events already in a consumer's hand are
+        handled in one transaction (1: one transaction per event)."""
+        value = self.int("LAPOR_CONSUMER_BATCH", 16)
+        if not 1 <= value <= 256:
+            raise ConfigError(f"LAPOR_CONSUMER_BATCH must be between 1 and 256, got {value}")
+        return value

@@ -197,6 +197,79 @@ def reading(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+# -- one transaction for several handled events ------------------------------------------------
+# A consumer that has several messages in hand runs their handlers inside one batch(): each
+# handler still writes `with db.begin(engine) as conn:` and dedupes on its event id, but all of
+# them share the batch's transaction, so a burst costs one BEGIN/COMMIT (and on SQLite one
+# turn of the write lock) per batch instead of per event. Anything a handler raised, even if
+# it caught it afterwards, fails the whole batch: it is rolled back and the consumer handles
+# the messages again one by one, each in its own transaction as before.
+_scope = threading.local()
+
+
+class BatchFailed(RuntimeError):
+    """A handler in the batch raised inside its transaction; the batch was rolled back."""
+
+
+class _Batch:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.conn: Connection | None = None
+        self.failed = False
+        self.after: dict[Callable[[], None], None] = {}
+
+
+def _current(engine: Engine) -> _Batch | None:
+    batch = getattr(_scope, "batch", None)
+    return batch if batch is not None and batch.engine is engine else None
+
+
+@contextlib.contextmanager
+def begin(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, except inside batch(engine) on this thread: then the batch's
+    transaction, which commits when the batch ends."""
+    batch = _current(engine)
+    if batch is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    try:
+        yield batch.conn
+    except BaseException:
+        batch.failed = True
+        raise
+
+
+def after_commit(engine: Engine, action: Callable[[], None]) -> None:
+    """Runs `action` now, or inside batch(engine) once the batch has committed (once, however
+    many handlers asked for it); never after a rollback."""
+    batch = _current(engine)
+    if batch is None:
+        action()
+    else:
+        batch.after[action] = None
+
+
+@contextlib.contextmanager
+def batch(engine: Engine) -> Iterator[None]:
+    """One transaction for the db.begin(engine) blocks run on this thread inside it; raises
+    BatchFailed (after rolling back) if any of them raised."""
+    if getattr(_scope, "batch", None) is not None:
+        raise RuntimeError("db.batch() does not nest")
+    current = _Batch(engine)
+    with engine.begin() as conn:
+        current.conn = conn
+        _scope.batch = current
+        try:
+            yield
+            if current.failed:
+                raise BatchFailed("a handler in the batch failed inside its transaction")
+        finally:
+            _scope.batch = None
+    for action in current.after:
+        action()
+
+
 def is_postgres(conn_or_engine) -> bool:
     return conn_or_engine.dialect.name == "postgresql"
 

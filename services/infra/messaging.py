@@ -11,6 +11,8 @@ deploy/rabbitmq/definitions.json carries the same ones)."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import json
 import logging
@@ -26,7 +28,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pika
 import requests
 from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 from lapor.v1 import events_pb2
 from services.infra import events, logs
@@ -43,6 +45,9 @@ DEFAULT_HEARTBEAT = 30
 
 POLICIES_APPLIED = Gauge("lapor_broker_policies_applied",
                          "1 once this process has applied the queue policies to the broker")
+BATCH_SIZE = Histogram("lapor_consumer_batch_size",
+                       "Messages handled in one transaction by a consumer (1: one by one)",
+                       ["consumer"], buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,8 @@ def broker_reachable(url: str) -> bool:
 
 # -- consuming --------------------------------------------------------------------------------
 Handler = Callable[[events_pb2.EventEnvelope], str]
+# A context manager under which several handler calls share one transaction (db.batch).
+BatchScope = Callable[[], contextlib.AbstractContextManager]
 
 
 class ConsumerCancelled(Exception):
@@ -378,16 +385,30 @@ class Consumer:
     only then is the message acked. A handler that raises sends the message down the retry
     path; after the last delay it is parked for an operator. A handler running longer than
     `handler_timeout` marks the consumer wedged (unhealthy), so the process gets restarted.
+
+    With a `batch` scope (db.batch for the handler's engine), the messages already in hand
+    when the handler thread gets to them, up to `batch_max`, are handled under one scope:
+    one transaction for all of them, then each acked. Nothing waits for a batch to fill, so
+    a lone message goes through as fast as before. If the batch fails (any handler raised),
+    it has been rolled back and the same messages are handled again one by one, each with
+    its own outcome: a bad message is retried or parked alone, and the others go through.
     """
 
     def __init__(self, url: str, spec: QueueSpec, handler: Handler, *, consumer: str,
-                 prefetch: int = 16, backoff_cap: float = 30.0, handler_timeout: float = 120.0,
-                 policies: BrokerPolicies | None = None):
+                 prefetch: int = 32, backoff_cap: float = 30.0, handler_timeout: float = 120.0,
+                 policies: BrokerPolicies | None = None, batch: BatchScope | None = None,
+                 batch_max: int = 16):
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
         self.url = url
         self.spec = spec
         self.handler = handler
         self.consumer = consumer
         self.prefetch = prefetch
+        self.batch = batch
+        self.batch_max = batch_max if batch is not None else 1
+        # Delivered and not yet taken by the handler thread, in delivery order.
+        self._waiting: collections.deque = collections.deque()
         self.handler_timeout = handler_timeout
         # The whole topology plus this consumer's own queue (tests and tools bring their own).
         self.topology = list({q.name: q for q in (*QUEUES.values(), spec)}.values())
@@ -427,6 +448,7 @@ class Consumer:
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{self.spec.name}")
         self._cancelled.clear()
         self._in_hand.clear()
+        self._waiting.clear()
         try:
             channel = declare_topology(connection.channel(), self.topology)
             channel.confirm_delivery()
@@ -462,34 +484,83 @@ class Consumer:
             # so closing the channel hands it back to the queue for another consumer.
             return
         self._in_hand.add(method.delivery_tag)
-        worker.submit(self._work, connection, channel, method.delivery_tag, properties, body)
+        self._waiting.append((method.delivery_tag, properties, body))
+        worker.submit(self._work, connection, channel)
 
-    def _settle(self, channel, tag: int, properties, body: bytes, settle: _Settle) -> None:
-        if tag not in self._in_hand or not channel.is_open:
-            return  # from a connection that is gone: the broker redelivers it
-        if settle.republish_to:
-            channel.basic_publish("", settle.republish_to, body,
-                                  properties=_properties(properties.type or "",
-                                                         properties.message_id or "",
-                                                         settle.headers), mandatory=True)
-        channel.basic_ack(tag)
-        self._in_hand.discard(tag)
-        EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
+    def _settle(self, channel, settled: list) -> None:
+        for tag, properties, body, settle in settled:
+            if tag not in self._in_hand or not channel.is_open:
+                continue  # from a connection that is gone: the broker redelivers it
+            if settle.republish_to:
+                channel.basic_publish("", settle.republish_to, body,
+                                      properties=_properties(properties.type or "",
+                                                             properties.message_id or "",
+                                                             settle.headers), mandatory=True)
+            channel.basic_ack(tag)
+            self._in_hand.discard(tag)
+            EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
 
     # -- the handler's thread -----------------------------------------------------------------
-    def _work(self, connection, channel, tag: int, properties, body: bytes) -> None:
+    def _work(self, connection, channel) -> None:
+        """Takes what is waiting (one task is submitted per delivery; a task that finds
+        nothing left, because an earlier one took it into its batch, returns at once)."""
         if self.loop.stopping:
             return  # not started before stop(): handed back when the channel closes
-        self._busy[tag] = time.monotonic()
+        taken = []
+        while self._waiting and len(taken) < self.batch_max:
+            try:
+                taken.append(self._waiting.popleft())
+            except IndexError:
+                break
+        if not taken:
+            return
+        started = time.monotonic()
+        for tag, _properties, _body in taken:
+            self._busy[tag] = started
         try:
-            settle = self._handle(properties, body)
+            settled = self._handle_taken(taken)
         finally:
-            self._busy.pop(tag, None)
+            for tag, _properties, _body in taken:
+                self._busy.pop(tag, None)
         try:
             connection.add_callback_threadsafe(
-                functools.partial(self._settle, channel, tag, properties, body, settle))
+                functools.partial(self._settle, channel, settled))
         except Exception:  # noqa: BLE001 - the connection closed meanwhile
-            log.info("connection gone before the ack; the broker will redeliver the message")
+            log.info("connection gone before the ack; the broker will redeliver the messages")
+
+    def _handle_taken(self, taken: list) -> list:
+        if len(taken) > 1:
+            settled = self._handle_batch(taken)
+            if settled is not None:
+                BATCH_SIZE.labels(self.consumer).observe(len(taken))
+                return settled
+        for _ in taken:
+            BATCH_SIZE.labels(self.consumer).observe(1)
+        return [(tag, properties, body, self._handle(properties, body))
+                for tag, properties, body in taken]
+
+    def _handle_batch(self, taken: list) -> list | None:
+        """The messages' handlers under one batch scope; None if the batch failed (and was
+        rolled back): the caller then handles them one by one. A malformed message never
+        goes into a batch."""
+        try:
+            envelopes = [events.decode(body) for _tag, _properties, body in taken]
+        except events.BadEvent:
+            return None
+        outcomes = []
+        try:
+            with self.batch():
+                for envelope in envelopes:
+                    with logs.bound(tracking_id=envelope.aggregate_id,
+                                    event_id=envelope.event_id):
+                        outcomes.append(self.handler(envelope))
+        except Exception as exc:  # noqa: BLE001 - each is handled again on its own
+            log.info("a batch of %d failed (%s); handling them one by one", len(taken),
+                     type(exc).__name__, extra={"queue": self.spec.name})
+            return None
+        return [(tag, properties, body, _Settle(str(outcome), envelope.type))
+                for (tag, properties, body), envelope, outcome
+                in zip(taken, envelopes, outcomes, strict=True)]
 
     def _handle(self, properties, body: bytes) -> _Settle:
         headers = properties.headers or {}

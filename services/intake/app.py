@@ -80,6 +80,7 @@ def settings_from_env(env: Env | None = None) -> dict:
     return {
         "DATABASE_URL": env.database_url("INTAKE_DATABASE_URL", "intake"),
         "AMQP_URL": env.amqp_url(),
+        "CONSUMER_BATCH": env.consumer_batch(),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.seconds("INTAKE_ROUTING_TIMEOUT", 1.0),
         "ROUTING_ACTION_TIMEOUT": env.seconds("INTAKE_ROUTING_ACTION_TIMEOUT", 5.0),
@@ -133,7 +134,9 @@ def create_app(config: dict | None = None) -> Flask:
                     lambda: messaging.Publisher(amqp_url, "intake-outbox"))
     consumer = messaging.Consumer(amqp_url, messaging.QUEUES["intake"],
                                   readmodel.ReadModel(engine).handle,
-                                  consumer=readmodel.CONSUMER)
+                                  consumer=readmodel.CONSUMER,
+                                  batch=lambda: db.batch(engine),
+                                  batch_max=app.config.get("CONSUMER_BATCH", 16))
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lapor.v1 import common_pb2
-from services.infra import events
+from services.infra import db, events
 from services.infra.db import first_delivery
 from services.intake import storage
 
@@ -33,7 +33,7 @@ class ReadModel:
         payload = events.payload(envelope)
         occurred = envelope.occurred_at.ToDatetime(tzinfo=UTC)
         r = storage.reports
-        with self.engine.begin() as conn:
+        with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             if conn.execute(sa.select(r.c.tracking_id).where(

@@ -58,6 +58,8 @@ class Settings:
     whatsapp_gateway: GatewaySettings | None = None
     gateway_timeout: float = 10.0
     sms_max_parts: int = 3
+    # Events in hand handled in one transaction (LAPOR_CONSUMER_BATCH).
+    consumer_batch: int = 16
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
         settings = cls(
             database_url=env.database_url("NOTIFY_DATABASE_URL", "notify"),
             amqp_url=env.amqp_url(),
+            consumer_batch=env.consumer_batch(),
             smtp=smtp,
             mail_from=env.str("NOTIFY_MAIL_FROM", DEFAULT_MAIL_FROM),
             metrics_host=env.str("NOTIFY_METRICS_HOST", "127.0.0.1"),
@@ -176,7 +179,9 @@ class NotifyService:
             gateway_timeout=settings.gateway_timeout, sms_max_parts=settings.sms_max_parts))
         self.handler = EventHandler(self.engine, on_new_deliveries=self.worker.wake)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
-                                           self.handler, consumer=store.CONSUMER)
+                                           self.handler, consumer=store.CONSUMER,
+                                           batch=lambda: db.batch(self.engine),
+                                           batch_max=settings.consumer_batch)
         self.retention = Retention.standard("notify", self.engine, self.outbox,
                                             store.processed_events, settings.retention)
         loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, *self.worker.loops]

@@ -143,7 +143,7 @@ class EventHandler:
     def __call__(self, envelope: events_pb2.EventEnvelope) -> str:
         message = events.payload(envelope)
         try:
-            with self.engine.begin() as conn:
+            with db.begin(self.engine) as conn:
                 if not db.first_delivery(conn, store.CONSUMER, envelope.event_id):
                     log.info("%s already handled", envelope.type)
                     return "duplicate"
@@ -154,7 +154,7 @@ class EventHandler:
             raise StorageError(f"{envelope.type}: database error "
                                f"({type(exc.orig or exc).__name__})") from None
         if created:
-            self.on_new_deliveries()
+            db.after_commit(self.engine, self.on_new_deliveries)
         log.info("%s handled", envelope.type, extra={"deliveries": created})
         return "processed"
 

@@ -144,6 +144,8 @@ class Settings:
     model_reload_seconds: float = 60.0
     # Below this classifier confidence a national admin verifies first.
     auto_dispatch_confidence: float = AUTO_DISPATCH_CONFIDENCE
+    # Events in hand handled in one transaction (LAPOR_CONSUMER_BATCH).
+    consumer_batch: int = 16
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -177,6 +179,7 @@ class Settings:
             model_reload_seconds=env.seconds("ROUTING_MODEL_RELOAD_SECONDS", 60.0),
             auto_dispatch_confidence=_fraction(env, "ROUTING_AUTO_DISPATCH_CONFIDENCE",
                                                AUTO_DISPATCH_CONFIDENCE),
+            consumer_batch=env.consumer_batch(),
         )
 
 
@@ -238,7 +241,9 @@ class RoutingService:
         # second, and the first staff action after a start timed out behind them.
         self.workflow.duplicates.similarity  # noqa: B018 (built on first access)
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
-                                           self.workflow.handle, consumer=CONSUMER)
+                                           self.workflow.handle, consumer=CONSUMER,
+                                           batch=lambda: db.batch(self.engine),
+                                           batch_max=settings.consumer_batch)
         self.health = health.HealthServicer()
         self._serving = True
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import events
+from services.infra import db, events
 from services.infra.db import first_delivery, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
@@ -109,14 +109,14 @@ class Workflow:
         if handler is None:
             raise events.BadEvent(f"routing does not handle {envelope.type}")
         outcome = handler(envelope, events.payload(envelope))
-        self.outbox.wake()
+        db.after_commit(self.engine, self.outbox.wake)
         return outcome
 
     def _report_submitted(self, envelope, payload: events_pb2.ReportSubmitted) -> str:
         report = payload.report
         if not payload.tracking_id or not valid_region_code(report.region_code):
             raise events.BadEvent("report.submitted without tracking id or valid region code")
-        with self.engine.begin() as conn:
+        with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             if conn.execute(_TICKET_OF_REPORT, {"tracking_id": payload.tracking_id}).first():
@@ -130,7 +130,8 @@ class Workflow:
             verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
             self._open_ticket(conn, payload, decision, directory.region_name(report.region_code))
             self._settle_duplicates(conn, payload.tracking_id, verdict)
-        TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage").inc()
+        created = TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage")
+        db.after_commit(self.engine, lambda: created.inc())
         log.info("ticket opened: %s to %s", "dispatched" if decision.auto_dispatch else "triage",
                  decision.agency.code, extra={"category": decision.category,
                                               "confidence": decision.confidence})
@@ -167,14 +168,14 @@ class Workflow:
             self.duplicates.suggest(conn, tracking_id, verdict.suggestions, self.now())
 
     def _report_supported(self, envelope, payload: events_pb2.ReportSupported) -> str:
-        with self.engine.begin() as conn:
+        with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             self.tickets.record_support(conn, payload.tracking_id, payload.count)
         return "processed"
 
     def _notification(self, envelope, payload: events_pb2.NotificationOutcome) -> str:
-        with self.engine.begin() as conn:
+        with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             self.tickets.record_delivery(conn, payload,
@@ -259,7 +260,7 @@ class Workflow:
         self.outbox.add(conn, event)
 
     def _report_updated(self, envelope, payload: events_pb2.ReportUpdated) -> str:
-        with self.engine.begin() as conn:
+        with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             ticket = conn.execute(sa.select(storage.tickets).where(

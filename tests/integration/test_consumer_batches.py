@@ -1,0 +1,206 @@
+"""Consumers handle the events already in hand in one transaction (db.batch), on a real
+RabbitMQ and on SQLite and PostgreSQL: every event's effect is written exactly once, a bad
+event in a burst is parked alone while the rest go through, and nothing a failed batch did
+stays behind."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from lapor.v1 import common_pb2, events_pb2
+from services.infra import db, events, messaging
+from tests.integration.helpers import (
+    declare,
+    metric,
+    queue_depth,
+    take_messages,
+    ticket_dispatched,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+EVENT = "ticket.dispatched"
+CONSUMER = "batch-test"
+BAD_AGENCY = "TOLAK"
+
+
+@pytest.fixture
+def spec(amqp_url):
+    queue = messaging.QueueSpec(f"test.{uuid.uuid4().hex[:8]}", (EVENT,),
+                                retry_delays_ms=(100,))
+    declare(amqp_url, queue)
+    return queue
+
+
+class Ledger:
+    """A handler the way the services write theirs: `with db.begin(engine)`, the event id
+    recorded for dedupe, one row per event written, a wake-up asked for after the commit."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        meta = sa.MetaData()
+        db.processed_events_table(meta)
+        # No unique key: a row written twice would show as two.
+        self.rows = sa.Table("effects", meta,
+                             sa.Column("id", db.BigId, primary_key=True, autoincrement=True),
+                             sa.Column("tracking_id", sa.String(40), nullable=False))
+        meta.create_all(engine)
+        self.wakes = 0
+        self.lock = threading.Lock()
+
+    def wake(self) -> None:
+        with self.lock:
+            self.wakes += 1
+
+    def __call__(self, envelope: events_pb2.EventEnvelope) -> str:
+        message = events.payload(envelope)
+        with db.begin(self.engine) as conn:
+            if not db.first_delivery(conn, CONSUMER, envelope.event_id):
+                return "duplicate"
+            conn.execute(self.rows.insert().values(tracking_id=message.tracking_id))
+            if message.agency.code == BAD_AGENCY:
+                raise events.BadEvent("this agency refuses every event")
+        db.after_commit(self.engine, self.wake)
+        return "processed"
+
+    def written(self) -> list[str]:
+        with db.reading(self.engine) as conn:
+            return list(conn.execute(sa.select(self.rows.c.tracking_id)).scalars())
+
+
+@pytest.fixture
+def ledger(database_url):
+    engine = db.make_engine(database_url)
+    yield Ledger(engine)
+    engine.dispose()
+
+
+def _publish_all(amqp_url: str, envelopes) -> None:
+    publisher = messaging.Publisher(amqp_url, "test-publisher")
+    try:
+        for envelope in envelopes:
+            publisher.publish(envelope.type, envelope.SerializeToString(), envelope.event_id)
+    finally:
+        publisher.close()
+
+
+def _consume(amqp_url, spec, ledger, **kwargs) -> messaging.Consumer:
+    consumer = messaging.Consumer(amqp_url, spec, ledger, consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  batch=lambda: db.batch(ledger.engine), **kwargs)
+    consumer.start()
+    wait_for(consumer.consuming.is_set, 10, what="the consumer to start consuming")
+    return consumer
+
+
+def _batches(consumer) -> tuple[float, float]:
+    """(transactions, events handled in them) from the consumer's batch-size histogram."""
+    return (metric("lapor_consumer_batch_size_count", consumer=consumer.consumer),
+            metric("lapor_consumer_batch_size_sum", consumer=consumer.consumer))
+
+
+def test_a_backlog_is_handled_in_few_transactions_each_event_exactly_once(
+        amqp_url, spec, ledger):
+    sent = [ticket_dispatched(f"LPR-B{i:09d}") for i in range(120)]
+    _publish_all(amqp_url, sent)
+
+    consumer = _consume(amqp_url, spec, ledger, batch_max=16, prefetch=32)
+    try:
+        wait_for(lambda: len(ledger.written()) >= 120 and queue_depth(amqp_url, spec.name) == 0,
+                 30, what="the backlog to be handled")
+        transactions, handled = _batches(consumer)
+    finally:
+        consumer.stop(timeout=10)
+
+    assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
+    assert handled == 120
+    # A backlog goes in batches of up to 16: far fewer transactions than events.
+    assert transactions <= 40, transactions
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="processed") == 120
+    # One wake-up per committed batch that wrote something, not one per event.
+    assert 1 <= ledger.wakes <= transactions
+    assert queue_depth(amqp_url, spec.parking_queue) == 0
+
+
+def test_a_bad_event_in_a_burst_is_parked_alone_and_the_rest_written_once(
+        amqp_url, spec, ledger):
+    bad_agency = common_pb2.Agency(code=BAD_AGENCY, name="Instansi yang menolak", level="regency")
+    sent = [ticket_dispatched(f"LPR-C{i:09d}") for i in range(40)]
+    bad = ticket_dispatched("LPR-CBAD000001", agency=bad_agency)
+    sent.insert(17, bad)
+    _publish_all(amqp_url, sent)
+
+    consumer = _consume(amqp_url, spec, ledger, batch_max=16, prefetch=32)
+    try:
+        wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1
+                 and queue_depth(amqp_url, spec.name) == 0 and len(ledger.written()) >= 40,
+                 30, what="the good events handled and the bad one parked")
+    finally:
+        consumer.stop(timeout=10)
+
+    good = sorted(e.aggregate_id for e in sent if e is not bad)
+    # The failed batch was rolled back, so its good events are written once, not twice, and
+    # the bad one's row is not written at all.
+    assert sorted(ledger.written()) == good
+    parked = take_messages(amqp_url, spec.parking_queue)
+    assert [events.decode(body).event_id for _props, body in parked] == [bad.event_id]
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="parked") == 1
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="processed") == 40
+
+
+def test_a_redelivered_event_inside_a_batch_is_a_duplicate_and_writes_nothing(
+        amqp_url, spec, ledger):
+    first = ticket_dispatched("LPR-D000000001")
+    again = events_pb2.EventEnvelope()
+    again.CopyFrom(first)
+    sent = [ticket_dispatched(f"LPR-D{i:09d}") for i in range(2, 12)]
+    _publish_all(amqp_url, [first, *sent[:5], again, *sent[5:]])
+
+    consumer = _consume(amqp_url, spec, ledger, batch_max=16, prefetch=32)
+    try:
+        wait_for(lambda: queue_depth(amqp_url, spec.name) == 0 and len(ledger.written()) >= 11,
+                 30, what="the events to be handled")
+    finally:
+        consumer.stop(timeout=10)
+    assert sorted(ledger.written()) == sorted([first.aggregate_id]
+                                              + [e.aggregate_id for e in sent])
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="duplicate") == 1
+
+
+# -- db.batch itself ------------------------------------------------------------------------
+def test_a_batch_commits_its_handlers_together_and_runs_after_commit_actions_once(ledger):
+    with db.batch(ledger.engine):
+        for i in range(3):
+            assert ledger(ticket_dispatched(f"LPR-E{i:09d}")) == "processed"
+        # Not yet committed: another connection sees nothing, and nobody was woken.
+        assert ledger.written() == []
+        assert ledger.wakes == 0
+    assert len(ledger.written()) == 3
+    assert ledger.wakes == 1
+
+
+def test_a_batch_in_which_a_handler_failed_is_rolled_back_even_if_the_error_was_caught(
+        ledger):
+    bad = ticket_dispatched("LPR-F000000009",
+                            agency=common_pb2.Agency(code=BAD_AGENCY, level="regency"))
+    with pytest.raises(db.BatchFailed):
+        with db.batch(ledger.engine):
+            ledger(ticket_dispatched("LPR-F000000001"))
+            try:
+                ledger(bad)
+            except events.BadEvent:
+                pass  # swallowed by a careless handler: the batch still fails
+            ledger(ticket_dispatched("LPR-F000000002"))
+    assert ledger.written() == []
+    assert ledger.wakes == 0
+    # Outside a batch the same handler commits on its own, as before.
+    assert ledger(ticket_dispatched("LPR-F000000001")) == "processed"
+    assert ledger.written() == ["LPR-F000000001"] and ledger.wakes == 1
