@@ -84,6 +84,9 @@ REPORTER_KINDS = {"", "parent", "national", "oversight"}
 _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 
 
+_INSERT_DELIVERY = sa.insert(store.deliveries)
+
+
 class StorageError(RuntimeError):
     """The database failed; the message goes down the consumer's retry path."""
 
@@ -390,7 +393,7 @@ class EventHandler:
              target: str, payload: dict, delivery_id: str | None = None,
              trigger_event_id: str | None = None) -> None:
         now = db.utcnow()
-        conn.execute(sa.insert(store.deliveries).values(
+        conn.execute(_INSERT_DELIVERY, dict(
             delivery_id=delivery_id or str(uuid.uuid4()), tracking_id=tracking_id,
             channel=channel, audience=audience, target=target,
             trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,

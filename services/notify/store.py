@@ -3,6 +3,7 @@ contacts (only notify keeps them), agency webhook subscriptions, and the migrati
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,11 +144,27 @@ class Contact:
         return f"Contact(tracking_id={self.tracking_id!r}, <redacted>)"
 
 
+# Statements used per event or per delivery are built once, their values bound when run: a
+# statement built anew each time made SQLAlchemy walk it to find its compiled form, which
+# cost more than running it (docs/performance.md).
+@functools.cache
+def _upsert_statement(dialect_name: str, table: sa.Table, key: str,
+                      update: tuple[str, ...]):
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={name: statement.excluded[name] for name in update})
+
+
 def _upsert(conn: Connection, table: sa.Table, key: str, values: dict,
-            update: dict) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values)
-    conn.execute(statement.on_conflict_do_update(index_elements=[key], set_=update))
+            update: tuple[str, ...]) -> None:
+    """Inserts `values`, or sets the `update` columns of the row with the same `key` to
+    theirs."""
+    conn.execute(_upsert_statement(conn.dialect.name, table, key, update), values)
+
+
+_CONTACT_FIELDS = ("name", "email", "phone", "language", "anonymous", "channel")
+_LOAD_CONTACT = sa.select(contacts).where(contacts.c.tracking_id == sa.bindparam("tracking_id"))
 
 
 def save_contact(conn: Connection, contact: Contact) -> None:
@@ -157,11 +174,11 @@ def save_contact(conn: Connection, contact: Contact) -> None:
               "channel": contact.channel}
     _upsert(conn, contacts, "tracking_id",
             {"tracking_id": contact.tracking_id, **fields, "created_at": now, "updated_at": now},
-            {**fields, "updated_at": now})
+            (*_CONTACT_FIELDS, "updated_at"))
 
 
 def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
-    row = conn.execute(sa.select(contacts).where(contacts.c.tracking_id == tracking_id)).first()
+    row = conn.execute(_LOAD_CONTACT, {"tracking_id": tracking_id}).first()
     if row is None:
         return None
     return Contact(row.tracking_id, row.name, row.email, row.phone, row.language,
@@ -210,10 +227,14 @@ def set_opt_out(conn: Connection, channel: str, phone: str, opted_out: bool,
     return True
 
 
+_OPTED_OUT = sa.select(phone_opt_outs.c.opted_out).where(
+    phone_opt_outs.c.channel == sa.bindparam("channel"),
+    phone_opt_outs.c.phone_hash == sa.bindparam("phone_hash"))
+
+
 def opted_out(conn: Connection, channel: str, phone: str) -> bool:
-    t = phone_opt_outs
-    return bool(conn.execute(sa.select(t.c.opted_out).where(
-        t.c.channel == channel, t.c.phone_hash == phone_hash(phone))).scalar())
+    return bool(conn.execute(_OPTED_OUT, {"channel": channel,
+                                          "phone_hash": phone_hash(phone)}).scalar())
 
 
 # -- webhook subscriptions -------------------------------------------------------------------
@@ -235,14 +256,17 @@ def set_subscription(conn: Connection, agency_code: str, url: str, secret: str,
     fields = {"url": url, "secret": secret, "active": active}
     _upsert(conn, subscriptions, "agency_code",
             {"agency_code": agency_code, **fields, "created_at": now, "updated_at": now},
-            {**fields, "updated_at": now})
+            ("url", "secret", "active", "updated_at"))
+
+
+_ENDPOINTS = sa.select(subscriptions).where(
+    subscriptions.c.agency_code.in_([sa.bindparam("agency_code"), DEFAULT_AGENCY]),
+    subscriptions.c.active.is_(True))
 
 
 def endpoint_for(conn: Connection, agency_code: str) -> Subscription | None:
     """The agency's own active endpoint, else the active default ('*'), else None."""
-    rows = conn.execute(sa.select(subscriptions).where(
-        subscriptions.c.agency_code.in_([agency_code, DEFAULT_AGENCY]),
-        subscriptions.c.active.is_(True))).all()
+    rows = conn.execute(_ENDPOINTS, {"agency_code": agency_code}).all()
     by_code = {row.agency_code: row for row in rows}
     row = by_code.get(agency_code) or by_code.get(DEFAULT_AGENCY)
     if row is None:

@@ -161,6 +161,26 @@ def _where(exc: BaseException) -> str:
     return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
 
 
+# The statements of every claim and record, built once with their values bound when run
+# (store.py says why).
+_d = store.deliveries
+_DUE = (sa.select(_d).where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
+        .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
+# PostgreSQL: workers of several replicas claim side by side, each skipping the others' rows.
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
+_CLAIM = _d.update().where(_d.c.id == sa.bindparam("b_id")).values(
+    attempts=sa.bindparam("b_attempts"), next_attempt_at=sa.bindparam("b_next"),
+    last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"),
+    channel=sa.bindparam("b_channel"))
+# Only the worker holding this attempt records it: a lease taken over bumped `attempts`.
+_RECORD = _d.update().where(
+    _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
+    _d.c.status == "pending",
+).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
+         last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"))
+_INSERT_ATTEMPT = sa.insert(store.delivery_attempts)
+
+
 class DeliveryWorker:
     def __init__(self, engine: Engine, outbox: Outbox, settings: WorkerSettings,
                  send_webhook: Callable[..., Result] = channels.send_webhook,
@@ -281,11 +301,8 @@ class DeliveryWorker:
         d = store.deliveries
         now = db.utcnow()
         claimed_at = time.monotonic()
-        query = (sa.select(d).where(d.c.status == "pending", d.c.next_attempt_at <= now)
-                 .order_by(d.c.next_attempt_at, d.c.id).limit(1))
-        if db.is_postgres(conn):
-            query = query.with_for_update(skip_locked=True)
-        row = conn.execute(query).first()
+        row = conn.execute(_DUE_SKIP_LOCKED if db.is_postgres(conn) else _DUE,
+                           {"now": now}).first()
         if row is None:
             return None
         contact = endpoint = None
@@ -313,9 +330,9 @@ class DeliveryWorker:
         # The wait for the contact is over: reporter.registered must not wake (and so
         # hand to a second worker) a delivery that is being sent.
         last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
-        conn.execute(d.update().where(d.c.id == row.id).values(
-            attempts=attempt, next_attempt_at=now + self.settings.lease,
-            last_error=last_error, updated_at=now, channel=channel))
+        conn.execute(_CLAIM, {"b_id": row.id, "b_attempts": attempt,
+                              "b_next": now + self.settings.lease, "b_error": last_error,
+                              "b_now": now, "b_channel": channel})
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
                      contact, endpoint, claimed_at, opted_out)
@@ -443,7 +460,6 @@ class DeliveryWorker:
     def record(self, claim: Claim, outcome: Outcome, claim_next: bool = False) -> Claim | None:
         """Records the attempt (and its outcome event, and a fallback); with `claim_next`,
         claims the next due delivery in the same transaction and returns it."""
-        d = store.deliveries
         now = db.utcnow()
         terminal = outcome.status != "retry"
         next_at = None if terminal else retry.next_attempt_at(
@@ -451,15 +467,15 @@ class DeliveryWorker:
         status = "pending" if outcome.status == "retry" else outcome.status
         fallback = None
         with self.engine.begin() as conn:
-            updated = conn.execute(d.update().where(
-                d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
-            ).values(status=status, next_attempt_at=next_at,
-                     last_error=None if outcome.status == "delivered" else outcome.detail[:200],
-                     updated_at=now)).rowcount
+            updated = conn.execute(_RECORD, {
+                "b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
+                "b_next": next_at, "b_now": now,
+                "b_error": None if outcome.status == "delivered" else outcome.detail[:200],
+            }).rowcount
             if updated == 1:
-                conn.execute(sa.insert(store.delivery_attempts).values(
-                    delivery_id=claim.delivery_id, attempt=claim.attempt, at=now,
-                    outcome=outcome.status, detail=outcome.detail[:200]))
+                conn.execute(_INSERT_ATTEMPT, {
+                    "delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
+                    "outcome": outcome.status, "detail": outcome.detail[:200]})
                 if outcome.status in ANNOUNCED:
                     self.outbox.add(conn, self._outcome_event(claim, outcome))
                 fallback = self._fallback(conn, claim, now) \
