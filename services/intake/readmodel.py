@@ -3,6 +3,7 @@ outcomes, shown to the reporter only) into its own tables."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC
 
@@ -25,6 +26,34 @@ def _state(value: int) -> str:
     return common_pb2.TicketState.Name(value).removeprefix("TICKET_STATE_")
 
 
+# Statements built once, values bound when run: building them per event cost more than
+# running them (docs/performance.md).
+_KNOWN = sa.select(storage.reports.c.tracking_id).where(
+    storage.reports.c.tracking_id == sa.bindparam("tracking_id"))
+_INSERT_ENTRY = storage.timeline.insert()
+
+
+@functools.cache
+def _status_update(columns: tuple[str, ...], versioned: bool):
+    """The status update setting `columns` (bound as b_<column>), applied only when the
+    event is newer than what is shown.
+
+    Newer means a higher ticket version (routing numbers every change), decided in the
+    UPDATE itself, so events arriving out of order, two replicas applying events of one
+    ticket at once, or routing's clock running behind intake's never roll a status back.
+    """
+    r = storage.reports
+    at = sa.bindparam("b_at")
+    update = r.update().where(r.c.tracking_id == sa.bindparam("b_tracking_id")).values(
+        **{name: sa.bindparam(f"b_{name}") for name in columns}, status_at=at, updated_at=at)
+    if versioned:
+        return update.where(r.c.version < sa.bindparam("b_version")).values(
+            version=sa.bindparam("b_version"))
+    # An event from before ticket versions: the old rule, by time, until the first
+    # versioned event has been applied.
+    return update.where(r.c.version == 0, r.c.status_at <= at)
+
+
 class ReadModel:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -32,12 +61,10 @@ class ReadModel:
     def handle(self, envelope) -> str:
         payload = events.payload(envelope)
         occurred = envelope.occurred_at.ToDatetime(tzinfo=UTC)
-        r = storage.reports
         with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
-            if conn.execute(sa.select(r.c.tracking_id).where(
-                    r.c.tracking_id == envelope.aggregate_id)).first() is None:
+            if conn.execute(_KNOWN, {"tracking_id": envelope.aggregate_id}).first() is None:
                 log.warning("event for a report intake does not have; ignored")
                 return "processed"
             if envelope.type == "ticket.linked":
@@ -45,12 +72,15 @@ class ReadModel:
                 return "processed"
             change, entry = self._interpret(envelope.type, payload)
             if entry is not None:
-                conn.execute(storage.timeline.insert().values(
-                    **entry, tracking_id=envelope.aggregate_id, at=occurred,
-                    source_event_id=envelope.event_id))
+                conn.execute(_INSERT_ENTRY, {**entry, "tracking_id": envelope.aggregate_id,
+                                             "at": occurred,
+                                             "source_event_id": envelope.event_id})
             if change:
-                conn.execute(self._apply(envelope.aggregate_id, change, occurred,
-                                         getattr(payload, "ticket_version", 0)))
+                version = getattr(payload, "ticket_version", 0)
+                conn.execute(_status_update(tuple(sorted(change)), bool(version)), {
+                    **{f"b_{name}": value for name, value in change.items()},
+                    "b_tracking_id": envelope.aggregate_id, "b_at": occurred,
+                    "b_version": version})
         return "processed"
 
     @staticmethod
@@ -66,22 +96,6 @@ class ReadModel:
             conn.execute(r.update().where(r.c.tracking_id == master)
                          .values(support_count=r.c.support_count + 1))
 
-    @staticmethod
-    def _apply(tracking_id: str, change: dict, occurred, version: int):
-        """The status update, applied only when the event is newer than what is shown.
-
-        Newer means a higher ticket version (routing numbers every change), decided in the
-        UPDATE itself, so events arriving out of order, two replicas applying events of one
-        ticket at once, or routing's clock running behind intake's never roll a status back.
-        """
-        r = storage.reports
-        update = r.update().where(r.c.tracking_id == tracking_id).values(
-            **change, status_at=occurred, updated_at=occurred)
-        if version:
-            return update.where(r.c.version < version).values(version=version)
-        # An event from before ticket versions: the old rule, by time, until the first
-        # versioned event has been applied.
-        return update.where(r.c.version == 0, r.c.status_at <= occurred)
 
     @staticmethod
     def _interpret(event_type: str, p) -> tuple[dict, dict | None]:
