@@ -311,3 +311,27 @@ def test_the_inbox_is_scoped_filtered_and_sorted_by_deadline(engine, tickets, cl
     assert ids(PUPR, offset=1, limit=1) == ["LPR-BBB-BBB-BB2"]
     clock.to(datetime(2026, 12, 10, 9, 0, tzinfo=WIB).astimezone(UTC))
     assert ids(PUPR, overdue_only=True) == ["LPR-BBB-BBB-BB1"]
+
+
+def test_staff_see_each_notification_once_with_its_latest_outcome(engine, tickets, clock):
+    """notify's notification.* events: one line per delivery in the staff view, the latest
+    outcome winning (a retried webhook that failed, then went through)."""
+    submit(engine, tickets, "LPR-NOTIF-0001")
+    workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
+                        classifier=classifier())
+
+    def outcome(kind: str, delivery_id: str, channel: str, audience: str, reason: str = ""):
+        return events.new(f"notification.{kind}", "LPR-NOTIF-0001",
+                          events_pb2.NotificationOutcome(
+                              tracking_id="LPR-NOTIF-0001", delivery_id=delivery_id,
+                              channel=channel, audience=audience, attempt=1, outcome=kind,
+                              reason=reason, trigger_type="ticket.dispatched"),
+                          producer="notify")
+
+    for envelope in (outcome("failed", "d-hook", "webhook", "agency", "HTTP 503"),
+                     outcome("delivered", "d-mail", "email", "reporter"),
+                     outcome("delivered", "d-hook", "webhook", "agency")):
+        assert workflow.handle(envelope) == "processed"
+    view = tickets.get(NATIONAL, "LPR-NOTIF-0001")
+    assert sorted((d.channel, d.audience, d.outcome, d.reason or "") for d in view.deliveries) \
+        == [("email", "reporter", "delivered", ""), ("webhook", "agency", "delivered", "")]

@@ -953,17 +953,24 @@ class Tickets:
 
     def record_delivery(self, conn: Connection, outcome: events_pb2.NotificationOutcome,
                         at: datetime) -> None:
-        d = storage.ticket_deliveries
-        exists = conn.execute(sa.select(d.c.delivery_id).where(
-            d.c.delivery_id == outcome.delivery_id)).first()
+        """The delivery's latest outcome (two per report: statements built once)."""
         values = dict(tracking_id=outcome.tracking_id, at=at, channel=outcome.channel[:16],
                       audience=outcome.audience[:16], outcome=outcome.outcome[:16],
                       reason=outcome.reason[:200])
-        if exists:
-            conn.execute(d.update().where(d.c.delivery_id == outcome.delivery_id)
-                         .values(**values))
+        if conn.execute(_DELIVERY_KNOWN, {"delivery_id": outcome.delivery_id}).first():
+            conn.execute(_DELIVERY_UPDATE, {"b_delivery_id": outcome.delivery_id,
+                                            **{f"b_{k}": v for k, v in values.items()}})
         else:
-            conn.execute(d.insert().values(delivery_id=outcome.delivery_id, **values))
+            conn.execute(_DELIVERY_INSERT, {"delivery_id": outcome.delivery_id, **values})
+
+
+_d = storage.ticket_deliveries
+_DELIVERY_KNOWN = sa.select(_d.c.delivery_id).where(
+    _d.c.delivery_id == sa.bindparam("delivery_id"))
+_DELIVERY_COLUMNS = ("tracking_id", "at", "channel", "audience", "outcome", "reason")
+_DELIVERY_UPDATE = _d.update().where(_d.c.delivery_id == sa.bindparam("b_delivery_id")).values(
+    **{name: sa.bindparam(f"b_{name}") for name in _DELIVERY_COLUMNS})
+_DELIVERY_INSERT = _d.insert()
 
 
 _CLOCKED = {State.SUBMITTED.value, State.DISPATCHED.value, State.FOLLOWED_UP.value,
