@@ -276,9 +276,13 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 def _metric_sums(text: str) -> dict[str, float]:
-    """Send seconds and counts per channel from notify's /metrics."""
+    """Send seconds and counts per channel, and the consumer's transactions and the events
+    handled in them, from notify's /metrics."""
     sums: dict[str, float] = {}
     for line in text.splitlines():
+        for kind in ("sum", "count"):
+            if line.startswith(f"lapor_consumer_batch_size_{kind}{{"):
+                sums[f"batch_{kind}"] = float(line.rsplit(" ", 1)[1])
         for kind in ("sum", "count"):
             prefix = f"lapor_notify_send_duration_seconds_{kind}{{channel=\""
             if line.startswith(prefix):
@@ -541,7 +545,8 @@ def measure(label: str, database_url: str, amqp_url: str, receivers: Receivers,
     print(f"  {n} events published in {real['published']:.2f} s; last arrival at "
           f"{real['seconds']:.2f} s; all recorded delivered in the log at "
           f"{real['logged']:.2f} s; the event handler created the deliveries over "
-          f"{real['created_over']:.2f} s", flush=True)
+          f"{real['created_over']:.2f} s, taking the {m.get('batch_sum', 0):.0f} events in "
+          f"{m.get('batch_count', 0):.0f} transactions", flush=True)
     backlog = run_backlog(f"{label}, backlog", backlog_url, amqp_url, receivers, workdir)
     print(f"  sending alone (the same deliveries already in the table, the handler not "
           f"running): {backlog['deliveries'] / backlog['seconds']:,.0f}/s, "
