@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import io
 import logging
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
+
+# Alembic is imported only when there is something to migrate (or a command asks for it): a
+# service that finds its schema current, every start but the first after a release, does
+# not carry its 11 MB of modules (docs/performance.md).
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class MigrationPlan:
         return f"alembic_version_{self.service}"
 
 
-def _config(plan: MigrationPlan, connection: Connection | None = None) -> Config:
+def _config(plan: MigrationPlan, connection: Connection | None = None):
+    from alembic.config import Config
+
     config = Config(stdout=io.StringIO())
     config.set_main_option("script_location", str(ENVIRONMENT))
     config.set_main_option("version_locations", str(plan.versions))
@@ -102,18 +105,63 @@ def _pragma(conn: Connection, setting: str) -> None:
 
 
 def current(conn: Connection, plan: MigrationPlan) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn, opts={"version_table": plan.version_table})
     return context.get_current_revision()
 
 
 def head(plan: MigrationPlan) -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config(plan)).get_current_head()
+
+
+_REVISION = re.compile(r"""^revision\b[^=\n]*=\s*["']([^"'\n]+)["']""", re.M)
+_DOWN_REVISION = re.compile(r"""^down_revision\b[^=\n]*=\s*(?:["']([^"'\n]+)["']|None)""",
+                            re.M)
+
+
+def head_from_scripts(plan: MigrationPlan) -> str | None:
+    """The newest revision, read from the scripts' `revision` and `down_revision` lines
+    without importing Alembic; None unless they form one line of revisions (then Alembic
+    decides). tests/integration/test_migrations.py holds it equal to Alembic's head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in plan.versions.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None:
+            continue
+        if down is None:
+            return None  # a merge or something else this reading does not know
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def _stored_revision(conn: Connection, plan: MigrationPlan) -> str | None:
+    if not sa.inspect(conn).has_table(plan.version_table):
+        return None
+    stored = conn.execute(sa.text(f"SELECT version_num FROM {plan.version_table}")).scalars()
+    found = list(stored)
+    return found[0] if len(found) == 1 else None
 
 
 def upgrade(engine: Engine, plan: MigrationPlan,
             after: Callable[[Connection], None] | None = None) -> list[str]:
     """Brings the database to the newest revision; returns the revisions applied."""
+    newest = head_from_scripts(plan)
     with _locked(engine, plan) as conn:
+        if newest is not None and _stored_revision(conn, plan) == newest:
+            if after is not None:
+                after(conn)
+            return []
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
         before = current(conn, plan)
         if before is None and sa.inspect(conn).has_table(LEGACY_TABLE):
             versions = set(conn.execute(sa.text(f"SELECT version FROM {LEGACY_TABLE}")).scalars())
@@ -141,6 +189,8 @@ def upgrade(engine: Engine, plan: MigrationPlan,
 
 def check(engine: Engine, plan: MigrationPlan) -> None:
     """Raises alembic.util.CommandError when the live tables and the revisions disagree."""
+    from alembic import command
+
     with engine.connect() as conn:
         command.check(_config(plan, conn))
 
@@ -174,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     rev.add_argument("--autogenerate", action="store_true",
                      help="draft it from the difference between the database and the tables")
     args = parser.parse_args(argv)
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     plan = plan_for(args.service)
     engine = db.make_engine(Env().database_url(_PLANS[args.service][1], args.service))
     try:
