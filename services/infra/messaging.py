@@ -407,8 +407,6 @@ class Consumer:
         self.prefetch = prefetch
         self.batch = batch
         self.batch_max = batch_max if batch is not None else 1
-        # Delivered and not yet taken by the handler thread, in delivery order.
-        self._waiting: collections.deque = collections.deque()
         self.handler_timeout = handler_timeout
         # The whole topology plus this consumer's own queue (tests and tools bring their own).
         self.topology = list({q.name: q for q in (*QUEUES.values(), spec)}.values())
@@ -448,14 +446,16 @@ class Consumer:
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{self.spec.name}")
         self._cancelled.clear()
         self._in_hand.clear()
-        self._waiting.clear()
+        # Delivered on this connection and not yet taken by the handler thread, in delivery
+        # order; a handler thread of an earlier connection still finishing never sees them.
+        waiting: collections.deque = collections.deque()
         try:
             channel = declare_topology(connection.channel(), self.topology)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.add_on_cancel_callback(lambda _frame: self._cancelled.set())
             tag = channel.basic_consume(
-                self.spec.name, functools.partial(self._on_message, connection, worker),
+                self.spec.name, functools.partial(self._on_message, connection, worker, waiting),
                 auto_ack=False)
             self.consuming.set()
             loop.ok()
@@ -478,14 +478,15 @@ class Consumer:
             worker.shutdown(wait=False, cancel_futures=True)
             _close_quietly(connection)
 
-    def _on_message(self, connection, worker, channel, method, properties, body: bytes) -> None:
+    def _on_message(self, connection, worker, waiting, channel, method, properties,
+                    body: bytes) -> None:
         if self.loop.stopping:
             # Prefetched before stop() and dispatched in the same batch: leave it unacked,
             # so closing the channel hands it back to the queue for another consumer.
             return
         self._in_hand.add(method.delivery_tag)
-        self._waiting.append((method.delivery_tag, properties, body))
-        worker.submit(self._work, connection, channel)
+        waiting.append((method.delivery_tag, properties, body))
+        worker.submit(self._work, connection, channel, waiting)
 
     def _settle(self, channel, settled: list) -> None:
         for tag, properties, body, settle in settled:
@@ -501,15 +502,15 @@ class Consumer:
             EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
 
     # -- the handler's thread -----------------------------------------------------------------
-    def _work(self, connection, channel) -> None:
+    def _work(self, connection, channel, waiting: collections.deque) -> None:
         """Takes what is waiting (one task is submitted per delivery; a task that finds
         nothing left, because an earlier one took it into its batch, returns at once)."""
         if self.loop.stopping:
             return  # not started before stop(): handed back when the channel closes
         taken = []
-        while self._waiting and len(taken) < self.batch_max:
+        while waiting and len(taken) < self.batch_max:
             try:
-                taken.append(self._waiting.popleft())
+                taken.append(waiting.popleft())
             except IndexError:
                 break
         if not taken:

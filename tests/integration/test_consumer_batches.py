@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import db, events, messaging
 from tests.integration.helpers import (
+    close_connections,
     declare,
     metric,
     queue_depth,
@@ -173,6 +174,45 @@ def test_a_redelivered_event_inside_a_batch_is_a_duplicate_and_writes_nothing(
                                               + [e.aggregate_id for e in sent])
     assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
                   outcome="duplicate") == 1
+
+
+def test_a_connection_lost_while_a_batch_is_in_hand_loses_and_strands_nothing(
+        amqp_url, spec, ledger):
+    """The broker drops the connection while the handler is inside a batch: the consumer
+    reconnects and takes the redelivered events on the new connection, while the old
+    handler thread finishes its batch (its acks have nowhere to go). Every event is
+    written once and every one is acked in the end: nothing is left in the queue."""
+    gate = threading.Event()
+    entered = threading.Event()
+    handle = ledger.__call__
+
+    def slow_first(envelope):
+        if not entered.is_set():
+            entered.set()
+            gate.wait(20)
+        return handle(envelope)
+
+    sent = [ticket_dispatched(f"LPR-G{i:09d}") for i in range(40)]
+    _publish_all(amqp_url, sent)
+    consumer = messaging.Consumer(amqp_url, spec, slow_first,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  batch=lambda: db.batch(ledger.engine), batch_max=4,
+                                  prefetch=8)
+    consumer.start()
+    try:
+        wait_for(entered.is_set, 10, what="the first batch to be in hand")
+        assert close_connections(amqp_url, f"{consumer.consumer}-consumer")
+        wait_for(lambda: not consumer.consuming.is_set(), 5, what="the drop to be noticed")
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to reconnect")
+        gate.set()
+        wait_for(lambda: len(ledger.written()) >= 40 and queue_depth(amqp_url, spec.name) == 0,
+                 30, what="every event written and acked")
+    finally:
+        gate.set()
+        consumer.stop(timeout=10)
+    assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
+    assert queue_depth(amqp_url, spec.name) == 0
+    assert queue_depth(amqp_url, spec.parking_queue) == 0
 
 
 # -- db.batch itself ------------------------------------------------------------------------
