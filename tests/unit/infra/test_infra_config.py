@@ -103,3 +103,14 @@ def test_intake_refuses_a_routing_deadline_of_zero():
     message = exit_message(lambda: settings_from_env(Env({"INTAKE_ROUTING_TIMEOUT": "0"})))
     assert "INTAKE_ROUTING_TIMEOUT" in message
     assert settings_from_env(Env({}))["ROUTING_ACTION_TIMEOUT"] == 5.0
+
+
+@pytest.mark.parametrize("raw, expected", [("", 16), ("1", 1), ("64", 64), ("256", 256)])
+def test_the_consumer_batch_defaults_to_16_and_takes_1_to_256(raw, expected):
+    assert Env({"LAPOR_CONSUMER_BATCH": raw}).consumer_batch() == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-4", "257", "many"])
+def test_a_consumer_batch_outside_1_to_256_stops_the_process_naming_it(raw):
+    message = exit_message(lambda: Env({"LAPOR_CONSUMER_BATCH": raw}).consumer_batch())
+    assert "LAPOR_CONSUMER_BATCH" in message and raw in message
