@@ -61,16 +61,22 @@ class ReadModel:
     def handle(self, envelope) -> str:
         payload = events.payload(envelope)
         occurred = envelope.occurred_at.ToDatetime(tzinfo=UTC)
+        linked = envelope.type == "ticket.linked"
+        change, entry = ({}, None) if linked else self._interpret(envelope.type, payload)
+        if not linked and not change and entry is None:
+            # Nothing anybody sees here changes (an agency's webhook went out, a notice was
+            # skipped): nothing to write, so nothing to remember either. Half of the
+            # notification outcomes of a report are such.
+            return "processed"
         with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
             if conn.execute(_KNOWN, {"tracking_id": envelope.aggregate_id}).first() is None:
                 log.warning("event for a report intake does not have; ignored")
                 return "processed"
-            if envelope.type == "ticket.linked":
+            if linked:
                 self._linked(conn, envelope.aggregate_id, payload.master_tracking_id)
                 return "processed"
-            change, entry = self._interpret(envelope.type, payload)
             if entry is not None:
                 conn.execute(_INSERT_ENTRY, {**entry, "tracking_id": envelope.aggregate_id,
                                              "at": occurred,
