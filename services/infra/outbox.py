@@ -39,6 +39,8 @@ CLAIM_LEASE = timedelta(seconds=30)
 # to 5 min, so a missing binding costs little while it lasts and is noticed (the alert on
 # lapor_outbox_publish_errors_total{reason="unroutable"}) without blocking other events.
 UNROUTABLE_DELAY_CAP = 300.0
+# The backlog gauges are refreshed at most this often (seconds).
+GAUGES_EVERY = 1.0
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -84,6 +86,24 @@ class Outbox:
         self.engine = engine
         self.table = table
         self._insert = table.insert()
+        # The relay's statements, built once (it goes round once per commit under load).
+        t = table
+        due = sa.and_(t.c.published_at.is_(None),
+                      sa.or_(t.c.next_attempt_at.is_(None),
+                             t.c.next_attempt_at <= sa.bindparam("now")))
+        self._any_due = sa.select(t.c.id).where(due).limit(1)
+        self._due = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
+                               t.c.attempts)
+                     .where(due).order_by(t.c.id).limit(sa.bindparam("batch")))
+        # Several replicas relay at once on PostgreSQL; each takes rows the others have not
+        # locked.
+        self._due_skip_locked = self._due.with_for_update(skip_locked=True)
+        ids = sa.bindparam("ids", expanding=True)
+        self._lease = t.update().where(t.c.id.in_(ids)).values(
+            next_attempt_at=sa.bindparam("until"))
+        self._sent = t.update().where(t.c.id.in_(ids)).values(
+            published_at=sa.bindparam("now"), body=b"", attempts=t.c.attempts + 1,
+            next_attempt_at=None, last_error=None)
         self.service = service
         self.publisher_factory = publisher_factory
         self.batch = batch
@@ -91,6 +111,7 @@ class Outbox:
         self.backoff_cap = backoff_cap
         self._publisher = None
         self._flush_timeout = 10.0
+        self._gauges_at = -float("inf")
         self.loop = SupervisedLoop(f"outbox-{service}", self._iteration,
                                    backoff_base=0.25, backoff_cap=backoff_cap,
                                    on_exit=self._final_flush)
@@ -211,25 +232,18 @@ class Outbox:
         return len(sent), failed[1] if failed else ""
 
     def _claim(self) -> list[_Row]:
-        t = self.table
         now = utcnow()
-        due = sa.and_(t.c.published_at.is_(None),
-                      sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
         # A read first: when nothing is due (most polls) no write lock is taken at all.
         with reading(self.engine) as conn:
-            if conn.execute(sa.select(t.c.id).where(due).limit(1)).first() is None:
+            if conn.execute(self._any_due, {"now": now}).first() is None:
                 return []
         with self.engine.begin() as conn:
-            query = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
-                               t.c.attempts)
-                     .where(due).order_by(t.c.id).limit(self.batch))
-            if is_postgres(conn):
-                # Several replicas relay at once; each takes rows the others have not locked.
-                query = query.with_for_update(skip_locked=True)
-            rows = [_Row(*r) for r in conn.execute(query).all()]
+            query = self._due_skip_locked if is_postgres(conn) else self._due
+            rows = [_Row(*r) for r in conn.execute(query, {"now": now,
+                                                           "batch": self.batch}).all()]
             if rows:
-                conn.execute(t.update().where(t.c.id.in_([r.id for r in rows]))
-                             .values(next_attempt_at=now + CLAIM_LEASE))
+                conn.execute(self._lease, {"ids": [r.id for r in rows],
+                                           "until": now + CLAIM_LEASE})
         return rows
 
     def _record(self, rows: list[_Row], sent: list[int],
@@ -240,9 +254,7 @@ class Outbox:
         untried = [r.id for r in rows if r.id not in done]
         with self.engine.begin() as conn:
             if sent:
-                conn.execute(t.update().where(t.c.id.in_(sent)).values(
-                    published_at=now, body=b"", attempts=t.c.attempts + 1,
-                    next_attempt_at=None, last_error=None))
+                conn.execute(self._sent, {"ids": sent, "now": now})
             for row, error in unroutable:
                 delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
                 conn.execute(t.update().where(t.c.id == row.id).values(
@@ -278,6 +290,11 @@ class Outbox:
         return count, age
 
     def _update_gauges(self) -> None:
+        """The backlog gauges, at most once a second: under load the relay goes round once
+        per commit, and counting the backlog each time was a read transaction per round."""
+        if time.monotonic() - self._gauges_at < GAUGES_EVERY:
+            return
+        self._gauges_at = time.monotonic()
         try:
             count, age = self.backlog()
         except sa.exc.SQLAlchemyError:
