@@ -85,6 +85,19 @@ _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 
 
 _INSERT_DELIVERY = sa.insert(store.deliveries)
+# Statements run for most events, built once (store.py says why).
+_d = store.deliveries
+_WAKE_WAITING = _d.update().where(
+    _d.c.tracking_id == sa.bindparam("b_tracking_id"), _d.c.channel.in_(REPORTER_CHANNELS),
+    _d.c.audience == REPORTER, _d.c.status == "pending",
+    sa.or_(_d.c.attempts == 0, _d.c.last_error == WAITING_FOR_CONTACT),
+).values(next_attempt_at=sa.bindparam("b_now"))
+_FOLLOWERS = (sa.select(store.followers.c.follower)
+              .where(store.followers.c.master == sa.bindparam("master"))
+              .order_by(store.followers.c.follower))
+_TOLD = sa.select(_d.c.payload).where(
+    _d.c.tracking_id == sa.bindparam("tracking_id"), _d.c.audience == REPORTER,
+    _d.c.trigger_type.in_(_ONE_PER_VERSION))
 
 
 class StorageError(RuntimeError):
@@ -179,13 +192,8 @@ class EventHandler:
         # every one not yet attempted, whether or not a worker has looked at it yet. Never
         # one being sent: that one was claimed with its attempt counted and the wait cleared,
         # and waking it would hand it to a second worker.
-        d = store.deliveries
-        woken = conn.execute(d.update().where(
-            d.c.tracking_id == tracking_id, d.c.channel.in_(REPORTER_CHANNELS),
-            d.c.audience == REPORTER, d.c.status == "pending",
-            sa.or_(d.c.attempts == 0, d.c.last_error == WAITING_FOR_CONTACT),
-        ).values(next_attempt_at=db.utcnow())).rowcount
-        return woken
+        return conn.execute(_WAKE_WAITING, {"b_tracking_id": tracking_id,
+                                            "b_now": db.utcnow()}).rowcount
 
     def _opted_out(self, conn: Connection, envelope, msg: events_pb2.ContactOptedOut,
                    tracking_id: str) -> int:
@@ -352,9 +360,7 @@ class EventHandler:
         see of the change: never the text written for the master's reporter alone."""
         if fields["template"] not in FOLLOWER_TEMPLATES:
             return 0
-        f = store.followers
-        followers = conn.execute(sa.select(f.c.follower).where(f.c.master == master)
-                                 .order_by(f.c.follower)).scalars().all()
+        followers = conn.execute(_FOLLOWERS, {"master": master}).scalars().all()
         if not followers:
             return 0
         state, note = _public_side(envelope)
@@ -375,10 +381,7 @@ class EventHandler:
     @staticmethod
     def _reporter_told(conn: Connection, tracking_id: str, version: int) -> bool:
         """Whether another event of this change of the ticket already emailed the reporter."""
-        d = store.deliveries
-        stored = conn.execute(sa.select(d.c.payload).where(
-            d.c.tracking_id == tracking_id, d.c.audience == REPORTER,
-            d.c.trigger_type.in_(_ONE_PER_VERSION))).scalars()
+        stored = conn.execute(_TOLD, {"tracking_id": tracking_id}).scalars()
         return any(json.loads(payload).get("ticket_version") == version for payload in stored)
 
     def _webhook(self, conn: Connection, envelope, tracking_id: str, audience: str,
