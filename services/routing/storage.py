@@ -245,6 +245,19 @@ def _agency_ref(row) -> AgencyRef:
     return AgencyRef(row.code, row.name, row.level, row.region_code, row.parent_code)
 
 
+# The lookups every decision makes when the answer is not remembered (with a national mix
+# of regencies and categories, most rule lookups), built once with bound values.
+_AGENCY = sa.select(agencies).where(agencies.c.code == sa.bindparam("code"),
+                                    agencies.c.active.is_(True))
+_RULES = (sa.select(agencies, handling_rules.c.category.label("rule_code"),
+                    handling_rules.c.region_code.label("rule_region"))
+          .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
+          .where(handling_rules.c.category.in_(sa.bindparam("codes", expanding=True)),
+                 handling_rules.c.region_code.in_(sa.bindparam("regions", expanding=True)),
+                 agencies.c.active.is_(True)))
+_REGION_NAME = sa.select(regions.c.name).where(regions.c.code == sa.bindparam("code"))
+
+
 class SqlDirectory:
     """The directory as routing's decisions see it, read inside the caller's transaction
     (or, through `reading_directory`, one opened only when something is not remembered)."""
@@ -269,8 +282,7 @@ class SqlDirectory:
 
     def agency(self, code: str) -> AgencyRef | None:
         def read():
-            row = self.conn.execute(sa.select(agencies).where(
-                agencies.c.code == code, agencies.c.active.is_(True))).first()
+            row = self.conn.execute(_AGENCY, {"code": code}).first()
             return _agency_ref(row) if row else None
         return self._remembered("agency", (code,), read)
 
@@ -310,13 +322,9 @@ class SqlDirectory:
         keys = matching.rule_keys(category, subcategory, region_code)
         if not keys:
             return []
-        rows = self.conn.execute(
-            sa.select(agencies, handling_rules.c.category.label("rule_code"),
-                      handling_rules.c.region_code.label("rule_region"))
-            .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
-            .where(handling_rules.c.category.in_(sorted({code for code, _ in keys})),
-                   handling_rules.c.region_code.in_(sorted({region for _, region in keys})),
-                   agencies.c.active.is_(True))).all()
+        rows = self.conn.execute(_RULES, {
+            "codes": sorted({code for code, _ in keys}),
+            "regions": sorted({region for _, region in keys})}).all()
         return matching.ordered(((r.rule_code, r.rule_region, _agency_ref(r)) for r in rows),
                                 keys)
 
@@ -340,7 +348,7 @@ class SqlDirectory:
 
     def region_name(self, code: str) -> str:
         return self._remembered("region_name", (code,), lambda: self.conn.execute(
-            sa.select(regions.c.name).where(regions.c.code == code)).scalar() or "")
+            _REGION_NAME, {"code": code}).scalar() or "")
 
     def list_agencies(self, region_code: str, offset: int, limit: int) -> list[AgencyRef]:
         query = sa.select(agencies).where(agencies.c.active.is_(True))
