@@ -283,7 +283,6 @@ def _metric_sums(text: str) -> dict[str, float]:
         for kind in ("sum", "count"):
             if line.startswith(f"lapor_consumer_batch_size_{kind}{{"):
                 sums[f"batch_{kind}"] = float(line.rsplit(" ", 1)[1])
-        for kind in ("sum", "count"):
             prefix = f"lapor_notify_send_duration_seconds_{kind}{{channel=\""
             if line.startswith(prefix):
                 channel = line[len(prefix):].split('"', 1)[0]

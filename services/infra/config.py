@@ -9,6 +9,8 @@ from pathlib import Path
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_SHUTDOWN_SECONDS = 20.0
+# Events already in a consumer's hand handled in one transaction (LAPOR_CONSUMER_BATCH).
+DEFAULT_CONSUMER_BATCH = 16
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -90,7 +92,7 @@ class Env:
     def consumer_batch(self) -> int:
         """LAPOR_CONSUMER_BATCH: at most this many events already in a consumer's hand are
         handled in one transaction (1: one transaction per event)."""
-        value = self.int("LAPOR_CONSUMER_BATCH", 16)
+        value = self.int("LAPOR_CONSUMER_BATCH", DEFAULT_CONSUMER_BATCH)
         if not 1 <= value <= 256:
             raise ConfigError(f"LAPOR_CONSUMER_BATCH must be between 1 and 256, got {value}")
         return value

@@ -32,6 +32,7 @@ from prometheus_client import Gauge, Histogram
 
 from lapor.v1 import events_pb2
 from services.infra import events, logs
+from services.infra.config import DEFAULT_CONSUMER_BATCH
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.telemetry import EVENTS_CONSUMED, EVENTS_PUBLISHED, init_consumer_metrics
 
@@ -397,7 +398,7 @@ class Consumer:
     def __init__(self, url: str, spec: QueueSpec, handler: Handler, *, consumer: str,
                  prefetch: int = 32, backoff_cap: float = 30.0, handler_timeout: float = 120.0,
                  policies: BrokerPolicies | None = None, batch: BatchScope | None = None,
-                 batch_max: int = 16):
+                 batch_max: int = DEFAULT_CONSUMER_BATCH):
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.url = url
@@ -507,12 +508,10 @@ class Consumer:
         nothing left, because an earlier one took it into its batch, returns at once)."""
         if self.loop.stopping:
             return  # not started before stop(): handed back when the channel closes
+        # Only this connection's one handler thread takes from `waiting`.
         taken = []
         while waiting and len(taken) < self.batch_max:
-            try:
-                taken.append(waiting.popleft())
-            except IndexError:
-                break
+            taken.append(waiting.popleft())
         if not taken:
             return
         started = time.monotonic()

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.infra import db, logs, messaging
-from services.infra.config import ConfigError, Env
+from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
 from services.infra.outbox import Outbox
 from services.intake import attachments, inbound, limits, open311, readmodel, regions, storage
 from services.intake.api import bp as api_bp
@@ -136,7 +136,8 @@ def create_app(config: dict | None = None) -> Flask:
                                   readmodel.ReadModel(engine).handle,
                                   consumer=readmodel.CONSUMER,
                                   batch=lambda: db.batch(engine),
-                                  batch_max=app.config.get("CONSUMER_BATCH", 16))
+                                  batch_max=app.config.get("CONSUMER_BATCH",
+                                                            DEFAULT_CONSUMER_BATCH))
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,

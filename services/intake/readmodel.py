@@ -102,7 +102,6 @@ class ReadModel:
             conn.execute(r.update().where(r.c.tracking_id == master)
                          .values(support_count=r.c.support_count + 1))
 
-
     @staticmethod
     def _interpret(event_type: str, p) -> tuple[dict, dict | None]:
         """(columns of the status to set, the timeline entry or None) for one event.

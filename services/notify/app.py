@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from services.infra import db, messaging
-from services.infra.config import ConfigError, Env
+from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
 from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
@@ -58,8 +58,7 @@ class Settings:
     whatsapp_gateway: GatewaySettings | None = None
     gateway_timeout: float = 10.0
     sms_max_parts: int = 3
-    # Events in hand handled in one transaction (LAPOR_CONSUMER_BATCH).
-    consumer_batch: int = 16
+    consumer_batch: int = DEFAULT_CONSUMER_BATCH
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:

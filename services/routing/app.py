@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lapor.v1 import routing_pb2_grpc
 from services.infra import db, messaging
-from services.infra.config import ConfigError, Env
+from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
 from services.infra.db import utcnow
 from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
 from services.infra.outbox import Outbox
@@ -144,8 +144,7 @@ class Settings:
     model_reload_seconds: float = 60.0
     # Below this classifier confidence a national admin verifies first.
     auto_dispatch_confidence: float = AUTO_DISPATCH_CONFIDENCE
-    # Events in hand handled in one transaction (LAPOR_CONSUMER_BATCH).
-    consumer_batch: int = 16
+    consumer_batch: int = DEFAULT_CONSUMER_BATCH
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
