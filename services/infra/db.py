@@ -5,6 +5,8 @@ idempotent."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import os
 import sqlite3
 import threading
@@ -248,6 +250,16 @@ def after_commit(engine: Engine, action: Callable[[], None]) -> None:
         action()
     else:
         batch.after[action] = None
+
+
+def log_after_commit(engine: Engine, logger: logging.Logger, msg: str, *args,
+                     extra: dict | None = None) -> None:
+    """Logs at INFO once the handler's work is committed, with the log context (tracking and
+    event id) of the moment it was asked: inside batch(engine) a line written at once would
+    come before a commit that may still be rolled back, and again when the batch is redone
+    event by event."""
+    context = contextvars.copy_context()
+    after_commit(engine, lambda: context.run(logger.info, msg, *args, extra=extra))
 
 
 @contextlib.contextmanager

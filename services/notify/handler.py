@@ -171,7 +171,8 @@ class EventHandler:
                                f"({type(exc.orig or exc).__name__})") from None
         if created:
             db.after_commit(self.engine, self.on_new_deliveries)
-        log.info("%s handled", envelope.type, extra={"deliveries": created})
+        db.log_after_commit(self.engine, log, "%s handled", envelope.type,
+                            extra={"deliveries": created})
         return "processed"
 
     def _handle(self, conn: Connection, envelope, message) -> int:

@@ -132,9 +132,10 @@ class Workflow:
             self._settle_duplicates(conn, payload.tracking_id, verdict)
         created = TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage")
         db.after_commit(self.engine, lambda: created.inc())
-        log.info("ticket opened: %s to %s", "dispatched" if decision.auto_dispatch else "triage",
-                 decision.agency.code, extra={"category": decision.category,
-                                              "confidence": decision.confidence})
+        db.log_after_commit(self.engine, log, "ticket opened: %s to %s",
+                            "dispatched" if decision.auto_dispatch else "triage",
+                            decision.agency.code, extra={"category": decision.category,
+                                                         "confidence": decision.confidence})
         return "processed"
 
     def _screen_duplicates(self, conn: Connection, payload: events_pb2.ReportSubmitted,

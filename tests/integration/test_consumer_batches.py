@@ -5,6 +5,8 @@ stays behind."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import uuid
 
@@ -12,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import db, events, messaging
+from services.infra import db, events, logs, messaging
 from tests.integration.helpers import (
     close_connections,
     declare,
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.integration
 EVENT = "ticket.dispatched"
 CONSUMER = "batch-test"
 BAD_AGENCY = "TOLAK"
+log = logging.getLogger("tests.batch_ledger")
 
 
 @pytest.fixture
@@ -67,11 +70,33 @@ class Ledger:
             if message.agency.code == BAD_AGENCY:
                 raise events.BadEvent("this agency refuses every event")
         db.after_commit(self.engine, self.wake)
+        db.log_after_commit(self.engine, log, "effect written")
         return "processed"
 
     def written(self) -> list[str]:
         with db.reading(self.engine) as conn:
             return list(conn.execute(sa.select(self.rows.c.tracking_id)).scalars())
+
+
+class Lines(logging.Handler):
+    """The ledger's log lines as the services write them (JSON, with the bound context)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logs.JsonFormatter("test"))
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def lines():
+    handler = Lines()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield handler.lines
+    log.removeHandler(handler)
 
 
 @pytest.fixture
@@ -215,20 +240,70 @@ def test_a_connection_lost_while_a_batch_is_in_hand_loses_and_strands_nothing(
     assert queue_depth(amqp_url, spec.parking_queue) == 0
 
 
+def test_a_handler_that_never_returns_inside_a_batch_shows_in_health_and_loses_nothing(
+        amqp_url, spec, ledger):
+    """One handler in a batch hangs (a database lock, a peer that never answers): the
+    consumer reports itself unhealthy once the handler has run past its limit, so the
+    supervisor's health check sees it; when the handler returns, the batch commits and
+    every event is written once."""
+    gate = threading.Event()
+    entered = threading.Event()
+    handle = ledger.__call__
+
+    def hangs_on_the_third(envelope):
+        if envelope.aggregate_id == "LPR-H000000002":
+            entered.set()
+            gate.wait(30)
+        return handle(envelope)
+
+    sent = [ticket_dispatched(f"LPR-H{i:09d}") for i in range(12)]
+    _publish_all(amqp_url, sent)
+    consumer = messaging.Consumer(amqp_url, spec, hangs_on_the_third,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  batch=lambda: db.batch(ledger.engine), batch_max=8,
+                                  prefetch=16, handler_timeout=1.0)
+    consumer.start()
+    try:
+        wait_for(entered.is_set, 10, what="the hanging handler to be entered")
+        assert consumer.healthy(), "unhealthy before the handler ran past its limit"
+        wait_for(lambda: not consumer.healthy(), 5, what="the wedged handler to show")
+        assert consumer.loop.status().stalled
+        # Nothing from the hanging event on is written while it hangs (its batch is not
+        # committed, and the events behind it wait for the handler thread).
+        assert set(ledger.written()) <= {"LPR-H000000000", "LPR-H000000001"}
+        gate.set()
+        wait_for(lambda: len(ledger.written()) >= 12 and queue_depth(amqp_url, spec.name) == 0,
+                 30, what="every event written and acked")
+        wait_for(consumer.healthy, 5, what="the consumer to be healthy again")
+    finally:
+        gate.set()
+        consumer.stop(timeout=10)
+    assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
+    assert queue_depth(amqp_url, spec.parking_queue) == 0
+
+
 # -- db.batch itself ------------------------------------------------------------------------
-def test_a_batch_commits_its_handlers_together_and_runs_after_commit_actions_once(ledger):
+def test_a_batch_commits_its_handlers_together_and_runs_after_commit_actions_once(
+        ledger, lines):
+    sent = [ticket_dispatched(f"LPR-E{i:09d}") for i in range(3)]
     with db.batch(ledger.engine):
-        for i in range(3):
-            assert ledger(ticket_dispatched(f"LPR-E{i:09d}")) == "processed"
-        # Not yet committed: another connection sees nothing, and nobody was woken.
+        for envelope in sent:
+            with logs.bound(tracking_id=envelope.aggregate_id, event_id=envelope.event_id):
+                assert ledger(envelope) == "processed"
+        # Not yet committed: another connection sees nothing, nobody was woken, and no line
+        # says it was written.
         assert ledger.written() == []
         assert ledger.wakes == 0
+        assert lines == []
     assert len(ledger.written()) == 3
     assert ledger.wakes == 1
+    # Each handler's line after the commit, with its own event's ids.
+    assert [(line["msg"], line["tracking_id"], line["event_id"]) for line in lines] == [
+        ("effect written", e.aggregate_id, e.event_id) for e in sent]
 
 
 def test_a_batch_in_which_a_handler_failed_is_rolled_back_even_if_the_error_was_caught(
-        ledger):
+        ledger, lines):
     bad = ticket_dispatched("LPR-F000000009",
                             agency=common_pb2.Agency(code=BAD_AGENCY, level="regency"))
     with pytest.raises(db.BatchFailed):
@@ -241,6 +316,8 @@ def test_a_batch_in_which_a_handler_failed_is_rolled_back_even_if_the_error_was_
             ledger(ticket_dispatched("LPR-F000000002"))
     assert ledger.written() == []
     assert ledger.wakes == 0
-    # Outside a batch the same handler commits on its own, as before.
+    assert lines == [], "a rolled-back handler logged that it wrote"
+    # Outside a batch the same handler commits on its own, as before, and says so once.
     assert ledger(ticket_dispatched("LPR-F000000001")) == "processed"
     assert ledger.written() == ["LPR-F000000001"] and ledger.wakes == 1
+    assert [line["msg"] for line in lines] == ["effect written"]
