@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
@@ -957,20 +958,21 @@ class Tickets:
         values = dict(tracking_id=outcome.tracking_id, at=at, channel=outcome.channel[:16],
                       audience=outcome.audience[:16], outcome=outcome.outcome[:16],
                       reason=outcome.reason[:200])
-        if conn.execute(_DELIVERY_KNOWN, {"delivery_id": outcome.delivery_id}).first():
-            conn.execute(_DELIVERY_UPDATE, {"b_delivery_id": outcome.delivery_id,
-                                            **{f"b_{k}": v for k, v in values.items()}})
-        else:
-            conn.execute(_DELIVERY_INSERT, {"delivery_id": outcome.delivery_id, **values})
+        upsert = _DELIVERY_UPSERT_PG if is_postgres(conn) else _DELIVERY_UPSERT_SQLITE
+        conn.execute(upsert, {"delivery_id": outcome.delivery_id, **values})
 
 
-_d = storage.ticket_deliveries
-_DELIVERY_KNOWN = sa.select(_d.c.delivery_id).where(
-    _d.c.delivery_id == sa.bindparam("delivery_id"))
-_DELIVERY_COLUMNS = ("tracking_id", "at", "channel", "audience", "outcome", "reason")
-_DELIVERY_UPDATE = _d.update().where(_d.c.delivery_id == sa.bindparam("b_delivery_id")).values(
-    **{name: sa.bindparam(f"b_{name}") for name in _DELIVERY_COLUMNS})
-_DELIVERY_INSERT = _d.insert()
+def _delivery_upsert(insert) -> sa.Insert:
+    """One statement for a delivery's first and later outcomes: the newest one stands."""
+    statement = insert(storage.ticket_deliveries)
+    return statement.on_conflict_do_update(
+        index_elements=["delivery_id"],
+        set_={name: statement.excluded[name]
+              for name in ("tracking_id", "at", "channel", "audience", "outcome", "reason")})
+
+
+_DELIVERY_UPSERT_PG = _delivery_upsert(postgresql.insert)
+_DELIVERY_UPSERT_SQLITE = _delivery_upsert(sqlite.insert)
 
 
 _CLOCKED = {State.SUBMITTED.value, State.DISPATCHED.value, State.FOLLOWED_UP.value,
