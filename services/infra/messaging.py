@@ -414,7 +414,9 @@ class Consumer:
         self.policies = policies if policies is not None else BrokerPolicies(url, self.topology)
         self.consuming = threading.Event()
         self._cancelled = threading.Event()
-        self._busy: dict[int, float] = {}      # delivery tag -> when its handler started
+        # (connection, delivery tag) -> when its handler started. Tags start again at 1 on
+        # each connection, and the handler thread of a dropped one may still be finishing.
+        self._busy: dict[tuple[object, int], float] = {}
         self._in_hand: set[int] = set()       # delivered to us, not yet acked
         self._drain_until = 0.0
         self.loop = SupervisedLoop(f"consumer-{spec.name}", self._session,
@@ -516,12 +518,12 @@ class Consumer:
             return
         started = time.monotonic()
         for tag, _properties, _body in taken:
-            self._busy[tag] = started
+            self._busy[connection, tag] = started
         try:
             settled = self._handle_taken(taken)
         finally:
             for tag, _properties, _body in taken:
-                self._busy.pop(tag, None)
+                self._busy.pop((connection, tag), None)
         try:
             connection.add_callback_threadsafe(
                 functools.partial(self._settle, channel, settled))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -280,6 +281,41 @@ def test_a_handler_that_never_returns_inside_a_batch_shows_in_health_and_loses_n
         consumer.stop(timeout=10)
     assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
     assert queue_depth(amqp_url, spec.parking_queue) == 0
+
+
+def test_a_handler_still_hanging_from_a_dropped_connection_stays_visible_in_health(
+        amqp_url, spec, ledger):
+    """The first connection's handler hangs and the broker drops that connection; the
+    event is redelivered on the next connection with the same delivery tag and handled
+    there at once. The old handler is still stuck, and the consumer must still say so."""
+    gate = threading.Event()
+    entered = threading.Event()
+    handle = ledger.__call__
+
+    def hangs_the_first_time(envelope):
+        if not entered.is_set():
+            entered.set()
+            gate.wait(30)
+            raise RuntimeError("released only when the test ends")
+        return handle(envelope)
+
+    sent = ticket_dispatched("LPR-J000000001")
+    _publish_all(amqp_url, [sent])
+    consumer = messaging.Consumer(amqp_url, spec, hangs_the_first_time,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
+                                  batch=lambda: db.batch(ledger.engine), handler_timeout=1.0)
+    consumer.start()
+    try:
+        wait_for(entered.is_set, 10, what="the first handler to hang")
+        assert close_connections(amqp_url, f"{consumer.consumer}-consumer")
+        # Handled again on the new connection (delivery tag 1 there too).
+        wait_for(lambda: ledger.written() == [sent.aggregate_id], 15,
+                 what="the redelivered event handled on the new connection")
+        time.sleep(1.2)
+        assert not consumer.healthy(), "the handler stuck on the old connection went unseen"
+    finally:
+        gate.set()
+        consumer.stop(timeout=10)
 
 
 # -- db.batch itself ------------------------------------------------------------------------
