@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +132,43 @@ def test_a_region_found_in_one_database_is_not_taken_for_another(tmp_path):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_intake_keeps_the_list_in_memory_yet_follows_imports_by_other_processes(
+        tmp_path, monkeypatch):
+    """intake answers from its copy of the list; a code another process adds is taken at
+    once, one it removes is refused once the copy is read again, and codes that differ only
+    by leading zeros or dots are never taken for each other."""
+    monkeypatch.setattr(intake_regions, "KNOWN_SECONDS", 0.5)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        db.migrate(engine, "intake", intake_storage.MIGRATIONS)
+        with engine.begin() as conn:
+            intake_regions.import_regions(conn, [
+                Region("12", "SUMATERA UTARA", "provinsi"),
+                Region("13.03", "KAB. SIJUNJUNG", "kabupaten_kota"),
+                Region("13.03.01.2001", "MUARO", "desa")])
+        for code in ("12", "13.03", "13.03.01.2001"):
+            assert intake_regions.problem(engine, code) is None, code
+        for code in ("00.12", "01.2", "13.30", "13.03.01", "13.03.01.2002"):
+            assert intake_regions.problem(engine, code).startswith(
+                f"no region with code {code} in the official list"), code
+
+        # Another process (the import Job) adds one region and removes another, straight in
+        # the database: this process's copy knows of neither change.
+        with engine.begin() as conn:
+            conn.execute(intake_storage.regions.insert().values(
+                code="13.03.02", name="SUMPUR KUDUS", level="kecamatan"))
+            conn.execute(intake_storage.regions.delete().where(
+                intake_storage.regions.c.code == "13.03"))
+        assert intake_regions.problem(engine, "13.03.02") is None, "an added code waits"
+        assert intake_regions.problem(engine, "13.03") is None, "the copy is still in time"
+        time.sleep(0.6)
+        assert intake_regions.problem(engine, "13.03").startswith(
+            "no region with code 13.03 in the official list")
+        assert intake_regions.problem(engine, "13.03.02") is None
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.shared_data
