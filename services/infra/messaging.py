@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pika
 import requests
-from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import ChannelClosedByBroker, NackError
 from prometheus_client import Gauge, Histogram
 
 from lapor.v1 import events_pb2
@@ -257,14 +257,38 @@ def _describe(exc: Exception) -> str:
 
 
 # -- publishing -------------------------------------------------------------------------------
+@dataclass
+class Published:
+    """What the broker said of a batch (publish_many), by position in the batch: confirmed,
+    returned as unroutable (confirmed too, but no queue took it), and when the broker failed
+    or refused before confirming the rest, why; the positions in none of the lists were not
+    confirmed and must be sent again."""
+
+    sent: list[int]
+    unroutable: list[int]
+    failed: str = ""
+
+
 class Publisher:
-    """A confirmed, mandatory publisher on one connection. Not thread-safe: one per thread."""
+    """A confirmed, mandatory publisher on one connection. Not thread-safe: one per thread.
+
+    A batch goes out whole and its confirms are awaited together (publish_many): waiting for
+    each message's confirm before sending the next cost the broker a quorum-queue write and
+    the service a round trip per message (0.65 and 0.19 ms of CPU a message against 0.1-0.24
+    and 0.04-0.06 ms with sixteen in flight, measured on the project's machine). pika's
+    blocking channel only waits message by message, so the confirms are taken on its
+    underlying channel (`channel._impl`) and awaited with the blocking channel's own I/O
+    loop (`_flush_output`), which ends the wait when the channel or connection closes."""
 
     def __init__(self, url: str, name: str):
         self.url = url
         self.name = name
         self._connection = None
         self._channel = None
+        self._tags = 0                               # delivery tags used on this channel
+        self._unconfirmed: dict[int, str] = {}       # delivery tag -> message id
+        self._confirmed: dict[str, bool] = {}        # message id -> acked (False: nacked)
+        self._returned: set[str] = set()             # message ids the broker could not route
 
     def _ensure_channel(self):
         if (self._channel is None or not self._channel.is_open
@@ -273,33 +297,94 @@ class Publisher:
             connection = pika.BlockingConnection(connection_parameters(self.url, self.name))
             try:
                 channel = declare_topology(connection.channel())
-                channel.confirm_delivery()
+                selected = []
+                channel._impl.add_on_return_callback(self._on_return)
+                channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm,
+                                               callback=selected.append)
+                channel._flush_output(lambda: bool(selected))
             except BaseException:
                 _close_quietly(connection)
                 raise
             self._connection, self._channel = connection, channel
+            self._tags = 0
+            self._unconfirmed.clear()
+            self._confirmed.clear()
+            self._returned.clear()
         return self._channel
 
+    def _on_return(self, _channel, _method, properties, _body) -> None:
+        # Sent before the message's own confirm (RabbitMQ returns, then acks).
+        self._returned.add(properties.message_id or "")
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = ([t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple
+                else [method.delivery_tag])
+        for tag in tags:
+            message_id = self._unconfirmed.pop(tag, None)
+            if message_id is not None:
+                self._confirmed[message_id] = acked
+
     def publish(self, event_type: str, body: bytes, event_id: str) -> None:
-        # A connection that died while idle (a broker restart, a missed heartbeat) is
-        # replaced once, quietly; only a fresh connection's failure is the broker's.
+        """One message, confirmed; raises Unroutable or PublishError."""
+        result = self.publish_many([(event_type, body, event_id)])
+        if result.unroutable:
+            raise Unroutable(f"no queue bound for {event_type}")
+        if not result.sent:
+            raise PublishError(result.failed)
+
+    def publish_many(self, messages: list[tuple[str, bytes, str]]) -> Published:
+        """Sends (event type, body, event id) messages in order and waits for the broker to
+        confirm them all. A connection that died while idle (a broker restart, a missed
+        heartbeat) is replaced once, quietly; only a fresh connection's failure is the
+        broker's, and then what was confirmed before it still counts."""
+        result = Published([], [])
+        if not messages:
+            return result
         reused = self._channel is not None
         for last in (not reused, True):
             try:
-                channel = self._ensure_channel()
-                channel.basic_publish(EXCHANGE, event_type, body,
-                                      properties=_properties(event_type, event_id),
-                                      mandatory=True)
+                self._send_and_wait(messages)
                 break
-            except UnroutableError:
-                raise Unroutable(f"no queue bound for {event_type}") from None
-            except NackError:
-                raise PublishError("broker refused the message (nack)") from None
             except Exception as exc:  # noqa: BLE001 - pika raises plain Exceptions too
+                reason = ("broker refused the message (nack)" if isinstance(exc, NackError)
+                          else f"broker unreachable: {type(exc).__name__}")
+                if last or any(event_id in self._confirmed for _, _, event_id in messages):
+                    # A fresh connection failed, or part of the batch got through (said
+                    # rather than sent twice).
+                    result.failed = reason
+                    break
                 self.close()
-                if last:
-                    raise PublishError(f"broker unreachable: {type(exc).__name__}") from None
-        EVENTS_PUBLISHED.labels(event_type).inc()
+        for position, (event_type, _body, event_id) in enumerate(messages):
+            acked = self._confirmed.pop(event_id, None)
+            if acked is None:
+                continue
+            if not acked:
+                result.failed = result.failed or "broker refused the message (nack)"
+            elif event_id in self._returned:
+                self._returned.discard(event_id)
+                result.unroutable.append(position)
+            else:
+                result.sent.append(position)
+                EVENTS_PUBLISHED.labels(event_type).inc()
+        if result.failed:
+            self.close()
+        return result
+
+    def _send_and_wait(self, messages: list[tuple[str, bytes, str]]) -> None:
+        channel = self._ensure_channel()
+        for event_type, body, event_id in messages:
+            self._tags += 1
+            self._unconfirmed[self._tags] = event_id
+            channel._impl.basic_publish(EXCHANGE, event_type, body,
+                                        properties=_properties(event_type, event_id),
+                                        mandatory=True)
+        channel._flush_output(lambda: not self._unconfirmed)
+        if self._unconfirmed:
+            raise PublishError("channel closed before the broker confirmed")
+        if not all(self._confirmed.get(event_id, False) for _, _, event_id in messages):
+            raise NackError([])
 
     def keep_alive(self) -> None:
         """Lets an idle connection answer the broker's heartbeats (call every few seconds)."""
@@ -321,6 +406,7 @@ class Publisher:
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._unconfirmed.clear()
         if connection is not None:
             _close_quietly(connection)
 

@@ -27,7 +27,7 @@ from lapor.v1 import events_pb2
 from services.infra import logs
 from services.infra.db import BigId, as_utc, is_postgres, reading, utcnow
 from services.infra.lifecycle import SupervisedLoop
-from services.infra.messaging import PublishError, Unroutable
+from services.infra.messaging import PublishError
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
@@ -210,26 +210,27 @@ class Outbox:
             return 0, ""
         if self._publisher is None:
             self._publisher = self.publisher_factory()
-        sent: list[int] = []
+        # The whole batch in flight at once, its confirms awaited together.
+        result = self._publisher.publish_many([(row.event_type, row.body, row.event_id)
+                                               for row in rows])
+        sent = [rows[i].id for i in result.sent]
         unroutable: list[tuple[_Row, str]] = []
-        failed: tuple[_Row, str] | None = None
-        for row in rows:
+        for i in result.unroutable:
+            row = rows[i]
+            OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
             with logs.bound(tracking_id=row.aggregate_id, event_id=row.event_id):
-                try:
-                    self._publisher.publish(row.event_type, row.body, row.event_id)
-                except Unroutable as exc:
-                    OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
-                    log.warning("outbox: no queue bound for %s; trying it again later",
-                                row.event_type)
-                    unroutable.append((row, str(exc)))
-                    continue
-                except PublishError as exc:
-                    OUTBOX_PUBLISH_ERRORS.labels(self.service, "broker").inc()
-                    failed = (row, str(exc))
-                    break
-            sent.append(row.id)
+                log.warning("outbox: no queue bound for %s; trying it again later",
+                            row.event_type)
+            unroutable.append((row, f"no queue bound for {row.event_type}"))
+        failed: tuple[_Row, str] | None = None
+        if result.failed:
+            OUTBOX_PUBLISH_ERRORS.labels(self.service, "broker").inc()
+            done = set(result.sent) | set(result.unroutable)
+            first = next((i for i in range(len(rows)) if i not in done), None)
+            if first is not None:
+                failed = (rows[first], result.failed)
         self._record(rows, sent, unroutable, failed)
-        return len(sent), failed[1] if failed else ""
+        return len(sent), result.failed
 
     def _claim(self) -> list[_Row]:
         now = utcnow()

@@ -264,6 +264,46 @@ def test_publisher_raises_unroutable_for_a_key_nobody_binds(amqp_url, publisher)
     assert properties.delivery_mode == 2, "persistent"
 
 
+def test_a_batch_goes_out_whole_and_says_which_messages_no_queue_took(amqp_url, spec,
+                                                                     publisher):
+    sent = [ticket_dispatched(tracking_id()) for _ in range(30)]
+    batch = [(e.type, e.SerializeToString(), e.event_id) for e in sent]
+    batch.insert(12, ("nobody.listens.here", b"x", str(uuid.uuid4())))
+    result = publisher.publish_many(batch)
+    assert result.unroutable == [12]
+    assert result.sent == [i for i in range(31) if i != 12]
+    assert result.failed == ""
+    # Every routable one queued once, in the order sent.
+    assert [p.message_id for p, _ in take_messages(amqp_url, spec.name)] \
+        == [e.event_id for e in sent]
+
+
+def test_what_a_full_queue_refuses_is_reported_unsent_and_goes_out_later(amqp_url,
+                                                                         publisher):
+    """A queue at its length limit with reject-publish nacks what it cannot take: the
+    confirmed part of the batch counts, the rest is reported unsent, and once there is room
+    the publisher sends it on a fresh channel."""
+    name, key = f"test.full.{uuid.uuid4().hex[:8]}", f"test.full.{uuid.uuid4().hex[:8]}"
+    with channel(amqp_url) as ch:
+        messaging.declare_topology(ch, [])
+        ch.queue_declare(name, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+        ch.queue_bind(name, messaging.EXCHANGE, routing_key=key)
+    try:
+        batch = [(key, b"m%d" % i, str(uuid.uuid4())) for i in range(5)]
+        result = publisher.publish_many(batch)
+        assert result.sent == [0, 1]
+        assert result.unroutable == []
+        assert "nack" in result.failed
+        assert [body for _, body in take_messages(amqp_url, name)] == [b"m0", b"m1"]
+
+        result = publisher.publish_many(batch[2:4])
+        assert (result.sent, result.failed) == ([0, 1], "")
+        assert [body for _, body in take_messages(amqp_url, name)] == [b"m2", b"m3"]
+    finally:
+        with channel(amqp_url) as ch:
+            ch.queue_delete(name)
+
+
 def test_publisher_fails_fast_when_the_broker_is_unreachable():
     publisher = messaging.Publisher(dead_amqp_url(), "test-dead")
     started = time.monotonic()

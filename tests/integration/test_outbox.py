@@ -16,6 +16,7 @@ from services.infra.outbox import Outbox, outbox_table
 from tests.integration.helpers import (
     BlackHole,
     TcpProxy,
+    channel,
     collect_events,
     connection_pids,
     dead_amqp_url,
@@ -113,6 +114,43 @@ def test_only_committed_events_are_published_in_order_and_marked_sent(
 
     assert outbox.flush(10) == 0
     assert take_messages(amqp_url, watched) == [], "sent rows are not sent again"
+
+
+def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once(
+        store, amqp_url, service, outboxes):
+    """The relay sends a whole batch before awaiting the confirms. A queue at its length
+    limit (reject-publish) refuses the end of it: the confirmed rows are marked sent, the
+    refused ones stay due, and they go out once there is room: that queue gets every event
+    once, in order."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    full = f"test.full.{uuid.uuid4().hex[:8]}"
+    with channel(amqp_url) as ch:
+        ch.queue_declare(full, arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+        ch.queue_bind(full, messaging.EXCHANGE, routing_key="ticket.dispatched")
+    try:
+        outbox = outboxes(engine, table, service, live(amqp_url))
+        ids = add_committed(engine, outbox, 8)
+        sent, failed = outbox.relay_once()
+        assert (sent, "nack" in failed) == (3, True)
+        stored = rows(engine, table)
+        assert [r.published_at is not None for r in stored] == [True] * 3 + [False] * 5
+        assert stored[3].attempts == 1 and "nack" in stored[3].last_error
+        assert all(r.attempts == 0 for r in stored[4:]), "the rest were not tried"
+
+        taken = []
+        for _ in range(5):
+            taken += [p.message_id for p, _ in take_messages(amqp_url, full)]
+            outbox.relay_once()
+        taken += [p.message_id for p, _ in take_messages(amqp_url, full)]
+        assert outbox.backlog()[0] == 0
+        assert taken == ids
+        # A queue with room took the refused messages the first time too (the broker nacks
+        # when any queue refuses): they reach it again, and consumers dedupe on the id.
+        assert set(p.message_id for p, _ in take_messages(amqp_url, watched)) == set(ids)
+    finally:
+        with channel(amqp_url) as ch:
+            ch.queue_delete(full)
 
 
 def test_with_the_broker_down_events_are_kept_and_sent_once_it_is_reachable(
@@ -275,10 +313,10 @@ def test_a_slow_broker_never_holds_up_a_submission(sqlite_url, amqp_url, service
 class ThreadRecordingPublisher(messaging.Publisher):
     threads: list[int] = []
 
-    def publish(self, event_type, body, event_id):
+    def publish_many(self, messages):
         self.threads.append(threading.get_ident())
         time.sleep(0.002)
-        super().publish(event_type, body, event_id)
+        return super().publish_many(messages)
 
 
 def test_stop_flushes_on_the_relays_own_thread(store, amqp_url, service, outboxes):
