@@ -116,12 +116,35 @@ def _publish_all(amqp_url: str, envelopes) -> None:
         publisher.close()
 
 
-def _consume(amqp_url, spec, ledger, **kwargs) -> messaging.Consumer:
-    consumer = messaging.Consumer(amqp_url, spec, ledger, consumer=f"test-{uuid.uuid4().hex[:8]}",
+def _consume(amqp_url, spec, ledger, handler=None, **kwargs) -> messaging.Consumer:
+    """A consumer batching into the ledger's database; `handler` (default the ledger)."""
+    consumer = messaging.Consumer(amqp_url, spec, handler or ledger,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
                                   batch=lambda: db.batch(ledger.engine), **kwargs)
     consumer.start()
     wait_for(consumer.consuming.is_set, 10, what="the consumer to start consuming")
     return consumer
+
+
+class Held:
+    """The ledger's handler, except that the first event `holds` picks waits in the handler
+    until `gate` is set (a database lock, a peer that never answers), then is written, or
+    raises when `fail_after`."""
+
+    def __init__(self, ledger, holds, fail_after: bool = False):
+        self.ledger = ledger
+        self.holds = holds
+        self.fail_after = fail_after
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, envelope):
+        if not self.entered.is_set() and self.holds(envelope):
+            self.entered.set()
+            self.gate.wait(30)
+            if self.fail_after:
+                raise RuntimeError("released only when the test ends")
+        return self.ledger(envelope)
 
 
 def _batches(consumer) -> tuple[float, float]:
@@ -208,33 +231,20 @@ def test_a_connection_lost_while_a_batch_is_in_hand_loses_and_strands_nothing(
     reconnects and takes the redelivered events on the new connection, while the old
     handler thread finishes its batch (its acks have nowhere to go). Every event is
     written once and every one is acked in the end: nothing is left in the queue."""
-    gate = threading.Event()
-    entered = threading.Event()
-    handle = ledger.__call__
-
-    def slow_first(envelope):
-        if not entered.is_set():
-            entered.set()
-            gate.wait(20)
-        return handle(envelope)
-
+    held = Held(ledger, lambda _envelope: True)
     sent = [ticket_dispatched(f"LPR-G{i:09d}") for i in range(40)]
     _publish_all(amqp_url, sent)
-    consumer = messaging.Consumer(amqp_url, spec, slow_first,
-                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
-                                  batch=lambda: db.batch(ledger.engine), batch_max=4,
-                                  prefetch=8)
-    consumer.start()
+    consumer = _consume(amqp_url, spec, ledger, held, batch_max=4, prefetch=8)
     try:
-        wait_for(entered.is_set, 10, what="the first batch to be in hand")
+        wait_for(held.entered.is_set, 10, what="the first batch to be in hand")
         assert close_connections(amqp_url, f"{consumer.consumer}-consumer")
         wait_for(lambda: not consumer.consuming.is_set(), 5, what="the drop to be noticed")
         wait_for(consumer.consuming.is_set, 10, what="the consumer to reconnect")
-        gate.set()
+        held.gate.set()
         wait_for(lambda: len(ledger.written()) >= 40 and queue_depth(amqp_url, spec.name) == 0,
                  30, what="every event written and acked")
     finally:
-        gate.set()
+        held.gate.set()
         consumer.stop(timeout=10)
     assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
     assert queue_depth(amqp_url, spec.name) == 0
@@ -247,37 +257,25 @@ def test_a_handler_that_never_returns_inside_a_batch_shows_in_health_and_loses_n
     consumer reports itself unhealthy once the handler has run past its limit, so the
     supervisor's health check sees it; when the handler returns, the batch commits and
     every event is written once."""
-    gate = threading.Event()
-    entered = threading.Event()
-    handle = ledger.__call__
-
-    def hangs_on_the_third(envelope):
-        if envelope.aggregate_id == "LPR-H000000002":
-            entered.set()
-            gate.wait(30)
-        return handle(envelope)
-
+    held = Held(ledger, lambda envelope: envelope.aggregate_id == "LPR-H000000002")
     sent = [ticket_dispatched(f"LPR-H{i:09d}") for i in range(12)]
     _publish_all(amqp_url, sent)
-    consumer = messaging.Consumer(amqp_url, spec, hangs_on_the_third,
-                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
-                                  batch=lambda: db.batch(ledger.engine), batch_max=8,
-                                  prefetch=16, handler_timeout=1.0)
-    consumer.start()
+    consumer = _consume(amqp_url, spec, ledger, held, batch_max=8, prefetch=16,
+                        handler_timeout=1.0)
     try:
-        wait_for(entered.is_set, 10, what="the hanging handler to be entered")
+        wait_for(held.entered.is_set, 10, what="the hanging handler to be entered")
         assert consumer.healthy(), "unhealthy before the handler ran past its limit"
         wait_for(lambda: not consumer.healthy(), 5, what="the wedged handler to show")
         assert consumer.loop.status().stalled
         # Nothing from the hanging event on is written while it hangs (its batch is not
         # committed, and the events behind it wait for the handler thread).
         assert set(ledger.written()) <= {"LPR-H000000000", "LPR-H000000001"}
-        gate.set()
+        held.gate.set()
         wait_for(lambda: len(ledger.written()) >= 12 and queue_depth(amqp_url, spec.name) == 0,
                  30, what="every event written and acked")
         wait_for(consumer.healthy, 5, what="the consumer to be healthy again")
     finally:
-        gate.set()
+        held.gate.set()
         consumer.stop(timeout=10)
     assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
     assert queue_depth(amqp_url, spec.parking_queue) == 0
@@ -288,25 +286,12 @@ def test_a_handler_still_hanging_from_a_dropped_connection_stays_visible_in_heal
     """The first connection's handler hangs and the broker drops that connection; the
     event is redelivered on the next connection with the same delivery tag and handled
     there at once. The old handler is still stuck, and the consumer must still say so."""
-    gate = threading.Event()
-    entered = threading.Event()
-    handle = ledger.__call__
-
-    def hangs_the_first_time(envelope):
-        if not entered.is_set():
-            entered.set()
-            gate.wait(30)
-            raise RuntimeError("released only when the test ends")
-        return handle(envelope)
-
+    held = Held(ledger, lambda _envelope: True, fail_after=True)
     sent = ticket_dispatched("LPR-J000000001")
     _publish_all(amqp_url, [sent])
-    consumer = messaging.Consumer(amqp_url, spec, hangs_the_first_time,
-                                  consumer=f"test-{uuid.uuid4().hex[:8]}",
-                                  batch=lambda: db.batch(ledger.engine), handler_timeout=1.0)
-    consumer.start()
+    consumer = _consume(amqp_url, spec, ledger, held, handler_timeout=1.0)
     try:
-        wait_for(entered.is_set, 10, what="the first handler to hang")
+        wait_for(held.entered.is_set, 10, what="the first handler to hang")
         assert close_connections(amqp_url, f"{consumer.consumer}-consumer")
         # Handled again on the new connection (delivery tag 1 there too).
         wait_for(lambda: ledger.written() == [sent.aggregate_id], 15,
@@ -314,7 +299,7 @@ def test_a_handler_still_hanging_from_a_dropped_connection_stays_visible_in_heal
         time.sleep(1.2)
         assert not consumer.healthy(), "the handler stuck on the old connection went unseen"
     finally:
-        gate.set()
+        held.gate.set()
         consumer.stop(timeout=10)
 
 
