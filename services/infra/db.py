@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import sqlite3
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -319,6 +322,25 @@ def processed_events_table(metadata: sa.MetaData) -> sa.Table:
     )
     sa.Index("ix_processed_events_processed_at", table.c.processed_at)
     return table
+
+
+# Built once per table, key and columns, their values bound when run: a statement built anew
+# each time made SQLAlchemy walk it to find its compiled form, which cost more than running
+# it (docs/performance.md).
+@functools.cache
+def _upsert_statement(dialect_name: str, table: sa.Table, key: str,
+                      update: tuple[str, ...]):
+    dialect = postgresql if dialect_name == "postgresql" else sqlite_dialect
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={name: statement.excluded[name] for name in update})
+
+
+def upsert(conn: Connection, table: sa.Table, key: str, values: dict,
+           update: tuple[str, ...]) -> None:
+    """Inserts `values`, or sets the `update` columns of the row with the same `key` to
+    theirs (one statement on SQLite and PostgreSQL)."""
+    conn.execute(_upsert_statement(conn.dialect.name, table, key, update), values)
 
 
 def first_delivery(conn: Connection, consumer: str, event_id: str) -> bool:

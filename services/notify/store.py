@@ -3,16 +3,15 @@ contacts (only notify keeps them), agency webhook subscriptions, and the migrati
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from services.infra import db
 from services.infra.db import BigId, as_utc, processed_events_table, utcnow
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
@@ -144,25 +143,6 @@ class Contact:
         return f"Contact(tracking_id={self.tracking_id!r}, <redacted>)"
 
 
-# Statements used per event or per delivery are built once, their values bound when run: a
-# statement built anew each time made SQLAlchemy walk it to find its compiled form, which
-# cost more than running it (docs/performance.md).
-@functools.cache
-def _upsert_statement(dialect_name: str, table: sa.Table, key: str,
-                      update: tuple[str, ...]):
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[key], set_={name: statement.excluded[name] for name in update})
-
-
-def _upsert(conn: Connection, table: sa.Table, key: str, values: dict,
-            update: tuple[str, ...]) -> None:
-    """Inserts `values`, or sets the `update` columns of the row with the same `key` to
-    theirs."""
-    conn.execute(_upsert_statement(conn.dialect.name, table, key, update), values)
-
-
 _CONTACT_FIELDS = ("name", "email", "phone", "language", "anonymous", "channel")
 _LOAD_CONTACT = sa.select(contacts).where(contacts.c.tracking_id == sa.bindparam("tracking_id"))
 
@@ -172,7 +152,7 @@ def save_contact(conn: Connection, contact: Contact) -> None:
     fields = {"name": contact.name, "email": contact.email, "phone": contact.phone,
               "language": contact.language, "anonymous": contact.anonymous,
               "channel": contact.channel}
-    _upsert(conn, contacts, "tracking_id",
+    db.upsert(conn, contacts, "tracking_id",
             {"tracking_id": contact.tracking_id, **fields, "created_at": now, "updated_at": now},
             (*_CONTACT_FIELDS, "updated_at"))
 
@@ -254,7 +234,7 @@ def set_subscription(conn: Connection, agency_code: str, url: str, secret: str,
                      active: bool = True) -> None:
     now = utcnow()
     fields = {"url": url, "secret": secret, "active": active}
-    _upsert(conn, subscriptions, "agency_code",
+    db.upsert(conn, subscriptions, "agency_code",
             {"agency_code": agency_code, **fields, "created_at": now, "updated_at": now},
             ("url", "secret", "active", "updated_at"))
 

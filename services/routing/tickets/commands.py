@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import events
+from services.infra import db, events
 from services.infra.db import as_utc, is_postgres, reading, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
@@ -958,21 +957,8 @@ class Tickets:
         values = dict(tracking_id=outcome.tracking_id, at=at, channel=outcome.channel[:16],
                       audience=outcome.audience[:16], outcome=outcome.outcome[:16],
                       reason=outcome.reason[:200])
-        upsert = _DELIVERY_UPSERT_PG if is_postgres(conn) else _DELIVERY_UPSERT_SQLITE
-        conn.execute(upsert, {"delivery_id": outcome.delivery_id, **values})
-
-
-def _delivery_upsert(insert) -> sa.Insert:
-    """One statement for a delivery's first and later outcomes: the newest one stands."""
-    statement = insert(storage.ticket_deliveries)
-    return statement.on_conflict_do_update(
-        index_elements=["delivery_id"],
-        set_={name: statement.excluded[name]
-              for name in ("tracking_id", "at", "channel", "audience", "outcome", "reason")})
-
-
-_DELIVERY_UPSERT_PG = _delivery_upsert(postgresql.insert)
-_DELIVERY_UPSERT_SQLITE = _delivery_upsert(sqlite.insert)
+        db.upsert(conn, storage.ticket_deliveries, "delivery_id",
+                  {"delivery_id": outcome.delivery_id, **values}, tuple(values))
 
 
 _CLOCKED = {State.SUBMITTED.value, State.DISPATCHED.value, State.FOLLOWED_UP.value,
