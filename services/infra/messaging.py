@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pika
 import requests
-from pika.exceptions import ChannelClosedByBroker, NackError
+from pika.exceptions import ChannelClosedByBroker
 from prometheus_client import Gauge, Histogram
 
 from lapor.v1 import events_pb2
@@ -348,8 +348,7 @@ class Publisher:
                 self._send_and_wait(messages)
                 break
             except Exception as exc:  # noqa: BLE001 - pika raises plain Exceptions too
-                reason = ("broker refused the message (nack)" if isinstance(exc, NackError)
-                          else f"broker unreachable: {type(exc).__name__}")
+                reason = f"broker unreachable: {type(exc).__name__}"
                 if last or any(event_id in self._confirmed for _, _, event_id in messages):
                     # A fresh connection failed, or part of the batch got through (said
                     # rather than sent twice).
@@ -383,8 +382,6 @@ class Publisher:
         channel._flush_output(lambda: not self._unconfirmed)
         if self._unconfirmed:
             raise PublishError("channel closed before the broker confirmed")
-        if not all(self._confirmed.get(event_id, False) for _, _, event_id in messages):
-            raise NackError([])
 
     def keep_alive(self) -> None:
         """Lets an idle connection answer the broker's heartbeats (call every few seconds)."""
