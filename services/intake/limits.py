@@ -1,4 +1,4 @@
-"""Rate limits on the API (Flask-Limiter).
+"""Rate limits on the API, counted with the `limits` library's sliding-window counters.
 
 Submissions, suggestions, report lookups, the reporter's actions (replies, confirmation,
 rating, appeal) and support (dukungan) each have an allowance per client; lookups and
@@ -14,19 +14,30 @@ proxies, INTAKE_TRUSTED_PROXIES says how many X-Forwarded-For hops to believe.
 With LAPOR_REDIS_URL the counts live in Redis and hold across replicas; without it, in this
 process. Redis going away must not turn citizens away: the limiter falls back to counting
 in memory, logs a warning, and goes back to Redis once it answers again.
+
+Flask-Limiter did this until December 2026; it cost a quarter of a submission's time in
+intake (a pass over the app's limits before every request, the decorator's own pass, and
+its memory storage starting a timer thread every 10 ms under load) for what is here a
+lookup by endpoint and one counter per limit (decision 57).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from flask import Flask, request
-from flask_limiter import Limiter, RateLimitExceeded
-from limits import parse_many
+from flask import Flask, Response, g, make_response, request
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from services.infra.config import ConfigError, Env
 from services.intake.problems import Problem
@@ -67,6 +78,8 @@ LOOKUP_ENDPOINTS = ("api.get_report", "api.support_report", *REPORTER_ENDPOINTS,
                     "attachments.list_attachments", "attachments.get_attachment")
 LOOKUP_FAILURE_STATUSES = (403, 404)
 REDIS_TIMEOUT = 0.5  # seconds: a slow Redis must not make every request slow
+REDIS_RECHECK_SECONDS = 5.0  # with Redis away, how often a request asks whether it is back
+PURGE_SECONDS = 30.0  # how often memory drops the counters of clients not seen again
 
 
 def settings_from_env(env: Env) -> dict:
@@ -76,14 +89,13 @@ def settings_from_env(env: Env) -> dict:
     return settings
 
 
-def _limit(config: dict, key: str) -> str:
+def _limit(config: dict, key: str) -> tuple[RateLimitItem, ...]:
     value = config.get(key) or LIMIT_SETTINGS[key][1]
     try:
-        parse_many(value)
+        return tuple(parse_many(value))
     except ValueError:
         raise ConfigError(f"{LIMIT_SETTINGS[key][0]} must be limits such as "
                           f"'30 per minute; 300 per hour', got {value!r}") from None
-    return value
 
 
 def client_key() -> str:
@@ -117,97 +129,228 @@ def open311_key() -> str:
     return client_key()
 
 
-def install(app: Flask) -> Limiter:
+@dataclass(frozen=True)
+class Allowance:
+    """One allowance: its limits, whose requests share it (`key`), and which count. With
+    `counts` None every request counts, before the view runs; otherwise only the answers
+    `counts` picks (a failed lookup, a 401), once answered, while a client over it is
+    still refused before the view runs."""
+
+    scope: str
+    limits: tuple[RateLimitItem, ...]
+    message: str
+    key: Callable[[], str] = client_key
+    counts: Callable[[Response], bool] | None = None
+
+
+class RateLimited(Problem):
+    """A client over an allowance: 429 with Retry-After, as problem+json (Open311 answers
+    it in its own format)."""
+
+    def __init__(self, allowance: Allowance, limit: RateLimitItem, wait: int):
+        super().__init__(429, "rate_limited", "Too many requests",
+                         f"{allowance.message} (at most {limit}); wait {wait} seconds "
+                         "(Retry-After) and try again", headers={"Retry-After": str(wait)})
+        self.allowance = allowance
+        self.limit = limit
+        self.wait = wait
+
+
+class _MemoryCounts(MemoryStorage):
+    """limits' memory storage without its timer: it starts a thread 10 ms after every hit
+    that finds none running, to drop expired counters (under load, a thread start per
+    request or so). Expired counters are already ignored when read; dropping them only
+    frees the memory of clients not seen again, which this does on the hitting thread at
+    most every PURGE_SECONDS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timer.cancel()  # the one the constructor starts
+        self._purged_at = time.monotonic()
+        self._purge_lock = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides the private hook
+        if time.monotonic() - self._purged_at < PURGE_SECONDS:
+            return
+        if self._purge_lock.acquire(blocking=False):
+            try:
+                self._purged_at = time.monotonic()
+                self._MemoryStorage__expire_events()
+            finally:
+                self._purge_lock.release()
+
+
+class Counts:
+    """Where the counts live: Redis when set (shared by replicas), else this process. With
+    Redis away, this process, until Redis answers a check (one request in
+    REDIS_RECHECK_SECONDS asks)."""
+
+    def __init__(self, redis_url: str | None, prefix: str):
+        self.prefix = prefix
+        self.memory = SlidingWindowCounterRateLimiter(_MemoryCounts())
+        self.shared = None
+        if redis_url:
+            self.shared = SlidingWindowCounterRateLimiter(storage_from_string(
+                redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+                wrap_exceptions=True))
+        self._away_since: float | None = None
+        self._lock = threading.Lock()
+
+    def limiter(self) -> SlidingWindowCounterRateLimiter:
+        if self.shared is None:
+            return self.memory
+        away = self._away_since
+        if away is None:
+            return self.shared
+        if time.monotonic() - away >= REDIS_RECHECK_SECONDS:
+            with self._lock:
+                if self._away_since == away:
+                    self._away_since = time.monotonic()  # one request checks, not all
+                else:
+                    return self.limiter()
+            if _answers(self.shared):
+                self._away_since = None
+                log.info("rate limit storage answers again; counting there")
+                return self.shared
+        return self.memory
+
+    def run(self, action: str, limit: RateLimitItem, scope: str, key: str):
+        """(what the limiter's `action`, hit or test, answers, the limiter that answered)."""
+        limiter = self.limiter()
+        try:
+            return getattr(limiter, action)(limit, self.prefix, scope, key), limiter
+        except StorageError as exc:
+            if limiter is self.memory:
+                raise
+            with self._lock:
+                first = self._away_since is None
+                if first:
+                    self._away_since = time.monotonic()
+            if first:
+                log.warning("rate limit storage unreachable (%s); counting in memory, per "
+                            "replica, until it answers again", type(exc.storage_error).__name__)
+            return getattr(self.memory, action)(limit, self.prefix, scope, key), self.memory
+
+
+def _answers(limiter: SlidingWindowCounterRateLimiter) -> bool:
+    try:
+        return bool(limiter.storage.check())
+    except Exception:  # noqa: BLE001 - any failure to answer is "not yet"
+        return False
+
+
+@dataclass
+class _Counted:
+    """What this request was counted against, for the RateLimit fields."""
+
+    allowance: Allowance
+    limit: RateLimitItem
+    key: str
+    limiter: SlidingWindowCounterRateLimiter
+    over: bool = False
+
+
+def install(app: Flask) -> Counts | None:
     """Rate-limits the API's endpoints of `app` as its config says."""
     config = app.config
-    storage = config.get("REDIS_URL") or "memory://"
-    options = ({"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
-               if storage.startswith(("redis://", "rediss://")) else {})
-    limiter = Limiter(
-        client_key, storage_uri=storage, storage_options=options,
-        strategy="sliding-window-counter", key_prefix=config.get("RATE_LIMIT_KEY_PREFIX",
-                                                                 "lapor-intake"),
-        headers_enabled=False,  # set below, as the IETF fields with seconds to reset
-        in_memory_fallback_enabled=True, swallow_errors=True,
-        enabled=config.get("RATE_LIMIT_ENABLED", True))
-
-    # Each refusal is counted in lapor_http_requests_total{status="429"}; flask-limiter's own
-    # line per refusal would put client addresses in the log.
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
-    # Registered before the limiter's own hook so it runs after it (Flask runs these in
-    # reverse), once a failed lookup has been counted.
-    app.after_request(_headers(limiter))
-    limiter.init_app(app)
-
-    failures = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_LOOKUP_FAILURES"), scope="report-lookup-failures",
-        deduct_when=lambda response: response.status_code in LOOKUP_FAILURE_STATUSES,
-        error_message="Too many lookups of unknown reports or with wrong access tokens from "
-                      "this network")
-    reporter = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_REPORTER"), scope="reporter-actions",
-        error_message="Too many replies, ratings and appeals from this network")
-    staff = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_STAFF"), scope="staff", key_func=staff_key,
-        error_message="Too many requests with this staff token")
-    staff_failures = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_STAFF_FAILURES"), scope="staff-auth-failures",
-        deduct_when=lambda response: response.status_code == 401,
-        error_message="Too many requests without a valid staff token from this network")
-    for endpoint, setting in ENDPOINTS.items():
-        app.view_functions[endpoint] = limiter.limit(
-            _limit(config, setting), error_message=TOO_MANY[endpoint])(
-            app.view_functions[endpoint])
-    for endpoint in REPORTER_ENDPOINTS:
-        app.view_functions[endpoint] = reporter(app.view_functions[endpoint])
-    for endpoint in LOOKUP_ENDPOINTS:
-        app.view_functions[endpoint] = failures(app.view_functions[endpoint])
-    for endpoint in [e for e in app.view_functions if e.startswith("staff.")]:
-        app.view_functions[endpoint] = staff_failures(staff(app.view_functions[endpoint]))
-    # Open311: submissions per API key, reads per client like the API's report lookups.
-    open311_reads = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_READ"), scope="open311-reads",
-        error_message="Too many Open311 requests from this network")
-    # Shared: requests, requests.xml and requests.json are one allowance, not three.
-    open311_submit = limiter.shared_limit(
-        _limit(config, "RATE_LIMIT_OPEN311_SUBMIT"), scope="open311-submit",
-        key_func=open311_key, error_message="Too many service requests with this api_key")
-    for endpoint in [e for e in app.view_functions if e.startswith("open311.")]:
-        app.view_functions[endpoint] = (
-            open311_submit if endpoint.startswith("open311.create_request")
-            else open311_reads)(app.view_functions[endpoint])
-
-    @app.errorhandler(RateLimitExceeded)
-    def rate_limited(exc: RateLimitExceeded):
-        wait = _seconds_to_reset(limiter) or 1
-        return Problem(429, "rate_limited", "Too many requests",
-                       f"{exc.description} (at most {exc.limit.limit}); wait {wait} seconds "
-                       "(Retry-After) and try again",
-                       headers={"Retry-After": str(wait)}).response(request.path)
-
-    return limiter
-
-
-def _seconds_to_reset(limiter: Limiter) -> int | None:
-    current = limiter.current_limit
-    if current is None:
+    if not config.get("RATE_LIMIT_ENABLED", True):
         return None
-    return max(0, math.ceil(current.reset_at - time.time()))
+    counts = Counts(config.get("REDIS_URL"),
+                    config.get("RATE_LIMIT_KEY_PREFIX", "lapor-intake"))
+
+    failures = Allowance(
+        "report-lookup-failures", _limit(config, "RATE_LIMIT_LOOKUP_FAILURES"),
+        "Too many lookups of unknown reports or with wrong access tokens from this network",
+        counts=lambda response: response.status_code in LOOKUP_FAILURE_STATUSES)
+    reporter = Allowance("reporter-actions", _limit(config, "RATE_LIMIT_REPORTER"),
+                         "Too many replies, ratings and appeals from this network")
+    staff = Allowance("staff", _limit(config, "RATE_LIMIT_STAFF"),
+                      "Too many requests with this staff token", key=staff_key)
+    staff_failures = Allowance(
+        "staff-auth-failures", _limit(config, "RATE_LIMIT_STAFF_FAILURES"),
+        "Too many requests without a valid staff token from this network",
+        counts=lambda response: response.status_code == 401)
+    # Open311: submissions per API key, reads per client like the API's report lookups;
+    # requests, requests.xml and requests.json are one allowance, not three.
+    open311_reads = Allowance("open311-reads", _limit(config, "RATE_LIMIT_READ"),
+                              "Too many Open311 requests from this network")
+    open311_submit = Allowance("open311-submit", _limit(config, "RATE_LIMIT_OPEN311_SUBMIT"),
+                               "Too many service requests with this api_key", key=open311_key)
+
+    guarded: dict[str, list[Allowance]] = {}
+    for endpoint, setting in ENDPOINTS.items():
+        guarded.setdefault(endpoint, []).append(
+            Allowance(endpoint, _limit(config, setting), TOO_MANY[endpoint]))
+    for endpoint in REPORTER_ENDPOINTS:
+        guarded.setdefault(endpoint, []).append(reporter)
+    for endpoint in LOOKUP_ENDPOINTS:  # checked first: a guesser is refused before counting
+        guarded.setdefault(endpoint, []).insert(0, failures)
+    for endpoint in app.view_functions:
+        if endpoint.startswith("staff."):
+            guarded[endpoint] = [staff_failures, staff]
+        elif endpoint.startswith("open311."):
+            guarded[endpoint] = [open311_submit if endpoint.startswith("open311.create_request")
+                                 else open311_reads]
+    for endpoint, allowances in guarded.items():
+        app.view_functions[endpoint] = _guard(app.view_functions[endpoint],
+                                              tuple(allowances), counts)
+    app.after_request(_after(counts))
+    app.extensions["lapor_rate_limits"] = counts
+    return counts
 
 
-def _headers(limiter: Limiter):
-    def add_rate_limit_headers(response):
-        current = limiter.current_limit
-        if current is None:
+def _guard(view, allowances: tuple[Allowance, ...], counts: Counts):
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        counted = g.setdefault("rate_limits", [])
+        for allowance in allowances:
+            key = allowance.key()
+            action = "hit" if allowance.counts is None else "test"
+            for limit in allowance.limits:
+                allowed, limiter = counts.run(action, limit, allowance.scope, key)
+                counted.append(_Counted(allowance, limit, key, limiter, over=not allowed))
+                if not allowed:
+                    raise RateLimited(allowance, limit, _seconds_to_reset(counts, counted[-1])
+                                      or 1)
+        return make_response(view(*args, **kwargs))
+
+    return guarded
+
+
+def _after(counts: Counts):
+    def count_answers_and_add_fields(response: Response) -> Response:
+        counted = g.get("rate_limits")
+        if not counted:
             return response
         try:
-            remaining, reset = current.remaining, _seconds_to_reset(limiter)
+            # Answers that count only once answered (failed lookups, 401s).
+            done = set()
+            for entry in counted:
+                allowance = entry.allowance
+                if allowance.counts is None or entry.over or allowance.scope in done:
+                    continue
+                done.add(allowance.scope)
+                if allowance.counts(response):
+                    for limit in allowance.limits:
+                        counts.run("hit", limit, allowance.scope, entry.key)
+            # The fields speak of the limit refused, else of the shortest window counted.
+            shown = next((entry for entry in counted if entry.over), None) or min(
+                counted, key=lambda entry: entry.limit.get_expiry())
+            stats = shown.limiter.get_window_stats(shown.limit, counts.prefix,
+                                                   shown.allowance.scope, shown.key)
         except Exception as exc:  # noqa: BLE001 - storage trouble: answer without the fields
             log.warning("rate limit state unavailable (%s)", type(exc).__name__)
             return response
-        response.headers["RateLimit-Limit"] = str(current.limit.amount)
-        response.headers["RateLimit-Remaining"] = str(max(0, remaining))
-        response.headers["RateLimit-Reset"] = str(reset)
+        response.headers["RateLimit-Limit"] = str(shown.limit.amount)
+        response.headers["RateLimit-Remaining"] = str(max(0, stats.remaining))
+        response.headers["RateLimit-Reset"] = str(max(0, math.ceil(stats.reset_time
+                                                                   - time.time())))
         return response
 
-    return add_rate_limit_headers
+    return count_answers_and_add_fields
+
+
+def _seconds_to_reset(counts: Counts, entry: _Counted) -> int:
+    stats = entry.limiter.get_window_stats(entry.limit, counts.prefix, entry.allowance.scope,
+                                           entry.key)
+    return max(0, math.ceil(stats.reset_time - time.time()))

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 
 import pytest
 
 from services.infra.config import ConfigError
-from services.intake import ids
+from services.intake import ids, limits
 from services.intake.app import create_app
 from tests.conftest import free_port
-from tests.integration.helpers import dead_amqp_url
+from tests.integration.helpers import BlackHole, TcpProxy, dead_amqp_url
 from tests.integration.test_intake_api import close, problem, report
 
 pytestmark = pytest.mark.integration
@@ -143,6 +145,74 @@ def test_with_redis_down_citizens_are_still_served_and_the_operator_is_warned(
                 and "storage unreachable" in r.getMessage()]
     assert len(warnings) == 1
     assert dead_redis not in caplog.text
+
+
+def test_redis_coming_back_is_counted_in_again(tmp_path, apps, caplog, monkeypatch):
+    monkeypatch.setattr(limits, "REDIS_RECHECK_SECONDS", 0.2)
+    proxy = TcpProxy(REDIS.split("//", 1)[1].split("/", 1)[0]).start()
+    try:
+        shared = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
+                  "RATE_LIMIT_KEY_PREFIX": f"lapor-test-{uuid.uuid4().hex[:12]}",
+                  "RATE_LIMIT_SUBMIT": "3 per minute"}
+        apps.append(app := make_app(tmp_path, **shared))
+        browser = client(app)
+        assert [submit(browser).status_code for _ in range(2)] == [201, 201]
+        proxy.stop()
+        with caplog.at_level(logging.INFO, logger="services.intake.limits"):
+            away = submit(browser)
+            # This replica counts on in memory, from nothing: the citizen is served.
+            assert away.status_code == 201 and away.headers["RateLimit-Remaining"] == "2"
+            proxy.start()
+            time.sleep(0.3)
+            # Back in Redis, where the first two still stand.
+            back = submit(browser)
+            assert back.status_code == 201 and back.headers["RateLimit-Remaining"] == "0"
+            assert_rate_limited(submit(browser), 3)
+        assert "answers again" in caplog.text
+    finally:
+        proxy.stop()
+
+
+def test_a_redis_that_never_answers_does_not_hold_citizens_up(tmp_path, apps):
+    silent = BlackHole()
+    try:
+        apps.append(app := make_app(tmp_path, REDIS_URL=f"redis://127.0.0.1:{silent.port}/0",
+                                    RATE_LIMIT_SUBMIT="3 per minute"))
+        browser = client(app)
+        started = time.monotonic()
+        answers = [submit(browser).status_code for _ in range(4)]
+        assert answers == [201, 201, 201, 429]
+        # One wait of the Redis timeout, then memory; not a wait per request.
+        assert time.monotonic() - started < 4 * limits.REDIS_TIMEOUT
+    finally:
+        silent.close()
+
+
+def test_counting_in_memory_starts_no_thread_per_request(tmp_path, apps):
+    apps.append(app := make_app(tmp_path))
+    browser = client(app)
+    started = []
+    threading.settrace(lambda frame, event, arg: started.append(frame) and None)
+    try:
+        for _ in range(30):
+            assert submit(browser).status_code == 201
+            time.sleep(0.015)  # longer than the 10 ms after which limits' own timer ends
+    finally:
+        threading.settrace(None)
+    assert started == []
+
+
+def test_memory_forgets_clients_not_seen_again(tmp_path, apps, monkeypatch):
+    monkeypatch.setattr(limits, "PURGE_SECONDS", 0.0)
+    apps.append(app := make_app(tmp_path, RATE_LIMIT_SUBMIT="5 per second"))
+    counters = app.extensions["lapor_rate_limits"].memory.storage.storage
+    for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        assert submit(client(app, address)).status_code == 201
+    assert sum("198.51.100." in key for key in counters) == 3
+    time.sleep(2.1)  # a one-second window's counter is kept for two
+    assert submit(client(app, "198.51.100.4")).status_code == 201
+    assert [key for key in counters if "198.51.100." in key] == [
+        key for key in counters if "198.51.100.4" in key] != []
 
 
 def test_behind_a_trusted_proxy_each_citizen_is_counted_apart(tmp_path, apps):

@@ -10,12 +10,12 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 from flask import Blueprint, current_app, g, request
-from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from services.infra.config import Env
 from services.infra.db import reading
 from services.intake import attachments, ids, models, regions, reports
+from services.intake.limits import RateLimited
 from services.intake.open311 import catalog, geo, keys
 from services.intake.open311 import requests as service_requests
 from services.intake.open311.openapi import openapi_paths, openapi_schemas
@@ -65,11 +65,11 @@ def _open311_error(exc: Open311Error):
     return error_response(_format(), exc)
 
 
-@bp.errorhandler(RateLimitExceeded)
-def _rate_limited(exc: RateLimitExceeded):
+@bp.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited):
     return error_response(_format(), Open311Error(
-        429, f"{exc.description} (at most {exc.limit.limit}); wait a minute and try again",
-        headers={"Retry-After": "60"}))
+        429, f"{exc.allowance.message} (at most {exc.limit}); wait {exc.wait} seconds and "
+        "try again", headers={"Retry-After": str(exc.wait)}))
 
 
 @bp.errorhandler(HTTPException)
