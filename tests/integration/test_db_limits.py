@@ -121,3 +121,50 @@ def test_a_file_left_world_readable_by_an_earlier_release_is_tightened(tmp_path)
         assert _mode(path) == 0o600
     finally:
         engine.dispose()
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    admin = db.make_engine(postgres_url)
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                                {"pid": pid}).scalar_one()
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_unseen(
+        postgres_url, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
+    engine = db.make_engine(postgres_url, pool_size=1)
+    try:
+        first = _backend_pid(engine)
+        _terminate(postgres_url, first)  # a database restart, a proxy's idle cut
+        time.sleep(0.3)
+        assert _backend_pid(engine) != first  # no error reached the caller
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_dropped_between_back_to_back_uses_fails_once_then_is_replaced(
+        postgres_url, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 60.0)
+    engine = db.make_engine(postgres_url, pool_size=2)
+    try:
+        first = _backend_pid(engine)
+        _terminate(postgres_url, first)
+        # Used again at once, it is not pinged: its statement fails (the caller's usual
+        # "try again" path) and the pool lets it go.
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            _backend_pid(engine)
+        assert raised.value.connection_invalidated
+        assert _backend_pid(engine) != first
+    finally:
+        engine.dispose()
