@@ -43,6 +43,11 @@ ATTEMPT_HEADER = "x-lapor-attempt"
 REASON_HEADER = "x-lapor-parked-reason"
 POLICY_PRIORITY = 10
 DEFAULT_HEARTBEAT = 30
+# How long a publisher waits for the broker to confirm a batch it sent. A broker that takes
+# messages and then answers nothing would otherwise hold the relay until missed heartbeats
+# close the connection (pika checks every heartbeat + 5 s: 35-70 s with the default). What
+# was not confirmed stays due and goes again: a slow but living broker may get it twice.
+CONFIRM_TIMEOUT = 15.0
 
 POLICIES_APPLIED = Gauge("lapor_broker_policies_applied",
                          "1 once this process has applied the queue policies to the broker")
@@ -280,9 +285,10 @@ class Publisher:
     underlying channel (`channel._impl`) and awaited with the blocking channel's own I/O
     loop (`_flush_output`), which ends the wait when the channel or connection closes."""
 
-    def __init__(self, url: str, name: str):
+    def __init__(self, url: str, name: str, confirm_timeout: float | None = None):
         self.url = url
         self.name = name
+        self.confirm_timeout = CONFIRM_TIMEOUT if confirm_timeout is None else confirm_timeout
         self._connection = None
         self._channel = None
         self._tags = 0                               # delivery tags used on this channel
@@ -343,18 +349,20 @@ class Publisher:
         if not messages:
             return result
         reused = self._channel is not None
+        broken = False
         for last in (not reused, True):
             try:
                 self._send_and_wait(messages)
                 break
             except Exception as exc:  # noqa: BLE001 - pika raises plain Exceptions too
                 reason = f"broker unreachable: {type(exc).__name__}"
+                broken = True
                 if last or any(event_id in self._confirmed for _, _, event_id in messages):
                     # A fresh connection failed, or part of the batch got through (said
                     # rather than sent twice).
                     result.failed = reason
                     break
-                self.close()
+                self.close(abandon=True)
         for position, (event_type, _body, event_id) in enumerate(messages):
             acked = self._confirmed.pop(event_id, None)
             if acked is None:
@@ -368,7 +376,7 @@ class Publisher:
                 result.sent.append(position)
                 EVENTS_PUBLISHED.labels(event_type).inc()
         if result.failed:
-            self.close()
+            self.close(abandon=broken)
         return result
 
     def _send_and_wait(self, messages: list[tuple[str, bytes, str]]) -> None:
@@ -379,8 +387,19 @@ class Publisher:
             channel._impl.basic_publish(EXCHANGE, event_type, body,
                                         properties=_properties(event_type, event_id),
                                         mandatory=True)
-        channel._flush_output(lambda: not self._unconfirmed)
+        deadline = time.monotonic() + self.confirm_timeout
+        # The timer only wakes the I/O loop at the deadline; the waiter below ends the wait.
+        timer = self._connection.call_later(self.confirm_timeout, lambda: None)
+        try:
+            channel._flush_output(lambda: not self._unconfirmed
+                                  or time.monotonic() >= deadline)
+        finally:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.remove_timeout(timer)
         if self._unconfirmed:
+            if time.monotonic() >= deadline:
+                raise PublishError(f"the broker confirmed nothing more within "
+                                   f"{self.confirm_timeout:g} s")
             raise PublishError("channel closed before the broker confirmed")
 
     def keep_alive(self) -> None:
@@ -401,11 +420,12 @@ class Publisher:
             self.close()
             return False
 
-    def close(self) -> None:
+    def close(self, *, abandon: bool = False) -> None:
+        """Closes the connection; with `abandon` (it failed), without the close handshake."""
         connection, self._connection, self._channel = self._connection, None, None
         self._unconfirmed.clear()
         if connection is not None:
-            _close_quietly(connection)
+            (_abandon if abandon else _close_quietly)(connection)
 
 
 def _close_quietly(connection) -> None:
@@ -413,6 +433,21 @@ def _close_quietly(connection) -> None:
         if connection.is_open:
             connection.close()
     except Exception:  # noqa: BLE001 - closing a broken connection
+        pass
+
+
+def _abandon(connection) -> None:
+    """Drops a connection that failed without the close handshake: pika's close() waits for
+    the broker's Close-Ok, which a broker that stopped answering never sends, until missed
+    heartbeats end the wait (35-70 s). The socket is cut here and pika's loop runs until it
+    has seen the connection end (private to pika, pinned in constraints.txt)."""
+    try:
+        if connection.is_open:
+            # As pika ends a connection whose heartbeats stopped, as closed by this side.
+            connection._impl._terminate_stream(pika.exceptions.ConnectionClosedByClient(
+                200, "the broker stopped answering"))
+            connection._flush_output(lambda: False)
+    except Exception:  # noqa: BLE001 - the connection ending is the point
         pass
 
 

@@ -205,7 +205,10 @@ def close_connections(amqp_url: str, name: str) -> list[str]:
 
 class TcpProxy:
     """Forwards a local port to the broker; stop() refuses connections and cuts the open
-    ones (the broker is down), start() again serves the same port (it is back)."""
+    ones (the broker is down), start() again serves the same port (it is back).
+    hold_replies() keeps the connections open and passes on what the client sends, but
+    nothing the broker answers (a broker that takes messages and never confirms them, nor
+    sends heartbeats); release_replies() lets the held answers through."""
 
     def __init__(self, target: str = AMQP_HOST):
         host, port = target.rsplit(":", 1)
@@ -214,6 +217,14 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._replies = threading.Event()
+        self._replies.set()
+
+    def hold_replies(self) -> None:
+        self._replies.clear()
+
+    def release_replies(self) -> None:
+        self._replies.set()
 
     def url(self, vhost_url: str) -> str:
         """`vhost_url` (an amqp URL) rewritten to go through this proxy."""
@@ -261,13 +272,17 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, gate in ((client, upstream, None), (upstream, client, self._replies)):
+                threading.Thread(target=self._pump, args=(src, dst, gate), daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket,
+              gate: threading.Event | None = None) -> None:
         try:
             while data := src.recv(65536):
+                while gate is not None and not gate.wait(0.1):
+                    if src.fileno() < 0:
+                        return
                 dst.sendall(data)
         except OSError:
             pass

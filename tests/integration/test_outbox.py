@@ -285,6 +285,42 @@ def test_unroutable_rows_never_block_the_events_behind_them(store, amqp_url, ser
     assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == later
 
 
+def test_a_broker_that_stops_confirming_mid_batch_holds_the_relay_only_its_confirm_timeout(
+        store, amqp_url, service, outboxes):
+    """The broker takes a batch and then answers nothing (no confirm, no heartbeat): the
+    relay gives up after the publisher's confirm timeout and one fresh connection attempt,
+    not after missed heartbeats (35-70 s by default), marks nothing sent, and once the
+    broker answers again every event goes out. The broker may have queued the first copy:
+    consumers dedupe on the event id (at least once)."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    proxy = TcpProxy().start()
+    try:
+        url = proxy.url(amqp_url) + "?stack_timeout=2&socket_timeout=2"
+        outbox = outboxes(engine, table, service, lambda: messaging.Publisher(
+            url, "test-outbox", confirm_timeout=1))
+        first = add_committed(engine, outbox, 2)
+        assert outbox.relay_once()[0] == 2  # the connection is up and confirming
+        held = add_committed(engine, outbox, 8)
+        proxy.hold_replies()
+        started = time.monotonic()
+        sent, failed = outbox.relay_once()
+        waited = time.monotonic() - started
+        assert (sent, bool(failed)) == (0, True)
+        # 1 s for the confirms, then up to 2 s for a fresh connection's handshake.
+        assert waited < 6, f"the relay waited {waited:.1f}s on a silent broker"
+        assert [r.published_at is not None for r in rows(engine, table)] == [True] * 2 + [
+            False] * 8
+        proxy.release_replies()
+        wait_for(lambda: outbox.relay_once() and outbox.backlog()[0] == 0, 20,
+                 what="the held events to go out once the broker answers")
+        got = [p.message_id for p, _ in take_messages(amqp_url, watched)]
+        assert set(got) == set(first + held)
+        assert [i for i in got if i in first] == first, "what was confirmed went once"
+    finally:
+        proxy.stop()
+
+
 def test_a_slow_broker_never_holds_up_a_submission(sqlite_url, amqp_url, service, outboxes):
     """The relay talks to the broker outside any transaction: with a broker that accepts TCP
     and never answers, a concurrent write (a citizen's report) does not wait for it."""
