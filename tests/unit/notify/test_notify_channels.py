@@ -72,7 +72,7 @@ def test_a_message_to_a_unicode_mailbox_has_utf8_headers_and_a_stable_message_id
     again = build_email("LAPOR! <no-reply@lapor.localhost>", "rína@contoh.id", content, "d-1")
     assert (first.sender, first.recipients, first.smtputf8) == (
         "no-reply@lapor.localhost", ("rína@contoh.id",), True)
-    raw = first.message.as_bytes()
+    raw = first.data
     assert "To: rína@contoh.id\r\n".encode() in raw  # no encoded word inside an address
     assert first.message["Message-ID"] == again.message["Message-ID"] == (
         "<d-1@lapor.localhost>")
@@ -82,7 +82,7 @@ def test_an_ascii_message_stays_seven_bit():
     mail = build_email("LAPOR! <no-reply@lapor.localhost>", "rina@contóh.id",
                        Email("[LAPOR!] Status laporan", "Catatan: jalan sudah diperbaiki"),
                        "d-2")
-    assert not mail.smtputf8 and mail.message.as_bytes().isascii()
+    assert not mail.smtputf8 and mail.data.isascii()
 
 
 def test_a_timeout_behind_another_exception_is_recognised():
@@ -111,7 +111,31 @@ def test_an_email_with_html_is_text_and_html_alternatives_both_seven_bit():
     assert message.get_body(("html",)).get_content().startswith("<p>Yth. Pelapor,</p>")
     assert "Penataan Ruang — Sijunjung" in message.get_body(("html",)).get_content()
     assert message.get_body(("plain",)).get_content().startswith("Yth. Pelapor,")
-    assert message.as_bytes().isascii()  # quoted-printable where the text is not ASCII
+    assert mail.data.isascii()  # quoted-printable where the text is not ASCII
+
+
+def test_text_that_is_not_ascii_reaches_an_ascii_mailbox_encoded_and_reads_back_whole():
+    subject = "[LAPOR!] Laporan Anda — diteruskan ke Dinas PU & Penataan Ruang"
+    body = "Yth. Pelapor,\n\nDinas PU — Sijunjung.\n.baris bertitik\n" + "x" * 1200
+    mail = build_email("Layanan LAPOR! — Nasional <no-reply@lapor.localhost>",
+                       "rina@contoh.id", Email(subject, body), "d-6")
+    assert not mail.smtputf8 and mail.data.isascii()
+    assert b"=?utf-8?" in mail.data.split(b"\r\n\r\n", 1)[0]  # encoded words
+    assert all(len(line) <= 998 for line in mail.data.split(b"\r\n"))
+    assert b"\n" not in mail.data.replace(b"\r\n", b"")  # CRLF only
+    message = mail.message
+    assert message["Subject"] == subject
+    assert message["From"] == "Layanan LAPOR! — Nasional <no-reply@lapor.localhost>"
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content().replace("\r\n", "\n") == body + "\n"  # MIME text: CRLF
+
+
+@pytest.mark.parametrize("field", ["subject", "mail_from"])
+def test_a_line_break_in_a_header_value_is_refused_not_sent_as_another_header(field):
+    values = {"subject": "[LAPOR!] Status", "mail_from": "LAPOR! <no-reply@lapor.localhost>"}
+    values[field] += "\r\nBcc: semua@contoh.id"
+    with pytest.raises(ValueError, match="linefeed or carriage return"):
+        build_email(values["mail_from"], "rina@contoh.id", Email(values["subject"], "isi"), "d-7")
 
 
 def test_the_national_admins_are_one_message_to_every_address():
