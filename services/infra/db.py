@@ -372,13 +372,16 @@ def upsert(conn: Connection, table: sa.Table, key: str, values: dict,
     conn.execute(_upsert_statement(conn.dialect.name, table, key, update), values)
 
 
+# Built once: a text() construct parses its SQL for bind names when made, which cost as
+# much as running it (every event of every consumer comes through here).
+_FIRST_DELIVERY = sa.text("INSERT INTO processed_events (consumer, event_id, processed_at) "
+                          "VALUES (:consumer, :event_id, :at) ON CONFLICT DO NOTHING")
+
+
 def first_delivery(conn: Connection, consumer: str, event_id: str) -> bool:
     """Records the event as handled inside the caller's transaction; False if it already was."""
-    result = conn.execute(
-        sa.text("INSERT INTO processed_events (consumer, event_id, processed_at) "
-                "VALUES (:consumer, :event_id, :at) ON CONFLICT DO NOTHING"),
-        {"consumer": consumer, "event_id": event_id, "at": utcnow()},
-    )
+    result = conn.execute(_FIRST_DELIVERY,
+                          {"consumer": consumer, "event_id": event_id, "at": utcnow()})
     return result.rowcount == 1
 
 
