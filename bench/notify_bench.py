@@ -470,8 +470,7 @@ _STAGES = [
     # The next claim runs inside the record's transaction; its samples count as the claim.
     ("claim (select due row, contact/endpoint, lease update)", "_claim_next (services/notify"),
     ("render template", "render (services/notify/templates"),
-    ("build MIME message", "build_email (services/notify"),
-    ("SMTP: serialise the MIME message (as_bytes)", "as_bytes ("),
+    ("build the message's bytes", "build_email (services/notify"),
     ("SMTP conversation", "send_email (services/notify"),
     ("sign webhook", "webhook_headers (services/notify"),
     ("HTTP POST: CA bundle loaded for a new TLS context", "create_default_context ("),
