@@ -54,12 +54,16 @@ class IntakeContext:
     draining: threading.Event = field(default_factory=threading.Event)
     # Uploads, signed links and the media URL fetcher (services/intake/attachments).
     attachments: attachments.Attachments | None = None
+    # Reads the official region list again in the background (services/intake/regions.py).
+    regions: regions.Keeper | None = None
 
     def start_workers(self) -> None:
         self.outbox.start()
         self.consumer.start()
         if self.attachments is not None:
             self.attachments.start()
+        if self.regions is not None:
+            self.regions.start()
 
     def stop_workers(self, budget: float = 10.0) -> int:
         """Stops the read-model consumer after the messages in hand, then has the relay
@@ -68,6 +72,8 @@ class IntakeContext:
         deadline = time.monotonic() + budget
         if self.attachments is not None:
             self.attachments.stop(timeout=min(2.0, budget * 0.2))
+        if self.regions is not None:
+            self.regions.stop(timeout=min(1.0, budget * 0.1))
         self.consumer.stop(timeout=budget * 0.4)
         # Outbox.stop may take its flush time plus two seconds to let a broker call end.
         left = self.outbox.stop(flush_timeout=max(0.0, deadline - time.monotonic() - 2.5))
@@ -142,7 +148,8 @@ def create_app(config: dict | None = None) -> Flask:
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,
                                       action_timeout=app.config.get("ROUTING_ACTION_TIMEOUT")),
-                        consumer, attachments=attachment_service.attach(engine))
+                        consumer, attachments=attachment_service.attach(engine),
+                        regions=regions.Keeper(engine))
     app.extensions["lapor"] = ctx
     _register_ops_routes(app, ctx)
     if app.config.get("START_WORKERS"):

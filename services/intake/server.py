@@ -371,7 +371,7 @@ class IntakeProcess:
                 answers.c.key_hash)})
         loops = [self.retention.loop]
         if app.config.get("START_WORKERS"):
-            loops += [self.ctx.outbox.loop, self.ctx.consumer.loop]
+            loops += [self.ctx.outbox.loop, self.ctx.consumer.loop, self.ctx.regions.loop]
             if self.ctx.attachments is not None and self.ctx.attachments.fetcher is not None:
                 loops.append(self.ctx.attachments.fetcher.loop)
         # Liveness: a dead or wedged background loop gets the process restarted.

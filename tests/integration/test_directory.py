@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from services.intake.app import create_app
 from services.routing import storage
 from services.routing.directory import document, generator
 from tests.conftest import PG_DSN, REQUIRE_SHARED_DATA, SHARED_DATA, free_port
-from tests.integration.helpers import dead_amqp_url, start_routing
+from tests.integration.helpers import dead_amqp_url, start_routing, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +169,46 @@ def test_intake_keeps_the_list_in_memory_yet_follows_imports_by_other_processes(
             "no region with code 13.03 in the official list")
         assert intake_regions.problem(engine, "13.03.02") is None
     finally:
+        engine.dispose()
+
+
+def test_the_region_list_is_read_again_in_the_background_not_on_a_submission(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(intake_regions, "KNOWN_SECONDS", 0.4)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    keeper = None
+    try:
+        db.migrate(engine, "intake", intake_storage.MIGRATIONS)
+        with engine.begin() as conn:
+            intake_regions.import_regions(conn, [
+                Region("12", "SUMATERA UTARA", "provinsi"),
+                Region("13.03", "KAB. SIJUNJUNG", "kabupaten_kota")])
+        keeper = intake_regions.Keeper(engine).start()
+        wait_for(lambda: engine.url in intake_regions._lists, 5, what="the first read")
+        # The import Job (another process) removes a region: the copy follows by itself.
+        with engine.begin() as conn:
+            conn.execute(intake_storage.regions.delete().where(
+                intake_storage.regions.c.code == "13.03"))
+        wait_for(lambda: len(intake_regions._lists[engine.url][1]) == 1, 5,
+                 what="the copy to be read again without a submission")
+
+        here = threading.get_ident()
+        on_request_path: list[str] = []
+
+        @sa.event.listens_for(engine, "before_cursor_execute")
+        def watch(conn, cursor, statement, *args):
+            if threading.get_ident() == here:
+                on_request_path.append(statement)
+
+        for _ in range(30):  # 1.5 s: several lifetimes of the copy
+            assert intake_regions.problem(engine, "12") is None
+            time.sleep(0.05)
+        assert on_request_path == [], "a check read the list (or asked the database)"
+        assert keeper.loop.healthy()
+    finally:
+        if keeper is not None:
+            assert keeper.stop()
+            assert not keeper.loop.status().alive
         engine.dispose()
 
 
