@@ -4,6 +4,7 @@ and SQLite files holding contacts and secrets are readable by their owner only."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -138,33 +139,35 @@ def _terminate(postgres_url: str, pid: int) -> None:
         admin.dispose()
 
 
-@pytest.mark.postgres
-def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_unseen(
-        postgres_url, monkeypatch):
-    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
-    engine = db.make_engine(postgres_url, pool_size=1)
+@contextlib.contextmanager
+def _pooled_connection_dropped(postgres_url: str, monkeypatch, idle_ping: float):
+    """An engine whose one pooled connection the server has just dropped (a database
+    restart, a proxy's idle cut), and that connection's backend pid."""
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", idle_ping)
+    engine = db.make_engine(postgres_url, pool_size=2)
     try:
         first = _backend_pid(engine)
-        _terminate(postgres_url, first)  # a database restart, a proxy's idle cut
-        time.sleep(0.3)
-        assert _backend_pid(engine) != first  # no error reached the caller
+        _terminate(postgres_url, first)
+        yield engine, first
     finally:
         engine.dispose()
 
 
 @pytest.mark.postgres
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_unseen(
+        postgres_url, monkeypatch):
+    with _pooled_connection_dropped(postgres_url, monkeypatch, 0.2) as (engine, first):
+        time.sleep(0.3)
+        assert _backend_pid(engine) != first  # no error reached the caller
+
+
+@pytest.mark.postgres
 def test_a_connection_dropped_between_back_to_back_uses_fails_once_then_is_replaced(
         postgres_url, monkeypatch):
-    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 60.0)
-    engine = db.make_engine(postgres_url, pool_size=2)
-    try:
-        first = _backend_pid(engine)
-        _terminate(postgres_url, first)
+    with _pooled_connection_dropped(postgres_url, monkeypatch, 60.0) as (engine, first):
         # Used again at once, it is not pinged: its statement fails (the caller's usual
         # "try again" path) and the pool lets it go.
         with pytest.raises(sa.exc.OperationalError) as raised:
             _backend_pid(engine)
         assert raised.value.connection_invalidated
         assert _backend_pid(engine) != first
-    finally:
-        engine.dispose()
