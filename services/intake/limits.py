@@ -38,6 +38,7 @@ from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.util import WindowStats
 
 from services.infra.config import ConfigError, Env
 from services.intake.problems import Problem
@@ -343,14 +344,18 @@ def _after(counts: Counts):
             return response
         response.headers["RateLimit-Limit"] = str(shown.limit.amount)
         response.headers["RateLimit-Remaining"] = str(max(0, stats.remaining))
-        response.headers["RateLimit-Reset"] = str(max(0, math.ceil(stats.reset_time
-                                                                   - time.time())))
+        response.headers["RateLimit-Reset"] = str(_seconds_left(stats))
         return response
 
     return count_answers_and_add_fields
 
 
 def _seconds_to_reset(counts: Counts, entry: _Counted) -> int:
-    stats = entry.limiter.get_window_stats(entry.limit, counts.prefix, entry.allowance.scope,
-                                           entry.key)
+    return _seconds_left(entry.limiter.get_window_stats(
+        entry.limit, counts.prefix, entry.allowance.scope, entry.key))
+
+
+def _seconds_left(stats: WindowStats) -> int:
+    """Whole seconds until the window of `stats` resets (what Retry-After and
+    RateLimit-Reset say)."""
     return max(0, math.ceil(stats.reset_time - time.time()))
