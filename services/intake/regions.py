@@ -74,10 +74,10 @@ def _listed(engine: Engine) -> array | None:
     """The database's codes as sorted numbers, read again once they are older than their
     time; None while another thread reads them for the first time. With a Keeper running
     the copy is read again before it gets old, so no submission pays for the read."""
-    now = time.monotonic()
+    current = _current(engine)
+    if current is not None:
+        return current
     cached = _lists.get(engine.url)
-    if cached is not None and cached[0] > now:
-        return cached[1]
     # Whoever finds the copy out of date reads it again; the others go on with the old one.
     if not _lists_lock.acquire(blocking=False):
         return cached[1] if cached is not None else None
@@ -85,6 +85,14 @@ def _listed(engine: Engine) -> array | None:
         return _read(engine)
     finally:
         _lists_lock.release()
+
+
+def _current(engine: Engine) -> array | None:
+    """This process's copy of the database's codes while it is in time, else None."""
+    cached = _lists.get(engine.url)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
 
 
 def _read(engine: Engine) -> array:
@@ -154,9 +162,9 @@ def count(engine: Engine) -> int | None:
     """How many regions intake holds (0: never imported, any well-formed code is accepted);
     None when the database does not answer. From the copy while it is current (readiness
     asks every few seconds; counting 91,599 rows each time is work for nothing)."""
-    cached = _lists.get(engine.url)
-    if cached is not None and cached[0] > time.monotonic():
-        return len(cached[1])
+    current = _current(engine)
+    if current is not None:
+        return len(current)
     try:
         with reading(engine) as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(regions)).scalar()
