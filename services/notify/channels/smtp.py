@@ -131,11 +131,11 @@ class OutgoingEmail:
 # Lines up to RFC 5322's hard limit: the stdlib folds a subject that starts with "[LAPOR!]"
 # and exceeds 78 characters by breaking right after "Subject:", which some parsers read back
 # with a leading space.
-_POLICY = email.policy.SMTP.clone(max_line_length=998)
+_MAX_LINE = 998
+_POLICY = email.policy.SMTP.clone(max_line_length=_MAX_LINE)
 # For a recipient whose local part is not ASCII: headers in UTF-8 (RFC 6532), since an
 # encoded word is not allowed inside an address.
-_POLICY_UTF8 = email.policy.SMTPUTF8.clone(max_line_length=998)
-_MAX_LINE = 998
+_POLICY_UTF8 = email.policy.SMTPUTF8.clone(max_line_length=_MAX_LINE)
 
 
 def _header(policy: email.policy.EmailPolicy, name: str, value: str) -> bytes:
