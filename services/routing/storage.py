@@ -256,6 +256,7 @@ _RULES = (sa.select(agencies, handling_rules.c.category.label("rule_code"),
                  handling_rules.c.region_code.in_(sa.bindparam("regions", expanding=True)),
                  agencies.c.active.is_(True)))
 _REGION_NAME = sa.select(regions.c.name).where(regions.c.code == sa.bindparam("code"))
+_RULE_REGIONS = sa.select(handling_rules.c.region_code).distinct()
 
 
 class SqlDirectory:
@@ -264,12 +265,15 @@ class SqlDirectory:
 
     def __init__(self, conn: Connection):
         self.conn = conn
+        self._database: str | None = None  # the key of what is remembered, by database
 
     def _remembered(self, name: str, args: tuple, read: Callable[[], object]):
         """What the directory answered to the same question within DIRECTORY_TTL seconds:
         every decision asks the same few questions, and the directory changes only when an
         operator loads a file (this process forgets at once; others within the TTL)."""
-        key = (str(self.conn.engine.url), name, args)
+        if self._database is None:
+            self._database = str(self.conn.engine.url)
+        key = (self._database, name, args)
         found = _REMEMBERED.get(key)
         now = time.monotonic()
         if found is not None and now - found[0] < DIRECTORY_TTL:
@@ -315,7 +319,19 @@ class SqlDirectory:
                 best = RuleMatch(best.agency, best.matched_code, best.matched_region,
                                  self.region_name(best.matched_region))
             return best
-        return self._remembered("rule_for", (category, subcategory, region_code), read)
+        # Remembered by the report's regions that rules name, not by its village: the same
+        # answer for every village of a regency whose rules are the regency's, so a
+        # national stream of reports finds it remembered instead of asking each time.
+        return self._remembered("rule_for", (category, subcategory,
+                                             self._ruled_ancestry(region_code)), read)
+
+    def _ruled_ancestry(self, region_code: str) -> tuple[str, ...]:
+        """`region_code` and its parents that some handling rule names: only those can
+        match, so two regions with the same ones get the same rule."""
+        named = self._remembered("rule_regions", (), lambda: frozenset(
+            self.conn.execute(_RULE_REGIONS).scalars()))
+        ancestry = region_ancestry(region_code) if region_code else [""]
+        return tuple(region for region in ancestry if region in named)
 
     def rules_for(self, category: str, subcategory: str, region_code: str) -> list[RuleMatch]:
         """Every rule that applies with an active agency, best first, each agency once."""

@@ -120,6 +120,41 @@ def test_the_most_specific_active_handler_wins(directory):
         assert routing_storage.SqlDirectory(conn).region_name("13.03") == "Kabupaten Sijunjung"
 
 
+def test_a_remembered_rule_serves_its_regency_but_not_a_district_with_its_own(directory):
+    """The rule a decision found is remembered for the regions the rules name, not for the
+    village: the next village of the regency costs no query, and a district with a rule of
+    its own still gets that one."""
+    rules = routing_storage.handling_rules
+    routing_storage.forget_directory()
+    with directory.begin() as conn:  # Kecamatan Kamang Baru has its own roads office
+        conn.execute(rules.insert().values(category="PUPR", region_code="13.03.01",
+                                           agency_code="PEMPROV-13"))
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    sa.event.listen(directory, "before_cursor_execute", seen)
+
+    def rule(region):
+        with db.reading(directory) as conn:
+            return routing_storage.SqlDirectory(conn).rule_for("PUPR", "", region)
+
+    try:
+        first = rule("13.03.02.2001")
+        assert (first.agency.code, first.matched_region) == ("PUPR-13.03", "13.03")
+        asked = len(statements)
+        again = rule("13.03.05.2003")  # another village of Sijunjung, another district
+        assert again == first and len(statements) == asked
+        own = rule("13.03.01.2002")
+        assert (own.agency.code, own.matched_region) == ("PEMPROV-13", "13.03.01")
+        assert rule("13.03.01.2005") == own
+        assert rule("13.03.02.2001") == first
+    finally:
+        sa.event.remove(directory, "before_cursor_execute", seen)
+        routing_storage.forget_directory()
+
+
 @pytest.mark.shared_data
 def test_the_national_region_list_imports_completely_and_idempotently(engine, shared_data):
     db.migrate(engine, "routing", routing_storage.MIGRATIONS)
