@@ -233,6 +233,8 @@ class TimedAgency:
         from services.notify.signing import verify
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open, as agencies' servers do
+
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 at = time.perf_counter()

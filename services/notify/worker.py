@@ -270,8 +270,9 @@ class DeliveryWorker:
     def _put_back_held(self, _loop: SupervisedLoop | None = None) -> None:
         """A stopping thread's held claim, not sent: due again now, its attempt uncounted.
         If its lease ran out and another worker took it meanwhile, that one keeps it. The
-        thread's kept SMTP connection is closed too."""
+        thread's kept SMTP and webhook connections are closed too."""
         channels.smtp.close_kept()
+        channels.webhook.close_kept()
         claim = getattr(self._local, "held", None)
         self._local.held = None
         if claim is None:
