@@ -19,6 +19,7 @@ contact.opted_out records a number's STOP or START on the SMS or WhatsApp line."
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -141,7 +142,8 @@ def _holder_is_agency(agency) -> bool:
 class EventHandler:
     """Called by messaging.Consumer for each event on notify's queue."""
 
-    def __init__(self, engine: Engine, on_new_deliveries: Callable[[], None] = lambda: None):
+    def __init__(self, engine: Engine,
+                 on_new_deliveries: Callable[[int], None] = lambda _count: None):
         self.engine = engine
         self.on_new_deliveries = on_new_deliveries
         # One handler per event type; other types on the queue are not notify's business.
@@ -170,7 +172,9 @@ class EventHandler:
             raise StorageError(f"{envelope.type}: database error "
                                f"({type(exc.orig or exc).__name__})") from None
         if created:
-            db.after_commit(self.engine, self.on_new_deliveries)
+            # One sending thread per delivery made, not all of them: a woken thread that
+            # finds nothing due has spent a claim transaction for nothing.
+            db.after_commit(self.engine, functools.partial(self.on_new_deliveries, created))
         db.log_after_commit(self.engine, log, "%s handled", envelope.type,
                             extra={"deliveries": created})
         return "processed"

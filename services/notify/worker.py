@@ -218,11 +218,15 @@ class DeliveryWorker:
             loop.start()
         return self
 
-    def wake(self) -> None:
-        """New deliveries are due: look now rather than at the next poll."""
+    def wake(self, count: int | None = None) -> None:
+        """New deliveries are due (`count` of them, else any number): look now rather than
+        at the next poll, with as many waiting sending threads as there are deliveries."""
         with self._wake:
             self._generation += 1
-            self._wake.notify_all()
+            if count is None or count < 0:  # a driver that cannot count rows: -1
+                self._wake.notify_all()
+            else:
+                self._wake.notify(count)
 
     def stop(self, timeout: float | None = None) -> bool:
         """No new claims; attempts in hand finish and are recorded. True when every sending

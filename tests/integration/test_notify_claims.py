@@ -5,6 +5,8 @@ agency endpoint."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from services.infra import db
 from services.notify import store
 from tests.integration import test_notify as base
+from tests.integration.helpers import wait_for
 from tests.integration.test_notify import (
     attempts_of,
     dispatched,
@@ -109,3 +112,30 @@ def test_a_service_stopped_mid_backlog_leaves_nothing_leased(start_notify, agenc
             assert tried == 0 and db.as_utc(d["next_attempt_at"]) <= now
         else:
             assert d["status"] == "delivered"
+
+
+def test_deliveries_made_wake_as_many_sending_threads_not_all_of_them(start_notify, agency,
+                                                                      smtp):
+    """A woken thread that finds nothing due has spent a claim transaction (on SQLite the
+    write lock) for nothing: a ticket's two notices wake two of the four threads."""
+    service = start_notify(poll_interval=30.0, workers=4)
+    subscribe(service, "PUPR-13.03", agency.url)
+    worker = service.worker
+    wait_for(lambda: all(loop.status().alive for loop in worker.loops), what="the threads")
+    time.sleep(0.3)  # each has looked once at start and found nothing: they wait
+    claimed_by: set[int] = set()
+    claim = worker.claim
+
+    def counting_claim():
+        claimed_by.add(threading.get_ident())
+        return claim()
+
+    worker.claim = counting_claim
+    tid = tracking_id()
+    service.handler(registered(tid))
+    service.handler(dispatched(tid))
+    wait_for(lambda: [d["status"] for d in rows(service, store.deliveries)]
+             == ["delivered", "delivered"], what="both deliveries")
+    time.sleep(0.3)
+    assert len(worker.loops) == 4
+    assert 1 <= len(claimed_by) <= 2
