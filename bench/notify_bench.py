@@ -363,7 +363,7 @@ def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receive
     tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
     engine = db.make_engine(database_url)
     try:
-        handler = EventHandler(engine, on_new_deliveries=lambda: None)
+        handler = EventHandler(engine)
         for _, body, _ in _events(tracking_ids):
             envelope = events_pb2.EventEnvelope()
             envelope.ParseFromString(body)
