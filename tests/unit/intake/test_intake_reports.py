@@ -4,6 +4,8 @@ A leak here is a release blocker (DESIGN §2)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -292,6 +294,21 @@ def test_a_retried_request_has_the_same_fingerprint():
 def test_a_different_request_has_a_different_fingerprint(change):
     assert request_fingerprint(parse_new_report(request())) != \
         request_fingerprint(parse_new_report(request(**change)))
+
+
+@pytest.mark.parametrize("change", [
+    {},
+    {"anonymous": True, "reporter": {}},
+    {"title": "Lampu jalan mati di Jl. Sudirman — sejak 3 hari", "location": None},
+    {"reporter": {"name": "Ñoman Ärif", "email": EMAIL, "language": "en"}},
+])
+def test_the_fingerprint_is_the_one_keys_stored_before_were_sealed_with(change):
+    """Stored Idempotency-Keys were sealed with the fingerprint of asdict(report): a retry
+    after an upgrade must get its answer, not a conflict."""
+    report = parse_new_report(request(**change))
+    sealed_with = hashlib.sha256(json.dumps(dataclasses.asdict(report),
+                                            sort_keys=True).encode()).hexdigest()
+    assert request_fingerprint(report) == sealed_with
 
 
 # --- what the reporter may do, and what only they see ---------------------------------------
