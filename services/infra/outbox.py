@@ -3,12 +3,17 @@ transaction; a relay publishes unsent rows with confirms and marks them sent. Ac
 report therefore never depends on the broker being up; delivery is at least once and
 consumers dedupe on the event id.
 
-The relay never talks to the broker inside a database transaction: it claims a batch (a
-short write that leases the rows to it), publishes outside any transaction, then records the
-outcome in a second short write. So a slow or unresponsive broker never holds SQLite's write
-lock (submissions stay fast), and several replicas relay side by side without taking each
-other's rows. A row the broker cannot route is put back with a growing delay of its own, so
-it never blocks the rows behind it. Once the broker confirms a row its body is cleared: the
+On SQLite the relay never talks to the broker inside a database transaction: it claims a
+batch (a short write that leases the rows to it), publishes outside any transaction, then
+records the outcome in a second short write, so a slow or unresponsive broker never holds
+the write lock (submissions stay fast). On PostgreSQL it takes the batch's rows with
+FOR UPDATE SKIP LOCKED and keeps those row locks while it publishes, recording the outcome
+in the same transaction: one commit a batch instead of two and no lease to write, while
+inserts and the other replicas' relays (which skip locked rows) go on beside it; a relay
+that dies mid-batch leaves its rows due at once instead of after the lease. Either way
+several replicas relay side by side without taking each other's rows. A row the broker
+cannot route is put back with a growing delay of its own, so it never blocks the rows
+behind it. Once the broker confirms a row its body is cleared: the
 events may carry contacts or confidential text, and nothing needs them after the confirm."""
 
 from __future__ import annotations
@@ -25,15 +30,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
 from services.infra import logs
-from services.infra.db import BigId, as_utc, is_postgres, reading, utcnow
+from services.infra.db import BigId, as_utc, reading, utcnow
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.messaging import PublishError
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
 
-# A claimed batch belongs to its relay for this long; a relay that dies mid-batch leaves its
-# rows to the others after it (they are then published again: at least once).
+# SQLite: a claimed batch belongs to its relay for this long; a relay that dies mid-batch
+# leaves its rows to the others after it (they are then published again: at least once).
 CLAIM_LEASE = timedelta(seconds=30)
 # Delays for a row the broker could not route (no queue bound for its type): 1 s doubling
 # to 5 min, so a missing binding costs little while it lasts and is noticed (the alert on
@@ -205,9 +210,28 @@ class Outbox:
 
         A row the broker cannot route is not a broker failure: it waits on its own delay
         while the rest go out."""
+        if not self._anything_due():
+            return 0, ""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as conn:
+                rows = [_Row(*r) for r in conn.execute(self._due_skip_locked, {
+                    "now": utcnow(), "batch": self.batch}).all()]
+                if not rows:
+                    return 0, ""
+                sent, unroutable, failed, why = self._publish(rows)
+                self._record_in(conn, rows, sent, unroutable, failed)
+            return len(sent), why
         rows = self._claim()
         if not rows:
             return 0, ""
+        sent, unroutable, failed, why = self._publish(rows)
+        with self.engine.begin() as conn:
+            self._record_in(conn, rows, sent, unroutable, failed)
+        return len(sent), why
+
+    def _publish(self, rows: list[_Row]):
+        """Sends the batch; (ids confirmed, unroutable rows with why, the first row the
+        broker failed on with why or None, why the broker failed or "")."""
         if self._publisher is None:
             self._publisher = self.publisher_factory()
         # The whole batch in flight at once, its confirms awaited together.
@@ -229,47 +253,46 @@ class Outbox:
             first = next((i for i in range(len(rows)) if i not in done), None)
             if first is not None:
                 failed = (rows[first], result.failed)
-        self._record(rows, sent, unroutable, failed)
-        return len(sent), result.failed
+        return sent, unroutable, failed, result.failed
+
+    def _anything_due(self) -> bool:
+        """A read first: when nothing is due (most polls) no write lock is taken at all."""
+        with reading(self.engine) as conn:
+            return conn.execute(self._any_due, {"now": utcnow()}).first() is not None
 
     def _claim(self) -> list[_Row]:
+        """SQLite: the due rows, leased to this relay in a short write of their own."""
         now = utcnow()
-        # A read first: when nothing is due (most polls) no write lock is taken at all.
-        with reading(self.engine) as conn:
-            if conn.execute(self._any_due, {"now": now}).first() is None:
-                return []
         with self.engine.begin() as conn:
-            query = self._due_skip_locked if is_postgres(conn) else self._due
-            rows = [_Row(*r) for r in conn.execute(query, {"now": now,
-                                                           "batch": self.batch}).all()]
+            rows = [_Row(*r) for r in conn.execute(self._due, {"now": now,
+                                                               "batch": self.batch}).all()]
             if rows:
                 conn.execute(self._lease, {"ids": [r.id for r in rows],
                                            "until": now + CLAIM_LEASE})
         return rows
 
-    def _record(self, rows: list[_Row], sent: list[int],
-                unroutable: list[tuple[_Row, str]], failed: tuple[_Row, str] | None) -> None:
+    def _record_in(self, conn: Connection, rows: list[_Row], sent: list[int],
+                   unroutable: list[tuple[_Row, str]], failed: tuple[_Row, str] | None) -> None:
         t = self.table
         now = utcnow()
         done = set(sent) | {r.id for r, _ in unroutable}
         untried = [r.id for r in rows if r.id not in done]
-        with self.engine.begin() as conn:
-            if sent:
-                conn.execute(self._sent, {"ids": sent, "now": now})
-            for row, error in unroutable:
-                delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
-                conn.execute(t.update().where(t.c.id == row.id).values(
-                    attempts=row.attempts + 1, last_error=error[:200],
-                    next_attempt_at=now + timedelta(seconds=delay)))
-            if failed is not None:
-                row, error = failed
-                conn.execute(t.update().where(t.c.id == row.id).values(
-                    attempts=row.attempts + 1, last_error=error[:200]))
-            if untried:
-                # The broker is away: the relay backs off as a whole; the rows are due again
-                # as soon as it is back.
-                conn.execute(t.update().where(t.c.id.in_(untried))
-                             .values(next_attempt_at=None))
+        if sent:
+            conn.execute(self._sent, {"ids": sent, "now": now})
+        for row, error in unroutable:
+            delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
+            conn.execute(t.update().where(t.c.id == row.id).values(
+                attempts=row.attempts + 1, last_error=error[:200],
+                next_attempt_at=now + timedelta(seconds=delay)))
+        if failed is not None:
+            row, error = failed
+            conn.execute(t.update().where(t.c.id == row.id).values(
+                attempts=row.attempts + 1, last_error=error[:200]))
+        if untried:
+            # The broker is away: the relay backs off as a whole; the rows are due again
+            # as soon as it is back.
+            conn.execute(t.update().where(t.c.id.in_(untried))
+                         .values(next_attempt_at=None))
 
     def purge_sent(self, older_than: timedelta, batch: int = 1000) -> int:
         """Deletes up to `batch` rows confirmed longer ago than `older_than`; returns how many."""

@@ -321,6 +321,63 @@ def test_a_broker_that_stops_confirming_mid_batch_holds_the_relay_only_its_confi
         proxy.stop()
 
 
+@pytest.fixture
+def pg_store(postgres_url):
+    """`store` on PostgreSQL only."""
+    engine = db.make_engine(postgres_url)
+    table = outbox_table(sa.MetaData())
+    table.metadata.create_all(engine)
+    yield engine, table
+    engine.dispose()
+
+
+def test_on_postgresql_a_relay_held_by_a_silent_broker_blocks_no_insert_nor_other_relay(
+        pg_store, amqp_url, service, outboxes):
+    """On PostgreSQL the relay keeps its batch's row locks while it publishes (one commit a
+    batch). A broker that takes the batch and answers nothing holds those rows only: a
+    submission's insert commits at once, and another replica's relay publishes every other
+    due row meanwhile. Once the silent one gives up, its rows are due again at once (no
+    lease to wait out) and go out."""
+    engine, table = pg_store
+    watched = observe(amqp_url, "ticket.*")
+    proxy = TcpProxy().start()
+    publishing = threading.Event()
+
+    class Signalling(messaging.Publisher):
+        def publish_many(self, messages):
+            publishing.set()  # the batch's rows are locked by now
+            return super().publish_many(messages)
+
+    try:
+        held_relay = outboxes(engine, table, service, lambda: Signalling(
+            proxy.url(amqp_url) + "?stack_timeout=2&socket_timeout=2", "held-outbox",
+            confirm_timeout=2), batch=5)
+        first = add_committed(engine, held_relay, 1)
+        assert held_relay.relay_once() == (1, "")  # the connection is up and confirming
+        held = add_committed(engine, held_relay, 5)
+        publishing.clear()
+        proxy.hold_replies()
+        stuck = threading.Thread(target=held_relay.relay_once)
+        stuck.start()
+        assert publishing.wait(5)
+
+        started = time.monotonic()
+        later = add_committed(engine, held_relay, 3)
+        assert time.monotonic() - started < 1, "an insert waited for the relay"
+        other = outboxes(engine, table, service, live(amqp_url))
+        assert other.relay_once() == (3, "")  # the held batch's rows are skipped
+        stuck.join(15)
+        assert not stuck.is_alive()
+        proxy.release_replies()
+        wait_for(lambda: other.relay_once() is not None and other.backlog()[0] == 0, 10,
+                 what="the held rows to go out")
+        got = [p.message_id for p, _ in take_messages(amqp_url, watched)]
+        assert set(got) == set(first + held + later)
+        assert [i for i in got if i in later] == later
+    finally:
+        proxy.stop()
+
+
 def test_a_slow_broker_never_holds_up_a_submission(sqlite_url, amqp_url, service, outboxes):
     """The relay talks to the broker outside any transaction: with a broker that accepts TCP
     and never answers, a concurrent write (a citizen's report) does not wait for it."""
