@@ -4,6 +4,7 @@ their append-only history, and the outbox. Only routing reads or writes them."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -272,14 +273,14 @@ class SqlDirectory:
         every decision asks the same few questions, and the directory changes only when an
         operator loads a file (this process forgets at once; others within the TTL)."""
         if self._database is None:
-            self._database = str(self.conn.engine.url)
+            self._database = sys.intern(str(self.conn.engine.url))
         key = (self._database, name, args)
         found = _REMEMBERED.get(key)
         now = time.monotonic()
         if found is not None and now - found[0] < DIRECTORY_TTL:
             return found[1]
-        if len(_REMEMBERED) > 50_000:
-            _REMEMBERED.clear()
+        if len(_REMEMBERED) >= REMEMBERED_MAX:
+            _forget_expired(now)
         value = read()
         _REMEMBERED[key] = (now, value)
         return value
@@ -407,7 +408,20 @@ def reading_directory(engine: Engine) -> Iterator[SqlDirectory]:
 
 
 DIRECTORY_TTL = 30.0
+# Answers remembered at most: a national stream asks a few thousand distinct questions within
+# a TTL (rules by regency and category, region names); each answer with its key is about a
+# kilobyte, and routing has 150 MB in all.
+REMEMBERED_MAX = 10_000
 _REMEMBERED: dict[tuple, tuple[float, object]] = {}
+
+
+def _forget_expired(now: float) -> None:
+    """Drops the answers past their TTL; all of them when most are still current."""
+    # list() copies the items in one step: other threads add answers meanwhile.
+    for key in [k for k, (at, _) in list(_REMEMBERED.items()) if now - at >= DIRECTORY_TTL]:
+        _REMEMBERED.pop(key, None)
+    if len(_REMEMBERED) >= REMEMBERED_MAX // 2:
+        _REMEMBERED.clear()
 
 
 def forget_directory() -> None:

@@ -155,6 +155,25 @@ def test_a_remembered_rule_serves_its_regency_but_not_a_district_with_its_own(di
         routing_storage.forget_directory()
 
 
+def test_what_the_directory_remembers_stays_bounded(directory, monkeypatch):
+    """Answers are dropped once past their TTL, or all at once when too many are current:
+    a process asked about every region of the country holds at most REMEMBERED_MAX."""
+    monkeypatch.setattr(routing_storage, "REMEMBERED_MAX", 10)
+    routing_storage.forget_directory()
+    clock = [1000.0]
+    monkeypatch.setattr(routing_storage.time, "monotonic", lambda: clock[0])
+    try:
+        with db.reading(directory) as conn:
+            names = routing_storage.SqlDirectory(conn)
+            for i in range(25):
+                names.region_name(f"13.{i:02d}")
+                assert len(routing_storage._REMEMBERED) <= 10
+                clock[0] += routing_storage.DIRECTORY_TTL / 4
+            assert names.region_name("13.03") == "Kabupaten Sijunjung"
+    finally:
+        routing_storage.forget_directory()
+
+
 @pytest.mark.shared_data
 def test_the_national_region_list_imports_completely_and_idempotently(engine, shared_data):
     db.migrate(engine, "routing", routing_storage.MIGRATIONS)
