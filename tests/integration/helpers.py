@@ -292,6 +292,20 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def accept_until(listener: socket.socket, stopped: threading.Event, on_connection) -> None:
+    """Hands each connection `listener` accepts to `on_connection` until `stopped` is set
+    (looked at every 0.1 s) or the listener is closed: the loop of a test's TCP peer."""
+    listener.settimeout(0.1)
+    while not stopped.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        on_connection(conn)
+
+
 class BlackHole:
     """A TCP listener that accepts connections and never answers: an overloaded broker, one
     still starting, or a proxy with no backend. close() frees the port (a TcpProxy can then

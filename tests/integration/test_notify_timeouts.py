@@ -15,6 +15,7 @@ import pytest
 from services.notify import channels
 from services.notify.channels import Result, SmtpSettings
 from services.notify.templates import Email
+from tests.integration.helpers import accept_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +43,11 @@ class SlowPeer:
         self._threads.append(thread)
 
     def _accept(self) -> None:
-        self._listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            self._spawn(self._serve, conn)
+        accept_until(self._listener, self._stop, self._take)
+
+    def _take(self, conn: socket.socket) -> None:
+        self.connections += 1
+        self._spawn(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.05)

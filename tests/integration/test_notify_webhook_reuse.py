@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from services.notify import channels
 from services.notify.channels import Result, webhook
+from tests.integration.helpers import accept_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,23 +45,18 @@ class Agency:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}/hook"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                number = self.connections
-            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+        accept_until(self._listener, self._stop, self._take)
+
+    def _take(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+            number = self.connections
+        threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
 
     def _request(self, conn: socket.socket, buffered: bytes) -> tuple[bytes, bytes] | None:
         """(body, what follows it) of the next request, or None when the client closed."""

@@ -321,24 +321,16 @@ def test_a_broker_that_stops_confirming_mid_batch_holds_the_relay_only_its_confi
         proxy.stop()
 
 
-@pytest.fixture
-def pg_store(postgres_url):
-    """`store` on PostgreSQL only."""
-    engine = db.make_engine(postgres_url)
-    table = outbox_table(sa.MetaData())
-    table.metadata.create_all(engine)
-    yield engine, table
-    engine.dispose()
-
-
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_on_postgresql_a_relay_held_by_a_silent_broker_blocks_no_insert_nor_other_relay(
-        pg_store, amqp_url, service, outboxes):
+        store, amqp_url, service, outboxes):
     """On PostgreSQL the relay keeps its batch's row locks while it publishes (one commit a
     batch). A broker that takes the batch and answers nothing holds those rows only: a
     submission's insert commits at once, and another replica's relay publishes every other
     due row meanwhile. Once the silent one gives up, its rows are due again at once (no
     lease to wait out) and go out."""
-    engine, table = pg_store
+    engine, table = store
     watched = observe(amqp_url, "ticket.*")
     proxy = TcpProxy().start()
     publishing = threading.Event()
