@@ -88,8 +88,7 @@ def _take_kept(server: tuple, deadline: SendDeadline) -> http.client.HTTPConnect
     conn, used_at = entry
     sock = conn.sock
     try:
-        if sock is None or time.monotonic() - used_at > KEEP_IDLE_S or \
-                select.select([sock], [], [], 0)[0]:
+        if sock is None or time.monotonic() - used_at > KEEP_IDLE_S or _readable(sock):
             # Gone, too old, or readable while no answer is due: the server closed it.
             raise ConnectionResetError
         deadline.adopt(sock)
@@ -97,6 +96,13 @@ def _take_kept(server: tuple, deadline: SendDeadline) -> http.client.HTTPConnect
         conn.close()
         return None
     return conn
+
+
+def _readable(sock) -> bool:
+    """Whether the socket has something to read (poll, not select: any descriptor number)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _keep(server: tuple, conn: http.client.HTTPConnection) -> None:
