@@ -13,8 +13,8 @@ inserts and the other replicas' relays (which skip locked rows) go on beside it;
 that dies mid-batch leaves its rows due at once instead of after the lease. Either way
 several replicas relay side by side without taking each other's rows. A row the broker
 cannot route is put back with a growing delay of its own, so it never blocks the rows
-behind it. Once the broker confirms a row its body is cleared: the
-events may carry contacts or confidential text, and nothing needs them after the confirm."""
+behind it. Once the broker confirms a row its body is cleared: the events may carry
+contacts or confidential text, and nothing needs them after the confirm."""
 
 from __future__ import annotations
 

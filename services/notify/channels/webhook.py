@@ -88,11 +88,14 @@ def _take_kept(server: tuple, deadline: SendDeadline) -> http.client.HTTPConnect
     conn, used_at = entry
     sock = conn.sock
     try:
-        if sock is None or time.monotonic() - used_at > KEEP_IDLE_S or _readable(sock):
-            # Gone, too old, or readable while no answer is due: the server closed it.
-            raise ConnectionResetError
-        deadline.adopt(sock)
+        # Gone, too old, or readable while no answer is due (the server closed it): not used.
+        usable = sock is not None and time.monotonic() - used_at <= KEEP_IDLE_S \
+            and not _readable(sock)
+        if usable:
+            deadline.adopt(sock)
     except (OSError, ValueError):
+        usable = False
+    if not usable:
         conn.close()
         return None
     return conn
