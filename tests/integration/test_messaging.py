@@ -525,3 +525,38 @@ def test_a_queue_declared_with_old_arguments_is_used_as_it_is(amqp_url, caplog):
         publisher.close()
     assert queue_depth(amqp_url, routing.name) == 1
     assert any("exists with other arguments" in r.getMessage() for r in caplog.records)
+
+
+def test_a_management_api_that_never_answers_costs_one_timeout_and_no_password(caplog):
+    """A management port that accepts and says nothing (a proxy with no backend): the
+    services go on without policies after the timeout, and the warning names no secret."""
+    hole = BlackHole()
+    caplog.set_level(logging.WARNING, logger="services.infra.messaging")
+    try:
+        policies = messaging.BrokerPolicies(
+            "amqp://guest:guest@127.0.0.1:5672/%2F", api_url=(
+                f"http://lapor:s3cret-pw@127.0.0.1:{hole.port}"), timeout=0.5)
+        started = time.monotonic()
+        assert policies.ensure() is False
+        assert time.monotonic() - started < 3
+        assert policies.ensure() is False  # not tried again before retry_every
+        assert len(hole.accepted) == 1
+    finally:
+        hole.close()
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "could not apply the queue policies" in warning and "TimeoutError" in warning
+    assert "s3cret" not in warning
+
+
+def test_a_refused_management_login_is_named_in_the_warning(caplog):
+    """A 401 (the service's user lacks the policymaker tag or the password is wrong) is said
+    as such, and the policies count as not applied."""
+    policies = messaging.BrokerPolicies(
+        "amqp://guest:guest@127.0.0.1:5672/%2F",
+        api_url="http://guest:not-the-password@127.0.0.1:15672", timeout=5)
+    caplog.set_level(logging.WARNING, logger="services.infra.messaging")
+    assert policies.ensure() is False
+    assert not policies.applied
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "HTTP 401 for policy lapor." in warning
+    assert "not-the-password" not in warning
