@@ -11,8 +11,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -87,6 +85,11 @@ class ServerTLS:
     def validate(self) -> None:
         """Stops with the variable to fix when a file is not what it should be; gRPC itself
         would only fail the first handshake."""
+        # Imported here: cryptography's X.509 modules are 8 MB that a plaintext routing
+        # (the default, and every process behind a TLS-terminating mesh) never needs.
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         try:
             chain = x509.load_pem_x509_certificates(self.certificate_chain)
         except ValueError:
