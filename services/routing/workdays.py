@@ -12,10 +12,12 @@ decree newer than the installed package.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -140,8 +142,34 @@ _CLOSED_CATEGORIES = (holidays.PUBLIC, holidays.GOVERNMENT)
 def _national_closures(year: int) -> frozenset[date]:
     # Building the table costs milliseconds; deadlines are computed on every ticket
     # creation, so each year is built once per process and shared by all calendars.
-    return frozenset(holidays.country_holidays("ID", years=year,
-                                               categories=_CLOSED_CATEGORIES))
+    return frozenset(_indonesia()(years=year, categories=_CLOSED_CATEGORIES))
+
+
+@cache
+def _indonesia() -> type[holidays.HolidayBase]:
+    """The package's Indonesia calendar, read from its own module file.
+
+    Importing ``holidays.countries.indonesia`` runs ``holidays.countries``, which imports
+    all 250 countries: 11.5 MB of a process that needs one (4.3 MB loaded this way). The
+    module imports only the package's shared parts (calendars, groups, base classes), so
+    it works the same loaded alone; tests/unit/routing/test_workdays.py holds its dates
+    equal to ``holidays.country_holidays("ID")``. Should a release move the file, the
+    ordinary import is used.
+    """
+    package = importlib.util.find_spec("holidays")
+    if package is not None and package.origin is not None:
+        path = Path(package.origin).parent / "countries" / "indonesia.py"
+        spec = importlib.util.spec_from_file_location("services.routing._holidays_id", path)
+        if path.is_file() and spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+                return module.Indonesia
+            except Exception:  # a release that changed its layout: the ordinary import
+                pass
+    from holidays.countries.indonesia import Indonesia
+
+    return Indonesia
 
 
 def _require_aware(value: datetime, name: str) -> None:

@@ -391,3 +391,35 @@ def test_zone_labels_turn_back_into_zones():
         assert zone_for_label(zone_label(zone)) == zone
     with pytest.raises(ValueError, match="WIB, WITA, WIT"):
         zone_for_label("CET")
+
+
+# --- where the dates come from --------------------------------------------------------------
+
+
+def test_closed_days_are_the_packages_for_every_year_a_clock_can_reach():
+    """Routing reads the package's Indonesia calendar from its module file alone (the
+    package's countries module imports all 250 countries); the dates must be the ones
+    ``holidays.country_holidays("ID")`` gives, public holidays and joint leave alike."""
+    import holidays
+
+    from services.routing.workdays import _national_closures
+
+    for year in range(2000, 2061):
+        expected = frozenset(holidays.country_holidays(
+            "ID", years=year, categories=(holidays.PUBLIC, holidays.GOVERNMENT)))
+        assert _national_closures(year) == expected, year
+    assert date(2026, 3, 20) in _national_closures(2026)  # joint leave, GOVERNMENT
+
+
+def test_routing_does_not_load_every_countrys_holidays():
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from datetime import date\n"
+              "from services.routing.workdays import WorkCalendar\n"
+              "assert not WorkCalendar().is_working_day(date(2026, 8, 17))\n"
+              "print(sum(m.startswith('holidays.countries') for m in sys.modules))\n")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60).stdout
+    assert int(loaded) == 0, f"{loaded.strip()} modules of holidays.countries imported"
