@@ -32,6 +32,14 @@ command -v promtool >/dev/null || apt_install prometheus
 # kubectl builds deploy/k8s with kustomize; kubernetes-validate (a dev extra) checks the built objects
 # against Kubernetes' schemas offline (tests/deploy/test_k8s_overlays.py).
 command -v kubectl >/dev/null || apt_install kubectl
+# node runs the validators generated from the KEDA, CloudNativePG and Prometheus Operator CRDs
+# (tests/deploy/crd-validate, versions pinned in its package-lock.json).
+command -v npm >/dev/null || apt_install nodejs npm
+validators=tests/deploy/crd-validate
+if [ ! "$validators/node_modules/.package-lock.json" -nt "$validators/package-lock.json" ]; then
+  say "installing the CRD validators (npm ci)"
+  npm ci --prefix "$validators" --no-audit --no-fund --loglevel=error >&2
+fi
 
 if [ -n "${CI:-}" ]; then
   # In CI a missing ../shared/data is an error, not a skip.

@@ -1,11 +1,14 @@
 """deploy/k8s as built: the base, the dev and production overlays and the Jobs each build with
 kustomize; every object passes offline schema validation (core kinds against Kubernetes'
 OpenAPI schemas from the kubernetes-validate package, custom resources against the subset of
-their operators' CRD schemas in tests/deploy/crds/); and what the overlays add (alerts,
-dashboard, KEDA scaling, PostgreSQL backups, broker users, Jobs) says what LAPOR needs.
+their operators' CRD schemas in tests/deploy/crds/ and, for KEDA, CloudNativePG and the
+Prometheus Operator, validators generated from the upstream CRDs); and what the overlays
+add (alerts, dashboard, KEDA scaling, PostgreSQL backups, broker users, Jobs) says what
+LAPOR needs.
 
-Needs `kubectl` (or `kustomize`) on PATH, and the kubernetes-validate and jsonschema packages
-for the schema checks; each test that lacks one skips and names it.
+Needs `kubectl` (or `kustomize`) on PATH, the kubernetes-validate and jsonschema packages,
+and node with tests/deploy/crd-validate installed (`npm ci`) for the schema checks; each
+test that lacks one skips and names it.
 """
 
 from __future__ import annotations
@@ -141,6 +144,60 @@ def test_the_crd_check_catches_a_misspelt_field():
               "metadata": {"name": "x"},
               "spec": {"schedule": "0 2 * * *", "cluster": {"name": "postgres"}}}
     assert _crd_problems(backup), "a five-field schedule has no seconds field"
+
+
+# The same custom resources against validators generated from the operators' own CRDs
+# (kubernetes-models for KEDA, CloudNativePG and the Prometheus Operator, pinned in
+# crd-validate/package-lock.json; scripts/test.sh installs them). Those check the types,
+# enums, patterns and required fields of the whole upstream schema but let unknown fields
+# through, as the API server does (it prunes them): the hand-kept subsets above catch those.
+# No such package exists for RabbitMQ's operators, whose resources only the subset checks.
+VALIDATORS = Path(__file__).resolve().parent / "crd-validate"
+UPSTREAM_GROUPS = ("keda.sh", "postgresql.cnpg.io", "monitoring.coreos.com")
+
+
+def _upstream_problems(documents: list[dict]) -> list[list[str] | None]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH (scripts/test.sh installs Debian's nodejs)")
+    if not (VALIDATORS / "node_modules").is_dir():
+        pytest.skip(f"the CRD validators are not installed: npm ci --prefix {VALIDATORS}")
+    result = subprocess.run([node, str(VALIDATORS / "validate.mjs")],
+                            input=json.dumps(documents), capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [entry["problems"] for entry in json.loads(result.stdout)]
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_custom_resources_pass_validators_built_from_the_upstream_crds(name):
+    custom = [d for d in built(name) if _is_custom(d)]
+    checked = 0
+    for document, problems in zip(custom, _upstream_problems(custom), strict=True):
+        if document["apiVersion"].split("/")[0] in UPSTREAM_GROUPS:
+            assert problems == [], (name, document["kind"], document["metadata"]["name"])
+            checked += 1
+        else:
+            assert problems is None, (document["apiVersion"], "a group with a validator")
+    if name != "jobs":
+        assert checked, f"{name}: no ScaledObject, PrometheusRule or Cluster was checked"
+
+
+def test_the_upstream_validators_refuse_what_the_operators_would():
+    production = built("production")
+    scaled = json.loads(json.dumps(_find(production, "ScaledObject", "routing")))
+    scaled["spec"]["minReplicaCount"] = "two"
+    rule = json.loads(json.dumps(_of_kind(production, "PrometheusRule")[0]))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"
+    cluster = json.loads(json.dumps(_of_kind(production, "Cluster")[0]))
+    cluster["spec"]["instances"] = "3"
+    backup = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
+              "metadata": {"name": "x"}, "spec": {"cluster": {"name": "postgres"}}}
+    problems = _upstream_problems([scaled, rule, cluster, backup])
+    assert "minReplicaCount must be integer" in problems[0][0]
+    assert "/for must match pattern" in problems[1][0]
+    assert "instances must be integer" in problems[2][0]
+    assert "spec must have required property schedule" in problems[3][0]
 
 
 # --- alerts and dashboard ---------------------------------------------------------------
