@@ -137,6 +137,19 @@ class SupervisedLoop:
         self.failures = 0
         self.last_error = ""
 
+    def pause(self, seconds: float) -> bool:
+        """Sleeps `seconds` unless stopped, whatever wakes come meanwhile (they are kept for
+        the next wait); True when stop was asked."""
+        self.beat()
+        if seconds > 0:
+            self._waiting = True
+            try:
+                self._stop.wait(seconds)
+            finally:
+                self._waiting = False
+        self.beat()
+        return self._stop.is_set()
+
     def wait(self, seconds: float) -> bool:
         """Sleeps up to `seconds` unless woken or stopped; True when stop was asked. A loop
         waiting here is idle, not stuck, however long it waits."""

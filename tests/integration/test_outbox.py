@@ -465,3 +465,52 @@ def test_confirmed_rows_are_purged_after_the_retention_window(store, amqp_url, s
     assert outbox.purge_sent(timedelta(days=7), batch=2) == 0
     left = {r.event_id for r in rows(engine, table)}
     assert left == set(unsent + fresh), "unsent and recently sent rows stay"
+
+
+class BatchRecordingPublisher(messaging.Publisher):
+    batches: list[int] = []
+
+    def publish_many(self, messages):
+        messages = list(messages)
+        self.batches.append(len(messages))
+        return super().publish_many(messages)
+
+
+@pytest.mark.parametrize("gather", [0.0, 0.4])
+def test_with_a_gather_window_events_committed_one_by_one_go_out_together(
+        store, amqp_url, service, outboxes, gather):
+    """notify records deliveries one by one, each with its outcome event and a wake: with a
+    gather window the relay sends what came within it in one round (one confirmed publish),
+    without it each event goes out on its own."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    BatchRecordingPublisher.batches = []
+    outbox = outboxes(engine, table, service,
+                      lambda: BatchRecordingPublisher(amqp_url, "test-outbox"),
+                      poll_interval=5, gather=gather).start()
+    ids = []
+    for _ in range(5):
+        ids += add_committed(engine, outbox, 1)
+        outbox.wake()
+        time.sleep(0.05)
+    got = collect_events(amqp_url, watched, 5, timeout=10)
+    assert [e.event_id for e in got] == ids
+    if gather:
+        assert BatchRecordingPublisher.batches == [5]
+    else:
+        assert len(BatchRecordingPublisher.batches) >= 4  # the relay is far faster than 50 ms
+
+
+def test_a_stop_during_the_gather_window_still_sends_what_was_gathered(
+        store, amqp_url, service, outboxes):
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    outbox = outboxes(engine, table, service, live(amqp_url), poll_interval=5,
+                      gather=30).start()
+    ids = add_committed(engine, outbox, 3)
+    outbox.wake()
+    time.sleep(0.2)  # the relay is in its gather pause now
+    started = time.monotonic()
+    assert outbox.stop(flush_timeout=5) == 0
+    assert time.monotonic() - started < 5, "the stop does not wait out the window"
+    assert [e.event_id for e in collect_events(amqp_url, watched, 3, timeout=5)] == ids

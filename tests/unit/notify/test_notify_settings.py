@@ -43,3 +43,14 @@ def test_a_bad_attachment_link_setting_stops_notify_at_start(env, names):
         settings(**env)
     assert names in str(stopped.value)
     assert "short" not in str(stopped.value), "a secret is never quoted"
+
+
+def test_the_outbox_gather_window_is_a_tenth_of_a_second_unless_set():
+    assert settings().outbox_gather == 0.1
+    assert settings(NOTIFY_OUTBOX_GATHER="0").outbox_gather == 0.0  # send at once
+
+
+@pytest.mark.parametrize("raw", ["-1", "60", "soon"])
+def test_a_bad_outbox_gather_window_stops_notify_naming_the_variable(raw):
+    with pytest.raises(ConfigError, match="NOTIFY_OUTBOX_GATHER"):
+        settings(NOTIFY_OUTBOX_GATHER=raw)
