@@ -121,6 +121,9 @@ class Outbox:
         self._publisher = None
         self._flush_timeout = 10.0
         self._gauges_at = -float("inf")
+        # Set by wake() (an event was committed) and after a full batch: the next round
+        # expects rows due, so it skips the read that spares an idle poll a write.
+        self._added = False
         self.loop = SupervisedLoop(f"outbox-{service}", self._iteration,
                                    backoff_base=0.25, backoff_cap=backoff_cap,
                                    on_exit=self._final_flush)
@@ -146,7 +149,8 @@ class Outbox:
         conn.execute(self._insert, rows if len(rows) > 1 else rows[0])
 
     def wake(self) -> None:
-        """Asks the relay to publish now instead of at its next poll."""
+        """Asks the relay to publish now instead of at its next poll: something was added."""
+        self._added = True
         self.loop.wake()
 
     # -- relaying --------------------------------------------------------------------------
@@ -197,12 +201,15 @@ class Outbox:
         return self.backlog()[0]
 
     def _iteration(self, loop: SupervisedLoop) -> None:
-        sent, failed = self.relay_once()
+        expected, self._added = self._added, False
+        sent, failed = self.relay_once(expect_due=expected)
         self._update_gauges()
         if failed:
             # The supervisor logs it once and backs off; the rows stay due.
             raise PublishError(f"broker unavailable: {failed}")
-        if sent < self.batch:
+        if sent >= self.batch:
+            self._added = True  # a full batch: most likely more behind it
+        else:
             # Idle: let the publisher answer the broker's heartbeats, or after two missed
             # ones the broker closes the connection and the next publish fails on it.
             if self._publisher is not None:
@@ -210,12 +217,13 @@ class Outbox:
             if not loop.wait(min(self.poll_interval, 5.0)) and self.gather > 0:
                 loop.pause(self.gather)
 
-    def relay_once(self) -> tuple[int, str]:
+    def relay_once(self, expect_due: bool = False) -> tuple[int, str]:
         """Publishes one batch of due rows; returns (sent, why the broker failed or "").
+        Unless `expect_due` (woken by an add), a read first finds whether anything is due.
 
         A row the broker cannot route is not a broker failure: it waits on its own delay
         while the rest go out."""
-        if not self._anything_due():
+        if not expect_due and not self._anything_due():
             return 0, ""
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:

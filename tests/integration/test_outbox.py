@@ -514,3 +514,31 @@ def test_a_stop_during_the_gather_window_still_sends_what_was_gathered(
     assert outbox.stop(flush_timeout=5) == 0
     assert time.monotonic() - started < 5, "the stop does not wait out the window"
     assert [e.event_id for e in collect_events(amqp_url, watched, 3, timeout=5)] == ids
+
+
+def test_an_idle_relay_only_reads_and_a_woken_one_goes_straight_to_its_batch(
+        store, amqp_url, service, outboxes):
+    """Polls with nothing due are one read each, no write (on SQLite the process's one write
+    lock); a round after an add skips that read and takes its batch at once."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(_conn, _cursor, statement, *_):
+        if threading.current_thread().name != "MainThread":
+            statements.append(" ".join(statement.split()))
+
+    outbox = outboxes(engine, table, service, live(amqp_url), poll_interval=0.05).start()
+    time.sleep(0.5)
+    idle = list(statements)
+    assert idle and all(s.startswith("SELECT") for s in idle), idle
+    read_check = idle[0]
+
+    statements.clear()
+    ids = add_committed(engine, outbox, 1)
+    outbox.wake()
+    assert [e.event_id for e in collect_events(amqp_url, watched, 1, timeout=5)] == ids
+    woken = list(statements)
+    assert woken[0] != read_check and woken[0].startswith("SELECT outbox.id, outbox.event_id")
+    assert any(s.startswith("UPDATE") for s in woken)
