@@ -540,6 +540,8 @@ def test_a_management_api_that_never_answers_costs_one_timeout_and_no_password(c
         assert policies.ensure() is False
         assert time.monotonic() - started < 3
         assert policies.ensure() is False  # not tried again before retry_every
+        wait_for(lambda: hole.accepted, 5, what="the one connection to be accepted")
+        time.sleep(0.2)
         assert len(hole.accepted) == 1
     finally:
         hole.close()

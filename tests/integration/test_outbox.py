@@ -548,6 +548,8 @@ def test_an_idle_relay_only_reads_and_a_woken_one_goes_straight_to_its_batch(
     assert idle and all(s.startswith("SELECT") for s in idle), idle
     read_check = idle[0]
 
+    outbox.poll_interval = 30  # no timed poll from here on: what follows is the wake's
+    time.sleep(0.3)
     statements.clear()
     ids = add_committed(engine, outbox, 1)
     outbox.wake()
