@@ -140,29 +140,27 @@ class SupervisedLoop:
     def pause(self, seconds: float) -> bool:
         """Sleeps `seconds` unless stopped, whatever wakes come meanwhile (they are kept for
         the next wait); True when stop was asked."""
-        self.beat()
-        if seconds > 0:
-            self._waiting = True
-            try:
-                self._stop.wait(seconds)
-            finally:
-                self._waiting = False
-        self.beat()
+        self._idle(self._stop, seconds)
         return self._stop.is_set()
 
     def wait(self, seconds: float) -> bool:
         """Sleeps up to `seconds` unless woken or stopped; True when stop was asked. A loop
         waiting here is idle, not stuck, however long it waits."""
+        self._idle(self._wake, seconds)
+        self._wake.clear()
+        return self._stop.is_set()
+
+    def _idle(self, until: threading.Event, seconds: float) -> None:
+        """Sleeps up to `seconds` or until `until` is set (a stop sets both events), counted
+        as idle rather than stuck."""
         self.beat()
         if seconds > 0 and not self._stop.is_set():
             self._waiting = True
             try:
-                self._wake.wait(seconds)
+                until.wait(seconds)
             finally:
                 self._waiting = False
-        self._wake.clear()
         self.beat()
-        return self._stop.is_set()
 
     # -- the supervisor -------------------------------------------------------------------
     def _run(self) -> None:

@@ -214,8 +214,8 @@ class Outbox:
             # ones the broker closes the connection and the next publish fails on it.
             if self._publisher is not None:
                 self._publisher.keep_alive()
-            if not loop.wait(min(self.poll_interval, 5.0)) and self.gather > 0:
-                loop.pause(self.gather)
+            if not loop.wait(min(self.poll_interval, 5.0)) and self._added and self.gather > 0:
+                loop.pause(self.gather)  # woken by an add: let more come first
 
     def relay_once(self, expect_due: bool = False) -> tuple[int, str]:
         """Publishes one batch of due rows; returns (sent, why the broker failed or "").
