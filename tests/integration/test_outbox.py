@@ -395,13 +395,23 @@ def test_a_slow_broker_never_holds_up_a_submission(sqlite_url, amqp_url, service
         engine.dispose()
 
 
-class ThreadRecordingPublisher(messaging.Publisher):
-    threads: list[int] = []
+class RecordingPublisher(messaging.Publisher):
+    """A real publisher that notes, for every batch, the thread that sent it and its size."""
+
+    calls: list[tuple[int, int]] = []
+    delay = 0.0  # seconds before each batch goes out
 
     def publish_many(self, messages):
-        self.threads.append(threading.get_ident())
-        time.sleep(0.002)
+        messages = list(messages)
+        self.calls.append((threading.get_ident(), len(messages)))
+        time.sleep(self.delay)
         return super().publish_many(messages)
+
+
+def recording(amqp_url: str, delay: float = 0.0):
+    """A relay's publisher factory whose batches RecordingPublisher.calls lists afresh."""
+    RecordingPublisher.calls, RecordingPublisher.delay = [], delay
+    return lambda: RecordingPublisher(amqp_url, "test-outbox")
 
 
 def test_stop_flushes_on_the_relays_own_thread(store, amqp_url, service, outboxes):
@@ -409,16 +419,15 @@ def test_stop_flushes_on_the_relays_own_thread(store, amqp_url, service, outboxe
     relay may still be using the same connection."""
     engine, table = store
     watched = observe(amqp_url, "ticket.*")
-    ThreadRecordingPublisher.threads = []
-    outbox = outboxes(engine, table, service,
-                      lambda: ThreadRecordingPublisher(amqp_url, "test-outbox"),
+    outbox = outboxes(engine, table, service, recording(amqp_url, delay=0.002),
                       batch=5, poll_interval=0.05).start()
     ids = add_committed(engine, outbox, 40)
     outbox.wake()
-    wait_for(lambda: ThreadRecordingPublisher.threads, 5, what="the relay to start publishing")
+    wait_for(lambda: RecordingPublisher.calls, 5, what="the relay to start publishing")
     assert outbox.stop(flush_timeout=10) == 0
-    assert threading.get_ident() not in ThreadRecordingPublisher.threads
-    assert len(set(ThreadRecordingPublisher.threads)) == 1
+    threads = [thread for thread, _ in RecordingPublisher.calls]
+    assert threading.get_ident() not in threads
+    assert len(set(threads)) == 1
     assert set(p.message_id for p, _ in take_messages(amqp_url, watched)) == set(ids)
 
 
@@ -467,25 +476,14 @@ def test_confirmed_rows_are_purged_after_the_retention_window(store, amqp_url, s
     assert left == set(unsent + fresh), "unsent and recently sent rows stay"
 
 
-class BatchRecordingPublisher(messaging.Publisher):
-    batches: list[int] = []
-
-    def publish_many(self, messages):
-        messages = list(messages)
-        self.batches.append(len(messages))
-        return super().publish_many(messages)
-
-
 def test_with_a_gather_window_events_committed_one_by_one_go_out_together(
         store, amqp_url, service, outboxes):
     """notify records deliveries one by one, each with its outcome event and a wake: with a
     gather window the relay sends what came within it in one round (one confirmed publish)."""
     engine, table = store
     watched = observe(amqp_url, "ticket.*")
-    BatchRecordingPublisher.batches = []
-    outbox = outboxes(engine, table, service,
-                      lambda: BatchRecordingPublisher(amqp_url, "test-outbox"),
-                      poll_interval=5, gather=2.0).start()
+    outbox = outboxes(engine, table, service, recording(amqp_url), poll_interval=5,
+                      gather=2.0).start()
     # Its first look at start, which finds nothing, is behind it: it waits to be woken.
     wait_for(lambda: outbox.loop._waiting, 5, what="the relay to wait")
     ids = []
@@ -495,23 +493,20 @@ def test_with_a_gather_window_events_committed_one_by_one_go_out_together(
         time.sleep(0.05)
     got = collect_events(amqp_url, watched, 5, timeout=10)
     assert [e.event_id for e in got] == ids
-    assert BatchRecordingPublisher.batches == [5]
+    assert [size for _, size in RecordingPublisher.calls] == [5]
 
 
 def test_without_a_gather_window_each_event_goes_out_when_woken(
         store, amqp_url, service, outboxes):
     engine, table = store
     watched = observe(amqp_url, "ticket.*")
-    BatchRecordingPublisher.batches = []
-    outbox = outboxes(engine, table, service,
-                      lambda: BatchRecordingPublisher(amqp_url, "test-outbox"),
-                      poll_interval=5).start()
+    outbox = outboxes(engine, table, service, recording(amqp_url), poll_interval=5).start()
     for _ in range(5):
         ids = add_committed(engine, outbox, 1)
         outbox.wake()
         # Well within the 5 s poll: the wake, not the poll, sent it.
         assert [e.event_id for e in collect_events(amqp_url, watched, 1, timeout=2)] == ids
-    assert BatchRecordingPublisher.batches == [1] * 5
+    assert [size for _, size in RecordingPublisher.calls] == [1] * 5
 
 
 def test_a_stop_during_the_gather_window_still_sends_what_was_gathered(
