@@ -200,13 +200,7 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
     from lapor.v1 import routing_pb2, routing_pb2_grpc
     from services.routing import auth
     from services.routing.app import RoutingService, Settings
-
-    def free_port() -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    from tests.conftest import free_port
 
     request = routing_pb2.SuggestRouteRequest(
         title="Puskesmasnya tutup terus", region_code="13.03",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from bench.processes import stop, wait_ready
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
@@ -40,12 +40,6 @@ REPORT = {"kind": "PENGADUAN", "title": "Jalan rusak di Nagari Muaro",
           "region_code": "13.03", "anonymous": False, "confidential": False,
           "reporter": {"name": "Rina Marlina", "email": "rina@contoh.id",
                        "phone": "081234567890"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the bare endpoint (run in its own process: python -m bench.intake_accept --bare ...) -----

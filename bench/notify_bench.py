@@ -47,7 +47,6 @@ import pickle
 import queue
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.processes import stop, wait_ready
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "500"))
@@ -71,12 +71,6 @@ SECRET = "bench-agency-secret-0123456789"
 AGENCY_CODE = "PUPR-13.03"
 TARGET = 0.5
 STALL_SECONDS = 30.0  # no new arrival for this long: the run is reported as stuck
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the receivers (this process) ------------------------------------------------------------

@@ -4,6 +4,7 @@ own database, so tests run beside a running `make up` and beside each other."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,39 @@ PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:543
 REQUIRE_SHARED_DATA = os.environ.get("LAPOR_REQUIRE_SHARED_DATA") == "1"
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A local port nothing listens on, for a server a test is about to start.
+
+    Chosen outside the kernel's ephemeral range: every outgoing connection (to RabbitMQ,
+    PostgreSQL, another replica) takes its source port from that range, so a port picked
+    there by binding port 0 can be taken by some process's connection before the server
+    binds it ("Address already in use"). Never the same port twice in one run either."""
+    low, high = _ephemeral_ports()
+    first, last = (10000, low - 1) if low > 11000 else (high + 1, 65535)
+    pick = random.SystemRandom()
+    for _ in range(500):
+        port = pick.randint(first, last)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise AssertionError(f"no free local port between {first} and {last}")
 
 
 def _rabbitmqctl(*args: str) -> None:

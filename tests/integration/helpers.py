@@ -86,10 +86,9 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.05, what: str
 
 def dead_amqp_url() -> str:
     """A broker URL nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"amqp://guest:guest@127.0.0.1:{port}/%2F"
+    from tests.conftest import free_port
+
+    return f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
 
 
 # -- RabbitMQ --------------------------------------------------------------------------------
