@@ -613,25 +613,38 @@ class Consumer:
 
     def _on_message(self, connection, worker, waiting, channel, method, properties,
                     body: bytes) -> None:
+        # In hand even when it is left unhandled below, so that no `multiple` ack covers it.
+        self._in_hand.add(method.delivery_tag)
         if self.loop.stopping:
             # Prefetched before stop() and dispatched in the same batch: leave it unacked,
             # so closing the channel hands it back to the queue for another consumer.
             return
-        self._in_hand.add(method.delivery_tag)
         waiting.append((method.delivery_tag, properties, body))
         worker.submit(self._work, connection, channel, waiting)
 
     def _settle(self, channel, settled: list) -> None:
-        for tag, properties, body, settle in settled:
-            if tag not in self._in_hand or not channel.is_open:
-                continue  # from a connection that is gone: the broker redelivers it
+        """Republishes what goes to a retry or parking queue (each waits for its confirm),
+        then acks. A batch that holds every message delivered up to its last one is acked
+        with one `multiple` ack: one frame and one socket write instead of one per message."""
+        if not channel.is_open:
+            return  # from a connection that is gone: the broker redelivers them
+        live = [item for item in settled if item[0] in self._in_hand]
+        for _tag, properties, body, settle in live:
             if settle.republish_to:
                 channel.basic_publish("", settle.republish_to, body,
                                       properties=_properties(properties.type or "",
                                                              properties.message_id or "",
                                                              settle.headers), mandatory=True)
-            channel.basic_ack(tag)
-            self._in_hand.discard(tag)
+        tags = {item[0] for item in live}
+        last = max(tags, default=0)
+        if len(tags) > 1 and all(tag in tags for tag in self._in_hand if tag <= last):
+            channel.basic_ack(last, multiple=True)
+        else:
+            for tag in sorted(tags):
+                channel.basic_ack(tag)
+        self._in_hand.difference_update(tags)
+        for item in live:
+            settle = item[3]
             EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
 
     # -- the handler's thread -----------------------------------------------------------------
