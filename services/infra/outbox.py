@@ -109,6 +109,17 @@ class Outbox:
         ids = sa.bindparam("ids", expanding=True)
         self._lease = t.update().where(t.c.id.in_(ids)).values(
             next_attempt_at=sa.bindparam("until"))
+        # SQLite's claim in one statement: lease the due rows and get them back (RETURNING,
+        # SQLite 3.35 and later; older ones read, then lease).
+        self._claim_returning = None
+        if engine.dialect.update_returning:
+            self._claim_returning = (
+                t.update()
+                .where(t.c.id.in_(sa.select(t.c.id).where(due).order_by(t.c.id)
+                                  .limit(sa.bindparam("batch")).scalar_subquery()))
+                .values(next_attempt_at=sa.bindparam("until"))
+                .returning(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
+                           t.c.attempts))
         self._sent = t.update().where(t.c.id.in_(ids)).values(
             published_at=sa.bindparam("now"), body=b"", attempts=t.c.attempts + 1,
             next_attempt_at=None, last_error=None)
@@ -276,12 +287,16 @@ class Outbox:
     def _claim(self) -> list[_Row]:
         """SQLite: the due rows, leased to this relay in a short write of their own."""
         now = utcnow()
+        params = {"now": now, "batch": self.batch, "until": now + CLAIM_LEASE}
         with self.engine.begin() as conn:
-            rows = [_Row(*r) for r in conn.execute(self._due, {"now": now,
-                                                               "batch": self.batch}).all()]
+            if self._claim_returning is not None:
+                # RETURNING gives the rows in no set order; they go out in the order written.
+                return sorted((_Row(*r) for r in conn.execute(self._claim_returning, params)),
+                              key=lambda row: row.id)
+            rows = [_Row(*r) for r in conn.execute(self._due, params).all()]
             if rows:
                 conn.execute(self._lease, {"ids": [r.id for r in rows],
-                                           "until": now + CLAIM_LEASE})
+                                           "until": params["until"]})
         return rows
 
     def _record_in(self, conn: Connection, rows: list[_Row], sent: list[int],
