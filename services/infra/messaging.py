@@ -49,6 +49,9 @@ DEFAULT_HEARTBEAT = 30
 # close the connection (pika checks every heartbeat + 5 s: 35-70 s with the default). What
 # was not confirmed stays due and goes again: a slow but living broker may get it twice.
 CONFIRM_TIMEOUT = 15.0
+# How long closing a connection waits for the broker's Close-Ok before cutting the socket;
+# a living broker answers within milliseconds.
+CLOSE_TIMEOUT = 2.0
 
 POLICIES_APPLIED = Gauge("lapor_broker_policies_applied",
                          "1 once this process has applied the queue policies to the broker")
@@ -440,12 +443,23 @@ class Publisher:
             (_abandon if abandon else _close_quietly)(connection)
 
 
-def _close_quietly(connection) -> None:
+def _close_quietly(connection, timeout: float | None = None) -> None:
+    """Closes with the AMQP handshake, waiting at most `timeout` (CLOSE_TIMEOUT) for the
+    broker's Close-Ok; then the socket is cut (_abandon). pika's own close() waits for it
+    until missed heartbeats end the wait, 35-70 s, when the broker stopped answering."""
+    timeout = CLOSE_TIMEOUT if timeout is None else timeout
     try:
-        if connection.is_open:
-            connection.close()
+        if not connection.is_open:
+            return
+        connection._impl.close(200, "Normal shutdown")  # closes the channels first
+        deadline = time.monotonic() + timeout
+        connection.call_later(timeout, lambda: None)  # wakes the I/O loop at the deadline
+        # Ends when the connection has closed, or at the deadline.
+        connection._flush_output(lambda: time.monotonic() >= deadline)
     except Exception:  # noqa: BLE001 - closing a broken connection
         pass
+    if not connection.is_closed:
+        _abandon(connection)
 
 
 def _abandon(connection) -> None:
@@ -454,7 +468,7 @@ def _abandon(connection) -> None:
     heartbeats end the wait (35-70 s). The socket is cut here and pika's loop runs until it
     has seen the connection end (private to pika, pinned in constraints.txt)."""
     try:
-        if connection.is_open:
+        if not connection.is_closed:  # open, or waiting for a Close-Ok that did not come
             # As pika ends a connection whose heartbeats stopped, as closed by this side.
             connection._impl._terminate_stream(pika.exceptions.ConnectionClosedByClient(
                 200, "the broker stopped answering"))

@@ -368,6 +368,46 @@ def test_a_broker_that_never_answers_does_not_kill_the_consumer(amqp_url, spec, 
             proxy.stop()
 
 
+def test_closing_a_publisher_whose_broker_went_silent_takes_seconds_not_minutes(amqp_url,
+                                                                                caplog):
+    """At shutdown the relay closes its publisher; a broker that stopped answering (no
+    Close-Ok, no heartbeat) used to hold that close until missed heartbeats ended it (35-70
+    s with the default heartbeat). Now the handshake is waited for a moment, then the
+    socket is cut, and a publisher on the same broker works once it answers again."""
+    proxy = TcpProxy().start()
+    try:
+        publisher = messaging.Publisher(proxy.url(amqp_url), "test-silent-close")
+        publish(publisher, ticket_dispatched(tracking_id()))
+        proxy.hold_replies()
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="pika"):
+            publisher.close()
+        closed_in = time.monotonic() - started
+        assert closed_in < messaging.CLOSE_TIMEOUT + 2, f"close took {closed_in:.1f} s"
+        assert any("stopped answering" in r.getMessage() for r in caplog.records)
+
+        proxy.release_replies()
+        sent = ticket_dispatched(tracking_id())
+        publish(publisher, sent)
+        ids = [p.message_id for p, _ in take_messages(amqp_url, messaging.QUEUES["notify"].name)]
+        assert ids[-1] == sent.event_id
+        publisher.close()
+    finally:
+        proxy.stop()
+
+
+def test_a_publisher_closes_with_the_handshake_when_the_broker_answers(amqp_url, caplog):
+    publisher = messaging.Publisher(amqp_url, "test-polite-close")
+    publish(publisher, ticket_dispatched(tracking_id()))
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="pika"):
+        publisher.close()
+    assert time.monotonic() - started < 1.0
+    # pika logs how the connection ended: by the broker's Close-Ok to this side's Close.
+    closes = [r.getMessage() for r in caplog.records if "User-initiated close" in r.getMessage()]
+    assert len(closes) == 1 and "Normal shutdown" in closes[0], closes
+
+
 def test_a_malformed_attempt_header_does_not_kill_the_consumer(amqp_url, spec, publisher,
                                                                 start_consumer):
     handler = Recorder()
