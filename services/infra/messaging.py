@@ -533,7 +533,7 @@ class Consumer:
 
     With a `batch` scope (db.batch for the handler's engine), the messages already in hand
     when the handler thread gets to them, up to `batch_max`, are handled under one scope:
-    one transaction for all of them, then each acked. Nothing waits for a batch to fill, so
+    one transaction for all of them, then acked together. Nothing waits for a batch to fill, so
     a lone message goes through as fast as before. If the batch fails (any handler raised),
     it has been rolled back and the same messages are handled again one by one, each with
     its own outcome: a bad message is retried or parked alone, and the others go through.
