@@ -477,6 +477,23 @@ def _abandon(connection) -> None:
         pass
 
 
+def _cancel(connection, channel, consumer_tag: str) -> bool:
+    """Cancels a subscription, waiting at most CLOSE_TIMEOUT for the broker's Cancel-Ok
+    (pika's basic_cancel waits for it until missed heartbeats end the wait, 35-70 s). False
+    when it did not come and the connection was cut: what was unacked goes back to the
+    queue, and handlers still running will find no connection to ack on."""
+    impl = connection._impl
+    cut = impl._adapter_call_later(CLOSE_TIMEOUT, lambda: impl._terminate_stream(
+        pika.exceptions.ConnectionClosedByClient(200, "the broker stopped answering")))
+    try:
+        channel.basic_cancel(consumer_tag)
+    except pika.exceptions.AMQPError:
+        return False
+    finally:
+        cut.cancel()
+    return connection.is_open
+
+
 def broker_reachable(url: str) -> bool:
     """Readiness: a connection can be opened."""
     try:
@@ -616,10 +633,10 @@ class Consumer:
                                         f"{self.spec.name}; subscribing again")
             # Stopping: no new messages; the ones in hand finish and are acked; whatever was
             # prefetched but not started goes back to the queue when the channel closes.
-            channel.basic_cancel(tag)
-            while self._busy and time.monotonic() < self._drain_until:
-                connection.process_data_events(time_limit=0.1)
-            connection.process_data_events(time_limit=0)
+            if _cancel(connection, channel, tag):
+                while self._busy and time.monotonic() < self._drain_until:
+                    connection.process_data_events(time_limit=0.1)
+                connection.process_data_events(time_limit=0)
         finally:
             self.consuming.clear()
             worker.shutdown(wait=False, cancel_futures=True)

@@ -396,6 +396,43 @@ def test_closing_a_publisher_whose_broker_went_silent_takes_seconds_not_minutes(
         proxy.stop()
 
 
+def test_a_consumer_whose_broker_went_silent_stops_in_seconds_and_its_message_comes_back(
+        amqp_url, spec, publisher):
+    """SIGTERM while the broker answers nothing: the consumer does not wait for the
+    Cancel-Ok and Close-Ok that never come (pika waits until missed heartbeats, 35-70 s),
+    and what it had not acked is the broker's again for the next consumer."""
+    proxy = TcpProxy().start()
+    handler = Recorder()
+    consumer = messaging.Consumer(proxy.url(amqp_url), spec, handler,
+                                  consumer=f"test-{uuid.uuid4().hex[:8]}")
+    consumer.start()
+    try:
+        wait_for(consumer.consuming.is_set, 10, what="the consumer to start consuming")
+        first = ticket_dispatched(tracking_id())
+        publish(publisher, first)
+        wait_for(lambda: handler.ids() == [first.event_id], 10, what="the first event")
+        proxy.hold_replies()
+        started = time.monotonic()
+        finished = consumer.stop(timeout=20)
+        stopped_in = time.monotonic() - started
+        assert finished, "the consumer's loop did not finish"
+        assert stopped_in < 2 * messaging.CLOSE_TIMEOUT + 2, f"stop took {stopped_in:.1f} s"
+    finally:
+        consumer.stop(timeout=1)
+        proxy.stop()
+    # Nothing was lost: the next consumer gets what arrives now, once.
+    second = ticket_dispatched(tracking_id())
+    publish(publisher, second)
+    again = Recorder()
+    other = messaging.Consumer(amqp_url, spec, again, consumer=f"test-{uuid.uuid4().hex[:8]}")
+    other.start()
+    try:
+        wait_for(lambda: second.event_id in again.ids(), 10, what="the second event")
+    finally:
+        other.stop(timeout=5)
+    assert first.event_id not in again.ids(), "the first was acked before the silence"
+
+
 def test_a_publisher_closes_with_the_handshake_when_the_broker_answers(amqp_url, caplog):
     publisher = messaging.Publisher(amqp_url, "test-polite-close")
     publish(publisher, ticket_dispatched(tracking_id()))
