@@ -443,54 +443,63 @@ class Publisher:
             (_abandon if abandon else _close_quietly)(connection)
 
 
-def _close_quietly(connection, timeout: float | None = None) -> None:
-    """Closes with the AMQP handshake, waiting at most `timeout` (CLOSE_TIMEOUT) for the
-    broker's Close-Ok; then the socket is cut (_abandon). pika's own close() waits for it
-    until missed heartbeats end the wait, 35-70 s, when the broker stopped answering."""
-    timeout = CLOSE_TIMEOUT if timeout is None else timeout
+def _close_quietly(connection) -> None:
+    """Closes with the AMQP handshake (the channels', then the connection's), cut after
+    CLOSE_TIMEOUT if the broker does not answer it."""
     try:
-        if not connection.is_open:
-            return
-        connection._impl.close(200, "Normal shutdown")  # closes the channels first
-        deadline = time.monotonic() + timeout
-        connection.call_later(timeout, lambda: None)  # wakes the I/O loop at the deadline
-        # Ends when the connection has closed, or at the deadline.
-        connection._flush_output(lambda: time.monotonic() >= deadline)
+        if connection.is_open:
+            with _answer_within(connection, CLOSE_TIMEOUT):
+                # pika's underlying close, not BlockingConnection.close(): after a cut
+                # during its channels' handshakes, that one asks the ended connection to
+                # close too, which pika logs as an error.
+                connection._impl.close(200, "Normal shutdown")
+                connection._flush_output(lambda: False)  # until the connection has ended
     except Exception:  # noqa: BLE001 - closing a broken connection
         pass
-    if not connection.is_closed:
-        _abandon(connection)
 
 
 def _abandon(connection) -> None:
-    """Drops a connection that failed without the close handshake: pika's close() waits for
-    the broker's Close-Ok, which a broker that stopped answering never sends, until missed
-    heartbeats end the wait (35-70 s). The socket is cut here and pika's loop runs until it
-    has seen the connection end (private to pika, pinned in constraints.txt)."""
+    """Drops a connection that failed without the close handshake, whose answer would never
+    come either; pika's loop runs until it has seen the connection end."""
     try:
-        if not connection.is_closed:  # open, or waiting for a Close-Ok that did not come
-            # As pika ends a connection whose heartbeats stopped, as closed by this side.
-            connection._impl._terminate_stream(pika.exceptions.ConnectionClosedByClient(
-                200, "the broker stopped answering"))
+        if not connection.is_closed:
+            _cut(connection)
             connection._flush_output(lambda: False)
     except Exception:  # noqa: BLE001 - the connection ending is the point
         pass
 
 
-def _cancel(connection, channel, consumer_tag: str) -> bool:
-    """Cancels a subscription, waiting at most CLOSE_TIMEOUT for the broker's Cancel-Ok
-    (pika's basic_cancel waits for it until missed heartbeats end the wait, 35-70 s). False
-    when it did not come and the connection was cut: what was unacked goes back to the
-    queue, and handlers still running will find no connection to ack on."""
+def _cut(connection) -> None:
+    """Ends the connection without the handshake, as pika ends one whose heartbeats stopped,
+    recorded as closed by this side (private to pika, pinned in constraints.txt)."""
+    connection._impl._terminate_stream(pika.exceptions.ConnectionClosedByClient(
+        200, "the broker stopped answering"))
+
+
+@contextlib.contextmanager
+def _answer_within(connection, seconds: float):
+    """A handshake with the broker (a cancel, a close) inside the block is waited for at
+    most `seconds`, then the connection is cut. pika waits for the answer until missed
+    heartbeats end the wait, 35-70 s, when the broker has stopped answering. The timer runs
+    in pika's own I/O loop, which the blocking calls turn while they wait."""
     impl = connection._impl
-    cut = impl._adapter_call_later(CLOSE_TIMEOUT, lambda: impl._terminate_stream(
-        pika.exceptions.ConnectionClosedByClient(200, "the broker stopped answering")))
+    timer = impl._adapter_call_later(
+        seconds, lambda: None if impl.is_closed else _cut(connection))
     try:
-        channel.basic_cancel(consumer_tag)
+        yield
+    finally:
+        timer.cancel()
+
+
+def _cancel(connection, channel, consumer_tag: str) -> bool:
+    """Cancels a subscription, waiting at most CLOSE_TIMEOUT for the broker's Cancel-Ok.
+    False when it did not come and the connection was cut: what was unacked goes back to
+    the queue, and handlers still running will find no connection to ack on."""
+    try:
+        with _answer_within(connection, CLOSE_TIMEOUT):
+            channel.basic_cancel(consumer_tag)
     except pika.exceptions.AMQPError:
         return False
-    finally:
-        cut.cancel()
     return connection.is_open
 
 
