@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from flask import Flask
+from prometheus_client import Histogram
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -50,6 +51,17 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 32 * 1024
 DRAIN_IDLE_GRACE = 0.5  # seconds a connection may stay silent once the drain has begun
+
+# The time a whole request waited for one of the server's threads: not part of
+# lapor_http_request_duration_seconds, which runs from when Flask starts on it.
+QUEUE_WAIT = Histogram("lapor_http_queue_wait_seconds",
+                       "Time a received request waited for a free server thread",
+                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+# waitress warns "Task queue depth is N" for every request that finds no idle thread: under
+# load that is hundreds of lines a second saying what QUEUE_WAIT measures. A logger of its
+# own, disabled, takes those calls.
+_UNLOGGED = logging.Logger("waitress.queue.measured")
+_UNLOGGED.disabled = True
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,17 @@ class _ProblemErrorTask(ErrorTask):
         self.write(body)
 
 
+class _Dispatcher(ThreadedTaskDispatcher):
+    """waitress's dispatcher, stamping each connection it queues (a connection with a whole
+    request to answer) with the moment it was queued."""
+
+    queue_logger = _UNLOGGED
+
+    def add_task(self, task):
+        task.queued_at = time.monotonic()
+        super().add_task(task)
+
+
 class _Task(WSGITask):
     def build_response_header(self):
         if self.channel.server.draining:
@@ -161,6 +184,13 @@ class _Channel(HTTPChannel):
                                               upload_timeout=server.upload_timeout)
         # The first request's clock runs from the moment the connection is accepted.
         self.receiving_since: float | None = time.monotonic()
+        self.queued_at: float | None = None  # set by _Dispatcher
+
+    def service(self):
+        if self.queued_at is not None:
+            QUEUE_WAIT.observe(time.monotonic() - self.queued_at)
+            self.queued_at = None
+        return super().service()
 
     def received(self, data):
         if self.request is None and self.receiving_since is None:
@@ -245,7 +275,7 @@ class HttpServer:
             upload_adj.max_request_body_size = uploads.max_bytes + MULTIPART_SLACK + 1
         self.adj = adj
         self._map: dict = {}
-        self.dispatcher = ThreadedTaskDispatcher()
+        self.dispatcher = _Dispatcher()
         self.dispatcher.set_thread_count(adj.threads)
         self.listeners = []
         for sockinfo in adj.listen:

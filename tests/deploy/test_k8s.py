@@ -54,6 +54,7 @@ AGENCY_LEVELS = {"triage", "national", "provincial", "regency", "other"}
 METRICS: dict[str, dict[str, set[str] | None]] = {
     "lapor_http_requests_total": {"route": None, "method": None, "status": None},
     "lapor_http_request_duration_seconds": {"route": None},
+    "lapor_http_queue_wait_seconds": {},
     "lapor_grpc_server_handled_total": {"method": None, "code": GRPC_CODES},
     "lapor_grpc_server_handling_seconds": {"method": None},
     "lapor_events_published_total": {"type": None},
@@ -103,9 +104,9 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "rabbitmq_queue_messages_unacked": {"queue": None, "vhost": None},
     "up": {},
 }
-HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_grpc_server_handling_seconds",
-              "lapor_notify_send_duration_seconds", "lapor_duplicate_check_seconds",
-              "lapor_consumer_batch_size"}
+HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_http_queue_wait_seconds",
+              "lapor_grpc_server_handling_seconds", "lapor_notify_send_duration_seconds",
+              "lapor_duplicate_check_seconds", "lapor_consumer_batch_size"}
 TARGET_LABELS = {"job", "instance"}
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
                    "unless", "bool", "offset", "Inf", "NaN"}
@@ -544,6 +545,7 @@ def test_the_metrics_table_is_what_the_services_export():
     import prometheus_client
 
     import services.intake.app
+    import services.intake.server
     import services.notify.app
     import services.routing.app  # noqa: F401 (registers routing's metrics)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import re
 import select
 import socket
@@ -23,7 +24,7 @@ from services.intake import limits
 from services.intake.app import create_app
 from services.intake.server import IntakeProcess, ServerSettings
 from tests.conftest import free_port
-from tests.integration.helpers import dead_amqp_url, scrape, wait_for
+from tests.integration.helpers import dead_amqp_url, scrape, scraped, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -352,6 +353,33 @@ def test_metrics_are_on_their_own_port_and_not_on_the_citizens_one(tmp_path):
         assert status == 404 and json.loads(body)["code"] == "not_found"
         status, _, body = request(intake.ops.port, "GET", "/readyz")
         assert status == 200 and json.loads(body)["checks"]["serving"] is True
+
+
+def test_a_request_waiting_for_a_busy_server_is_measured_not_logged(tmp_path, caplog):
+    """With every server thread busy, a request queues: the wait shows on the metrics port
+    (lapor_http_queue_wait_seconds) and waitress's warning per queued request is not logged."""
+    with FakeRouting(delay=1.5) as routing, running_intake(
+            tmp_path, routing_addr=f"127.0.0.1:{routing.port}", routing_timeout=5.0,
+            threads=1) as intake:
+        def waits() -> tuple[float, float]:
+            text = scrape(intake.ops.port)
+            return (scraped(text, "lapor_http_queue_wait_seconds_count") or 0.0,
+                    scraped(text, "lapor_http_queue_wait_seconds_bucket", le="0.5") or 0.0)
+
+        count_before, quick_before = waits()
+        busy = threading.Thread(target=request, args=(
+            intake.port, "POST", "/api/v1/reports/suggest",
+            {"title": "Jalan rusak", "region_code": "13.03"}))
+        with caplog.at_level(logging.DEBUG):
+            busy.start()
+            assert routing.called.wait(5), "the suggestion never reached routing"
+            status, _, body = request(intake.port, "GET", "/healthz")  # waits for the thread
+            busy.join(10)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        count, quick = waits()
+        assert count - count_before == 2  # the suggestion and the health check
+        assert quick - quick_before == 1  # the suggestion went straight to the thread
+        assert not [r for r in caplog.records if "queue depth" in r.getMessage()]
 
 
 def test_a_dead_background_loop_fails_liveness_on_the_metrics_port(tmp_path):
