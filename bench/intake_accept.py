@@ -76,7 +76,7 @@ def serve_bare(port: int, database_url: str) -> None:
 
 # -- clients ---------------------------------------------------------------------------------
 def _client(port: int, stop_at: float, measure_from: float, latencies: list[float],
-            errors: list[str]) -> None:
+            errors: list[str], answered: list[int]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     body = json.dumps(REPORT).encode()
     try:
@@ -91,7 +91,9 @@ def _client(port: int, stop_at: float, measure_from: float, latencies: list[floa
             done = time.perf_counter()
             if response.status != 201:
                 errors.append(str(response.status))
-            elif started >= measure_from:
+                continue
+            answered.append(1)
+            if started >= measure_from:
                 latencies.append(done - started)
     except (OSError, http.client.HTTPException) as exc:
         errors.append(repr(exc))
@@ -99,23 +101,34 @@ def _client(port: int, stop_at: float, measure_from: float, latencies: list[floa
         conn.close()
 
 
-def load(port: int) -> dict:
-    """CONNECTIONS clients posting as fast as answers come, SECONDS after a warm-up."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, pid: int) -> dict:
+    """CONNECTIONS clients posting as fast as answers come, SECONDS after a warm-up; the
+    server's CPU a request over the whole run, warm-up included."""
     measure_from = time.perf_counter() + WARMUP_SECONDS
     stop_at = measure_from + SECONDS
     latencies: list[float] = []
     errors: list[str] = []
+    answered: list[int] = []
     threads = [threading.Thread(target=_client, args=(port, stop_at, measure_from, latencies,
-                                                      errors)) for _ in range(CONNECTIONS)]
+                                                      errors, answered))
+               for _ in range(CONNECTIONS)]
+    cpu_before = cpu_seconds(pid)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    cpu = cpu_seconds(pid) - cpu_before
     if errors:
         raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[:3]}")
     cuts = statistics.quantiles(latencies, n=100)
     return {"rate": len(latencies) / SECONDS, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000,
-            "count": len(latencies)}
+            "count": len(latencies), "cpu_ms": cpu * 1000 / len(answered)}
 
 
 def _run(command: list[str], env: dict, port: int, log: Path) -> dict:
@@ -123,7 +136,7 @@ def _run(command: list[str], env: dict, port: int, log: Path) -> dict:
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_ready(port, proc, log, "server")
-        return load(port)
+        return load(port, proc.pid)
     finally:
         stop(proc)
 
@@ -139,9 +152,10 @@ def measure(label: str, intake_url: str, bare_url: str, amqp_url: str, workdir: 
            "INTAKE_RATE_LIMIT_SUBMIT": "1000000 per minute", "LAPOR_LOG_LEVEL": "WARNING"}
     real = _run([sys.executable, "-m", "services.intake"], env, port, workdir / "intake.log")
     print(f"intake accept ({label}), {CONNECTIONS} connections, {SECONDS:g} s: "
-          f"{real['rate']:,.0f}/s, p50 {real['p50']:.1f} ms, p99 {real['p99']:.1f} ms; "
+          f"{real['rate']:,.0f}/s, p50 {real['p50']:.1f} ms, p99 {real['p99']:.1f} ms, "
+          f"{real['cpu_ms']:.2f} ms of intake's CPU a submission; "
           f"bare endpoint (same server, one-row commit) {bare['rate']:,.0f}/s, "
-          f"p50 {bare['p50']:.1f} ms, p99 {bare['p99']:.1f} ms; "
+          f"p50 {bare['p50']:.1f} ms, p99 {bare['p99']:.1f} ms, {bare['cpu_ms']:.2f} ms of CPU; "
           f"{real['rate'] / bare['rate']:.0%} of the bare endpoint's rate (target 60%)",
           flush=True)
 
