@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
 from services.infra import logs
-from services.infra.db import BigId, as_utc, reading, utcnow
+from services.infra.db import BigId, Insert, as_utc, reading, utcnow
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.messaging import PublishError
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
@@ -93,7 +93,7 @@ class Outbox:
         a transaction or two and a confirmed publish, for that much more latency)."""
         self.engine = engine
         self.table = table
-        self._insert = table.insert()
+        self._insert = Insert(table)
         # The relay's statements, built once (it goes round once per commit under load).
         t = table
         due = sa.and_(t.c.published_at.is_(None),
@@ -155,9 +155,7 @@ class Outbox:
     def add_rows(self, conn: Connection, rows: list[dict]) -> None:
         """Stores rows built by `rows` in the caller's open transaction, in one statement
         (executemany for several); they are sent after commit, in this order."""
-        # One statement object, parameters apart: building insert().values(...) anew costs
-        # more than executing it (SQLAlchemy recomputes its cache key every time).
-        conn.execute(self._insert, rows if len(rows) > 1 else rows[0])
+        self._insert.execute(conn, rows)
 
     def wake(self) -> None:
         """Asks the relay to publish now instead of at its next poll: something was added."""

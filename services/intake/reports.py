@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import events, logs
+from services.infra import db, events, logs
 from services.infra.db import as_utc, reading, utcnow
 from services.infra.outbox import Outbox
 from services.intake import idempotency, ids, storage
@@ -40,9 +40,9 @@ ENTRY_LABELS = {**STATUS_LABELS, "NOTIFICATION": "Pemberitahuan", "MESSAGE": "Pe
 
 # Built once: SQLAlchemy caches the compiled SQL, but a statement built with .values(...) for
 # every report is re-walked to find that cache entry, which cost more than the INSERT itself.
-_INSERT_REPORT = storage.reports.insert()
-_INSERT_TIMELINE = storage.timeline.insert()
-_INSERT_KEY = storage.idempotency_keys.insert()
+_INSERT_REPORT = db.Insert(storage.reports)
+_INSERT_TIMELINE = db.Insert(storage.timeline)
+_INSERT_KEY = db.Insert(storage.idempotency_keys)
 _PREVIOUS_ANSWER = sa.select(storage.idempotency_keys.c.sealed_answer).where(
     storage.idempotency_keys.c.key_hash == sa.bindparam("key_hash"))
 
@@ -107,9 +107,9 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
                 if idempotency_key:
                     # The key first: a retry of an earlier submission stops here (the key
                     # is unique) without a lookup in every first submission.
-                    conn.execute(_INSERT_KEY, key_row)
-                conn.execute(_INSERT_REPORT, rows["report"])
-                conn.execute(_INSERT_TIMELINE, rows["timeline"])
+                    _INSERT_KEY.execute(conn, key_row)
+                _INSERT_REPORT.execute(conn, rows["report"])
+                _INSERT_TIMELINE.execute(conn, rows["timeline"])
                 outbox.add_rows(conn, rows["outbox"])
                 if also is not None:
                     also(conn, answer["tracking_id"])

@@ -1,0 +1,114 @@
+"""db.Insert, the hot paths' inserts run straight on the driver's cursor: what it stores is
+what SQLAlchemy's own insert stores, on SQLite and PostgreSQL, and its errors are
+SQLAlchemy's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from services.infra import db
+
+pytestmark = pytest.mark.integration
+
+metadata = sa.MetaData()
+rows = sa.Table(
+    "insert_rows", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(20), nullable=False, unique=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("flag", sa.Boolean, nullable=False, default=False),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Column("payload", sa.LargeBinary),
+    sa.Column("score", sa.Float),
+    sa.Column("created", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = db.make_engine(database_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def stored(engine, key: str) -> tuple:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(rows).where(rows.c.key == key)).one()
+        text = conn.execute(sa.select(sa.cast(rows.c.at, sa.Text)).where(rows.c.key == key)
+                            ).scalar_one()
+    return row._mapping, text
+
+
+def test_a_row_is_stored_exactly_as_sqlalchemys_own_insert_stores_it(engine):
+    at = db.utcnow() - timedelta(days=3, microseconds=17)
+    values = {"at": at, "flag": True, "note": "Jalan rusak — 1 m", "payload": b"\x00\xff",
+              "score": 0.125}
+    with engine.begin() as conn:
+        assert db.Insert(rows).execute(conn, {"key": "fast", **values}) == 1
+        conn.execute(rows.insert(), {"key": "core", **values})
+    (fast, fast_text), (core, core_text) = stored(engine, "fast"), stored(engine, "core")
+    assert fast_text == core_text  # the same text on disk, not only the same value read back
+    assert {k: v for k, v in fast.items() if k not in ("id", "key", "created")} == \
+        {k: v for k, v in core.items() if k not in ("id", "key", "created")}
+    assert db.as_utc(fast["at"]) == at
+    assert fast["created"] is not None  # a server default still applies
+
+
+def test_columns_left_out_get_their_defaults_and_several_rows_go_in_one_call(engine):
+    at = db.utcnow()
+    with engine.begin() as conn:
+        inserted = db.Insert(rows).execute(conn, [{"key": f"k{i}", "at": at} for i in range(3)])
+    assert inserted == 3
+    row, _ = stored(engine, "k2")
+    assert (row["flag"], row["note"], row["payload"], row["score"]) == (False, "", None, None)
+
+
+def test_a_taken_key_is_an_integrity_error_that_does_not_quote_the_values(engine):
+    insert = db.Insert(rows)
+    with engine.begin() as conn:
+        insert.execute(conn, {"key": "rina@contoh.id", "at": db.utcnow()})
+    with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as conn:
+        insert.execute(conn, {"key": "rina@contoh.id", "at": db.utcnow(), "note": "081234567890"})
+    assert "081234567890" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
+    # The failed transaction was rolled back and the connection is fit for the next one.
+    with engine.begin() as conn:
+        assert insert.execute(conn, {"key": "next", "at": db.utcnow()}) == 1
+
+
+def test_skip_duplicates_leaves_a_taken_key_out_and_says_so(engine):
+    insert = db.Insert(rows, skip_duplicates=True)
+    with engine.begin() as conn:
+        assert insert.execute(conn, {"key": "once", "at": db.utcnow(), "note": "first"}) == 1
+        assert insert.execute(conn, {"key": "once", "at": db.utcnow(), "note": "second"}) == 0
+    assert stored(engine, "once")[0]["note"] == "first"
+
+
+def test_it_writes_in_the_callers_transaction(engine):
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        db.Insert(rows).execute(conn, {"key": "undone", "at": db.utcnow()})
+        raise RuntimeError("the handler failed after the insert")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(rows)).scalar_one() == 0
+
+
+def test_rows_that_name_different_columns_or_unknown_ones_are_refused(engine):
+    insert = db.Insert(rows)
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="different columns"):
+            insert.execute(conn, [{"key": "a", "at": db.utcnow()},
+                                  {"key": "b", "at": db.utcnow(), "note": "x"}])
+        with pytest.raises(KeyError, match="no column"):
+            insert.execute(conn, {"key": "a", "at": db.utcnow(), "nmae": "x"})
+
+
+def test_a_column_with_a_computed_default_is_refused_when_built():
+    table = sa.Table("computed_default", sa.MetaData(),
+                     sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("at", sa.DateTime, default=db.utcnow))
+    with pytest.raises(ValueError, match="only scalar defaults"):
+        db.Insert(table)
