@@ -30,7 +30,7 @@ def _state(value: int) -> str:
 # running them (docs/performance.md).
 _KNOWN = sa.select(storage.reports.c.tracking_id).where(
     storage.reports.c.tracking_id == sa.bindparam("tracking_id"))
-_INSERT_ENTRY = storage.timeline.insert()
+_INSERT_ENTRY = db.Insert(storage.timeline)
 
 
 @functools.cache
@@ -78,7 +78,7 @@ class ReadModel:
                 self._linked(conn, envelope.aggregate_id, payload.master_tracking_id)
                 return "processed"
             if entry is not None:
-                conn.execute(_INSERT_ENTRY, {**entry, "tracking_id": envelope.aggregate_id,
+                _INSERT_ENTRY.execute(conn, {**entry, "tracking_id": envelope.aggregate_id,
                                              "at": occurred,
                                              "source_event_id": envelope.event_id})
             if change:

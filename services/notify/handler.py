@@ -85,7 +85,7 @@ REPORTER_KINDS = {"", "parent", "national", "oversight"}
 _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 
 
-_INSERT_DELIVERY = sa.insert(store.deliveries)
+_INSERT_DELIVERY = db.Insert(store.deliveries)
 # Statements run for most events, built once (store.py says why).
 _d = store.deliveries
 _WAKE_WAITING = _d.update().where(
@@ -401,7 +401,7 @@ class EventHandler:
              target: str, payload: dict, delivery_id: str | None = None,
              trigger_event_id: str | None = None) -> None:
         now = db.utcnow()
-        conn.execute(_INSERT_DELIVERY, dict(
+        _INSERT_DELIVERY.execute(conn, dict(
             delivery_id=delivery_id or str(uuid.uuid4()), tracking_id=tracking_id,
             channel=channel, audience=audience, target=target,
             trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,

@@ -178,7 +178,7 @@ _RECORD = _d.update().where(
     _d.c.status == "pending",
 ).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
          last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"))
-_INSERT_ATTEMPT = sa.insert(store.delivery_attempts)
+_INSERT_ATTEMPT = db.Insert(store.delivery_attempts)
 
 
 class DeliveryWorker:
@@ -478,7 +478,7 @@ class DeliveryWorker:
                 "b_error": None if outcome.status == "delivered" else outcome.detail[:200],
             }).rowcount
             if updated == 1:
-                conn.execute(_INSERT_ATTEMPT, {
+                _INSERT_ATTEMPT.execute(conn, {
                     "delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
                     "outcome": outcome.status, "detail": outcome.detail[:200]})
                 if outcome.status in ANNOUNCED:

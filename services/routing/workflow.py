@@ -46,8 +46,8 @@ State = common_pb2.TicketState
 
 # Built once: SQLAlchemy walks a statement built anew to find its cached compilation, which
 # cost a ticket's creation as much as running the statements (docs/performance.md).
-_INSERT_TICKET = storage.tickets.insert()
-_INSERT_HISTORY = storage.ticket_history.insert()
+_INSERT_TICKET = db.Insert(storage.tickets)
+_INSERT_HISTORY = db.Insert(storage.ticket_history)
 _TICKET_OF_REPORT = sa.select(storage.tickets.c.ticket_id).where(
     storage.tickets.c.tracking_id == sa.bindparam("tracking_id"))
 # Every audit-trail row of a new ticket names every column: an executemany takes its
@@ -199,7 +199,7 @@ class Workflow:
         deadline = self.calendar.add_working_days(clock_start, days, tz)
         ticket_id = str(uuid.uuid4())
         located = report.HasField("location")
-        conn.execute(_INSERT_TICKET, dict(
+        _INSERT_TICKET.execute(conn, dict(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
             confidence=decision.confidence, decision=decision.explanation,
@@ -232,7 +232,7 @@ class Workflow:
         else:
             history[0]["agency_code"] = decision.agency.code
             history[0]["reason"] = decision.explanation
-        conn.execute(_INSERT_HISTORY, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
+        _INSERT_HISTORY.execute(conn, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
                                        for h in history])
 
         content = common_pb2.ReportContent()
@@ -270,7 +270,7 @@ class Workflow:
                 # The report.submitted it follows has not been handled yet: retry later.
                 raise LookupError("update for a report routing has not seen yet")
             at = payload.at.ToDatetime(tzinfo=UTC) if payload.HasField("at") else self.now()
-            conn.execute(_INSERT_HISTORY, dict(
+            _INSERT_HISTORY.execute(conn, dict(
                 ticket_id=ticket.ticket_id, at=at, from_state=ticket.state,
                 to_state=ticket.state, actor_role="citizen", actor="citizen", action="update",
                 agency_code=ticket.agency_code, from_agency=ticket.agency_code,

@@ -59,7 +59,7 @@ MAX_NOTE = 2_000
 
 # Statements built once: SQLAlchemy walks a statement built anew to find its cached
 # compilation, which cost about as much as running it (docs/performance.md).
-_INSERT_HISTORY = storage.ticket_history.insert()
+_INSERT_HISTORY = db.Insert(storage.ticket_history)
 _LOAD = sa.select(storage.tickets).where(
     storage.tickets.c.tracking_id == sa.bindparam("tracking_id"))
 _LOAD_LOCKED = _LOAD.with_for_update()
@@ -216,7 +216,7 @@ class Tickets:
             values, where_ticket_id=row.ticket_id, where_version=row.version))
         if updated.rowcount != 1:
             raise Stale(row.version, row.version + 1)
-        conn.execute(_INSERT_HISTORY, dict(
+        _INSERT_HISTORY.execute(conn, dict(
             ticket_id=row.ticket_id, at=now, from_state=source.value,
             to_state=the_step.target.value, actor_role=principal.acting_role.value,
             actor=principal.username, action=action.value, agency_code=agency.code,
@@ -444,7 +444,7 @@ class Tickets:
             if expected_version and expected_version != row.version:
                 raise Stale(expected_version, row.version)
             self._message(conn, row, "to_reporter", principal, text)
-            conn.execute(_INSERT_HISTORY, dict(
+            _INSERT_HISTORY.execute(conn, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=principal.acting_role.value,
                 actor=principal.username, action="message", agency_code=row.agency_code,
@@ -471,7 +471,7 @@ class Tickets:
                                                               "laporan"))
             if state in ACTIVE:
                 self._message(conn, row, "to_agency", CITIZEN, message)
-                conn.execute(_INSERT_HISTORY, dict(
+                _INSERT_HISTORY.execute(conn, dict(
                     ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                     to_state=row.state, actor_role=Role.CITIZEN.value, actor="citizen",
                     action="message", agency_code=row.agency_code,
@@ -500,7 +500,7 @@ class Tickets:
             t = storage.tickets
             conn.execute(t.update().where(t.c.ticket_id == row.ticket_id).values(
                 rating=rating, rating_comment=comment, updated_at=self.now()))
-            conn.execute(_INSERT_HISTORY, dict(
+            _INSERT_HISTORY.execute(conn, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=Role.CITIZEN.value, actor="citizen",
                 action="rate", agency_code=row.agency_code, from_agency=row.agency_code,
@@ -676,7 +676,7 @@ class Tickets:
             version = row.version + 1
             conn.execute(t.update().where(t.c.ticket_id == row.ticket_id).values(
                 oversight_flagged_at=now, version=version, updated_at=now))
-            conn.execute(_INSERT_HISTORY, dict(
+            _INSERT_HISTORY.execute(conn, dict(
                 ticket_id=row.ticket_id, at=now, from_state=row.state, to_state=row.state,
                 actor_role=Role.SYSTEM.value, actor="system", action="flag_oversight",
                 agency_code=row.agency_code, from_agency=row.agency_code,
@@ -784,7 +784,7 @@ class Tickets:
         if updated.rowcount != 1:
             raise Stale(row.version, row.version + 1)
         note = f"Digabung dengan laporan {master.tracking_id}"
-        conn.execute(_INSERT_HISTORY, dict(
+        _INSERT_HISTORY.execute(conn, dict(
             ticket_id=row.ticket_id, at=now, from_state=row.state,
             to_state=State.ARCHIVED.value, actor_role=principal.acting_role.value,
             actor=principal.username, action="link", agency_code=row.agency_code,
@@ -849,7 +849,7 @@ class Tickets:
             if found.resolution == "dismissed":
                 return row  # dismissed before: the same answer, nothing written twice
             conn.execute(d.update().where(pair).values(resolution="dismissed"))
-            conn.execute(_INSERT_HISTORY, dict(
+            _INSERT_HISTORY.execute(conn, dict(
                 ticket_id=row.ticket_id, at=self.now(), from_state=row.state,
                 to_state=row.state, actor_role=principal.acting_role.value,
                 actor=principal.username, action="dismiss_duplicate",
