@@ -89,6 +89,15 @@ class Env:
                               f"got {value!r}")
         return value
 
+    def outbox_gather(self, name: str, default: float) -> float:
+        """How long an outbox relay, once woken, waits for more events before it publishes:
+        seconds from 0 (at once) to 5."""
+        value = self.float(name, default)
+        if not 0 <= value <= 5:
+            raise ConfigError(f"{name} must be seconds from 0 (send at once) to 5, "
+                              f"got {value!r}")
+        return value
+
     def consumer_batch(self) -> int:
         """LAPOR_CONSUMER_BATCH: at most this many events already in a consumer's hand are
         handled in one transaction (1: one transaction per event)."""

@@ -30,6 +30,10 @@ from services.intake.staff import bp as staff_bp
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = MAX_BODY_KIB * 1024
+# How long the outbox relay, once woken, waits for more reports' events before it publishes
+# (INTAKE_OUTBOX_GATHER): under a burst a round carries several reports instead of one,
+# for at most this much more before routing sees a report (decision 64).
+DEFAULT_OUTBOX_GATHER = 0.01
 
 HTTP_REQUESTS = Counter("lapor_http_requests_total", "HTTP requests handled",
                         ["route", "method", "status"])
@@ -87,6 +91,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "DATABASE_URL": env.database_url("INTAKE_DATABASE_URL", "intake"),
         "AMQP_URL": env.amqp_url(),
         "CONSUMER_BATCH": env.consumer_batch(),
+        "OUTBOX_GATHER": env.outbox_gather("INTAKE_OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.seconds("INTAKE_ROUTING_TIMEOUT", 1.0),
         "ROUTING_ACTION_TIMEOUT": env.seconds("INTAKE_ROUTING_ACTION_TIMEOUT", 5.0),
@@ -137,7 +142,8 @@ def create_app(config: dict | None = None) -> Flask:
     db.migrate(engine, "intake", storage.MIGRATIONS)
     amqp_url = app.config["AMQP_URL"]
     outbox = Outbox(engine, storage.outbox, "intake",
-                    lambda: messaging.Publisher(amqp_url, "intake-outbox"))
+                    lambda: messaging.Publisher(amqp_url, "intake-outbox"),
+                    gather=app.config.get("OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER))
     consumer = messaging.Consumer(amqp_url, messaging.QUEUES["intake"],
                                   readmodel.ReadModel(engine).handle,
                                   consumer=readmodel.CONSUMER,

@@ -114,7 +114,7 @@ class Settings:
             whatsapp_gateway=_gateway(env, "WHATSAPP"),
             gateway_timeout=env.float("NOTIFY_GATEWAY_TIMEOUT", 10.0),
             sms_max_parts=max_parts,
-            outbox_gather=env.float("NOTIFY_OUTBOX_GATHER", 0.1),
+            outbox_gather=env.outbox_gather("NOTIFY_OUTBOX_GATHER", 0.1),
         )
         for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
                             ("NOTIFY_GATEWAY_TIMEOUT", settings.gateway_timeout),
@@ -123,9 +123,6 @@ class Settings:
                             ("NOTIFY_WORKERS", settings.workers)):
             if not value > 0:
                 raise ConfigError(f"{name} must be greater than 0, got {value!r}")
-        if not 0 <= settings.outbox_gather <= 5:
-            raise ConfigError(f"NOTIFY_OUTBOX_GATHER must be seconds from 0 (send at once) to "
-                              f"5, got {settings.outbox_gather!r}")
         # Read here, not on the first webhook, so a bad link setting stops notify at start.
         payloads.attachment_links_from_env(env)
         return settings

@@ -114,3 +114,18 @@ def test_the_consumer_batch_defaults_to_16_and_takes_1_to_256(raw, expected):
 def test_a_consumer_batch_outside_1_to_256_stops_the_process_naming_it(raw):
     message = exit_message(lambda: Env({"LAPOR_CONSUMER_BATCH": raw}).consumer_batch())
     assert "LAPOR_CONSUMER_BATCH" in message and raw in message
+
+
+def test_intakes_relay_gathers_for_10_ms_unless_set():
+    from services.intake.app import settings_from_env
+
+    assert settings_from_env(Env({}))["OUTBOX_GATHER"] == 0.01
+    assert settings_from_env(Env({"INTAKE_OUTBOX_GATHER": "0"}))["OUTBOX_GATHER"] == 0.0
+
+
+@pytest.mark.parametrize("raw", ["-0.01", "6", "soon"])
+def test_a_bad_intake_gather_window_stops_the_process_naming_it(raw):
+    from services.intake.app import settings_from_env
+
+    message = exit_message(lambda: settings_from_env(Env({"INTAKE_OUTBOX_GATHER": raw})))
+    assert "INTAKE_OUTBOX_GATHER" in message
