@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -112,3 +113,26 @@ def test_a_column_with_a_computed_default_is_refused_when_built():
                      sa.Column("at", sa.DateTime, default=db.utcnow))
     with pytest.raises(ValueError, match="only scalar defaults"):
         db.Insert(table)
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_dropped_is_invalidated_and_the_next_one_is_fresh(
+        postgres_url):
+    engine = db.make_engine(postgres_url)
+    metadata.create_all(engine)
+    insert = db.Insert(rows)
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as caught, engine.begin() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with psycopg.connect(postgres_url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            insert.execute(conn, {"key": "lost", "at": db.utcnow()})
+        # The caller sees why the insert failed, not a failed rollback on a dead connection.
+        assert "terminating connection" in str(caught.value)
+        assert caught.value.connection_invalidated
+        # The pool does not hand the dead connection out again.
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+            assert insert.execute(conn, {"key": "next", "at": db.utcnow()}) == 1
+    finally:
+        engine.dispose()
