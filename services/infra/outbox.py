@@ -110,9 +110,9 @@ class Outbox:
         self._lease = t.update().where(t.c.id.in_(ids)).values(
             next_attempt_at=sa.bindparam("until"))
         # SQLite's claim in one statement: lease the due rows and get them back (RETURNING,
-        # SQLite 3.35 and later; older ones read, then lease).
+        # SQLite 3.35 and later; older ones read, then lease). PostgreSQL never claims so.
         self._claim_returning = None
-        if engine.dialect.update_returning:
+        if engine.dialect.name == "sqlite" and engine.dialect.update_returning:
             self._claim_returning = (
                 t.update()
                 .where(t.c.id.in_(sa.select(t.c.id).where(due).order_by(t.c.id)
