@@ -4,6 +4,7 @@ idempotent."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import functools
@@ -439,25 +440,150 @@ class Insert:
             values = [process(row[name]) if process else row[name]
                       for name, process in processors]
             params.append(values if positional else dict(zip(order, values, strict=True)))
-        dbapi_conn = conn.connection.dbapi_connection
-        cursor = dbapi_conn.cursor()
-        try:
-            if len(params) == 1:
-                cursor.execute(statement, params[0])
+        many = len(params) > 1
+        return _on_cursor(conn, statement, params if many else params[0], many,
+                          lambda cursor: len(params) if cursor.rowcount < 0 else cursor.rowcount)
+
+
+def _on_cursor(conn: Connection, statement: str, params, many: bool, fetch):
+    """Runs `statement` on the driver's cursor of `conn` (inside its transaction) and returns
+    fetch(cursor). A driver error is wrapped as SQLAlchemy wraps it, its values hidden; one
+    that means the connection is gone invalidates it, so the pool does not hand it out
+    again and the caller sees the server's reason rather than a failed rollback's."""
+    dialect = conn.dialect
+    dbapi_conn = conn.connection.dbapi_connection
+    cursor = dbapi_conn.cursor()
+    # Listeners of SQLAlchemy's cursor events (tracing, a test's statement log) still see
+    # every statement; without any, this costs one test.
+    events = conn._has_events or conn.engine._has_events
+    try:
+        if events:
+            for listener in conn.dispatch.before_cursor_execute:
+                statement, params = listener(conn, cursor, statement, params, None, many)
+        if many:
+            cursor.executemany(statement, params)
+        else:
+            cursor.execute(statement, params)
+        if events:
+            conn.dispatch.after_cursor_execute(conn, cursor, statement, params, None, many)
+        return fetch(cursor)
+    except dialect.loaded_dbapi.Error as exc:
+        invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if invalidated:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            statement, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+            connection_invalidated=invalidated, dialect=dialect, ismulti=many) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            cursor.close()
+
+
+class Statement:
+    """A SELECT, UPDATE or DELETE (with or without RETURNING) built once, compiled once per
+    dialect and run straight on the driver's cursor of the caller's connection (in its
+    transaction), as Insert does for inserts: through SQLAlchemy's statement machinery
+    each run of an already compiled statement cost 30–60 µs of Python (an execution
+    context, the parameters processed through the compiled form, a result set up), and
+    claiming and recording a delivery, the busiest loop of notify, runs four such
+    statements.
+
+    Values given are keyed by the statement's bindparam() names and go through their
+    types' bind processors; values the statement holds itself (`status == "pending"`,
+    `limit(1)`) are bound as SQLAlchemy binds them. Rows come back as named tuples (by
+    column key) with each column's result processor applied, as SQLAlchemy would convert
+    them (SQLite's stored text to datetime, say). A statement whose text would change with
+    the values given (an IN of a list given at each run) is refused when it is first
+    compiled."""
+
+    def __init__(self, statement: sa.sql.ClauseElement):
+        self.statement = statement
+        self._plans: dict[str, tuple] = {}
+
+    def _plan(self, dialect) -> tuple:
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            compiled = self.statement.compile(dialect=dialect)
+            # Refused: a value computed while executing (a column's onupdate or Python
+            # default) would be left out, and a list given at each run would change the
+            # statement's text.
+            if compiled.escaped_bind_names or compiled.insert_prefetch or \
+                    compiled.update_prefetch or any(
+                        b.required and (b.expanding or b.literal_execute or name != b.key)
+                        for name, b in compiled.binds.items()):
+                raise ValueError("db.Statement runs only statements whose values bind one "
+                                 f"by one as they are: {compiled.string!r}")
+            given = {name for name, b in compiled.binds.items() if b.required}
+            # The statement's own lists (`channel.in_(("email", "sms"))`) expanded once.
+            state = compiled.construct_expanded_state(dict.fromkeys(given))
+            names = tuple(state.positiontup) if compiled.positional else tuple(state.parameters)
+            origin = {expanded: name for name, names in state.parameter_expansion.items()
+                      for expanded in names}
+            binds = tuple(
+                (name, name in given, state.parameters[name],
+                 compiled.binds[origin.get(name, name)].type.dialect_impl(dialect)
+                 .bind_processor(dialect))
+                for name in names)
+            row = None
+            columns = list(self.statement.selected_columns
+                           if isinstance(self.statement, sa.sql.Select)
+                           else self.statement.exported_columns)  # RETURNING's
+            if columns:
+                keys = [c.key for c in columns]
+                processors = tuple(
+                    c.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for c in columns)
+                row = (collections.namedtuple("Row", keys, rename=True), processors,
+                       any(processors))
+            plan = (state.statement, binds, compiled.positional, row)
+            self._plans[dialect.name] = plan
+        return plan
+
+    def _params(self, binds, positional: bool, given: dict):
+        values = []
+        for name, required, fixed, process in binds:
+            if not required:
+                value = fixed
+            elif name in given:
+                value = given[name]
             else:
-                cursor.executemany(statement, params)
-            return len(params) if cursor.rowcount < 0 else cursor.rowcount
-        except dialect.loaded_dbapi.Error as exc:
-            invalidated = dialect.is_disconnect(exc, dbapi_conn, cursor)
-            if invalidated:
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                statement, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                connection_invalidated=invalidated, dialect=dialect,
-                ismulti=len(params) > 1) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close()
+                raise KeyError(f"a value for bind parameter {name!r} is required")
+            values.append(process(value) if process else value)
+        return values if positional else dict(zip((b[0] for b in binds), values, strict=True))
+
+    def execute(self, conn: Connection, params: dict | list[dict] | None = None) -> int:
+        """Runs an UPDATE or DELETE, once or once for each dict of a list (executemany);
+        the number of rows it touched."""
+        statement, binds, positional, _row = self._plan(conn.dialect)
+        if isinstance(params, list):
+            if not params:
+                return 0
+            many = [self._params(binds, positional, p) for p in params]
+            return _on_cursor(conn, statement, many, True, lambda cursor: cursor.rowcount)
+        return _on_cursor(conn, statement, self._params(binds, positional, params or {}),
+                          False, lambda cursor: cursor.rowcount)
+
+    def _rows(self, conn: Connection, params: dict | None, fetch) -> list:
+        statement, binds, positional, row = self._plan(conn.dialect)
+        if row is None:
+            raise TypeError("the statement returns no rows")
+        make, processors, convert = row
+        raw = _on_cursor(conn, statement, self._params(binds, positional, params or {}),
+                         False, fetch)
+        if not convert:
+            return [make._make(values) for values in raw]
+        return [make._make([process(value) if process else value
+                            for process, value in zip(processors, values, strict=True)])
+                for values in raw]
+
+    def first(self, conn: Connection, params: dict | None = None):
+        """The first row, or None."""
+        rows = self._rows(conn, params, lambda cursor: [r] if (r := cursor.fetchone()) else [])
+        return rows[0] if rows else None
+
+    def all(self, conn: Connection, params: dict | None = None) -> list:
+        """Every row."""
+        return self._rows(conn, params, lambda cursor: cursor.fetchall())
 
 
 # Every event of every consumer comes through here.
