@@ -88,17 +88,17 @@ _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 _INSERT_DELIVERY = db.Insert(store.deliveries)
 # Statements run for most events, built once (store.py says why).
 _d = store.deliveries
-_WAKE_WAITING = _d.update().where(
+_WAKE_WAITING = db.Statement(_d.update().where(
     _d.c.tracking_id == sa.bindparam("b_tracking_id"), _d.c.channel.in_(REPORTER_CHANNELS),
     _d.c.audience == REPORTER, _d.c.status == "pending",
     sa.or_(_d.c.attempts == 0, _d.c.last_error == WAITING_FOR_CONTACT),
-).values(next_attempt_at=sa.bindparam("b_now"))
-_FOLLOWERS = (sa.select(store.followers.c.follower)
-              .where(store.followers.c.master == sa.bindparam("master"))
-              .order_by(store.followers.c.follower))
-_TOLD = sa.select(_d.c.payload).where(
+).values(next_attempt_at=sa.bindparam("b_now")))
+_FOLLOWERS = db.Statement(sa.select(store.followers.c.follower)
+                          .where(store.followers.c.master == sa.bindparam("master"))
+                          .order_by(store.followers.c.follower))
+_TOLD = db.Statement(sa.select(_d.c.payload).where(
     _d.c.tracking_id == sa.bindparam("tracking_id"), _d.c.audience == REPORTER,
-    _d.c.trigger_type.in_(_ONE_PER_VERSION))
+    _d.c.trigger_type.in_(_ONE_PER_VERSION)))
 
 
 class StorageError(RuntimeError):
@@ -197,8 +197,8 @@ class EventHandler:
         # every one not yet attempted, whether or not a worker has looked at it yet. Never
         # one being sent: that one was claimed with its attempt counted and the wait cleared,
         # and waking it would hand it to a second worker.
-        return conn.execute(_WAKE_WAITING, {"b_tracking_id": tracking_id,
-                                            "b_now": db.utcnow()}).rowcount
+        return _WAKE_WAITING.execute(conn, {"b_tracking_id": tracking_id,
+                                             "b_now": db.utcnow()})
 
     def _opted_out(self, conn: Connection, envelope, msg: events_pb2.ContactOptedOut,
                    tracking_id: str) -> int:
@@ -365,7 +365,7 @@ class EventHandler:
         see of the change: never the text written for the master's reporter alone."""
         if fields["template"] not in FOLLOWER_TEMPLATES:
             return 0
-        followers = conn.execute(_FOLLOWERS, {"master": master}).scalars().all()
+        followers = [row.follower for row in _FOLLOWERS.all(conn, {"master": master})]
         if not followers:
             return 0
         state, note = _public_side(envelope)
@@ -386,8 +386,8 @@ class EventHandler:
     @staticmethod
     def _reporter_told(conn: Connection, tracking_id: str, version: int) -> bool:
         """Whether another event of this change of the ticket already emailed the reporter."""
-        stored = conn.execute(_TOLD, {"tracking_id": tracking_id}).scalars()
-        return any(json.loads(payload).get("ticket_version") == version for payload in stored)
+        stored = _TOLD.all(conn, {"tracking_id": tracking_id})
+        return any(json.loads(row.payload).get("ticket_version") == version for row in stored)
 
     def _webhook(self, conn: Connection, envelope, tracking_id: str, audience: str,
                  target: str, body: Callable[[str], dict]) -> int:

@@ -144,7 +144,8 @@ class Contact:
 
 
 _CONTACT_FIELDS = ("name", "email", "phone", "language", "anonymous", "channel")
-_LOAD_CONTACT = sa.select(contacts).where(contacts.c.tracking_id == sa.bindparam("tracking_id"))
+_LOAD_CONTACT = db.Statement(
+    sa.select(contacts).where(contacts.c.tracking_id == sa.bindparam("tracking_id")))
 
 
 def save_contact(conn: Connection, contact: Contact) -> None:
@@ -158,7 +159,7 @@ def save_contact(conn: Connection, contact: Contact) -> None:
 
 
 def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
-    row = conn.execute(_LOAD_CONTACT, {"tracking_id": tracking_id}).first()
+    row = _LOAD_CONTACT.first(conn, {"tracking_id": tracking_id})
     if row is None:
         return None
     return Contact(row.tracking_id, row.name, row.email, row.phone, row.language,
@@ -239,14 +240,14 @@ def set_subscription(conn: Connection, agency_code: str, url: str, secret: str,
             ("url", "secret", "active", "updated_at"))
 
 
-_ENDPOINTS = sa.select(subscriptions).where(
+_ENDPOINTS = db.Statement(sa.select(subscriptions).where(
     subscriptions.c.agency_code.in_([sa.bindparam("agency_code"), DEFAULT_AGENCY]),
-    subscriptions.c.active.is_(True))
+    subscriptions.c.active.is_(True)))
 
 
 def endpoint_for(conn: Connection, agency_code: str) -> Subscription | None:
     """The agency's own active endpoint, else the active default ('*'), else None."""
-    rows = conn.execute(_ENDPOINTS, {"agency_code": agency_code}).all()
+    rows = _ENDPOINTS.all(conn, {"agency_code": agency_code})
     by_code = {row.agency_code: row for row in rows}
     row = by_code.get(agency_code) or by_code.get(DEFAULT_AGENCY)
     if row is None:

@@ -164,20 +164,22 @@ def _where(exc: BaseException) -> str:
 # The statements of every claim and record, built once with their values bound when run
 # (store.py says why).
 _d = store.deliveries
-_DUE = (sa.select(_d).where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
-        .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
+_DUE_QUERY = (sa.select(_d)
+              .where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
+              .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
+_DUE = db.Statement(_DUE_QUERY)
 # PostgreSQL: workers of several replicas claim side by side, each skipping the others' rows.
-_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
-_CLAIM = _d.update().where(_d.c.id == sa.bindparam("b_id")).values(
+_DUE_SKIP_LOCKED = db.Statement(_DUE_QUERY.with_for_update(skip_locked=True))
+_CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     attempts=sa.bindparam("b_attempts"), next_attempt_at=sa.bindparam("b_next"),
     last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"),
-    channel=sa.bindparam("b_channel"))
+    channel=sa.bindparam("b_channel")))
 # Only the worker holding this attempt records it: a lease taken over bumped `attempts`.
-_RECORD = _d.update().where(
+_RECORD = db.Statement(_d.update().where(
     _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
     _d.c.status == "pending",
 ).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
-         last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"))
+         last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now")))
 _INSERT_ATTEMPT = db.Insert(store.delivery_attempts)
 
 
@@ -306,8 +308,7 @@ class DeliveryWorker:
         d = store.deliveries
         now = db.utcnow()
         claimed_at = time.monotonic()
-        row = conn.execute(_DUE_SKIP_LOCKED if db.is_postgres(conn) else _DUE,
-                           {"now": now}).first()
+        row = (_DUE_SKIP_LOCKED if db.is_postgres(conn) else _DUE).first(conn, {"now": now})
         if row is None:
             return None
         contact = endpoint = None
@@ -335,7 +336,7 @@ class DeliveryWorker:
         # The wait for the contact is over: reporter.registered must not wake (and so
         # hand to a second worker) a delivery that is being sent.
         last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
-        conn.execute(_CLAIM, {"b_id": row.id, "b_attempts": attempt,
+        _CLAIM.execute(conn, {"b_id": row.id, "b_attempts": attempt,
                               "b_next": now + self.settings.lease, "b_error": last_error,
                               "b_now": now, "b_channel": channel})
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
@@ -472,11 +473,11 @@ class DeliveryWorker:
         status = "pending" if outcome.status == "retry" else outcome.status
         fallback = None
         with self.engine.begin() as conn:
-            updated = conn.execute(_RECORD, {
+            updated = _RECORD.execute(conn, {
                 "b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
                 "b_next": next_at, "b_now": now,
                 "b_error": None if outcome.status == "delivered" else outcome.detail[:200],
-            }).rowcount
+            })
             if updated == 1:
                 _INSERT_ATTEMPT.execute(conn, {
                     "delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
