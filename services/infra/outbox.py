@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
 from services.infra import logs
-from services.infra.db import BigId, Insert, as_utc, reading, utcnow
+from services.infra.db import BigId, Insert, Statement, as_utc, reading, utcnow
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.messaging import PublishError
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
@@ -99,13 +99,15 @@ class Outbox:
         due = sa.and_(t.c.published_at.is_(None),
                       sa.or_(t.c.next_attempt_at.is_(None),
                              t.c.next_attempt_at <= sa.bindparam("now")))
-        self._any_due = sa.select(t.c.id).where(due).limit(1)
-        self._due = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
-                               t.c.attempts)
-                     .where(due).order_by(t.c.id).limit(sa.bindparam("batch")))
+        # Those the relay runs every round go straight to the driver (db.Statement).
+        self._any_due = Statement(sa.select(t.c.id).where(due).limit(1))
+        due_rows = (sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
+                              t.c.attempts)
+                    .where(due).order_by(t.c.id).limit(sa.bindparam("batch")))
+        self._due = Statement(due_rows)
         # Several replicas relay at once on PostgreSQL; each takes rows the others have not
         # locked.
-        self._due_skip_locked = self._due.with_for_update(skip_locked=True)
+        self._due_skip_locked = Statement(due_rows.with_for_update(skip_locked=True))
         ids = sa.bindparam("ids", expanding=True)
         self._lease = t.update().where(t.c.id.in_(ids)).values(
             next_attempt_at=sa.bindparam("until"))
@@ -113,16 +115,18 @@ class Outbox:
         # SQLite 3.35 and later; older ones read, then lease). PostgreSQL never claims so.
         self._claim_returning = None
         if engine.dialect.name == "sqlite" and engine.dialect.update_returning:
-            self._claim_returning = (
+            self._claim_returning = Statement(
                 t.update()
                 .where(t.c.id.in_(sa.select(t.c.id).where(due).order_by(t.c.id)
                                   .limit(sa.bindparam("batch")).scalar_subquery()))
                 .values(next_attempt_at=sa.bindparam("until"))
                 .returning(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
                            t.c.attempts))
-        self._sent = t.update().where(t.c.id.in_(ids)).values(
-            published_at=sa.bindparam("now"), body=b"", attempts=t.c.attempts + 1,
-            next_attempt_at=None, last_error=None)
+        # Run once for each row sent (executemany): a list of ids in one IN made SQLAlchemy
+        # render and cache a statement for every length of batch.
+        self._sent = Statement(t.update().where(t.c.id == sa.bindparam("b_id")).values(
+            published_at=sa.bindparam("b_now"), body=b"", attempts=t.c.attempts + 1,
+            next_attempt_at=None, last_error=None))
         self.service = service
         self.publisher_factory = publisher_factory
         self.batch = batch
@@ -236,8 +240,8 @@ class Outbox:
             return 0, ""
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
-                rows = [_Row(*r) for r in conn.execute(self._due_skip_locked, {
-                    "now": utcnow(), "batch": self.batch}).all()]
+                rows = [_Row(*r) for r in self._due_skip_locked.all(conn, {
+                    "now": utcnow(), "batch": self.batch})]
                 if not rows:
                     return 0, ""
                 sent, unroutable, failed, why = self._publish(rows)
@@ -280,7 +284,7 @@ class Outbox:
     def _anything_due(self) -> bool:
         """A read first: when nothing is due (most polls) no write lock is taken at all."""
         with reading(self.engine) as conn:
-            return conn.execute(self._any_due, {"now": utcnow()}).first() is not None
+            return self._any_due.first(conn, {"now": utcnow()}) is not None
 
     def _claim(self) -> list[_Row]:
         """SQLite: the due rows, leased to this relay in a short write of their own."""
@@ -289,9 +293,9 @@ class Outbox:
         with self.engine.begin() as conn:
             if self._claim_returning is not None:
                 # RETURNING gives the rows in no set order; they go out in the order written.
-                return sorted((_Row(*r) for r in conn.execute(self._claim_returning, params)),
+                return sorted((_Row(*r) for r in self._claim_returning.all(conn, params)),
                               key=lambda row: row.id)
-            rows = [_Row(*r) for r in conn.execute(self._due, params).all()]
+            rows = [_Row(*r) for r in self._due.all(conn, params)]
             if rows:
                 conn.execute(self._lease, {"ids": [r.id for r in rows],
                                            "until": params["until"]})
@@ -304,7 +308,7 @@ class Outbox:
         done = set(sent) | {r.id for r, _ in unroutable}
         untried = [r.id for r in rows if r.id not in done]
         if sent:
-            conn.execute(self._sent, {"ids": sent, "now": now})
+            self._sent.execute(conn, [{"b_id": i, "b_now": now} for i in sent])
         for row, error in unroutable:
             delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
             conn.execute(t.update().where(t.c.id == row.id).values(
