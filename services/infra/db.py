@@ -354,23 +354,18 @@ def processed_events_table(metadata: sa.MetaData) -> sa.Table:
     return table
 
 
-# Built once per table, key and columns, their values bound when run: a statement built anew
-# each time made SQLAlchemy walk it to find its compiled form, which cost more than running
-# it (docs/performance.md).
+# One per table, key and columns updated, each compiled once per dialect and run on the
+# driver's cursor like every Insert.
 @functools.cache
-def _upsert_statement(dialect_name: str, table: sa.Table, key: str,
-                      update: tuple[str, ...]):
-    dialect = postgresql if dialect_name == "postgresql" else sqlite_dialect
-    statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[key], set_={name: statement.excluded[name] for name in update})
+def _upserter(table: sa.Table, key: str, update: tuple[str, ...]) -> Insert:
+    return Insert(table, update_on=(key, update))
 
 
 def upsert(conn: Connection, table: sa.Table, key: str, values: dict,
            update: tuple[str, ...]) -> None:
     """Inserts `values`, or sets the `update` columns of the row with the same `key` to
     theirs (one statement on SQLite and PostgreSQL)."""
-    conn.execute(_upsert_statement(conn.dialect.name, table, key, update), values)
+    _upserter(table, key, update).execute(conn, values)
 
 
 class Insert:
@@ -385,22 +380,32 @@ class Insert:
     a driver error is wrapped as SQLAlchemy wraps it (a duplicate key stays an
     IntegrityError, its values hidden). Rows of one call must name the same columns.
     `skip_duplicates`: a row whose key is taken is left out (ON CONFLICT DO NOTHING) and
-    not counted.
+    not counted. `update_on=(key, columns)`: a row whose `key` is taken sets those columns
+    of the stored row to its own instead (ON CONFLICT DO UPDATE).
     """
 
-    def __init__(self, table: sa.Table, *, skip_duplicates: bool = False):
+    def __init__(self, table: sa.Table, *, skip_duplicates: bool = False,
+                 update_on: tuple[str, tuple[str, ...]] | None = None):
         for column in table.columns:
             if column.default is not None and not column.default.is_scalar:
                 raise ValueError(f"{table.name}.{column.key}: only scalar defaults are filled")
+        if skip_duplicates and update_on:
+            raise ValueError("a taken key either skips the row or updates the stored one")
         self.table = table
         self.skip_duplicates = skip_duplicates
+        self.update_on = update_on
         self._plans: dict[tuple, tuple] = {}
 
     def _statement(self, dialect):
-        if not self.skip_duplicates:
+        if not self.skip_duplicates and not self.update_on:
             return self.table.insert()
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite_dialect.insert
-        return insert(self.table).on_conflict_do_nothing()
+        insert = (postgresql.insert if dialect.name == "postgresql" else sqlite_dialect.insert
+                  )(self.table)
+        if self.skip_duplicates:
+            return insert.on_conflict_do_nothing()
+        key, update = self.update_on
+        return insert.on_conflict_do_update(
+            index_elements=[key], set_={name: insert.excluded[name] for name in update})
 
     def _plan(self, dialect, keys: tuple[str, ...]) -> tuple:
         plan = self._plans.get((dialect.name, keys))

@@ -89,6 +89,21 @@ def test_skip_duplicates_leaves_a_taken_key_out_and_says_so(engine):
     assert stored(engine, "once")[0]["note"] == "first"
 
 
+def test_an_upsert_sets_only_the_columns_named_on_a_taken_key(engine):
+    first, later = db.utcnow() - timedelta(hours=1), db.utcnow()
+    with engine.begin() as conn:
+        db.upsert(conn, rows, "key", {"key": "kontak", "at": first, "note": "pertama",
+                                      "score": 1.0}, ("note", "at"))
+        db.upsert(conn, rows, "key", {"key": "kontak", "at": later, "note": "kedua",
+                                      "score": 2.0}, ("note", "at"))
+        conn.execute(rows.insert(), {"key": "core", "at": later})
+    row, text = stored(engine, "kontak")
+    assert (row["note"], row["score"], db.as_utc(row["at"])) == ("kedua", 1.0, later)
+    assert text == stored(engine, "core")[1]  # the time stored as SQLAlchemy stores it
+    with pytest.raises(ValueError, match="either"):
+        db.Insert(rows, skip_duplicates=True, update_on=("key", ("note",)))
+
+
 def test_it_writes_in_the_callers_transaction(engine):
     with pytest.raises(RuntimeError), engine.begin() as conn:
         db.Insert(rows).execute(conn, {"key": "undone", "at": db.utcnow()})
