@@ -28,13 +28,13 @@ def _state(value: int) -> str:
 
 # Statements built once, values bound when run: building them per event cost more than
 # running them (docs/performance.md).
-_KNOWN = sa.select(storage.reports.c.tracking_id).where(
-    storage.reports.c.tracking_id == sa.bindparam("tracking_id"))
+_KNOWN = db.Statement(sa.select(storage.reports.c.tracking_id).where(
+    storage.reports.c.tracking_id == sa.bindparam("tracking_id")))
 _INSERT_ENTRY = db.Insert(storage.timeline)
 
 
 @functools.cache
-def _status_update(columns: tuple[str, ...], versioned: bool):
+def _status_update(columns: tuple[str, ...], versioned: bool) -> db.Statement:
     """The status update setting `columns` (bound as b_<column>), applied only when the
     event is newer than what is shown.
 
@@ -47,11 +47,11 @@ def _status_update(columns: tuple[str, ...], versioned: bool):
     update = r.update().where(r.c.tracking_id == sa.bindparam("b_tracking_id")).values(
         **{name: sa.bindparam(f"b_{name}") for name in columns}, status_at=at, updated_at=at)
     if versioned:
-        return update.where(r.c.version < sa.bindparam("b_version")).values(
-            version=sa.bindparam("b_version"))
+        return db.Statement(update.where(r.c.version < sa.bindparam("b_version")).values(
+            version=sa.bindparam("b_version")))
     # An event from before ticket versions: the old rule, by time, until the first
     # versioned event has been applied.
-    return update.where(r.c.version == 0, r.c.status_at <= at)
+    return db.Statement(update.where(r.c.version == 0, r.c.status_at <= at))
 
 
 class ReadModel:
@@ -71,7 +71,7 @@ class ReadModel:
         with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
-            if conn.execute(_KNOWN, {"tracking_id": envelope.aggregate_id}).first() is None:
+            if _KNOWN.first(conn, {"tracking_id": envelope.aggregate_id}) is None:
                 log.warning("event for a report intake does not have; ignored")
                 return "processed"
             if linked:
@@ -83,7 +83,7 @@ class ReadModel:
                                              "source_event_id": envelope.event_id})
             if change:
                 version = getattr(payload, "ticket_version", 0)
-                conn.execute(_status_update(tuple(sorted(change)), bool(version)), {
+                _status_update(tuple(sorted(change)), bool(version)).execute(conn, {
                     **{f"b_{name}": value for name, value in change.items()},
                     "b_tracking_id": envelope.aggregate_id, "b_at": occurred,
                     "b_version": version})

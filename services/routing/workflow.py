@@ -48,8 +48,8 @@ State = common_pb2.TicketState
 # cost a ticket's creation as much as running the statements (docs/performance.md).
 _INSERT_TICKET = db.Insert(storage.tickets)
 _INSERT_HISTORY = db.Insert(storage.ticket_history)
-_TICKET_OF_REPORT = sa.select(storage.tickets.c.ticket_id).where(
-    storage.tickets.c.tracking_id == sa.bindparam("tracking_id"))
+_TICKET_OF_REPORT = db.Statement(sa.select(storage.tickets.c.ticket_id).where(
+    storage.tickets.c.tracking_id == sa.bindparam("tracking_id")))
 # Every audit-trail row of a new ticket names every column: an executemany takes its
 # columns from the first row and would drop a later row's reason.
 _HISTORY_ROW = dict(from_state="", agency_code="", note="", reason="")
@@ -119,7 +119,7 @@ class Workflow:
         with db.begin(self.engine) as conn:
             if not first_delivery(conn, CONSUMER, envelope.event_id):
                 return "duplicate"
-            if conn.execute(_TICKET_OF_REPORT, {"tracking_id": payload.tracking_id}).first():
+            if _TICKET_OF_REPORT.first(conn, {"tracking_id": payload.tracking_id}):
                 log.info("ticket already exists for this report; nothing to do")
                 return "duplicate"
             directory = storage.SqlDirectory(conn)

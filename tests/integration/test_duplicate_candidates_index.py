@@ -39,7 +39,7 @@ def test_the_candidates_query_uses_the_index(database_url, with_districts):
 
             sa.event.listen(conn, "before_cursor_execute", explain)
             try:
-                rows = conn.execute(query, params).all()
+                rows = query.all(conn, params)
             finally:
                 sa.event.remove(conn, "before_cursor_execute", explain)
             assert rows == []

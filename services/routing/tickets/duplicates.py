@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 
+from services.infra import db
 from services.infra.db import as_utc
 from services.routing import storage
 from services.routing.classify.normalise import normalise
@@ -410,20 +411,21 @@ def judge(matches: Iterable[Match], link_at: float = LINK_AT,
 
 # -- in routing's database -------------------------------------------------------------------------
 @cache
-def _candidates_query(with_districts: bool) -> sa.Select:
+def _candidates_query(with_districts: bool) -> db.Statement:
     """The candidates' query, built once: SQLAlchemy walks a newly built statement to find
     its cached compilation, which cost as much as running it."""
     t = storage.tickets
     where_region = t.c.region_code == sa.bindparam("regency")
     if with_districts:  # a report placed in a district or village of the regency too
         where_region = sa.or_(where_region, t.c.region_code.like(sa.bindparam("within")))
-    return (sa.select(t.c.tracking_id, t.c.submitted_at)
-            .where(t.c.category == sa.bindparam("category"), where_region,
-                   t.c.state.in_([s.value for s in ACTIVE]), t.c.duplicate_of == "",
-                   t.c.submitted_at >= sa.bindparam("since"),
-                   t.c.tracking_id != sa.bindparam("tracking_id"))
-            .order_by(t.c.submitted_at.desc(), t.c.tracking_id)
-            .limit(MAX_CANDIDATES))
+    return db.Statement(
+        sa.select(t.c.tracking_id, t.c.submitted_at)
+        .where(t.c.category == sa.bindparam("category"), where_region,
+               t.c.state.in_([s.value for s in ACTIVE]), t.c.duplicate_of == "",
+               t.c.submitted_at >= sa.bindparam("since"),
+               t.c.tracking_id != sa.bindparam("tracking_id"))
+        .order_by(t.c.submitted_at.desc(), t.c.tracking_id)
+        .limit(MAX_CANDIDATES))
 
 
 class _PreparedCache:
@@ -507,9 +509,9 @@ class Duplicates:
         """Open tickets of the category in the regency, submitted within the window before
         `submitted_at` (most recent first, at most MAX_CANDIDATES)."""
         regency = regency_of(region_code)
-        return conn.execute(_candidates_query("." in regency), {
+        return _candidates_query("." in regency).all(conn, {
             "category": category, "regency": regency, "within": f"{regency}.%",
-            "since": as_utc(submitted_at) - self.window, "tracking_id": tracking_id}).all()
+            "since": as_utc(submitted_at) - self.window, "tracking_id": tracking_id})
 
     def _prepared(self, conn: Connection, tracking_ids: list[str]) -> dict[str, Prepared]:
         found = self._cache.get_many(tracking_ids)
