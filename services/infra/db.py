@@ -214,7 +214,12 @@ class _WriterQueue:
             self.holders.add(id(dbapi_conn))
 
     def give_back(self, dbapi_conn) -> None:
-        key = id(dbapi_conn)
+        # SQLAlchemy hands do_commit and do_rollback the pool's proxy of the connection,
+        # the pool's events the driver's connection itself; the lock was taken with the
+        # latter. (Keyed by the proxy, a commit gave nothing back: the lock stayed held
+        # until the connection went back to the pool, and a second write transaction on a
+        # kept connection waited out `wait`.)
+        key = id(getattr(dbapi_conn, "dbapi_connection", dbapi_conn))
         if key in self.holders:
             self.holders.discard(key)
             self.lock.release()

@@ -89,6 +89,38 @@ def test_a_sqlite_writer_waits_for_the_write_lock_at_most_the_statement_timeout(
         holder.dispose()
 
 
+def test_a_sqlite_write_gives_the_process_its_write_lock_back_when_it_commits(sqlite_url):
+    """Not only when its connection goes back to the pool: a writer on another thread goes
+    on at once, and a second write on the same kept connection does not wait for itself."""
+    engine = db.make_engine(sqlite_url, statement_timeout=30)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (id int primary key)"))
+        other_wrote = threading.Event()
+
+        def write(value: int) -> None:
+            with engine.begin() as other:
+                other.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": value})
+            other_wrote.set()
+
+        with engine.connect() as kept:
+            with kept.begin():
+                kept.execute(sa.text("INSERT INTO t VALUES (1)"))
+            # Committed, the connection still out of the pool.
+            thread = threading.Thread(target=write, args=(2,))
+            thread.start()
+            assert other_wrote.wait(10), "the other writer waited for a connection to close"
+            thread.join(5)
+            with kept.begin():  # it would have waited the whole 30 s for the lock it held
+                kept.execute(sa.text("INSERT INTO t VALUES (3)"))
+            with kept.begin():
+                kept.execute(sa.text("INSERT INTO t VALUES (4)"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar() == 4
+    finally:
+        engine.dispose()
+
+
 def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
