@@ -204,6 +204,8 @@ class DeliveryWorker:
         # (`held`), and the loop it runs (`loop`), so run_once() claims nothing more once the
         # loop is stopping.
         self._local = threading.local()
+        # Each sending thread's database connection, kept while it has work.
+        self._tx = db.KeptConnection(engine)
         # Checked here, so a broken template stops the process at start, not at a send.
         self.renderer = templates.default()
         # One supervised loop per sending thread; a send in hand may take its whole limit
@@ -247,6 +249,7 @@ class DeliveryWorker:
         if self.run_once():
             return
         self._update_gauges()
+        self._tx.release()  # nothing due: the connection goes back while the thread waits
         with self._wake:
             if self._generation == seen and not loop.stopping:
                 now = time.monotonic()
@@ -279,6 +282,7 @@ class DeliveryWorker:
         thread's kept SMTP and webhook connections are closed too."""
         channels.smtp.close_kept()
         channels.webhook.close_kept()
+        self._tx.release()
         claim = getattr(self._local, "held", None)
         self._local.held = None
         if claim is None:
@@ -290,10 +294,17 @@ class DeliveryWorker:
                 d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
             ).values(attempts=claim.attempt - 1, next_attempt_at=now, updated_at=now))
 
+    def _begin(self):
+        """A write transaction: on the sending thread's kept connection in its loop, else
+        (a call from elsewhere) on one from the pool."""
+        if getattr(self._local, "loop", None) is None:
+            return self.engine.begin()
+        return self._tx.begin()
+
     def claim(self) -> Claim | None:
         """Takes the next due delivery that can be sent now, or None. Emails still waiting
         for their contact are put back on the way, without counting an attempt."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return self._claim_in(conn)
 
     def _claim_in(self, conn) -> Claim | None:
@@ -472,7 +483,7 @@ class DeliveryWorker:
             self.settings.retry_delays, claim.attempt, now)
         status = "pending" if outcome.status == "retry" else outcome.status
         fallback = None
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             updated = _RECORD.execute(conn, {
                 "b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
                 "b_next": next_at, "b_now": now,
