@@ -210,11 +210,21 @@ def _kept_pid(kept) -> int:
         return conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
 
 
-@pytest.mark.postgres
-def test_a_kept_connection_serves_a_busy_thread_and_goes_back_when_released(postgres_url):
+@contextlib.contextmanager
+def _kept(postgres_url: str):
+    """An engine and a KeptConnection on it, both closed afterwards."""
     engine = db.make_engine(postgres_url, pool_size=2)
     kept = db.KeptConnection(engine)
     try:
+        yield engine, kept
+    finally:
+        kept.release()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_kept_connection_serves_a_busy_thread_and_goes_back_when_released(postgres_url):
+    with _kept(postgres_url) as (engine, kept):
         first = _kept_pid(kept)
         assert _kept_pid(kept) == first and engine.pool.checkedout() == 1
         kept.release()
@@ -225,41 +235,28 @@ def test_a_kept_connection_serves_a_busy_thread_and_goes_back_when_released(post
         assert engine.pool.checkedout() == 0
         with engine.connect() as conn:
             assert not sa.inspect(conn).has_table("kept_t")
-    finally:
-        kept.release()
-        engine.dispose()
 
 
 @pytest.mark.postgres
 def test_a_kept_connection_the_server_dropped_while_idle_is_replaced_unseen(
         postgres_url, monkeypatch):
-    """Kept but unused as long as the pool would ping it: it goes back, and the next
+    """Kept but unused as long as the pool would ping it: it is pinged, and the next
     transaction gets a connection that answers, without an error on the way."""
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
-    engine = db.make_engine(postgres_url, pool_size=2)
-    kept = db.KeptConnection(engine)
-    try:
+    with _kept(postgres_url) as (_engine, kept):
         first = _kept_pid(kept)
         _terminate(postgres_url, first)
         time.sleep(0.3)
         assert _kept_pid(kept) != first
-    finally:
-        kept.release()
-        engine.dispose()
 
 
 @pytest.mark.postgres
 def test_a_kept_connection_dropped_while_busy_fails_once_then_is_replaced(
         postgres_url, monkeypatch):
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 60.0)
-    engine = db.make_engine(postgres_url, pool_size=2)
-    kept = db.KeptConnection(engine)
-    try:
+    with _kept(postgres_url) as (_engine, kept):
         first = _kept_pid(kept)
         _terminate(postgres_url, first)
         with pytest.raises(sa.exc.OperationalError):
             _kept_pid(kept)
         assert _kept_pid(kept) != first
-    finally:
-        kept.release()
-        engine.dispose()
