@@ -588,9 +588,7 @@ class Statement:
                  .bind_processor(dialect))
                 for name in names)
             row = None
-            columns = list(self.statement.selected_columns
-                           if isinstance(self.statement, sa.sql.Select)
-                           else self.statement.exported_columns)  # RETURNING's
+            columns = list(self.statement.exported_columns)  # a SELECT's, or RETURNING's
             if columns:
                 keys = [c.key for c in columns]
                 processors = tuple(
