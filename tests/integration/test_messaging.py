@@ -403,14 +403,19 @@ def test_a_consumer_whose_broker_went_silent_stops_in_seconds_and_its_message_co
     and what it had not acked is the broker's again for the next consumer."""
     proxy = TcpProxy().start()
     handler = Recorder()
-    consumer = messaging.Consumer(proxy.url(amqp_url), spec, handler,
-                                  consumer=f"test-{uuid.uuid4().hex[:8]}")
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    consumer = messaging.Consumer(proxy.url(amqp_url), spec, handler, consumer=name)
     consumer.start()
     try:
         wait_for(consumer.consuming.is_set, 10, what="the consumer to start consuming")
         first = ticket_dispatched(tracking_id())
         publish(publisher, first)
         wait_for(lambda: handler.ids() == [first.event_id], 10, what="the first event")
+        # Handled is not yet acked: the ack goes out after the handler returns, and the
+        # consumer counts the event once it has.
+        wait_for(lambda: metric("lapor_events_consumed_total", consumer=name,
+                                type="ticket.dispatched", outcome="processed") == 1,
+                 10, what="the first event's ack")
         proxy.hold_replies()
         started = time.monotonic()
         finished = consumer.stop(timeout=20)
