@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from services.infra.db import BigId, processed_events_table, reading, utcnow
+from services.infra.db import BigId, Statement, processed_events_table, reading, utcnow
 from services.infra.migrations import MigrationPlan
 from services.infra.outbox import outbox_table
 from services.infra.regions import LEVELS, Region, read_regions_csv  # noqa: F401 (re-exported)
@@ -250,12 +250,27 @@ def _agency_ref(row) -> AgencyRef:
 # of regencies and categories, most rule lookups), built once with bound values.
 _AGENCY = sa.select(agencies).where(agencies.c.code == sa.bindparam("code"),
                                     agencies.c.active.is_(True))
-_RULES = (sa.select(agencies, handling_rules.c.category.label("rule_code"),
-                    handling_rules.c.region_code.label("rule_region"))
-          .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
-          .where(handling_rules.c.category.in_(sa.bindparam("codes", expanding=True)),
-                 handling_rules.c.region_code.in_(sa.bindparam("regions", expanding=True)),
-                 agencies.c.active.is_(True)))
+# A report's rule keys are at most two codes (subcategory, category) by at most five regions
+# (village, district, regency, province, national): the lists are padded to that shape so
+# that one statement, compiled once, runs on the driver's cursor (db.Statement) for every
+# report; a list given as it comes made SQLAlchemy build its text again at each lookup.
+_RULE_CODES, _RULE_REGIONS_MAX = 2, 5
+_RULES_BY_KEYS = Statement(
+    sa.select(agencies, handling_rules.c.category.label("rule_code"),
+              handling_rules.c.region_code.label("rule_region"))
+    .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
+    .where(handling_rules.c.category.in_([sa.bindparam(f"code{i}")
+                                          for i in range(_RULE_CODES)]),
+           handling_rules.c.region_code.in_([sa.bindparam(f"region{i}")
+                                             for i in range(_RULE_REGIONS_MAX)]),
+           agencies.c.active.is_(True)))
+
+
+def _padded(name: str, values: list[str], size: int) -> dict[str, str]:
+    """`values` as the binds name0..name{size-1}, the last one repeated to fill them."""
+    return {f"{name}{i}": values[min(i, len(values) - 1)] for i in range(size)}
+
+
 _REGION_NAME = sa.select(regions.c.name).where(regions.c.code == sa.bindparam("code"))
 _RULE_REGIONS = sa.select(handling_rules.c.region_code).distinct()
 
@@ -339,9 +354,12 @@ class SqlDirectory:
         keys = matching.rule_keys(category, subcategory, region_code)
         if not keys:
             return []
-        rows = self.conn.execute(_RULES, {
-            "codes": sorted({code for code, _ in keys}),
-            "regions": sorted({region for _, region in keys})}).all()
+        codes = sorted({code for code, _ in keys})
+        regions = sorted({region for _, region in keys})
+        if len(codes) > _RULE_CODES or len(regions) > _RULE_REGIONS_MAX:
+            raise ValueError(f"region {region_code!r} is deeper than a village")
+        rows = _RULES_BY_KEYS.all(self.conn, {**_padded("code", codes, _RULE_CODES),
+                                              **_padded("region", regions, _RULE_REGIONS_MAX)})
         return matching.ordered(((r.rule_code, r.rule_region, _agency_ref(r)) for r in rows),
                                 keys)
 
@@ -385,11 +403,18 @@ class _OnDemand:
         self._reading = None
         self._conn = None
 
-    def execute(self, *args, **kwargs):
+    def _open(self):
         if self._conn is None:
             self._reading = reading(self.engine)
             self._conn = self._reading.__enter__()
-        return self._conn.execute(*args, **kwargs)
+        return self._conn
+
+    def execute(self, *args, **kwargs):
+        return self._open().execute(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        # What db.Statement reads of a connection (its dialect, driver connection, events).
+        return getattr(self._open(), name)
 
     def close(self) -> None:
         if self._reading is not None:

@@ -420,6 +420,9 @@ def test_subcategory_rules_come_first_and_the_most_specific_region_wins(routing_
     # from the regency up to the ministry.
     assert handlers(routing_db, "KESEHATAN", "13.03.01", "KESEHATAN.RUMAH_SAKIT") == [
         "RSUD-13.03", "DINKES-13.03", "DINKES-13", "KEMENKES"]
+    # From a village: two codes by five regions, the deepest lookup there is.
+    assert handlers(routing_db, "KESEHATAN", "13.03.01.2001", "KESEHATAN.RUMAH_SAKIT") == [
+        "RSUD-13.03", "DINKES-13.03", "DINKES-13", "KEMENKES"]
     # BPJS is BPJS Kesehatan's matter even where a regency office handles health.
     assert handlers(routing_db, "KESEHATAN", "13.03", "KESEHATAN.BPJS")[0] == "BPJS-KESEHATAN"
     assert handlers(routing_db, "KESEHATAN.BPJS", "13.03")[0] == "BPJS-KESEHATAN"
