@@ -3,6 +3,8 @@
 import smtplib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.notify.channels import (
     AddressError,
@@ -13,6 +15,7 @@ from services.notify.channels import (
     parse_address_list,
     parse_smtp_url,
     send_limit,
+    smtp,
 )
 from services.notify.templates import Email
 
@@ -157,3 +160,36 @@ def test_an_address_list_is_checked_entry_by_entry():
     with pytest.raises(ValueError, match="entry 2 is not an email address") as bad:
         parse_address_list("admin@lapor.go.id, piket-at-lapor.go.id")
     assert "piket-at-lapor.go.id" not in str(bad.value)
+
+
+# -- header lines written without the policy's header classes ----------------------------------
+_ATOM = st.text("abcXYZ019_+-", min_size=1, max_size=12)
+_ADDRESS = st.builds(lambda local, more, domain: ".".join([local, *more]) + "@" + domain,
+                     _ATOM, st.lists(_ATOM, max_size=2),
+                     st.lists(st.text("abz09-", min_size=1, max_size=10), min_size=1,
+                              max_size=3).map(".".join))
+_SUBJECT = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60),
+    st.lists(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+                     max_size=300), min_size=1, max_size=6).map(" ".join),
+    st.text(st.sampled_from(" \t=?()\"\\<>,;:@[]aé"), max_size=30))
+
+
+def _by_the_policy(policy, name: str, value: str) -> bytes:
+    return policy.header_factory(name, value).fold(policy=policy).encode(
+        "utf-8" if policy.utf8 else "ascii")
+
+
+@pytest.mark.parametrize("policy", [smtp._POLICY, smtp._POLICY_UTF8], ids=["ascii", "utf8"])
+@settings(max_examples=300, deadline=None)
+@given(subject=_SUBJECT, to=st.lists(_ADDRESS, min_size=1, max_size=3).map(", ".join))
+def test_subject_and_to_lines_are_what_the_policy_writes(policy, subject, to):
+    assert smtp._header(policy, "Subject", subject) == _by_the_policy(policy, "Subject", subject)
+    assert smtp._header(policy, "To", to) == _by_the_policy(policy, "To", to)
+
+
+@pytest.mark.parametrize("value", ["x" * 989, "x" * 990, "y " * 495, "=?utf-8?q?a?=", " lead",
+                                   "trail ", "two  spaces", "tab\there"])
+def test_subject_lines_at_the_edges_are_what_the_policy_writes(value):
+    assert smtp._header(smtp._POLICY, "Subject", value) == _by_the_policy(
+        smtp._POLICY, "Subject", value)
