@@ -11,6 +11,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_SHUTDOWN_SECONDS = 20.0
 # Events already in a consumer's hand handled in one transaction (LAPOR_CONSUMER_BATCH).
 DEFAULT_CONSUMER_BATCH = 16
+# ... and waited for this long before a batch is taken (LAPOR_CONSUMER_GATHER).
+DEFAULT_CONSUMER_GATHER = 0.03
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -95,6 +97,15 @@ class Env:
         value = self.float(name, default)
         if not 0 <= value <= 5:
             raise ConfigError(f"{name} must be seconds from 0 (send at once) to 5, "
+                              f"got {value!r}")
+        return value
+
+    def consumer_gather(self) -> float:
+        """LAPOR_CONSUMER_GATHER: how long a consumer's handler thread, handed fewer events
+        than a batch, waits for more before it handles them: seconds from 0 (at once) to 1."""
+        value = self.float("LAPOR_CONSUMER_GATHER", DEFAULT_CONSUMER_GATHER)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"LAPOR_CONSUMER_GATHER must be seconds from 0 (at once) to 1, "
                               f"got {value!r}")
         return value
 

@@ -568,7 +568,7 @@ class Consumer:
     def __init__(self, url: str, spec: QueueSpec, handler: Handler, *, consumer: str,
                  prefetch: int = 32, backoff_cap: float = 30.0, handler_timeout: float = 120.0,
                  policies: BrokerPolicies | None = None, batch: BatchScope | None = None,
-                 batch_max: int = DEFAULT_CONSUMER_BATCH):
+                 batch_max: int = DEFAULT_CONSUMER_BATCH, gather: float = 0.0):
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.url = url
@@ -578,6 +578,8 @@ class Consumer:
         self.prefetch = prefetch
         self.batch = batch
         self.batch_max = batch_max if batch is not None else 1
+        self.gather = gather if self.batch_max > 1 else 0.0
+        self._stop_wait = threading.Event()
         self.handler_timeout = handler_timeout
         # The whole topology plus this consumer's own queue (tests and tools bring their own).
         self.topology = list({q.name: q for q in (*QUEUES.values(), spec)}.values())
@@ -602,6 +604,7 @@ class Consumer:
         """Stops taking messages, lets the ones in hand finish and be acked, then closes.
         True when it finished within `timeout`."""
         self._drain_until = time.monotonic() + max(0.0, timeout - 0.5)
+        self._stop_wait.set()  # a handler thread gathering takes what it has at once
         return self.loop.stop(timeout)
 
     def healthy(self) -> bool:
@@ -622,13 +625,17 @@ class Consumer:
         # Delivered on this connection and not yet taken by the handler thread, in delivery
         # order; a handler thread of an earlier connection still finishing never sees them.
         waiting: collections.deque = collections.deque()
+        # Whether a task for the handler thread is queued and has not yet looked at
+        # `waiting`: a delivery that finds one needs no task of its own.
+        scheduled = [False]
         try:
             channel = declare_topology(connection.channel(), self.topology)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.add_on_cancel_callback(lambda _frame: self._cancelled.set())
             tag = channel.basic_consume(
-                self.spec.name, functools.partial(self._on_message, connection, worker, waiting),
+                self.spec.name,
+                functools.partial(self._on_message, connection, worker, waiting, scheduled),
                 auto_ack=False)
             self.consuming.set()
             loop.ok()
@@ -651,7 +658,7 @@ class Consumer:
             worker.shutdown(wait=False, cancel_futures=True)
             _close_quietly(connection)
 
-    def _on_message(self, connection, worker, waiting, channel, method, properties,
+    def _on_message(self, connection, worker, waiting, scheduled, channel, method, properties,
                     body: bytes) -> None:
         # In hand even when it is left unhandled below, so that no `multiple` ack covers it.
         self._in_hand.add(method.delivery_tag)
@@ -660,7 +667,9 @@ class Consumer:
             # so closing the channel hands it back to the queue for another consumer.
             return
         waiting.append((method.delivery_tag, properties, body))
-        worker.submit(self._work, connection, channel, waiting)
+        if not scheduled[0]:
+            scheduled[0] = True
+            worker.submit(self._work, connection, channel, waiting, scheduled)
 
     def _settle(self, channel, settled: list) -> None:
         """Republishes what goes to a retry or parking queue (each waits for its confirm),
@@ -688,30 +697,35 @@ class Consumer:
             EVENTS_CONSUMED.labels(self.consumer, settle.event_type, settle.outcome).inc()
 
     # -- the handler's thread -----------------------------------------------------------------
-    def _work(self, connection, channel, waiting: collections.deque) -> None:
-        """Takes what is waiting (one task is submitted per delivery; a task that finds
-        nothing left, because an earlier one took it into its batch, returns at once)."""
-        if self.loop.stopping:
-            return  # not started before stop(): handed back when the channel closes
+    def _work(self, connection, channel, waiting: collections.deque, scheduled: list) -> None:
+        """Handles what is waiting, in batches of up to batch_max, until nothing is. A task
+        is queued only by a delivery that finds none queued; the flag drops before the first
+        look at `waiting`, so a delivery after that look queues the next task, and each
+        delivery costs one task at most, not one each."""
+        if self.gather and len(waiting) < self.batch_max:
+            self._stop_wait.wait(self.gather)
+        scheduled[0] = False
         # Only this connection's one handler thread takes from `waiting`.
-        taken = []
-        while waiting and len(taken) < self.batch_max:
-            taken.append(waiting.popleft())
-        if not taken:
-            return
-        started = time.monotonic()
-        for tag, _properties, _body in taken:
-            self._busy[connection, tag] = started
-        try:
-            settled = self._handle_taken(taken)
-        finally:
+        while waiting and not self.loop.stopping:
+            # (Once stopping, what was not started is handed back when the channel closes.)
+            taken = []
+            while waiting and len(taken) < self.batch_max:
+                taken.append(waiting.popleft())
+            started = time.monotonic()
             for tag, _properties, _body in taken:
-                self._busy.pop((connection, tag), None)
-        try:
-            connection.add_callback_threadsafe(
-                functools.partial(self._settle, channel, settled))
-        except Exception:  # noqa: BLE001 - the connection closed meanwhile
-            log.info("connection gone before the ack; the broker will redeliver the messages")
+                self._busy[connection, tag] = started
+            try:
+                settled = self._handle_taken(taken)
+            finally:
+                for tag, _properties, _body in taken:
+                    self._busy.pop((connection, tag), None)
+            try:
+                connection.add_callback_threadsafe(
+                    functools.partial(self._settle, channel, settled))
+            except Exception:  # noqa: BLE001 - the connection closed meanwhile
+                log.info("connection gone before the ack; the broker will redeliver the "
+                         "messages")
+                return
 
     def _handle_taken(self, taken: list) -> list:
         if len(taken) > 1:

@@ -18,7 +18,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.infra import db, logs, messaging
-from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
+from services.infra.config import (
+    DEFAULT_CONSUMER_BATCH,
+    DEFAULT_CONSUMER_GATHER,
+    ConfigError,
+    Env,
+)
 from services.infra.outbox import Outbox
 from services.intake import attachments, inbound, limits, open311, readmodel, regions, storage
 from services.intake.api import bp as api_bp
@@ -91,6 +96,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "DATABASE_URL": env.database_url("INTAKE_DATABASE_URL", "intake"),
         "AMQP_URL": env.amqp_url(),
         "CONSUMER_BATCH": env.consumer_batch(),
+        "CONSUMER_GATHER": env.consumer_gather(),
         "OUTBOX_GATHER": env.outbox_gather("INTAKE_OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.seconds("INTAKE_ROUTING_TIMEOUT", 1.0),
@@ -149,7 +155,9 @@ def create_app(config: dict | None = None) -> Flask:
                                   consumer=readmodel.CONSUMER,
                                   batch=lambda: db.batch(engine),
                                   batch_max=app.config.get("CONSUMER_BATCH",
-                                                            DEFAULT_CONSUMER_BATCH))
+                                                            DEFAULT_CONSUMER_BATCH),
+                                  gather=app.config.get("CONSUMER_GATHER",
+                                                        DEFAULT_CONSUMER_GATHER))
     ctx = IntakeContext(engine, outbox,
                         RoutingClient(app.config["ROUTING_ADDR"], app.config["ROUTING_TIMEOUT"],
                                       service_token=service_token,

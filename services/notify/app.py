@@ -7,7 +7,12 @@ import logging
 from dataclasses import dataclass, field
 
 from services.infra import db, messaging
-from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
+from services.infra.config import (
+    DEFAULT_CONSUMER_BATCH,
+    DEFAULT_CONSUMER_GATHER,
+    ConfigError,
+    Env,
+)
 from services.infra.lifecycle import Budget, loops_healthy
 from services.infra.outbox import Outbox
 from services.infra.retention import Retention, RetentionSettings
@@ -59,6 +64,7 @@ class Settings:
     gateway_timeout: float = 10.0
     sms_max_parts: int = 3
     consumer_batch: int = DEFAULT_CONSUMER_BATCH
+    consumer_gather: float = DEFAULT_CONSUMER_GATHER
     # How long the outbox relay waits, once woken, for more outcome events before it sends
     # (NOTIFY_OUTBOX_GATHER): deliveries are recorded one by one, and their outcomes feed
     # timelines and ticket histories, which a tenth of a second does not hurt.
@@ -96,6 +102,7 @@ class Settings:
             database_url=env.database_url("NOTIFY_DATABASE_URL", "notify"),
             amqp_url=env.amqp_url(),
             consumer_batch=env.consumer_batch(),
+            consumer_gather=env.consumer_gather(),
             smtp=smtp,
             mail_from=env.str("NOTIFY_MAIL_FROM", DEFAULT_MAIL_FROM),
             metrics_host=env.str("NOTIFY_METRICS_HOST", "127.0.0.1"),
@@ -186,7 +193,8 @@ class NotifyService:
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["notify"],
                                            self.handler, consumer=store.CONSUMER,
                                            batch=lambda: db.batch(self.engine),
-                                           batch_max=settings.consumer_batch)
+                                           batch_max=settings.consumer_batch,
+                                           gather=settings.consumer_gather)
         self.retention = Retention.standard("notify", self.engine, self.outbox,
                                             store.processed_events, settings.retention)
         loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, *self.worker.loops]

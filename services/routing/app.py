@@ -16,7 +16,12 @@ from grpc_reflection.v1alpha import reflection
 
 from lapor.v1 import routing_pb2_grpc
 from services.infra import db, messaging
-from services.infra.config import DEFAULT_CONSUMER_BATCH, ConfigError, Env
+from services.infra.config import (
+    DEFAULT_CONSUMER_BATCH,
+    DEFAULT_CONSUMER_GATHER,
+    ConfigError,
+    Env,
+)
 from services.infra.db import utcnow
 from services.infra.lifecycle import Budget, SupervisedLoop, loops_healthy
 from services.infra.outbox import Outbox
@@ -148,6 +153,7 @@ class Settings:
     # Below this classifier confidence a national admin verifies first.
     auto_dispatch_confidence: float = AUTO_DISPATCH_CONFIDENCE
     consumer_batch: int = DEFAULT_CONSUMER_BATCH
+    consumer_gather: float = DEFAULT_CONSUMER_GATHER
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -182,6 +188,7 @@ class Settings:
             auto_dispatch_confidence=_fraction(env, "ROUTING_AUTO_DISPATCH_CONFIDENCE",
                                                AUTO_DISPATCH_CONFIDENCE),
             consumer_batch=env.consumer_batch(),
+            consumer_gather=env.consumer_gather(),
         )
 
 
@@ -245,7 +252,8 @@ class RoutingService:
         self.consumer = messaging.Consumer(settings.amqp_url, messaging.QUEUES["routing"],
                                            self.workflow.handle, consumer=CONSUMER,
                                            batch=lambda: db.batch(self.engine),
-                                           batch_max=settings.consumer_batch)
+                                           batch_max=settings.consumer_batch,
+                                           gather=settings.consumer_gather)
         self.health = health.HealthServicer()
         self._serving = True
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(

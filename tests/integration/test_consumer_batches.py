@@ -303,6 +303,43 @@ def test_a_handler_still_hanging_from_a_dropped_connection_stays_visible_in_heal
         consumer.stop(timeout=10)
 
 
+def test_events_arriving_one_by_one_within_the_gather_share_one_transaction(
+        amqp_url, spec, ledger):
+    """A consumer handed one event waits up to its gather window for more: five events
+    published one by one, each after the previous was confirmed, go in one or two
+    transactions instead of five, each written once and acked."""
+    consumer = _consume(amqp_url, spec, ledger, batch_max=16, gather=1.0)
+    sent = [ticket_dispatched(f"LPR-K{i:09d}") for i in range(5)]
+    try:
+        _publish_all(amqp_url, sent)
+        wait_for(lambda: len(ledger.written()) >= 5 and queue_depth(amqp_url, spec.name) == 0,
+                 15, what="the events to be written and acked")
+        transactions, handled = _batches(consumer)
+    finally:
+        consumer.stop(timeout=10)
+    assert sorted(ledger.written()) == sorted(e.aggregate_id for e in sent)
+    assert handled == 5
+    assert transactions <= 2, transactions
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="processed") == 5
+
+
+def test_stop_during_the_gather_does_not_wait_it_out_and_loses_nothing(amqp_url, spec, ledger):
+    """SIGTERM while the handler thread waits for more events: stop() returns at once,
+    and the event it was waiting with is either written and acked or back in the queue."""
+    consumer = _consume(amqp_url, spec, ledger, batch_max=16, gather=60.0)
+    sent = ticket_dispatched("LPR-L000000001")
+    _publish_all(amqp_url, [sent])
+    wait_for(lambda: queue_depth(amqp_url, spec.name) == 0 and consumer._in_hand, 10,
+             what="the event to be delivered to the consumer")
+    started = time.monotonic()
+    assert consumer.stop(timeout=10)
+    assert time.monotonic() - started < 5, "stop() waited out the gather window"
+    wait_for(lambda: len(ledger.written()) + queue_depth(amqp_url, spec.name) == 1, 5,
+             what="the event written, or back in the queue")
+    assert ledger.written() in ([], [sent.aggregate_id])
+
+
 # -- db.batch itself ------------------------------------------------------------------------
 def test_a_batch_commits_its_handlers_together_and_runs_after_commit_actions_once(
         ledger, lines):

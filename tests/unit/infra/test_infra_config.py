@@ -116,6 +116,17 @@ def test_a_consumer_batch_outside_1_to_256_stops_the_process_naming_it(raw):
     assert "LAPOR_CONSUMER_BATCH" in message and raw in message
 
 
+@pytest.mark.parametrize("raw, expected", [("", 0.03), ("0", 0.0), ("0.05", 0.05), ("1", 1.0)])
+def test_consumers_gather_for_30_ms_unless_set(raw, expected):
+    assert Env({"LAPOR_CONSUMER_GATHER": raw}).consumer_gather() == expected
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "2", "soon"])
+def test_a_consumer_gather_outside_0_to_1_s_stops_the_process_naming_it(raw):
+    message = exit_message(lambda: Env({"LAPOR_CONSUMER_GATHER": raw}).consumer_gather())
+    assert "LAPOR_CONSUMER_GATHER" in message and raw in message
+
+
 def test_intakes_relay_gathers_for_10_ms_unless_set():
     from services.intake.app import settings_from_env
 
