@@ -44,6 +44,17 @@ LOCK_TIMEOUT = 5.0
 # answering is replaced). A ping on every checkout was a round trip more per transaction: a
 # quarter of intake's time per submission under load.
 IDLE_PING_SECONDS = 1.0
+# A PostgreSQL address that accepts and never completes the start-up (a load balancer or
+# proxy with no server behind it) fails the connection after this many seconds instead of
+# the driver's default 130 s, during which a request or a consumer waited on it. TCP
+# keepalives find a server host gone silent under an idle or waiting connection within
+# half a minute, and data the server never acknowledges fails the connection after
+# TCP_USER_TIMEOUT_MS.
+CONNECT_TIMEOUT = 5
+TCP_USER_TIMEOUT_MS = 20_000
+_PG_TCP = {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": 10,
+           "keepalives_interval": 5, "keepalives_count": 3,
+           "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
 
 
 def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
@@ -79,7 +90,7 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
                f"-c lock_timeout={int(lock_timeout * 1000)}")
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
                               pool_timeout=pool_timeout, hide_parameters=True,
-                              connect_args={"options": options})
+                              connect_args={"options": options, **_PG_TCP})
     _ping_when_idle(engine)
     return engine
 

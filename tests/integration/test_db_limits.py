@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.infra import db
+from tests.integration.helpers import BlackHole
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,24 @@ def test_a_postgresql_statement_is_cut_off_at_the_statement_timeout(postgres_url
         assert "statement timeout" in str(raised.value.orig)
     finally:
         engine.dispose()
+
+
+def test_a_postgresql_address_that_accepts_and_never_answers_fails_in_seconds():
+    """A proxy or load balancer with no server behind it takes the connection and says
+    nothing: the caller gets an error after CONNECT_TIMEOUT, not after the driver's 130 s."""
+    hole = BlackHole()
+    engine = db.make_engine(f"postgresql://lapor@127.0.0.1:{hole.port}/lapor")
+    try:
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError, match="timeout"):
+            with engine.connect():
+                pass
+        took = time.monotonic() - started
+        assert hole.accepted, "the connection never reached the silent address"
+        assert took < db.CONNECT_TIMEOUT * 3, f"took {took:.1f} s"
+    finally:
+        engine.dispose()
+        hole.close()
 
 
 @pytest.mark.postgres
