@@ -126,8 +126,11 @@ def test_submit_triage_verify_hand_over_accept_follow_up_reply_close_rate(stack)
         ("follow_up", "rudi.sumbar"), ("reply", "citizen"), ("follow_up", "rudi.sumbar"),
         ("close", "rudi.sumbar"), ("rate", "citizen")]
 
-    public = wait_for(lambda: (v := stack.report(tid))["status"] == "CLOSED" and v, 30,
-                      what="the public view to show the closure")
+    # The rating's answer already set the status to CLOSED (the reporter sees their own
+    # action at once); the timeline entries follow with routing's events.
+    public = wait_for(lambda: (v := stack.report(tid))["status"] == "CLOSED"
+                      and v["timeline"][-1]["status"] == "CLOSED" and v, 30,
+                      what="the public timeline to show the closure")
     assert "Sudah ditambal pada hari Kamis." in [e["note"] for e in public["timeline"]]
     own = stack.report(tid, token)
     assert "rate" not in own.get("actions", []), "rated once already"
