@@ -559,8 +559,10 @@ class Consumer:
 
     With a `batch` scope (db.batch for the handler's engine), the messages already in hand
     when the handler thread gets to them, up to `batch_max`, are handled under one scope:
-    one transaction for all of them, then acked together. Nothing waits for a batch to fill, so
-    a lone message goes through as fast as before. If the batch fails (any handler raised),
+    one transaction for all of them, then acked together. Handed fewer than `batch_max`, the
+    handler thread first waits up to `gather` seconds for more (a stop cuts the wait short),
+    so messages arriving one by one share a transaction and an ack; with `gather` 0 a lone
+    message goes through at once. If the batch fails (any handler raised),
     it has been rolled back and the same messages are handled again one by one, each with
     its own outcome: a bad message is retried or parked alone, and the others go through.
     """
