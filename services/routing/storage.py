@@ -355,11 +355,12 @@ class SqlDirectory:
         if not keys:
             return []
         codes = sorted({code for code, _ in keys})
-        regions = sorted({region for _, region in keys})
-        if len(codes) > _RULE_CODES or len(regions) > _RULE_REGIONS_MAX:
+        region_codes = sorted({region for _, region in keys})
+        if len(codes) > _RULE_CODES or len(region_codes) > _RULE_REGIONS_MAX:
             raise ValueError(f"region {region_code!r} is deeper than a village")
-        rows = _RULES_BY_KEYS.all(self.conn, {**_padded("code", codes, _RULE_CODES),
-                                              **_padded("region", regions, _RULE_REGIONS_MAX)})
+        rows = _RULES_BY_KEYS.all(self.conn, {
+            **_padded("code", codes, _RULE_CODES),
+            **_padded("region", region_codes, _RULE_REGIONS_MAX)})
         return matching.ordered(((r.rule_code, r.rule_region, _agency_ref(r)) for r in rows),
                                 keys)
 
@@ -409,11 +410,9 @@ class _OnDemand:
             self._conn = self._reading.__enter__()
         return self._conn
 
-    def execute(self, *args, **kwargs):
-        return self._open().execute(*args, **kwargs)
-
     def __getattr__(self, name: str):
-        # What db.Statement reads of a connection (its dialect, driver connection, events).
+        # execute(), and what db.Statement reads of a connection (its dialect, its driver
+        # connection, its events), from the transaction opened at the first use.
         return getattr(self._open(), name)
 
     def close(self) -> None:
