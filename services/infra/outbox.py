@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
 from services.infra import logs
-from services.infra.db import BigId, Insert, Statement, as_utc, reading, utcnow
+from services.infra.db import BigId, Insert, KeptConnection, Statement, as_utc, reading, utcnow
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.messaging import PublishError
 from services.infra.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS
@@ -134,6 +134,10 @@ class Outbox:
         self.backoff_cap = backoff_cap
         self.gather = gather
         self._publisher = None
+        # The relay's writes, on a connection it keeps while rounds find events to send: a
+        # checkout and check-in from the pool cost as much as a short write on SQLite. A
+        # round that sends nothing gives it back, so an idle relay holds none.
+        self._tx = KeptConnection(engine)
         self._flush_timeout = 10.0
         self._gauges_at = -float("inf")
         # Set by wake() (an event was committed) and after a full batch: the next round
@@ -192,6 +196,7 @@ class Outbox:
         try:
             self.flush(self._flush_timeout)
         finally:
+            self._tx.release()
             self._close_publisher()
 
     def _close_publisher(self) -> None:
@@ -211,6 +216,7 @@ class Outbox:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             elif sent == 0:
                 break
+        self._tx.release()
         return self.backlog()[0]
 
     def _iteration(self, loop: SupervisedLoop) -> None:
@@ -237,21 +243,25 @@ class Outbox:
         A row the broker cannot route is not a broker failure: it waits on its own delay
         while the rest go out."""
         if not expect_due and not self._anything_due():
+            self._tx.release()
             return 0, ""
         if self.engine.dialect.name == "postgresql":
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 rows = [_Row(*r) for r in self._due_skip_locked.all(conn, {
                     "now": utcnow(), "batch": self.batch})]
-                if not rows:
-                    return 0, ""
-                sent, unroutable, failed, why = self._publish(rows)
-                self._record_in(conn, rows, sent, unroutable, failed)
+                if rows:
+                    sent, unroutable, failed, why = self._publish(rows)
+                    self._record_in(conn, rows, sent, unroutable, failed)
+            if not rows:
+                self._tx.release()
+                return 0, ""
             return len(sent), why
         rows = self._claim()
         if not rows:
+            self._tx.release()
             return 0, ""
         sent, unroutable, failed, why = self._publish(rows)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             self._record_in(conn, rows, sent, unroutable, failed)
         return len(sent), why
 
@@ -281,6 +291,13 @@ class Outbox:
                 failed = (rows[first], result.failed)
         return sent, unroutable, failed, result.failed
 
+    def _begin(self):
+        """A write transaction: on the kept connection on the relay's own thread, else (a
+        flush or a round run from elsewhere) on one from the pool."""
+        if threading.current_thread() is self.loop._thread:
+            return self._tx.begin()
+        return self.engine.begin()
+
     def _anything_due(self) -> bool:
         """A read first: when nothing is due (most polls) no write lock is taken at all."""
         with reading(self.engine) as conn:
@@ -290,7 +307,7 @@ class Outbox:
         """SQLite: the due rows, leased to this relay in a short write of their own."""
         now = utcnow()
         params = {"now": now, "batch": self.batch, "until": now + CLAIM_LEASE}
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             if self._claim_returning is not None:
                 # RETURNING gives the rows in no set order; they go out in the order written.
                 return sorted((_Row(*r) for r in self._claim_returning.all(conn, params)),
