@@ -31,6 +31,26 @@ CATALOG: dict[str, type[Message]] = {
 }
 
 
+# Events are published under their type as the routing key, but for a notification's outcome,
+# which goes under "notification.<audience>.<outcome>": intake's read model binds only the
+# reporter's, and so never receives (to drop) the agencies' and the admin's, one event in
+# eight of a report's. The envelope's type stays "notification.<outcome>".
+OUTCOME_PREFIX = "notification."
+
+
+def outcome_key(audience: str, outcome: str) -> str:
+    """The routing key of a notification outcome for `audience` (reporter, agency, ...)."""
+    return f"{OUTCOME_PREFIX}{audience}.{outcome}"
+
+
+def type_of_key(routing_key: str) -> str:
+    """The event type published under `routing_key`: the key itself, or for an outcome's
+    "notification.<audience>.<outcome>" the type "notification.<outcome>"."""
+    if routing_key.startswith(OUTCOME_PREFIX) and routing_key.count(".") == 2:
+        return OUTCOME_PREFIX + routing_key.rpartition(".")[2]
+    return routing_key
+
+
 class BadEvent(ValueError):
     """A message that is not a well-formed event of the catalog; it is parked, not retried."""
 

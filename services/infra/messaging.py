@@ -102,11 +102,17 @@ def _policy(queue: str, definition: dict) -> dict:
 # Every process declares the whole topology on connect, so no event published by one service
 # is unroutable because its consumer has not started yet (publishers use `mandatory`).
 QUEUES: dict[str, QueueSpec] = {
+    # Every notification outcome, whoever it was for (events.outcome_key).
     "routing": QueueSpec("routing.events", ("report.submitted", "report.updated",
-                                            "report.supported", "notification.*")),
+                                            "report.supported", "notification.#")),
     "notify": QueueSpec("notify.events", ("reporter.registered", "contact.opted_out",
                                           "ticket.*")),
-    "intake": QueueSpec("intake.read-model", ("ticket.*", "notification.*")),
+    # The reporter's delivered and failed notices only: their timeline shows nothing else
+    # of notify's. "notification.*" takes the outcomes of a notify from before the audience
+    # was in the key, while one still runs in a rolling upgrade.
+    "intake": QueueSpec("intake.read-model", ("ticket.*", "notification.*",
+                                              "notification.reporter.delivered",
+                                              "notification.reporter.failed")),
 }
 
 
@@ -356,7 +362,7 @@ class Publisher:
             raise PublishError(result.failed)
 
     def publish_many(self, messages: list[tuple[str, bytes, str]]) -> Published:
-        """Sends (event type, body, event id) messages in order and waits for the broker to
+        """Sends (routing key, body, event id) messages in order and waits for the broker to
         confirm them all. A connection that died while idle (a broker restart, a missed
         heartbeat) is replaced once, quietly; only a fresh connection's failure is the
         broker's, and then what was confirmed before it still counts."""
@@ -378,7 +384,7 @@ class Publisher:
                     result.failed = reason
                     break
                 self.close(abandon=True)
-        for position, (event_type, _body, event_id) in enumerate(messages):
+        for position, (key, _body, event_id) in enumerate(messages):
             acked = self._confirmed.pop(event_id, None)
             if acked is None:
                 continue
@@ -389,18 +395,19 @@ class Publisher:
                 result.unroutable.append(position)
             else:
                 result.sent.append(position)
-                EVENTS_PUBLISHED.labels(event_type).inc()
+                EVENTS_PUBLISHED.labels(events.type_of_key(key)).inc()
         if result.failed:
             self.close(abandon=broken)
         return result
 
     def _send_and_wait(self, messages: list[tuple[str, bytes, str]]) -> None:
         channel = self._ensure_channel()
-        for event_type, body, event_id in messages:
+        for key, body, event_id in messages:
             self._tags += 1
             self._unconfirmed[self._tags] = event_id
-            channel._impl.basic_publish(EXCHANGE, event_type, body,
-                                        properties=_properties(event_type, event_id),
+            channel._impl.basic_publish(EXCHANGE, key, body,
+                                        properties=_properties(events.type_of_key(key),
+                                                               event_id),
                                         mandatory=True)
         deadline = time.monotonic() + self.confirm_timeout
         # The timer only wakes the I/O loop at the deadline; the waiter below ends the wait.

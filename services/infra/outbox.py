@@ -148,9 +148,15 @@ class Outbox:
                                    on_exit=self._final_flush)
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, conn: Connection, envelope: events_pb2.EventEnvelope) -> None:
-        """Stores the event in the caller's open transaction; it is sent after commit."""
-        self.add_rows(conn, self.rows((envelope,)))
+    def add(self, conn: Connection, envelope: events_pb2.EventEnvelope,
+            routing_key: str | None = None) -> None:
+        """Stores the event in the caller's open transaction; it is sent after commit, under
+        `routing_key` if given (events.outcome_key), else under its type. The row's
+        `event_type` column holds that key."""
+        rows = self.rows((envelope,))
+        if routing_key is not None:
+            rows[0]["event_type"] = routing_key
+        self.add_rows(conn, rows)
 
     @staticmethod
     def rows(envelopes) -> list[dict]:

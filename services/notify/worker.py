@@ -494,7 +494,8 @@ class DeliveryWorker:
                     "delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
                     "outcome": outcome.status, "detail": outcome.detail[:200]})
                 if outcome.status in ANNOUNCED:
-                    self.outbox.add(conn, self._outcome_event(claim, outcome))
+                    self.outbox.add(conn, self._outcome_event(claim, outcome),
+                                    events.outcome_key(claim.audience, outcome.status))
                 fallback = self._fallback(conn, claim, now) \
                     if outcome.status in ("failed", "skipped") else None
             following = self._claim_in(conn) if claim_next else None

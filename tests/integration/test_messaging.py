@@ -264,6 +264,36 @@ def test_publisher_raises_unroutable_for_a_key_nobody_binds(amqp_url, publisher)
     assert properties.delivery_mode == 2, "persistent"
 
 
+def test_an_outcome_reaches_intake_only_when_it_was_for_the_reporter(amqp_url, publisher):
+    """Routing lists every delivery on the ticket; the reporter's timeline in intake shows only
+    their own notices, so intake's queue is not sent the agency's or the admin's at all."""
+    sent = {}
+    for audience, outcome in (("agency", "delivered"), ("reporter", "delivered"),
+                              ("national_admin", "failed"), ("reporter", "skipped"),
+                              ("reporter", "failed")):
+        envelope = events.new(f"notification.{outcome}", tracking_id(),
+                              events_pb2.NotificationOutcome(audience=audience, outcome=outcome),
+                              "notify")
+        publisher.publish(events.outcome_key(audience, outcome), envelope.SerializeToString(),
+                          envelope.event_id)
+        sent[audience, outcome] = envelope.event_id
+    # A notify from before the audience was in the key, still running in a rolling upgrade.
+    legacy = events.new("notification.delivered", tracking_id(),
+                        events_pb2.NotificationOutcome(audience="reporter"), "notify")
+    publisher.publish(legacy.type, legacy.SerializeToString(), legacy.event_id)
+
+    to_routing = take_messages(amqp_url, messaging.QUEUES["routing"].name)
+    to_intake = take_messages(amqp_url, messaging.QUEUES["intake"].name)
+    assert [p.message_id for p, _ in to_routing] == [*sent.values(), legacy.event_id]
+    assert [p.message_id for p, _ in to_intake] == [
+        sent["reporter", "delivered"], sent["reporter", "failed"], legacy.event_id]
+    # The message's type is still the event's, not the key.
+    assert {p.type for p, _ in to_routing} == {"notification.delivered", "notification.failed",
+                                               "notification.skipped"}
+    assert [events.decode(body).type for _, body in to_intake] == [
+        "notification.delivered", "notification.failed", "notification.delivered"]
+
+
 def test_a_batch_goes_out_whole_and_says_which_messages_no_queue_took(amqp_url, spec,
                                                                      publisher):
     sent = [ticket_dispatched(tracking_id()) for _ in range(30)]

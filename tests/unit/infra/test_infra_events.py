@@ -130,3 +130,15 @@ def test_a_payload_that_does_not_match_its_type_is_a_bad_event():
 
 def test_bad_event_is_a_value_error_for_generic_handlers():
     assert issubclass(events.BadEvent, ValueError)
+
+
+def test_an_outcome_is_published_under_its_audience_and_read_back_as_its_type():
+    for audience in ("reporter", "agency", "national_admin"):
+        for outcome in ("delivered", "failed", "skipped"):
+            key = events.outcome_key(audience, outcome)
+            assert key == f"notification.{audience}.{outcome}"
+            assert events.type_of_key(key) == f"notification.{outcome}"
+            assert events.type_of_key(key) in events.CATALOG
+    # Every other key is the event's own type.
+    for event_type in events.CATALOG:
+        assert events.type_of_key(event_type) == event_type
