@@ -59,6 +59,10 @@ def setup(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The JSON line has no caller, thread or process fields, so records need not look them
+    # up: the logging HOWTO's "Optimization" settings (about a tenth of a line's cost).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # pika logs connection chatter at INFO, including the broker URL's host: keep it quiet.
     logging.getLogger("pika").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
