@@ -576,3 +576,41 @@ def test_an_idle_relay_only_reads_and_a_woken_one_goes_straight_to_its_batch(
     assert (woken[0].startswith("SELECT outbox.id, outbox.event_id")
             or (woken[0].startswith("UPDATE outbox") and " RETURNING " in woken[0])), woken[0]
     assert any(s.startswith("UPDATE") for s in woken)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_relay_whose_kept_connection_the_server_dropped_sends_everything_once(
+        store, amqp_url, service, outboxes, database_url, caplog):
+    """The relay keeps its connection between rounds that send. PostgreSQL restarted (every
+    backend of the database terminated) while it was kept: the next round fails on it and
+    the relay carries on with a new one, each event sent once; idle again, it gives its
+    connection back to the pool."""
+    engine, table = store
+    watched = observe(amqp_url, "ticket.*")
+    outbox = outboxes(engine, table, service, live(amqp_url), poll_interval=30).start()
+    first = add_committed(engine, outbox, 1)
+    outbox.wake()
+    assert [e.event_id for e in collect_events(amqp_url, watched, 1)] == first
+    wait_for(lambda: rows(engine, table)[-1].published_at is not None, 5,
+             what="the first event recorded as sent")
+    assert engine.pool.checkedout() == 1, "kept between rounds that send"
+
+    admin = db.make_engine(database_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() "
+                                 "AND pid <> pg_backend_pid()"))
+        outbox.poll_interval = 0.05
+        more = add_committed(admin, outbox, 3)
+    finally:
+        admin.dispose()
+    outbox.wake()
+    assert [e.event_id for e in collect_events(amqp_url, watched, 3, timeout=20)] == more
+    failed = [r.getMessage() for r in caplog.records if r.name == "services.infra.lifecycle"
+              and r.getMessage().startswith(f"loop outbox-{service} failed")]
+    assert failed and "OperationalError" in failed[0], "the kept connection failed a round"
+    wait_for(lambda: engine.pool.checkedout() == 0, 5, what="the idle relay to give it back")
+    assert take_messages(amqp_url, watched) == [], "nothing sent twice"
+    assert outbox.backlog()[0] == 0
