@@ -195,12 +195,13 @@ def publish(amqp_url):
 
 @pytest.fixture
 def outcomes(amqp_url):
-    """Collects notification.* events from a temporary queue in the test's vhost."""
+    """Collects notify's outcome events from a temporary queue in the test's vhost, each
+    published under its audience and outcome."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     messaging.declare_topology(channel)
     queue = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(queue, messaging.EXCHANGE, routing_key="notification.*")
+    channel.queue_bind(queue, messaging.EXCHANGE, routing_key="notification.#")
     seen: list[tuple[str, events_pb2.NotificationOutcome]] = []
 
     def collect():
@@ -209,7 +210,9 @@ def outcomes(amqp_url):
             if method is None:
                 return list(seen)
             envelope = events.decode(body)
-            seen.append((envelope.type, events.payload(envelope)))
+            outcome = events.payload(envelope)
+            assert method.routing_key == events.outcome_key(outcome.audience, outcome.outcome)
+            seen.append((envelope.type, outcome))
 
     yield collect
     connection.close()
