@@ -21,7 +21,8 @@ was due, so a slow server cannot slow the clock down.
 1. Sustained rate: steps of rising offered rate (doubling, then bisecting); a step holds
    when the backlog (accepted reports whose reporter email, and agency webhook when
    dispatched, has not arrived) does not grow over its second half. The sustained rate is
-   the highest step that held.
+   the highest step that held, once the lowest that grew is within 10% of it (the
+   search's resolution; runs of the same tree differ by about as much).
 2. Latency: BENCH_PIPELINE_SECONDS (default 60) at half the sustained rate; p50/p99 from
    the POST to the agency webhook (dispatched reports) and to the reporter's email (all;
    reports held in the triage queue get a "received" email and no webhook, reports linked
@@ -81,7 +82,9 @@ SECONDS = float(os.environ.get("BENCH_PIPELINE_SECONDS", "60"))
 # Each step of the search for the sustained rate; the bare chain's runs take as long.
 STEP_SECONDS = max(4.0, SECONDS / 6)
 START_RATE = 5.0
-MAX_STEPS = 9
+MAX_STEPS = 11
+# The search stops once the lowest rate that grew is within this factor of the highest held.
+RESOLUTION = 1.1
 READ_SHARE = 0.10  # of all requests
 CLIENT_THREADS = 32
 CHAIN_CONNECTIONS = 16
@@ -529,7 +532,7 @@ class Pipeline:
                 rate *= 2
             elif held == 0:
                 rate = grew / 2
-            elif grew / held <= 1.2:
+            elif grew / held <= RESOLUTION:
                 break
             else:
                 rate = round((held * grew) ** 0.5, 1)
