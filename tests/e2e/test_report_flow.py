@@ -50,6 +50,13 @@ def test_report_reaches_agency_and_reporter_and_status_changes(stack):
     assert owner["reporter"] == {"language": "id"}
     assert owner["title"] == "Jalan rusak berlubang di Nagari Muaro"
     assert [e["status"] for e in owner["timeline"]][:2] == ["SUBMITTED", "DISPATCHED"]
+    # notify's outcome of the email reaches the reporter's own timeline; that of the agency's
+    # webhook does not, nor does anything of notify's reach the public view.
+    notices = wait_for(lambda: [e["note"] for e in stack.report(tracking_id, token)["timeline"]
+                                if e["status"] == "NOTIFICATION"], 15,
+                       what="the email's outcome on the reporter's timeline")
+    assert notices == ["Pemberitahuan terkirim lewat email"]
+    assert "NOTIFICATION" not in [e["status"] for e in stack.report(tracking_id)["timeline"]]
 
 
 def test_anonymous_reporter_is_never_named_to_the_agency(stack):
