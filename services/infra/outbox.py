@@ -134,9 +134,9 @@ class Outbox:
         self.backoff_cap = backoff_cap
         self.gather = gather
         self._publisher = None
-        # The relay's writes, on a connection it keeps while rounds find events to send: a
-        # checkout and check-in from the pool cost as much as a short write on SQLite. A
-        # round that sends nothing gives it back, so an idle relay holds none.
+        # The relay's writes, on a connection it keeps while rounds send events: a checkout
+        # and check-in from the pool cost as much as a short write on SQLite. A round that
+        # sends nothing gives it back (_iteration), so an idle relay holds none.
         self._tx = KeptConnection(engine)
         self._flush_timeout = 10.0
         self._gauges_at = -float("inf")
@@ -222,12 +222,13 @@ class Outbox:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             elif sent == 0:
                 break
-        self._tx.release()
         return self.backlog()[0]
 
     def _iteration(self, loop: SupervisedLoop) -> None:
         expected, self._added = self._added, False
         sent, failed = self.relay_once(expect_due=expected)
+        if not sent:
+            self._tx.release()  # nothing went out: an idle or failing relay holds none
         self._update_gauges()
         if failed:
             # The supervisor logs it once and backs off; the rows stay due.
@@ -249,22 +250,18 @@ class Outbox:
         A row the broker cannot route is not a broker failure: it waits on its own delay
         while the rest go out."""
         if not expect_due and not self._anything_due():
-            self._tx.release()
             return 0, ""
         if self.engine.dialect.name == "postgresql":
             with self._begin() as conn:
                 rows = [_Row(*r) for r in self._due_skip_locked.all(conn, {
                     "now": utcnow(), "batch": self.batch})]
-                if rows:
-                    sent, unroutable, failed, why = self._publish(rows)
-                    self._record_in(conn, rows, sent, unroutable, failed)
-            if not rows:
-                self._tx.release()
-                return 0, ""
+                if not rows:
+                    return 0, ""
+                sent, unroutable, failed, why = self._publish(rows)
+                self._record_in(conn, rows, sent, unroutable, failed)
             return len(sent), why
         rows = self._claim()
         if not rows:
-            self._tx.release()
             return 0, ""
         sent, unroutable, failed, why = self._publish(rows)
         with self._begin() as conn:
