@@ -638,28 +638,28 @@ class Consumer:
         # order; a handler thread of an earlier connection still finishing never sees them.
         waiting: collections.deque = collections.deque()
         # Whether a task for the handler thread is queued and has not yet looked at
-        # `waiting`: a delivery that finds one needs no task of its own. `working`: whether
-        # the handler thread is in a task (what arrives meanwhile will be found waiting).
+        # `waiting`: what arrives meanwhile needs no task of its own. `working`: whether the
+        # handler thread is in a task (what arrives meanwhile will be found waiting).
         scheduled, working = [False], [False]
         try:
             channel = declare_topology(connection.channel(), self.topology)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.add_on_cancel_callback(lambda _frame: self._cancelled.set())
-            hand_over = functools.partial(self._hand_over, connection, channel, worker, waiting,
-                                          scheduled, working)
-            tag = channel.basic_consume(
-                self.spec.name,
-                functools.partial(self._on_message, waiting, None if self.gather else hand_over),
-                auto_ack=False)
+            tag = channel.basic_consume(self.spec.name,
+                                        functools.partial(self._on_message, waiting),
+                                        auto_ack=False)
             self.consuming.set()
             loop.ok()
             log.info("consuming %s", self.spec.name)
             while not loop.stopping and not self._cancelled.is_set():
+                # Returns as soon as it has dispatched deliveries (into `waiting`).
                 connection.process_data_events(time_limit=0.5)
                 if waiting and not scheduled[0]:
+                    # Queue a handler task (one at most), after gathering more if it is idle.
                     self._gather(connection, waiting, working)
-                    hand_over()
+                    scheduled[0] = True
+                    worker.submit(self._work, connection, channel, waiting, scheduled, working)
                 loop.beat()
                 self.policies.ensure()
             if self._cancelled.is_set():
@@ -676,7 +676,7 @@ class Consumer:
             worker.shutdown(wait=False, cancel_futures=True)
             _close_quietly(connection)
 
-    def _on_message(self, waiting, hand_over, channel, method, properties, body: bytes) -> None:
+    def _on_message(self, waiting, channel, method, properties, body: bytes) -> None:
         # In hand even when it is left unhandled below, so that no `multiple` ack covers it.
         self._in_hand.add(method.delivery_tag)
         if self.loop.stopping:
@@ -684,8 +684,6 @@ class Consumer:
             # so closing the channel hands it back to the queue for another consumer.
             return
         waiting.append((method.delivery_tag, properties, body))
-        if hand_over is not None:  # not gathering: at once (else the session loop does)
-            hand_over()
 
     def _gather(self, connection, waiting, working) -> None:
         """With the handler thread idle and less than a batch waiting, lets more messages
@@ -697,12 +695,6 @@ class Consumer:
         self._stop_wait.wait(self.gather)
         if not self.loop.stopping:
             connection.process_data_events(time_limit=0)
-
-    def _hand_over(self, connection, channel, worker, waiting, scheduled, working) -> None:
-        """Queues a handler task for what is waiting, unless one is queued already."""
-        if waiting and not scheduled[0]:
-            scheduled[0] = True
-            worker.submit(self._work, connection, channel, waiting, scheduled, working)
 
     def _settle(self, channel, settled: list) -> None:
         """Republishes what goes to a retry or parking queue (each waits for its confirm),
