@@ -197,10 +197,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--bare":
         serve_bare(int(sys.argv[2]), sys.argv[3])
     else:
-        from bench.__main__ import _vhost
+        from bench.__main__ import _throwaway_vhost
 
-        name, url, sudo = _vhost()
-        try:
+        with _throwaway_vhost() as url:
             main(url)
-        finally:
-            subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)

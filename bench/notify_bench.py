@@ -38,6 +38,7 @@ deliveries no faster than the workers send them, so the first figure can be the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import email
 import email.policy
 import http.client
@@ -587,14 +588,12 @@ def _postgres_database(name: str):
 
 
 def main(amqp_url: str | None = None) -> None:
-    vhost = None
-    if amqp_url is None:
-        from bench.__main__ import _vhost
+    from bench.__main__ import _throwaway_vhost
 
-        vhost, amqp_url, sudo = _vhost()
     receivers = Receivers()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with (contextlib.nullcontext(amqp_url) if amqp_url else _throwaway_vhost() as amqp_url,
+              tempfile.TemporaryDirectory() as tmp):
             workdir = Path(tmp)
             measure("SQLite", f"sqlite:///{workdir / 'notify.db'}", amqp_url, receivers,
                     workdir, f"sqlite:///{workdir / 'backlog.db'}")
@@ -614,8 +613,6 @@ def main(amqp_url: str | None = None) -> None:
                     admin.close()
     finally:
         receivers.stop()
-        if vhost is not None:
-            subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
 
 
 if __name__ == "__main__":

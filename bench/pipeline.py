@@ -47,6 +47,7 @@ On SQLite and, when it answers (LAPOR_TEST_PG), PostgreSQL. Prints, never assert
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.client
 import json
@@ -896,19 +897,12 @@ def _prepare_shared(workdir: Path) -> tuple[Path, Path]:
 
 def _one(label: str, urls: dict, amqp_url: str | None, workdir: Path, directory: Path,
          model: Path) -> None:
-    from bench.__main__ import _vhost
+    from bench.__main__ import _throwaway_vhost
 
-    own = None
-    if amqp_url is None:
-        own = _vhost()
-        amqp_url = own[1]
-    try:
-        chain = measure_chain(amqp_url, workdir, Traffic(random.Random(SEED + 1)))
-        result = measure_pipeline(label, urls, amqp_url, workdir, directory, model)
+    with contextlib.nullcontext(amqp_url) if amqp_url else _throwaway_vhost() as url:
+        chain = measure_chain(url, workdir, Traffic(random.Random(SEED + 1)))
+        result = measure_pipeline(label, urls, url, workdir, directory, model)
         _print(result, chain)
-    finally:
-        if own is not None:
-            subprocess.run([*own[2], "rabbitmqctl", "-q", "delete_vhost", own[0]], check=False)
 
 
 def shared_data_missing(bench: str) -> bool:
