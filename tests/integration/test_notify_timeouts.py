@@ -143,3 +143,19 @@ def test_nothing_is_sent_once_the_limit_has_passed(peer):
         with pytest.raises(TimeoutError):
             deadline.connect(("127.0.0.1", listening.port))
     assert listening.connections == 0
+
+
+def test_a_short_limit_set_while_a_long_one_runs_still_ends_its_send_on_time(peer):
+    # The limits' thread sleeps until the earliest limit it knows: a shorter one set later
+    # must wake it, or a send to a silent peer would hang until the long one passes.
+    silent = peer(None)
+    with channels.SendDeadline(60.0, 60.0) as long_send:
+        time.sleep(0.05)  # the limits' thread now sleeps towards the long one
+        started = time.monotonic()
+        with channels.SendDeadline(0.3, 60.0) as short_send:
+            with short_send.connect(("127.0.0.1", silent.port)) as sock:
+                sock.settimeout(30)  # only the limits' thread can end the read in time
+                assert sock.recv(1) == b""  # shut down by the limits' thread
+                took = time.monotonic() - started
+        assert short_send.expired and not long_send.expired
+    assert 0.3 <= took < NO_HANG
