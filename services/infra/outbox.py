@@ -168,8 +168,9 @@ class Outbox:
 
     def add_rows(self, conn: Connection, rows: list[dict]) -> None:
         """Stores rows built by `rows` in the caller's open transaction, in one statement
-        (executemany for several); they are sent after commit, in this order."""
-        self._insert.execute(conn, rows)
+        (executemany for several); they are sent after commit, in this order. Inside
+        db.pipelined() they go with the block's other statements."""
+        self._insert.send(conn, rows)
 
     def wake(self) -> None:
         """Asks the relay to publish now instead of at its next poll: something was added."""

@@ -104,13 +104,15 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
                        "created_at": utcnow()}
         try:
             with engine.begin() as conn:
-                if idempotency_key:
-                    # The key first: a retry of an earlier submission stops here (the key
-                    # is unique) without a lookup in every first submission.
-                    _INSERT_KEY.execute(conn, key_row)
-                _INSERT_REPORT.execute(conn, rows["report"])
-                _INSERT_TIMELINE.execute(conn, rows["timeline"])
-                outbox.add_rows(conn, rows["outbox"])
+                # On PostgreSQL the BEGIN and the inserts go in one round trip.
+                with db.pipelined(conn):
+                    if idempotency_key:
+                        # The key first: a retry of an earlier submission stops here (the
+                        # key is unique) without a lookup in every first submission.
+                        _INSERT_KEY.send(conn, key_row)
+                    _INSERT_REPORT.send(conn, rows["report"])
+                    _INSERT_TIMELINE.send(conn, rows["timeline"])
+                    outbox.add_rows(conn, rows["outbox"])
                 if also is not None:
                     also(conn, answer["tracking_id"])
         except sa.exc.IntegrityError:

@@ -490,12 +490,14 @@ class DeliveryWorker:
                 "b_error": None if outcome.status == "delivered" else outcome.detail[:200],
             })
             if updated == 1:
-                _INSERT_ATTEMPT.execute(conn, {
-                    "delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
-                    "outcome": outcome.status, "detail": outcome.detail[:200]})
-                if outcome.status in ANNOUNCED:
-                    self.outbox.add(conn, self._outcome_event(claim, outcome),
-                                    events.outcome_key(claim.audience, outcome.status))
+                with db.pipelined(conn):  # on PostgreSQL, both rows in one round trip
+                    _INSERT_ATTEMPT.send(conn, {
+                        "delivery_id": claim.delivery_id, "attempt": claim.attempt,
+                        "at": now, "outcome": outcome.status,
+                        "detail": outcome.detail[:200]})
+                    if outcome.status in ANNOUNCED:
+                        self.outbox.add(conn, self._outcome_event(claim, outcome),
+                                        events.outcome_key(claim.audience, outcome.status))
                 fallback = self._fallback(conn, claim, now) \
                     if outcome.status in ("failed", "skipped") else None
             following = self._claim_in(conn) if claim_next else None

@@ -128,7 +128,9 @@ class Workflow:
                               self.classifier.predict(report.title, report.body),
                               threshold=self.threshold)
             verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
-            self._open_ticket(conn, payload, decision, directory.region_name(report.region_code))
+            region_name = directory.region_name(report.region_code)
+            with db.pipelined(conn):  # the ticket's three inserts in one round trip
+                self._open_ticket(conn, payload, decision, region_name)
             self._settle_duplicates(conn, payload.tracking_id, verdict)
         created = TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage")
         db.after_commit(self.engine, lambda: created.inc())
@@ -199,7 +201,7 @@ class Workflow:
         deadline = self.calendar.add_working_days(clock_start, days, tz)
         ticket_id = str(uuid.uuid4())
         located = report.HasField("location")
-        _INSERT_TICKET.execute(conn, dict(
+        _INSERT_TICKET.send(conn, dict(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
             confidence=decision.confidence, decision=decision.explanation,
@@ -232,8 +234,8 @@ class Workflow:
         else:
             history[0]["agency_code"] = decision.agency.code
             history[0]["reason"] = decision.explanation
-        _INSERT_HISTORY.execute(conn, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
-                                       for h in history])
+        _INSERT_HISTORY.send(conn, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
+                                    for h in history])
 
         content = common_pb2.ReportContent()
         content.CopyFrom(report)
