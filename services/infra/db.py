@@ -63,7 +63,11 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
     """An engine for `url`: sqlite:///path (WAL, immediate write transactions) or postgresql://.
 
     `pool_size` should cover every thread that may hold a connection at once (RPC workers,
-    consumer, relay); `pool_timeout` is how long a caller waits for a free one before failing.
+    consumer, relay); up to twice as many are opened in a burst, and every one opened is
+    kept for the next caller (no overflow connection is closed when it is given back: a
+    process busier than `pool_size` threads opened and closed a PostgreSQL session every
+    second or two, a server process forked each time). `pool_timeout` is how long a caller
+    waits for a free one before failing.
     PostgreSQL statements end after `statement_timeout` seconds and lock waits after
     `lock_timeout`; on SQLite a writer waits at most `statement_timeout` for the write lock.
     A new SQLite file is created readable by its owner only (it holds contacts and secrets).
@@ -78,7 +82,7 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
         if path and path != ":memory:":
             _private_file(Path(path))
         pool = ({} if not path or path == ":memory:" else
-                {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout})
+                {"pool_size": 2 * pool_size, "max_overflow": 0, "pool_timeout": pool_timeout})
         engine = sa.create_engine(url, connect_args={"timeout": statement_timeout,
                                                      "check_same_thread": False},
                                   hide_parameters=True, **pool)
@@ -88,7 +92,7 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
         return engine
     options = (f"-c statement_timeout={int(statement_timeout * 1000)} "
                f"-c lock_timeout={int(lock_timeout * 1000)}")
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+    engine = sa.create_engine(url, pool_size=2 * pool_size, max_overflow=0,
                               pool_timeout=pool_timeout, hide_parameters=True,
                               connect_args={"options": options, **_PG_TCP})
     _ping_when_idle(engine)

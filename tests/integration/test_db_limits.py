@@ -279,3 +279,34 @@ def test_a_kept_connection_dropped_while_busy_fails_once_then_is_replaced(
         with pytest.raises(sa.exc.OperationalError):
             _kept_pid(kept)
         assert _kept_pid(kept) != first
+
+
+@pytest.mark.postgres
+def test_a_burst_beyond_the_pool_size_keeps_its_sessions_for_the_next_one(postgres_url):
+    """Up to twice pool_size connections at once, each kept once opened: a process with
+    more busy threads than pool_size does not open and close a PostgreSQL session (a
+    forked server process) for every burst."""
+    engine = db.make_engine(postgres_url, pool_size=2, pool_timeout=0.2)
+    try:
+        def burst() -> set[int]:
+            conns = [engine.connect() for _ in range(4)]
+            try:
+                return {c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+                        for c in conns}
+            finally:
+                for c in conns:
+                    c.close()
+
+        first = burst()
+        assert len(first) == 4
+        assert burst() == first
+        # And no more than twice pool_size at once: the fifth caller waits, then fails.
+        held = [engine.connect() for _ in range(4)]
+        try:
+            with pytest.raises(sa.exc.TimeoutError):
+                engine.connect()
+        finally:
+            for c in held:
+                c.close()
+    finally:
+        engine.dispose()
