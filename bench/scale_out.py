@@ -621,14 +621,15 @@ def main(amqp_url: str | None = None) -> None:
     except psycopg.Error as exc:
         print(f"{LABEL}: skipped, {PG_DSN} does not answer ({exc})".strip())
         return
-    from bench.__main__ import _vhost
+    from bench.__main__ import _throwaway_vhost
 
     started = time.perf_counter()
     created: list[str] = []
-    vhosts: list[tuple] = []
     configurations: list[Configuration] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="lapor-scale-out-") as tmp:
+        # Each configuration's vhost lives until both have been measured.
+        with contextlib.ExitStack() as vhosts, \
+                tempfile.TemporaryDirectory(prefix="lapor-scale-out-") as tmp:
             root = Path(tmp)
             directory, model = pipeline._prepare_shared(root)
             for count in (1, 2):
@@ -638,10 +639,7 @@ def main(amqp_url: str | None = None) -> None:
                     created.append(name)
                 workdir = root / f"replicas-{count}"
                 workdir.mkdir()
-                url = amqp_url
-                if url is None:
-                    vhosts.append(_vhost())
-                    url = vhosts[-1][1]
+                url = amqp_url or vhosts.enter_context(_throwaway_vhost())
                 configurations.append(Configuration(count, urls, list(names.values()), url,
                                                     workdir, model))
             try:
@@ -651,8 +649,6 @@ def main(amqp_url: str | None = None) -> None:
                     c.close()
             _print(results, time.perf_counter() - started)
     finally:
-        for name, _, sudo in vhosts:
-            subprocess.run([*sudo, "rabbitmqctl", "-q", "delete_vhost", name], check=False)
         for name in created:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
