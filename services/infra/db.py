@@ -501,8 +501,17 @@ class Insert:
             self._plans[(dialect.name, keys)] = plan
         return plan
 
-    def execute(self, conn: Connection, rows: dict | list[dict], *, counted: bool = True):
+    def execute(self, conn: Connection, rows: dict | list[dict]) -> int:
         """Inserts one row or several (executemany); the number of rows inserted."""
+        return self._run(conn, rows, counted=True)
+
+    def send(self, conn: Connection, rows: dict | list[dict]) -> None:
+        """As execute(), without the count: inside `pipelined(conn)` the rows go to
+        PostgreSQL with the block's other statements instead of in a round trip of their
+        own, and an error (a duplicate key) is raised at the end of the block."""
+        self._run(conn, rows, counted=False)
+
+    def _run(self, conn: Connection, rows: dict | list[dict], counted: bool) -> int | None:
         rows = [rows] if isinstance(rows, dict) else rows
         if not rows:
             return 0
@@ -522,12 +531,6 @@ class Insert:
         return _on_cursor(conn, statement, params if many else params[0], many,
                           None if not counted else
                           lambda cursor: len(params) if cursor.rowcount < 0 else cursor.rowcount)
-
-    def send(self, conn: Connection, rows: dict | list[dict]) -> None:
-        """As execute(), without the count: inside `pipelined(conn)` the rows go to
-        PostgreSQL with the block's other statements instead of in a round trip of their
-        own, and an error (a duplicate key) is raised at the end of the block."""
-        self.execute(conn, rows, counted=False)
 
 
 def _on_cursor(conn: Connection, statement: str, params, many: bool, fetch):
@@ -556,7 +559,7 @@ def _on_cursor(conn: Connection, statement: str, params, many: bool, fetch):
             return None
         piped = getattr(_piped, "pipeline", None)
         if piped is not None and piped[0] is dbapi_conn:
-            piped[1].sync()  # a count is known once the server has answered
+            piped[1].sync()  # a count or a row is known once the server has answered
         return fetch(cursor)
     except dialect.loaded_dbapi.Error as exc:
         raise _wrapped(conn, exc, dbapi_conn, cursor, statement, params, many) from exc
