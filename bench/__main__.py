@@ -113,10 +113,14 @@ def _bare_publishes(url: str, event_type: str, body: bytes, window: int) -> floa
 
 
 @contextlib.contextmanager
-def _throwaway_vhost():
+def _throwaway_vhost(given: str | None = None):
     """A vhost of its own for one part, deleted after it: the events one part leaves in the
     services' queues (intake accept leaves thousands of report.submitted) would otherwise
-    be consumed while the next part measures (routing's, during SuggestRoute)."""
+    be consumed while the next part measures (routing's, during SuggestRoute). With
+    `given`, that URL as it is (a caller that chose the vhost), nothing made or deleted."""
+    if given:
+        yield given
+        return
     name, url, sudo = _vhost()
     try:
         yield url

@@ -38,7 +38,6 @@ deliveries no faster than the workers send them, so the first figure can be the 
 from __future__ import annotations
 
 import collections
-import contextlib
 import email
 import email.policy
 import http.client
@@ -592,8 +591,7 @@ def main(amqp_url: str | None = None) -> None:
 
     receivers = Receivers()
     try:
-        with (contextlib.nullcontext(amqp_url) if amqp_url else _throwaway_vhost() as amqp_url,
-              tempfile.TemporaryDirectory() as tmp):
+        with _throwaway_vhost(amqp_url) as amqp_url, tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             measure("SQLite", f"sqlite:///{workdir / 'notify.db'}", amqp_url, receivers,
                     workdir, f"sqlite:///{workdir / 'backlog.db'}")

@@ -47,7 +47,6 @@ On SQLite and, when it answers (LAPOR_TEST_PG), PostgreSQL. Prints, never assert
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import http.client
 import json
@@ -899,7 +898,7 @@ def _one(label: str, urls: dict, amqp_url: str | None, workdir: Path, directory:
          model: Path) -> None:
     from bench.__main__ import _throwaway_vhost
 
-    with contextlib.nullcontext(amqp_url) if amqp_url else _throwaway_vhost() as url:
+    with _throwaway_vhost(amqp_url) as url:
         chain = measure_chain(url, workdir, Traffic(random.Random(SEED + 1)))
         result = measure_pipeline(label, urls, url, workdir, directory, model)
         _print(result, chain)

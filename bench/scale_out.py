@@ -639,7 +639,7 @@ def main(amqp_url: str | None = None) -> None:
                     created.append(name)
                 workdir = root / f"replicas-{count}"
                 workdir.mkdir()
-                url = amqp_url or vhosts.enter_context(_throwaway_vhost())
+                url = vhosts.enter_context(_throwaway_vhost(amqp_url))
                 configurations.append(Configuration(count, urls, list(names.values()), url,
                                                     workdir, model))
             try:
