@@ -20,6 +20,7 @@ beside it (pipeline.joblib) for tools that study the model; routing never loads 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -198,21 +199,28 @@ class _Vocabulary:
         return cls(keys[order], order.astype(np.int32), np.asarray(idf, dtype=np.float32),
                    offset, sublinear)
 
-    def features(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The columns and TF-IDF values (float32, unit length) of a text's terms, computed
-        as TfidfVectorizer(dtype=float32) does, step by step and in its order."""
-        counts = Counter(terms)
-        if not counts or not len(self.keys):
-            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
-        hashes = np.fromiter(map(hash, counts), dtype=np.int64, count=len(counts))
+    def columns_of(self, terms: Iterable[str]) -> np.ndarray:
+        """The columns (int32) of the terms in the vocabulary, once for each occurrence;
+        unknown terms have none."""
+        hashes = np.fromiter(map(hash, terms), dtype=np.int64)
+        if not len(hashes) or not len(self.keys):
+            return np.empty(0, dtype=np.int32)
         at = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
-        known = self.keys[at] == hashes
-        if not known.any():
+        return self.columns[at[self.keys[at] == hashes]]
+
+    def features(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The columns and TF-IDF values (float32, unit length) of a text's terms."""
+        return self.weighed(self.columns_of(terms))
+
+    def weighed(self, occurrences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The columns and TF-IDF values (float32, unit length) of a text whose known terms
+        occur at these columns, computed as TfidfVectorizer(dtype=float32) does, step by
+        step and in its order (columns ascending)."""
+        if not len(occurrences):
             return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
-        columns = self.columns[at[known]].astype(np.intp)
-        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))[known]
-        order = np.argsort(columns)
-        columns, tf = columns[order], tf[order]
+        columns, counts = np.unique(occurrences, return_counts=True)
+        columns = columns.astype(np.intp)
+        tf = counts.astype(np.float32)
         if self.sublinear:
             tf = np.log(tf) + np.float32(1.0)
         values = tf * self.idf[columns]
@@ -225,6 +233,9 @@ class _Vocabulary:
 
 
 _ARRAYS = ("word_idf", "char_idf", "weights", "intercept")
+# Words whose character n-gram columns a model remembers: a report's words are mostly ones
+# an earlier report used. An entry is about 250 bytes, so at most 4 MB.
+WORDS_REMEMBERED = 16_384
 
 
 class LinearModel:
@@ -246,6 +257,13 @@ class LinearModel:
         self._weights = np.asarray(state["weights"], dtype=np.float32)
         self._intercept = np.asarray(state["intercept"], dtype=np.float64)
         self._beta = float(state["beta"])
+        self._char_columns = functools.lru_cache(maxsize=WORDS_REMEMBERED)(
+            self._char_columns_of)
+
+    def _char_columns_of(self, word: str) -> bytes:
+        """The columns of a word's known character n-grams, one for each occurrence, as
+        int32 bytes (joined for a text without a copy per word)."""
+        return self._chars.columns_of(_char_wb([word], *self.char_ngrams)).tobytes()
 
     def save(self, directory: Path) -> None:
         """model.npz (the arrays) and model.json (the rest) in `directory`."""
@@ -308,7 +326,9 @@ class LinearModel:
         words = normaliser.standard_words(text)
         stems = [normaliser.stem(w) for w in words]
         w_cols, w_vals = self._words.features(_ngrams(stems, *self.word_ngrams))
-        c_cols, c_vals = self._chars.features(_char_wb(words, *self.char_ngrams))
+        # Character n-grams stay within a word, so a text's are its words' put together.
+        c_cols, c_vals = self._chars.weighed(np.frombuffer(
+            b"".join(map(self._char_columns, words)), dtype=np.int32))
         columns = np.concatenate([w_cols, c_cols])
         values = np.concatenate([w_vals, c_vals]).astype(np.float64)
         rows = self._weights[columns].astype(np.float64)
