@@ -246,8 +246,10 @@ class DeliveryWorker:
         self._local.loop = loop
         with self._wake:
             seen = self._generation
-        if self.run_once():
+        if self.run_once() and not getattr(self._local, "none_due", False):
             return
+        # Nothing due at the last look (the one after the record, or a claim of its own): a
+        # wake since `seen` looks again at once, and the next claim is not made before one.
         self._update_gauges()
         self._tx.release()  # nothing due: the connection goes back while the thread waits
         with self._wake:
@@ -265,6 +267,7 @@ class DeliveryWorker:
         fresh claim), claiming the next in the same transaction; False when none is due."""
         claim = getattr(self._local, "held", None)
         self._local.held = None
+        self._local.none_due = False
         if claim is None:
             claim = self.claim()
         if claim is None:
@@ -308,10 +311,12 @@ class DeliveryWorker:
             return self._claim_in(conn)
 
     def _claim_in(self, conn) -> Claim | None:
-        """claim() inside the caller's transaction."""
+        """claim() inside the caller's transaction. None either when nothing is due (the
+        thread's `none_due` is then set) or after a burst of emails put back to wait."""
         for _ in range(_MAX_PUT_BACK):
             claim = self._claim_next(conn)
             if claim is not _PUT_BACK:
+                self._local.none_due = claim is None
                 return claim
         return None  # a burst of waiting emails: the rest at the next look
 

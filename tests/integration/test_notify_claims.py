@@ -139,3 +139,36 @@ def test_deliveries_made_wake_as_many_sending_threads_not_all_of_them(start_noti
     time.sleep(0.3)
     assert len(worker.loops) == 4
     assert 1 <= len(claimed_by) <= 2
+
+
+def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_again(
+        start_notify, agency, smtp):
+    """The claim made with a record is the thread's look for more work: when it finds none
+    the thread waits for a wake (or its poll) instead of spending another claim transaction
+    on an empty look, and a delivery made meanwhile still goes out at once."""
+    service = start_notify(poll_interval=30.0, workers=1)
+    subscribe(service, "PUPR-13.03", agency.url)
+    worker = service.worker
+    wait_for(lambda: worker.loops[0].status().alive, what="the sending thread")
+    time.sleep(0.3)  # it has looked once at start and found nothing: it waits
+    empty_looks = []
+    claim_next = worker._claim_next
+
+    def counting(conn):
+        found = claim_next(conn)
+        if found is None:
+            empty_looks.append(time.monotonic())
+        return found
+
+    worker._claim_next = counting
+    for _ in range(2):
+        tid = tracking_id()
+        service.handler(registered(tid))
+        service.handler(dispatched(tid))
+        wait_for(lambda tid=tid: [d["status"] for d in rows(service, store.deliveries)
+                                  if d["tracking_id"] == tid] == ["delivered", "delivered"],
+                 timeout=5, what="both deliveries well before the 30 s poll")
+        time.sleep(0.3)
+    # One empty look after each ticket's two sends; the old loop made two.
+    assert len(empty_looks) == 2
+    assert len(smtp.messages) == 2 and len(agency.delivered()) == 2
