@@ -234,8 +234,11 @@ class _Vocabulary:
 
 _ARRAYS = ("word_idf", "char_idf", "weights", "intercept")
 # Words whose character n-gram columns a model remembers: a report's words are mostly ones
-# an earlier report used. An entry is about 250 bytes, so at most 4 MB.
-WORDS_REMEMBERED = 16_384
+# an earlier report used. Only words of at most WORD_REMEMBERED_CHARS characters (real ones
+# are shorter), so that text made of long random "words" cannot make an entry large: one
+# is about 250 bytes, at most about 650, so the cache holds 2-5 MB.
+WORDS_REMEMBERED = 8_192
+WORD_REMEMBERED_CHARS = 32
 
 
 class LinearModel:
@@ -257,8 +260,13 @@ class LinearModel:
         self._weights = np.asarray(state["weights"], dtype=np.float32)
         self._intercept = np.asarray(state["intercept"], dtype=np.float64)
         self._beta = float(state["beta"])
-        self._char_columns = functools.lru_cache(maxsize=WORDS_REMEMBERED)(
+        self._remembered_columns = functools.lru_cache(maxsize=WORDS_REMEMBERED)(
             self._char_columns_of)
+
+    def _char_columns(self, word: str) -> bytes:
+        if len(word) > WORD_REMEMBERED_CHARS:
+            return self._char_columns_of(word)
+        return self._remembered_columns(word)
 
     def _char_columns_of(self, word: str) -> bytes:
         """The columns of a word's known character n-grams, one for each occurrence, as

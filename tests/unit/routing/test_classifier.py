@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.routing.classify import corpus, corrections, training
+from services.routing.classify import corpus, corrections, model, training
 from services.routing.classify.corpus import CorpusError, Example, Taxonomy
 from services.routing.classify.live import LiveClassifier
 from services.routing.classify.model import (
@@ -111,6 +111,34 @@ def test_served_probabilities_are_scikit_learns(small):
     served = np.array([lean.probabilities(t) for t in texts])
     assert lean.labels == list(pipeline.classes_)
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_what_a_model_remembers_of_words_is_bounded(small, monkeypatch):
+    """Each word's character n-grams are remembered for later reports, but only a short
+    word's and at most WORDS_REMEMBERED of them: text of long or made-up words cannot grow
+    routing's memory, and the probabilities are the pipeline's either way."""
+    monkeypatch.setattr(model, "WORDS_REMEMBERED", 50)
+    corpus_dir, taxonomy = small
+    train, _ = corpus.split(corpus.read_corpus(corpus_dir, taxonomy))
+    pipeline = fit_pipeline(train)
+    lean = LinearModel.from_pipeline(pipeline, {})
+    remembered = lean._remembered_columns
+
+    text = f"jalan rusak {'berlubang' * 300} parah"
+    np.testing.assert_allclose(lean.probabilities(text), pipeline.predict_proba([text])[0],
+                               atol=1e-5)
+    assert remembered.cache_info().currsize == 3  # jalan, rusak, parah
+    np.testing.assert_allclose(lean.probabilities(text), pipeline.predict_proba([text])[0],
+                               atol=1e-5)
+    assert remembered.cache_info().hits == 3
+
+    def made_up(i: int) -> str:
+        return "".join(chr(ord("a") + int(d)) for d in f"{i:06d}")
+
+    flood = [" ".join(made_up(i * 10 + j) for j in range(10)) for i in range(20)]
+    served = np.array([lean.probabilities(t) for t in flood])
+    np.testing.assert_allclose(served, pipeline.predict_proba(flood), atol=1e-5)
+    assert remembered.cache_info().currsize == 50
 
 
 def test_a_prediction_names_category_subcategory_and_the_next_two(small, tmp_path):
