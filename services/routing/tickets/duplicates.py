@@ -58,6 +58,10 @@ SUGGEST_AT = 0.60
 MIN_LINK_WORDS = 12
 WINDOW = timedelta(days=30)
 MAX_CANDIDATES = 5_000     # the most recent open ones, should a regency ever have more
+# Shortlisted candidates' character n-gram vectors are remembered up to this many bytes of
+# arrays: a report of a few hundred characters takes about 4 KB, one of 20,000 characters
+# a few hundred, so the budget, not a count, keeps routing within its memory.
+SHORTLISTED_BYTES = 4_000_000
 SHORTLIST = 20             # scored on character n-grams after the word-level pass
 MAX_SUGGESTIONS = 5        # per new ticket, the most similar first
 # Tickets whose prepared text is kept: 1.2 KB each (tracemalloc over 3,000 corpus reports),
@@ -247,6 +251,11 @@ class Similarity:
                         "similarities are not the calibrated ones")
         self.chars = _Idf(char_keys(t) for t in texts)
         self.words = _Idf(word_keys(t) for t in texts)
+        # Shortlisted candidates' character n-gram vectors, by their prepared text: the open
+        # tickets of a busy regency are shortlisted again for report after report.
+        self._shortlisted: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._shortlisted_bytes = 0
+        self._shortlisted_lock = threading.Lock()
 
     def prepare(self, text: str) -> Prepared:
         return self.prepare_many([text])[0]
@@ -319,27 +328,70 @@ class Similarity:
     def char_scores(self, mine: Vector, prepared: Sequence[str]) -> np.ndarray:
         """`mine`'s character n-gram cosine with each prepared text: char_vector(text).dot
         for all of them in one pass over their n-grams, which took a third of screening
-        when done text by text (docs/performance.md)."""
-        words = [text.split() for text in prepared]
-        keys, of_word = _char_keys([w for text in words for w in text])
+        when done text by text (docs/performance.md). Each text's vector is remembered
+        (SHORTLISTED_BYTES of them), and the sums run in the same order either way, so a
+        remembered text scores exactly as a new one."""
+        vectors = self._char_vectors(prepared)
+        keys = np.concatenate([k for k, _ in vectors]) if vectors else np.zeros(0, np.int64)
         if not len(mine.keys) or not len(keys):
             return np.zeros(len(prepared))
-        text_of = np.repeat(np.arange(len(words)), [len(w) for w in words])[of_word]
-        # Each text's distinct terms and their counts: sorted by text, then by key.
-        order = np.lexsort((keys, text_of))
-        keys, text_of = keys[order], text_of[order]
-        starts = np.flatnonzero(np.concatenate((
-            [True], (keys[1:] != keys[:-1]) | (text_of[1:] != text_of[:-1]))))
-        counts = np.diff(np.append(starts, len(keys)))
-        keys, text_of = keys[starts], text_of[starts]
-        weights = self.chars.weights(keys, counts)
-        norms = np.sqrt(np.bincount(text_of, weights=weights * weights,
-                                    minlength=len(prepared)))
-        weights = weights / np.where(norms > 0, norms, 1.0)[text_of]
+        weights = np.concatenate([w for _, w in vectors])
+        text_of = np.repeat(np.arange(len(vectors)), [len(k) for k, _ in vectors])
         at = np.minimum(np.searchsorted(mine.keys, keys), len(mine.keys) - 1)
         hit = mine.keys[at] == keys
         return np.bincount(text_of[hit], weights=weights[hit] * mine.weights[at[hit]],
                            minlength=len(prepared))
+
+    def _char_vectors(self, prepared: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each text's distinct n-gram keys (ascending) and their unit-length weights: the
+        remembered ones as they are, the others in one pass and then remembered."""
+        with self._shortlisted_lock:
+            found = {text: self._shortlisted.get(text) for text in prepared}
+            for text, vector in found.items():
+                if vector is not None:
+                    self._shortlisted.move_to_end(text)
+        missing = [text for text, vector in found.items() if vector is None]
+        if missing:
+            made = self._char_vectors_of(missing)
+            found.update(made)
+            with self._shortlisted_lock:
+                for text, vector in made.items():
+                    size = _nbytes(vector)
+                    if size > SHORTLISTED_BYTES // 8 or text in self._shortlisted:
+                        continue  # a very long report is computed each time, not kept
+                    self._shortlisted[text] = vector
+                    self._shortlisted_bytes += size
+                while self._shortlisted_bytes > SHORTLISTED_BYTES:
+                    _, dropped = self._shortlisted.popitem(last=False)
+                    self._shortlisted_bytes -= _nbytes(dropped)
+        return [found[text] for text in prepared]
+
+    def _char_vectors_of(self, prepared: Sequence[str]) -> dict[str, tuple[np.ndarray,
+                                                                           np.ndarray]]:
+        words = [text.split() for text in prepared]
+        keys, of_word = _char_keys([w for text in words for w in text])
+        text_of = np.repeat(np.arange(len(words)), [len(w) for w in words])[of_word]
+        # Each text's distinct terms and their counts: sorted by text, then by key.
+        order = np.lexsort((keys, text_of))
+        keys, text_of = keys[order], text_of[order]
+        if len(keys):
+            starts = np.flatnonzero(np.concatenate((
+                [True], (keys[1:] != keys[:-1]) | (text_of[1:] != text_of[:-1]))))
+            counts = np.diff(np.append(starts, len(keys)))
+            keys, text_of = keys[starts], text_of[starts]
+        weights = self.chars.weights(keys, counts) if len(keys) else np.zeros(0)
+        norms = np.sqrt(np.bincount(text_of, weights=weights * weights,
+                                    minlength=len(prepared)))
+        weights = weights / np.where(norms > 0, norms, 1.0)[text_of]
+        bounds = np.searchsorted(text_of, np.arange(len(prepared) + 1))
+        # Copies: a slice would keep its whole batch alive while any one text is remembered.
+        return {text: (keys[bounds[i]:bounds[i + 1]].copy(),
+                       weights[bounds[i]:bounds[i + 1]].copy())
+                for i, text in enumerate(prepared)}
+
+
+def _nbytes(vector: tuple[np.ndarray, np.ndarray]) -> int:
+    return vector[0].nbytes + vector[1].nbytes
 
 
 def corpus_texts(directory: Path = CORPUS_DIR, limit: int = CORPUS_SAMPLE) -> list[str]:
