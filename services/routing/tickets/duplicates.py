@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -253,9 +253,8 @@ class Similarity:
         self.words = _Idf(word_keys(t) for t in texts)
         # Shortlisted candidates' character n-gram vectors, by their prepared text: the open
         # tickets of a busy regency are shortlisted again for report after report.
-        self._shortlisted: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._shortlisted_bytes = 0
-        self._shortlisted_lock = threading.Lock()
+        # A very long report's vector (an eighth of the budget) is computed each time.
+        self._shortlisted = _Lru(SHORTLISTED_BYTES, _nbytes, SHORTLISTED_BYTES // 8)
 
     def prepare(self, text: str) -> Prepared:
         return self.prepare_many([text])[0]
@@ -329,7 +328,7 @@ class Similarity:
         """`mine`'s character n-gram cosine with each prepared text: char_vector(text).dot
         for all of them in one pass over their n-grams, which took a third of screening
         when done text by text (docs/performance.md). Each text's vector is remembered
-        (SHORTLISTED_BYTES of them), and the sums run in the same order either way, so a
+        (up to SHORTLISTED_BYTES of them), and the sums run in the same order either way, so a
         remembered text scores exactly as a new one."""
         vectors = self._char_vectors(prepared)
         keys = np.concatenate([k for k, _ in vectors]) if vectors else np.zeros(0, np.int64)
@@ -345,25 +344,12 @@ class Similarity:
     def _char_vectors(self, prepared: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each text's distinct n-gram keys (ascending) and their unit-length weights: the
         remembered ones as they are, the others in one pass and then remembered."""
-        with self._shortlisted_lock:
-            found = {text: self._shortlisted.get(text) for text in prepared}
-            for text, vector in found.items():
-                if vector is not None:
-                    self._shortlisted.move_to_end(text)
-        missing = [text for text, vector in found.items() if vector is None]
+        found = self._shortlisted.get_many(prepared)
+        missing = [text for text in dict.fromkeys(prepared) if text not in found]
         if missing:
             made = self._char_vectors_of(missing)
+            self._shortlisted.put_many(made)
             found.update(made)
-            with self._shortlisted_lock:
-                for text, vector in made.items():
-                    size = _nbytes(vector)
-                    if size > SHORTLISTED_BYTES // 8 or text in self._shortlisted:
-                        continue  # a very long report is computed each time, not kept
-                    self._shortlisted[text] = vector
-                    self._shortlisted_bytes += size
-                while self._shortlisted_bytes > SHORTLISTED_BYTES:
-                    _, dropped = self._shortlisted.popitem(last=False)
-                    self._shortlisted_bytes -= _nbytes(dropped)
         return [found[text] for text in prepared]
 
     def _char_vectors_of(self, prepared: Sequence[str]) -> dict[str, tuple[np.ndarray,
@@ -371,15 +357,17 @@ class Similarity:
         words = [text.split() for text in prepared]
         keys, of_word = _char_keys([w for text in words for w in text])
         text_of = np.repeat(np.arange(len(words)), [len(w) for w in words])[of_word]
+        if not len(keys):
+            nothing = (keys, np.zeros(0))
+            return dict.fromkeys(prepared, nothing)
         # Each text's distinct terms and their counts: sorted by text, then by key.
         order = np.lexsort((keys, text_of))
         keys, text_of = keys[order], text_of[order]
-        if len(keys):
-            starts = np.flatnonzero(np.concatenate((
-                [True], (keys[1:] != keys[:-1]) | (text_of[1:] != text_of[:-1]))))
-            counts = np.diff(np.append(starts, len(keys)))
-            keys, text_of = keys[starts], text_of[starts]
-        weights = self.chars.weights(keys, counts) if len(keys) else np.zeros(0)
+        starts = np.flatnonzero(np.concatenate((
+            [True], (keys[1:] != keys[:-1]) | (text_of[1:] != text_of[:-1]))))
+        counts = np.diff(np.append(starts, len(keys)))
+        keys, text_of = keys[starts], text_of[starts]
+        weights = self.chars.weights(keys, counts)
         norms = np.sqrt(np.bincount(text_of, weights=weights * weights,
                                     minlength=len(prepared)))
         weights = weights / np.where(norms > 0, norms, 1.0)[text_of]
@@ -480,15 +468,19 @@ def _candidates_query(with_districts: bool) -> db.Statement:
         .limit(MAX_CANDIDATES))
 
 
-class _PreparedCache:
-    """Prepared texts by tracking id, least recently used out first; shared by threads."""
+class _Lru:
+    """Values by key, least recently used out first once their weights (each 1 unless
+    `weigh` says otherwise) pass `budget`; a value heavier than `largest` is not kept.
+    Shared by threads."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[str, Prepared] = OrderedDict()
+    def __init__(self, budget: int, weigh: Callable[[object], int] = lambda _value: 1,
+                 largest: int | None = None):
+        self.budget, self.weigh, self.largest = budget, weigh, largest
+        self.weight = 0
+        self._items: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Prepared]:
+    def get_many(self, keys: Iterable[str]) -> dict:
         found = {}
         with self._lock:
             for key in keys:
@@ -498,13 +490,20 @@ class _PreparedCache:
                     found[key] = hit
         return found
 
-    def put_many(self, items: dict[str, Prepared]) -> None:
+    def put_many(self, items: dict) -> None:
         with self._lock:
             for key, value in items.items():
+                weight = self.weigh(value)
+                if self.largest is not None and weight > self.largest:
+                    continue
+                replaced = self._items.pop(key, None)
+                if replaced is not None:
+                    self.weight -= self.weigh(replaced)
                 self._items[key] = value
-                self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                self.weight += weight
+            while self.weight > self.budget:
+                _, dropped = self._items.popitem(last=False)
+                self.weight -= self.weigh(dropped)
 
 
 @dataclass(frozen=True)
@@ -527,7 +526,7 @@ class Duplicates:
             raise ValueError("duplicate thresholds: 0 < suggest_at <= link_at <= 1")
         self._similarity = similarity
         self.link_at, self.suggest_at, self.window = link_at, suggest_at, window
-        self._cache = _PreparedCache(cache_size)
+        self._cache = _Lru(cache_size)
 
     @property
     def similarity(self) -> Similarity:

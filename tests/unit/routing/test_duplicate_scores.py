@@ -65,9 +65,9 @@ def test_a_remembered_candidate_scores_exactly_as_a_new_one(monkeypatch):
         mixed = [prepared[6], prepared[0], prepared[3], prepared[0], prepared[8]]
         np.testing.assert_array_equal(fresh.char_scores(mine, mixed),
                                       first[[6, 0, 3, 0, 8]])
-        kept = sum(sizes[t] for t in fresh._shortlisted)
-        assert kept == fresh._shortlisted_bytes <= budget
-        assert 0 < len(fresh._shortlisted) < len(sizes)
+        kept = sum(sizes[t] for t in fresh._shortlisted._items)
+        assert kept == fresh._shortlisted.weight <= budget
+        assert 0 < len(fresh._shortlisted._items) < len(sizes)
 
 
 def test_a_very_long_candidate_is_scored_but_not_remembered(monkeypatch):
@@ -82,4 +82,4 @@ def test_a_very_long_candidate_is_scored_but_not_remembered(monkeypatch):
     scores = similarity.char_scores(mine, [long_text, prepared_text(TEXTS[1])])
     assert scores[1] == pytest.approx(mine.dot(similarity.char_vector(
         prepared_text(TEXTS[1]))), abs=1e-12)
-    assert list(similarity._shortlisted) == [prepared_text(TEXTS[1])]
+    assert list(similarity._shortlisted._items) == [prepared_text(TEXTS[1])]
