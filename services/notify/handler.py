@@ -83,7 +83,6 @@ REPORTER_KINDS = {"", "parent", "national", "oversight"}
 # One email to the reporter per change of the ticket: an escalation to the parent agency
 # comes as ticket.dispatched and ticket.escalated with the same version; the first tells.
 _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
-_UNREAD = object()  # _reporter_email: the caller has not read the contact
 
 
 _INSERT_DELIVERY = db.Insert(store.deliveries)
@@ -229,7 +228,7 @@ class EventHandler:
         return created + self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
             "dispatched", tracking_id, agency_name=msg.agency.name or msg.agency.code,
             deadline=payloads.when(msg, "deadline"), deadline_zone=msg.deadline_zone,
-            ticket_version=msg.ticket_version), contact=contact)
+            ticket_version=msg.ticket_version), channel=reach.first_channel(contact))
 
     def _status_changed(self, conn: Connection, envelope, msg: events_pb2.TicketStatusChanged,
                         tracking_id: str) -> int:
@@ -345,16 +344,15 @@ class EventHandler:
 
     # -- deliveries ----------------------------------------------------------------------------
     def _reporter_email(self, conn: Connection, envelope, tracking_id: str,
-                        fields: dict, contact: store.Contact | None | object = _UNREAD) -> int:
-        """The reporter's notice of the event (and each follower's); `contact` when the
-        caller has read it in this transaction already (None: there is none yet)."""
+                        fields: dict, channel: str = "") -> int:
+        """The reporter's notice of the event (and each follower's); `channel` when the
+        caller has read the contact in this transaction already (_channel_for)."""
         version = fields.get("ticket_version") or 0
         if version and envelope.type in _ONE_PER_VERSION and \
                 self._reporter_told(conn, tracking_id, version):
             return 0
-        channel = self._channel_for(conn, tracking_id) if contact is _UNREAD else \
-            reach.first_channel(contact)
-        self._add(conn, envelope, tracking_id, channel, REPORTER, REPORTER, fields)
+        self._add(conn, envelope, tracking_id, channel or self._channel_for(conn, tracking_id),
+                  REPORTER, REPORTER, fields)
         return 1 + self._follower_emails(conn, envelope, tracking_id, fields)
 
     @staticmethod
