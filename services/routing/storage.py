@@ -235,6 +235,16 @@ account_tokens = sa.Table(
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
 )
 
+# One row: a number every change of the directory (regions, categories, agencies, rules)
+# raises in its own transaction. Each process looks at it about once a second and forgets
+# what it remembered of the directory when it moved (SqlDirectory._remembered).
+directory_version = sa.Table(
+    "directory_version", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True)),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
@@ -284,14 +294,19 @@ class SqlDirectory:
         self._database: str | None = None  # the key of what is remembered, by database
 
     def _remembered(self, name: str, args: tuple, read: Callable[[], object]):
-        """What the directory answered to the same question within DIRECTORY_TTL seconds:
+        """What the directory answered to the same question since its version last moved:
         every decision asks the same few questions, and the directory changes only when an
-        operator loads a file (this process forgets at once; others within the TTL)."""
+        operator loads a file (this process forgets at once, others within
+        VERSION_CHECK_SECONDS). An answer is read again after DIRECTORY_TTL in any case,
+        for changes made behind the version's back (SQL by hand)."""
         if self._database is None:
             self._database = sys.intern(str(self.conn.engine.url))
+        now = time.monotonic()
+        seen = _SEEN.get(self._database)
+        if seen is None or now >= seen.next_look:
+            self._look_at_version(now, seen)
         key = (self._database, name, args)
         found = _REMEMBERED.get(key)
-        now = time.monotonic()
         if found is not None and now - found[0] < DIRECTORY_TTL:
             return found[1]
         if len(_REMEMBERED) >= REMEMBERED_MAX:
@@ -299,6 +314,24 @@ class SqlDirectory:
         value = read()
         _REMEMBERED[key] = (now, value)
         return value
+
+    def _look_at_version(self, now: float, seen: _Seen | None) -> None:
+        row = _VERSION.first(self.conn)
+        version = row.version if row else 0
+        if seen is None:
+            # The first look (or the first since forget_directory): whatever is remembered
+            # of this database may predate the version just read.
+            _forget(self._database)
+            _SEEN[self._database] = _Seen(version, now + VERSION_CHECK_SECONDS)
+            return
+        if version != seen.version or (seen.settle_at is not None and now >= seen.settle_at):
+            # Forgotten twice: now, and once more SETTLE_SECONDS later. A transaction that
+            # began before the change and reads after this look still sees the directory
+            # as it was (a snapshot on SQLite); what it remembers meanwhile goes then.
+            _forget(self._database)
+            seen.settle_at = now + SETTLE_SECONDS if version != seen.version else None
+            seen.version = version
+        seen.next_look = now + VERSION_CHECK_SECONDS
 
     def agency(self, code: str) -> AgencyRef | None:
         def read():
@@ -431,12 +464,36 @@ def reading_directory(engine: Engine) -> Iterator[SqlDirectory]:
         on_demand.close()
 
 
-DIRECTORY_TTL = 30.0
+# How often a process looks at the directory's version, and how long after it saw the
+# version move it forgets once more (see SqlDirectory._look_at_version).
+VERSION_CHECK_SECONDS = 1.0
+SETTLE_SECONDS = 5.0
+# An answer is read again after this long even if the version did not move: a directory
+# changed by hand in SQL, or by a process from before the version (in a rolling upgrade),
+# is seen within it.
+DIRECTORY_TTL = 300.0
 # Answers remembered at most: a national stream asks a few thousand distinct questions within
 # a TTL (rules by regency and category, region names); each answer with its key is about a
 # kilobyte, and routing has 150 MB in all.
 REMEMBERED_MAX = 10_000
 _REMEMBERED: dict[tuple, tuple[float, object]] = {}
+_VERSION = Statement(sa.select(directory_version.c.version)
+                     .where(directory_version.c.id == 1))
+_BUMP = Statement(directory_version.update().where(directory_version.c.id == 1)
+                  .values(version=directory_version.c.version + 1,
+                          changed_at=sa.bindparam("now")))
+
+
+@dataclass
+class _Seen:
+    """The directory's version as this process last saw it in one database."""
+
+    version: int
+    next_look: float
+    settle_at: float | None = None
+
+
+_SEEN: dict[str, _Seen] = {}
 
 
 def _forget_expired(now: float) -> None:
@@ -448,8 +505,25 @@ def _forget_expired(now: float) -> None:
         _REMEMBERED.clear()
 
 
+def _forget(database: str) -> None:
+    for key in [k for k in list(_REMEMBERED) if k[0] == database]:
+        _REMEMBERED.pop(key, None)
+
+
 def forget_directory() -> None:
-    """Drops what the directory answered (this process changed it)."""
+    """Drops what the directory answered, and the versions seen (this process changed it,
+    or a test starts afresh)."""
+    _REMEMBERED.clear()
+    _SEEN.clear()
+
+
+def directory_changed(conn: Connection) -> None:
+    """Raises the directory's version in `conn`'s transaction, so that every process forgets
+    what it remembered within a second of the commit; this one forgets at once (and again
+    when it sees the new version)."""
+    if not _BUMP.execute(conn, {"now": utcnow()}):
+        # A database made from the table definitions rather than the migrations.
+        conn.execute(directory_version.insert().values(id=1, version=1, changed_at=utcnow()))
     _REMEMBERED.clear()
 
 
@@ -484,7 +558,6 @@ def _region_values(region: Region) -> dict:
 def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) -> int:
     """Inserts regions, or updates the ones that changed (name, level, a province's ISO
     3166-2 code and time zone); returns how many rows were written."""
-    forget_directory()
     columns = ("name", "level", "parent_code", "iso_code", "timezone")
     existing = {r.code: tuple(r[1:]) for r in conn.execute(
         sa.select(regions.c.code, *(regions.c[c] for c in columns)))}
@@ -504,6 +577,8 @@ def upsert_regions(conn: Connection, rows: Iterable[Region], batch: int = 5000) 
         conn.execute(regions.update().where(regions.c.code == sa.bindparam("b_code"))
                      .values({c: sa.bindparam(f"b_{c}") for c in columns}),
                      [{f"b_{k}": v for k, v in values.items()} for values in changed])
+    if new or changed:
+        directory_changed(conn)
     return len(new) + len(changed)
 
 
@@ -568,7 +643,7 @@ def _sync_categories(conn: Connection, national: Taxonomy, extra: dict[str, Cate
     _deactivate(conn, categories, gone, updated_at=now)
     changes.added, changes.changed, changes.deactivated = len(new), len(changed), len(gone)
     if new or changed or gone:
-        forget_directory()
+        directory_changed(conn)
     return changes
 
 
@@ -586,8 +661,8 @@ def load_directory(conn: Connection, directory: document.Directory,
     """Makes the database hold exactly `directory` (an expanded directory file): categories,
     agencies and rules are added or changed; categories and agencies no longer in it are
     deactivated (tickets and accounts point at them), rules no longer in it removed.
-    Idempotent: loading the same directory again changes nothing."""
-    forget_directory()
+    Idempotent: loading the same directory again changes nothing (not even the
+    directory's version)."""
     national = national if national is not None else tax.national()
     summary = LoadSummary()
     summary.categories = _sync_categories(conn, national, directory.categories,
@@ -635,6 +710,8 @@ def load_directory(conn: Connection, directory: document.Directory,
             rule.region_code == sa.bindparam("b_region"))
             .values(agency_code=sa.bindparam("b_agency")), changed_rules)
     summary.rules = Changes(len(new_rules), len(changed_rules), len(gone_rules))
+    if new or changed or gone or new_rules or changed_rules or gone_rules:
+        directory_changed(conn)
     return summary
 
 
@@ -702,17 +779,21 @@ def seed_demo(conn: Connection) -> None:
 def seed_directory(conn: Connection, region_rows: Iterable[Region],
                    agency_rows: Iterable[AgencyRow]) -> None:
     """Idempotent: running it again changes nothing that is already there."""
-    forget_directory()
     upsert_regions(conn, region_rows)
     known = set(conn.execute(sa.select(agencies.c.code)).scalars())
     rules = set(conn.execute(sa.select(handling_rules.c.category, handling_rules.c.region_code)))
+    added = False
     for row in agency_rows:
         if row.code not in known:
             conn.execute(agencies.insert().values(
                 code=row.code, name=row.name, level=row.level, region_code=row.region_code,
                 parent_code=row.parent_code, active=True))
+            added = True
         for category in row.handles:
             if (category, row.region_code) not in rules:
                 conn.execute(handling_rules.insert().values(
                     category=category, region_code=row.region_code, agency_code=row.code))
                 rules.add((category, row.region_code))
+                added = True
+    if added:
+        directory_changed(conn)

@@ -193,8 +193,8 @@ def test_a_start_on_a_current_schema_does_not_load_alembic_and_still_seeds(datab
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"UPDATE {routing_storage.MIGRATIONS.version_table} "
-                                 f"SET version_num = '0004'"))
-            conn.execute(sa.text("DROP INDEX ix_tickets_category_region_submitted"))
+                                 f"SET version_num = '0005'"))
+            conn.execute(sa.text("DROP TABLE directory_version"))
     finally:
         engine.dispose()
     applied, loaded, _ = start()

@@ -3,6 +3,7 @@ routing directory (demo seed, who handles what where) and the national region li
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -172,6 +173,125 @@ def test_what_the_directory_remembers_stays_bounded(directory, monkeypatch):
             assert names.region_name("13.03") == "Kabupaten Sijunjung"
     finally:
         routing_storage.forget_directory()
+
+
+_CHANGE_ELSEWHERE = """
+import sys
+import sqlalchemy as sa
+from services.infra import db
+from services.routing import storage
+engine = db.make_engine(sys.argv[1])
+with engine.begin() as conn:
+    conn.execute(storage.agencies.update().where(storage.agencies.c.code == sys.argv[2])
+                 .values(active=sys.argv[3] == "on"))
+    storage.directory_changed(conn)
+engine.dispose()
+"""
+
+
+def _set_agency_in_another_process(engine, code: str, active: bool) -> None:
+    """What an operator's `directory load` in another process does: a change and the
+    version raised in one transaction, nothing of this process's memory touched."""
+    subprocess.run([sys.executable, "-c", _CHANGE_ELSEWHERE,
+                    engine.url.render_as_string(hide_password=False), code,
+                    "on" if active else "off"], check=True, cwd=ROOT, timeout=60,
+                   capture_output=True)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """routing's storage on a clock the test moves; nothing remembered before or after."""
+    now = [1000.0]
+    monkeypatch.setattr(routing_storage.time, "monotonic", lambda: now[0])
+    routing_storage.forget_directory()
+    yield now
+    routing_storage.forget_directory()
+
+
+def _rule_holder(engine, region: str = "13.03.02.2001") -> str:
+    with db.reading(engine) as conn:
+        return routing_storage.SqlDirectory(conn).rule_for("PUPR", "", region).agency.code
+
+
+def test_a_directory_changed_in_another_process_is_followed_within_a_second(directory, clock):
+    """A replica remembers the directory's answers for as long as its version stands (one
+    query a second instead of the rules again every 30 s), and follows an operator's change
+    made by another process within VERSION_CHECK_SECONDS."""
+    statements = []
+    sa.event.listen(directory, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: statements.append(statement))
+    assert _rule_holder(directory) == "PUPR-13.03"
+
+    clock[0] += 120  # long past the old 30-second TTL: only the version is read again
+    statements.clear()
+    assert _rule_holder(directory) == "PUPR-13.03"
+    assert len(statements) == 1 and "directory_version" in statements[0]
+
+    _set_agency_in_another_process(directory, "PUPR-13.03", active=False)
+    statements.clear()
+    assert _rule_holder(directory) == "PUPR-13.03"  # within the second: still remembered
+    assert statements == []
+    clock[0] += routing_storage.VERSION_CHECK_SECONDS
+    assert _rule_holder(directory) == "PEMPROV-13"  # the province's office takes it
+    _set_agency_in_another_process(directory, "PUPR-13.03", active=True)
+    clock[0] += routing_storage.VERSION_CHECK_SECONDS
+    assert _rule_holder(directory) == "PUPR-13.03"
+
+
+def test_an_answer_read_from_before_a_change_is_forgotten_once_the_change_settles(
+        directory, clock):
+    """A transaction that began before another process's change may read the directory as
+    it was after this process saw the new version (SQLite reads from a snapshot): what it
+    remembers then is forgotten SETTLE_SECONDS later, not kept until the next change."""
+    assert _rule_holder(directory) == "PUPR-13.03"
+    with db.reading(directory) as old:
+        old.execute(sa.select(routing_storage.agencies.c.code)).all()  # its snapshot begins
+        _set_agency_in_another_process(directory, "PUPR-13.03", active=False)
+        clock[0] += routing_storage.VERSION_CHECK_SECONDS
+        with db.reading(directory) as new:  # this process sees the new version
+            routing_storage.SqlDirectory(new).region_name("13.03")
+        # The old transaction asks next, and reads the rule's agency as it was.
+        routing_storage.SqlDirectory(old).rule_for("PUPR", "", "13.03.02.2001")
+    clock[0] += routing_storage.SETTLE_SECONDS
+    assert _rule_holder(directory) == "PEMPROV-13"
+    assert _rule_holder(directory, "13.03.05.2003") == "PEMPROV-13"
+
+
+def _version(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(routing_storage.directory_version.c.version)).scalar()
+
+
+def test_each_change_of_the_directory_raises_its_version_and_a_repeat_does_not(directory):
+    """Every path that changes what decisions read raises the version (so that every replica
+    forgets within a second); loading or seeding what is already there does not (so that
+    an idempotent reload does not make every replica read everything again)."""
+    seeded = _version(directory)
+    assert seeded >= 1
+    with directory.begin() as conn:  # the demo seed has no taxonomy yet: a change
+        assert routing_storage.load_taxonomy(conn).added > 0
+    start = _version(directory)
+    assert start == seeded + 1
+    with directory.begin() as conn:
+        routing_storage.seed_directory(conn, seed.demo_regions(), seed.demo_agencies())
+        loaded = routing_storage.read_directory(conn)
+        routing_storage.load_directory(conn, loaded)
+        routing_storage.upsert_regions(conn, seed.demo_regions())
+        routing_storage.load_taxonomy(conn)
+    assert _version(directory) == start
+
+    with directory.begin() as conn:
+        renamed = [dataclasses.replace(r, name="Kab. Sijunjung") if r.code == "13.03" else r
+                   for r in seed.demo_regions()]
+        assert routing_storage.upsert_regions(conn, renamed) == 1
+    assert _version(directory) == start + 1
+
+    with directory.connect() as conn:
+        without = routing_storage.read_directory(conn)
+    without.rules = {k: v for k, v in without.rules.items() if k != ("PUPR", "13.03")}
+    with directory.begin() as conn:
+        summary = routing_storage.load_directory(conn, without)
+    assert summary.rules.deactivated == 1 and _version(directory) == start + 2
 
 
 @pytest.mark.shared_data
