@@ -276,6 +276,11 @@ _RULES_BY_KEYS = Statement(
            agencies.c.active.is_(True)))
 
 
+_RULES_IN_REGION = Statement(
+    sa.select(handling_rules.c.category, handling_rules.c.agency_code)
+    .where(handling_rules.c.region_code == sa.bindparam("region")))
+
+
 def _padded(name: str, values: list[str], size: int) -> dict[str, str]:
     """`values` as the binds name0..name{size-1}, the last one repeated to fill them."""
     return {f"{name}{i}": values[min(i, len(values) - 1)] for i in range(size)}
@@ -358,29 +363,34 @@ class SqlDirectory:
     def rule_for(self, category: str, subcategory: str, region_code: str) -> RuleMatch | None:
         """The rule that decides who handles the report: the subcategory's rules first, the
         category's next, each from the report's own region up to the national rule; rules
-        whose agency is inactive are passed over."""
-        def read():
-            found = self.rules_for(category, subcategory, region_code)
-            if not found:
-                return None
-            best = found[0]
-            if best.matched_region:
-                best = RuleMatch(best.agency, best.matched_code, best.matched_region,
-                                 self.region_name(best.matched_region))
-            return best
-        # Remembered by the report's regions that rules name, not by its village: the same
-        # answer for every village of a regency whose rules are the regency's, so a
-        # national stream of reports finds it remembered instead of asking each time.
-        return self._remembered("rule_for", (category, subcategory,
-                                             self._ruled_ancestry(region_code)), read)
+        whose agency is inactive are passed over (the first of rules_for, from memory)."""
+        named = self._rule_regions()
+        for code, region in matching.rule_keys(category, subcategory, region_code):
+            if region not in named:
+                continue
+            agency_code = self._rules_in(region).get(code)
+            agency = self.agency(agency_code) if agency_code else None  # None if inactive
+            if agency is not None:
+                return RuleMatch(agency, code, region,
+                                 self.region_name(region) if region else "")
+        return None
 
-    def _ruled_ancestry(self, region_code: str) -> tuple[str, ...]:
-        """`region_code` and its parents that some handling rule names: only those can
-        match, so two regions with the same ones get the same rule."""
-        named = self._remembered("rule_regions", (), lambda: frozenset(
+    def _rule_regions(self) -> frozenset[str]:
+        """The regions some handling rule names ("" for the national rules)."""
+        return self._remembered("rule_regions", (), lambda: frozenset(
             self.conn.execute(_RULE_REGIONS).scalars()))
-        ancestry = region_ancestry(region_code) if region_code else [""]
-        return tuple(region for region in ancestry if region in named)
+
+    def _rules_in(self, region: str) -> dict[str, str]:
+        """The rules of one region: agency codes by category or subcategory code.
+        Remembered by region, not by the question: a national stream asks about some 500
+        regencies (and their provinces), but in tens of thousands of combinations of
+        category, subcategory and region, most of them new within minutes. Agency codes
+        only (the agencies are remembered one by one as decisions name them): every
+        region's rules of the national directory take 1.7 MB so, 4.7 MB with every agency
+        they name (their AgencyRefs in the rules took 9 MB)."""
+        return self._remembered("rules_in", (region,), lambda: {
+            sys.intern(r.category): r.agency_code for r in _RULES_IN_REGION.all(
+                self.conn, {"region": region})})
 
     def rules_for(self, category: str, subcategory: str, region_code: str) -> list[RuleMatch]:
         """Every rule that applies with an active agency, best first, each agency once."""

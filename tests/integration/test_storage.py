@@ -156,6 +156,43 @@ def test_a_remembered_rule_serves_its_regency_but_not_a_district_with_its_own(di
         routing_storage.forget_directory()
 
 
+def test_the_rule_from_memory_is_the_first_of_the_rules_the_database_gives(directory, clock):
+    """rule_for answers from each region's remembered rules; for every category and
+    subcategory of the taxonomy in regions of each depth, with an office deactivated and
+    a district rule of its own, it is the first of rules_for (read from the database each
+    time), with the rule region's name."""
+    with directory.begin() as conn:
+        routing_storage.load_taxonomy(conn)
+        conn.execute(routing_storage.handling_rules.insert().values(
+            category="PUPR", region_code="13.03.01", agency_code="PEMPROV-13"))
+        conn.execute(routing_storage.agencies.update()
+                     .where(routing_storage.agencies.c.code == "DINKES-13.03")
+                     .values(active=False))
+    regions = ["", "13", "13.03", "13.03.01", "13.03.01.2002", "13.03.02.2001", "13.71",
+               "31.71.01", "99.99"]
+    compared = found = 0
+    with db.reading(directory) as conn:
+        names = routing_storage.SqlDirectory(conn)
+        taxonomy = names.categories()
+        for category in taxonomy:
+            main, sub = (category.parent_code, category.code) if category.parent_code else \
+                (category.code, "")
+            for region in regions:
+                expected = names.rules_for(main, sub, region)
+                best = expected[0] if expected else None
+                if best is not None and best.matched_region:
+                    best = dataclasses.replace(
+                        best, region_name=names.region_name(best.matched_region))
+                assert names.rule_for(main, sub, region) == best, (main, sub, region)
+                compared += 1
+                found += best is not None
+    assert compared > 500 and found > 100
+    with db.reading(directory) as conn:
+        names = routing_storage.SqlDirectory(conn)
+        assert names.rule_for("PUPR", "", "13.03.01.2002").agency.code == "PEMPROV-13"
+        assert names.rule_for("KESEHATAN", "", "13.03.02.2001").agency.code != "DINKES-13.03"
+
+
 def test_what_the_directory_remembers_stays_bounded(directory, monkeypatch):
     """Answers are dropped once past their TTL, or all at once when too many are current:
     a process asked about every region of the country holds at most REMEMBERED_MAX."""
