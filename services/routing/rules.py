@@ -29,7 +29,7 @@ def region_ancestry(code: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)] + [""]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgencyRef:
     code: str
     name: str

@@ -253,13 +253,15 @@ MIGRATIONS = MigrationPlan("routing", metadata, Path(__file__).with_name("migrat
 
 
 def _agency_ref(row) -> AgencyRef:
-    return AgencyRef(row.code, row.name, row.level, row.region_code, row.parent_code)
+    # The level and regions repeat across a region's offices: kept once (what is remembered).
+    return AgencyRef(row.code, row.name, sys.intern(row.level), sys.intern(row.region_code),
+                     sys.intern(row.parent_code))
 
 
 # The lookups every decision makes when the answer is not remembered (with a national mix
 # of regencies and categories, most rule lookups), built once with bound values.
-_AGENCY = sa.select(agencies).where(agencies.c.code == sa.bindparam("code"),
-                                    agencies.c.active.is_(True))
+_AGENCY = Statement(sa.select(agencies).where(agencies.c.code == sa.bindparam("code"),
+                                              agencies.c.active.is_(True)))
 # A report's rule keys are at most two codes (subcategory, category) by at most five regions
 # (village, district, regency, province, national): the lists are padded to that shape so
 # that one statement, compiled once, runs on the driver's cursor (db.Statement) for every
@@ -277,7 +279,8 @@ _RULES_BY_KEYS = Statement(
 
 
 _RULES_IN_REGION = Statement(
-    sa.select(handling_rules.c.category, handling_rules.c.agency_code)
+    sa.select(agencies, handling_rules.c.category)
+    .join(handling_rules, handling_rules.c.agency_code == agencies.c.code)
     .where(handling_rules.c.region_code == sa.bindparam("region")))
 
 
@@ -298,26 +301,30 @@ class SqlDirectory:
         self.conn = conn
         self._database: str | None = None  # the key of what is remembered, by database
 
-    def _remembered(self, name: str, args: tuple, read: Callable[[], object]):
+    def _remembered(self, name: str, args: tuple, read: Callable[[], object],
+                    names: bool = False):
         """What the directory answered to the same question since its version last moved:
         every decision asks the same few questions, and the directory changes only when an
         operator loads a file (this process forgets at once, others within
         VERSION_CHECK_SECONDS). An answer is read again after DIRECTORY_TTL in any case,
-        for changes made behind the version's back (SQL by hand)."""
+        for changes made behind the version's back (SQL by hand). Region names (`names`)
+        are remembered apart: a report's village is seldom asked again, and a stream of
+        them must not push the directory's rules out."""
         if self._database is None:
             self._database = sys.intern(str(self.conn.engine.url))
         now = time.monotonic()
         seen = _SEEN.get(self._database)
         if seen is None or now >= seen.next_look:
             self._look_at_version(now, seen)
+        memory, most = (_NAMES, NAMES_MAX) if names else (_REMEMBERED, REMEMBERED_MAX)
         key = (self._database, name, args)
-        found = _REMEMBERED.get(key)
+        found = memory.get(key)
         if found is not None and now - found[0] < DIRECTORY_TTL:
             return found[1]
-        if len(_REMEMBERED) >= REMEMBERED_MAX:
-            _forget_expired(now)
+        if len(memory) >= most:
+            _forget_expired(memory, most, now)
         value = read()
-        _REMEMBERED[key] = (now, value)
+        memory[key] = (now, value)
         return value
 
     def _look_at_version(self, now: float, seen: _Seen | None) -> None:
@@ -340,7 +347,7 @@ class SqlDirectory:
 
     def agency(self, code: str) -> AgencyRef | None:
         def read():
-            row = self.conn.execute(_AGENCY, {"code": code}).first()
+            row = _AGENCY.first(self.conn, {"code": code})
             return _agency_ref(row) if row else None
         return self._remembered("agency", (code,), read)
 
@@ -368,8 +375,7 @@ class SqlDirectory:
         for code, region in matching.rule_keys(category, subcategory, region_code):
             if region not in named:
                 continue
-            agency_code = self._rules_in(region).get(code)
-            agency = self.agency(agency_code) if agency_code else None  # None if inactive
+            agency = self._rules_in(region).get(code)  # None too when it is inactive
             if agency is not None:
                 return RuleMatch(agency, code, region,
                                  self.region_name(region) if region else "")
@@ -380,17 +386,23 @@ class SqlDirectory:
         return self._remembered("rule_regions", (), lambda: frozenset(
             self.conn.execute(_RULE_REGIONS).scalars()))
 
-    def _rules_in(self, region: str) -> dict[str, str]:
-        """The rules of one region: agency codes by category or subcategory code.
-        Remembered by region, not by the question: a national stream asks about some 500
-        regencies (and their provinces), but in tens of thousands of combinations of
-        category, subcategory and region, most of them new within minutes. Agency codes
-        only (the agencies are remembered one by one as decisions name them): every
-        region's rules of the national directory take 1.7 MB so, 4.7 MB with every agency
-        they name (their AgencyRefs in the rules took 9 MB)."""
-        return self._remembered("rules_in", (region,), lambda: {
-            sys.intern(r.category): r.agency_code for r in _RULES_IN_REGION.all(
-                self.conn, {"region": region})})
+    def _rules_in(self, region: str) -> dict[str, AgencyRef | None]:
+        """The rules of one region: their agencies (None when inactive) by category or
+        subcategory code. Remembered by region, not by the question: a national stream asks
+        about some 500 regencies (and their provinces), but in tens of thousands of
+        combinations of category, subcategory and region, most of them new within minutes.
+        An agency named by several rules of the region is kept once, and its level and
+        regions are shared: every region's rules of the national directory take 5 MB so
+        (9 MB with an agency for each rule)."""
+        def read():
+            found: dict[str, AgencyRef | None] = {}
+            rules = {}
+            for r in _RULES_IN_REGION.all(self.conn, {"region": region}):
+                if r.code not in found:
+                    found[r.code] = _agency_ref(r) if r.active else None
+                rules[sys.intern(r.category)] = found[r.code]
+            return rules
+        return self._remembered("rules_in", (region,), read)
 
     def rules_for(self, category: str, subcategory: str, region_code: str) -> list[RuleMatch]:
         """Every rule that applies with an active agency, best first, each agency once."""
@@ -427,7 +439,7 @@ class SqlDirectory:
 
     def region_name(self, code: str) -> str:
         return self._remembered("region_name", (code,), lambda: self.conn.execute(
-            _REGION_NAME, {"code": code}).scalar() or "")
+            _REGION_NAME, {"code": code}).scalar() or "", names=True)
 
     def list_agencies(self, region_code: str, offset: int, limit: int) -> list[AgencyRef]:
         query = sa.select(agencies).where(agencies.c.active.is_(True))
@@ -482,11 +494,14 @@ SETTLE_SECONDS = 5.0
 # changed by hand in SQL, or by a process from before the version (in a rolling upgrade),
 # is seen within it.
 DIRECTORY_TTL = 300.0
-# Answers remembered at most: a national stream asks a few thousand distinct questions within
-# a TTL (rules by regency and category, region names); each answer with its key is about a
-# kilobyte, and routing has 150 MB in all.
+# Answers remembered at most. The directory's: each region's rules (553 regions in the
+# national directory, 5 MB for all of them), agencies by code (half a kilobyte each), the
+# categories. Region names apart: a report's village is one of 83,762, a few hundred bytes
+# each. Routing has 150 MB in all.
 REMEMBERED_MAX = 10_000
+NAMES_MAX = 10_000
 _REMEMBERED: dict[tuple, tuple[float, object]] = {}
+_NAMES: dict[tuple, tuple[float, object]] = {}
 _VERSION = Statement(sa.select(directory_version.c.version)
                      .where(directory_version.c.id == 1))
 _BUMP = Statement(directory_version.update().where(directory_version.c.id == 1)
@@ -506,24 +521,26 @@ class _Seen:
 _SEEN: dict[str, _Seen] = {}
 
 
-def _forget_expired(now: float) -> None:
+def _forget_expired(memory: dict, most: int, now: float) -> None:
     """Drops the answers past their TTL; all of them when most are still current."""
     # list() copies the items in one step: other threads add answers meanwhile.
-    for key in [k for k, (at, _) in list(_REMEMBERED.items()) if now - at >= DIRECTORY_TTL]:
-        _REMEMBERED.pop(key, None)
-    if len(_REMEMBERED) >= REMEMBERED_MAX // 2:
-        _REMEMBERED.clear()
+    for key in [k for k, (at, _) in list(memory.items()) if now - at >= DIRECTORY_TTL]:
+        memory.pop(key, None)
+    if len(memory) >= most // 2:
+        memory.clear()
 
 
 def _forget(database: str) -> None:
-    for key in [k for k in list(_REMEMBERED) if k[0] == database]:
-        _REMEMBERED.pop(key, None)
+    for memory in (_REMEMBERED, _NAMES):
+        for key in [k for k in list(memory) if k[0] == database]:
+            memory.pop(key, None)
 
 
 def forget_directory() -> None:
     """Drops what the directory answered, and the versions seen (this process changed it,
     or a test starts afresh)."""
     _REMEMBERED.clear()
+    _NAMES.clear()
     _SEEN.clear()
 
 
@@ -535,6 +552,7 @@ def directory_changed(conn: Connection) -> None:
         # A database made from the table definitions rather than the migrations.
         conn.execute(directory_version.insert().values(id=1, version=1, changed_at=utcnow()))
     _REMEMBERED.clear()
+    _NAMES.clear()
 
 
 def _in_taxonomy_order(found: Iterable[Category]) -> list[Category]:

@@ -193,23 +193,34 @@ def test_the_rule_from_memory_is_the_first_of_the_rules_the_database_gives(direc
         assert names.rule_for("KESEHATAN", "", "13.03.02.2001").agency.code != "DINKES-13.03"
 
 
-def test_what_the_directory_remembers_stays_bounded(directory, monkeypatch):
-    """Answers are dropped once past their TTL, or all at once when too many are current:
-    a process asked about every region of the country holds at most REMEMBERED_MAX."""
+def test_what_the_directory_remembers_stays_bounded_and_names_do_not_push_rules_out(
+        directory, monkeypatch, clock):
+    """Answers are dropped once past their TTL, or all at once when too many are current: a
+    process asked about every village of the country holds at most NAMES_MAX region names
+    and REMEMBERED_MAX other answers. The names are held apart, so a stream of reports from
+    new villages does not make every decision read its region's rules again."""
     monkeypatch.setattr(routing_storage, "REMEMBERED_MAX", 10)
-    routing_storage.forget_directory()
-    clock = [1000.0]
-    monkeypatch.setattr(routing_storage.time, "monotonic", lambda: clock[0])
-    try:
-        with db.reading(directory) as conn:
-            names = routing_storage.SqlDirectory(conn)
-            for i in range(25):
-                names.region_name(f"13.{i:02d}")
-                assert len(routing_storage._REMEMBERED) <= 10
-                clock[0] += routing_storage.DIRECTORY_TTL / 4
-            assert names.region_name("13.03") == "Kabupaten Sijunjung"
-    finally:
-        routing_storage.forget_directory()
+    monkeypatch.setattr(routing_storage, "NAMES_MAX", 10)
+    statements = []
+    sa.event.listen(directory, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: statements.append(statement))
+    assert _rule_holder(directory) == "PUPR-13.03"
+    with db.reading(directory) as conn:
+        names = routing_storage.SqlDirectory(conn)
+        for i in range(25):
+            names.region_name(f"13.03.02.{2001 + i}")
+            assert len(routing_storage._NAMES) <= 10
+            clock[0] += routing_storage.DIRECTORY_TTL / 40
+    statements.clear()
+    assert _rule_holder(directory, "13.03.05.2003") == "PUPR-13.03"
+    assert not [s for s in statements if "handling_rules" in s]
+    with db.reading(directory) as conn:
+        names = routing_storage.SqlDirectory(conn)
+        for i in range(25):
+            names.agency(f"X-{i}")
+            assert len(routing_storage._REMEMBERED) <= 10
+            clock[0] += routing_storage.DIRECTORY_TTL / 4
+        assert names.region_name("13.03") == "Kabupaten Sijunjung"
 
 
 _CHANGE_ELSEWHERE = """
