@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,7 +312,10 @@ class SqlDirectory:
         are remembered apart: a report's village is seldom asked again, and a stream of
         them must not push the directory's rules out."""
         if self._database is None:
-            self._database = sys.intern(str(self.conn.engine.url))
+            engine = self.conn.engine
+            self._database = _DATABASES.get(engine)
+            if self._database is None:
+                self._database = _DATABASES[engine] = sys.intern(str(engine.url))
         now = time.monotonic()
         seen = _SEEN.get(self._database)
         if seen is None or now >= seen.next_look:
@@ -519,6 +523,9 @@ class _Seen:
 
 
 _SEEN: dict[str, _Seen] = {}
+# Each engine's URL as text, the key of what is remembered: a SqlDirectory is made for every
+# decision, and rendering the URL each time was 0.5% of routing's time.
+_DATABASES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def _forget_expired(memory: dict, most: int, now: float) -> None:
