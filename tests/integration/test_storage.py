@@ -204,23 +204,24 @@ def test_what_the_directory_remembers_stays_bounded_and_names_do_not_push_rules_
     statements = []
     sa.event.listen(directory, "before_cursor_execute",
                     lambda _c, _cur, statement, *_a: statements.append(statement))
+    def ask_25(ask, memory: dict, step: float) -> None:
+        with db.reading(directory) as conn:
+            names = routing_storage.SqlDirectory(conn)
+            for i in range(25):
+                ask(names, i)
+                assert len(memory) <= 10
+                clock[0] += step
+
     assert _rule_holder(directory) == "PUPR-13.03"
-    with db.reading(directory) as conn:
-        names = routing_storage.SqlDirectory(conn)
-        for i in range(25):
-            names.region_name(f"13.03.02.{2001 + i}")
-            assert len(routing_storage._NAMES) <= 10
-            clock[0] += routing_storage.DIRECTORY_TTL / 40
+    ask_25(lambda names, i: names.region_name(f"13.03.02.{2001 + i}"),
+           routing_storage._NAMES, routing_storage.DIRECTORY_TTL / 40)
     statements.clear()
     assert _rule_holder(directory, "13.03.05.2003") == "PUPR-13.03"
     assert not [s for s in statements if "handling_rules" in s]
+    ask_25(lambda names, i: names.agency(f"X-{i}"), routing_storage._REMEMBERED,
+           routing_storage.DIRECTORY_TTL / 4)
     with db.reading(directory) as conn:
-        names = routing_storage.SqlDirectory(conn)
-        for i in range(25):
-            names.agency(f"X-{i}")
-            assert len(routing_storage._REMEMBERED) <= 10
-            clock[0] += routing_storage.DIRECTORY_TTL / 4
-        assert names.region_name("13.03") == "Kabupaten Sijunjung"
+        assert routing_storage.SqlDirectory(conn).region_name("13.03") == "Kabupaten Sijunjung"
 
 
 _CHANGE_ELSEWHERE = """
