@@ -537,8 +537,12 @@ def _forget_expired(memory: dict, most: int, now: float) -> None:
         memory.clear()
 
 
-def _forget(database: str) -> None:
+def _forget(database: str | None = None) -> None:
+    """Drops what is remembered of `database`, or of every database."""
     for memory in (_REMEMBERED, _NAMES):
+        if database is None:
+            memory.clear()
+            continue
         for key in [k for k in list(memory) if k[0] == database]:
             memory.pop(key, None)
 
@@ -546,20 +550,16 @@ def _forget(database: str) -> None:
 def forget_directory() -> None:
     """Drops what the directory answered, and the versions seen (this process changed it,
     or a test starts afresh)."""
-    _REMEMBERED.clear()
-    _NAMES.clear()
+    _forget()
     _SEEN.clear()
 
 
 def directory_changed(conn: Connection) -> None:
     """Raises the directory's version in `conn`'s transaction, so that every process forgets
     what it remembered within a second of the commit; this one forgets at once (and again
-    when it sees the new version)."""
-    if not _BUMP.execute(conn, {"now": utcnow()}):
-        # A database made from the table definitions rather than the migrations.
-        conn.execute(directory_version.insert().values(id=1, version=1, changed_at=utcnow()))
-    _REMEMBERED.clear()
-    _NAMES.clear()
+    when it sees the new version). The row is migration 0006's."""
+    _BUMP.execute(conn, {"now": utcnow()})
+    _forget()
 
 
 def _in_taxonomy_order(found: Iterable[Category]) -> list[Category]:
