@@ -263,6 +263,28 @@ def reading(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+@contextlib.contextmanager
+def unwrapped(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements each run on their own, outside any transaction: for a
+    single read of this module's statements (Statement, Insert), which sees one consistent
+    state by itself. On PostgreSQL that is one round trip where `reading` takes three
+    (BEGIN, the statement, ROLLBACK as the connection goes back to the pool); on SQLite it
+    saves BEGIN and COMMIT. SQLAlchemy's own execute must not be used on it: it would
+    begin a transaction."""
+    with engine.connect() as conn:
+        dbapi_conn = conn.connection.dbapi_connection
+        if not is_postgres(engine):  # SQLite's connections have no implicit transaction
+            yield conn
+            return
+        dbapi_conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            # A connection that broke meanwhile is discarded by the pool either way.
+            with contextlib.suppress(Exception):
+                dbapi_conn.autocommit = False
+
+
 class KeptConnection:
     """Transactions of a busy thread on one connection it keeps between them, instead of
     taking one from the pool for each: a checkout and check-in cost about half of a short

@@ -98,6 +98,26 @@ def test_it_runs_in_the_callers_transaction(engine):
             == "pending"
 
 
+def test_unwrapped_statements_stand_alone_and_the_connection_goes_back_transactional(engine):
+    """db.unwrapped (the token check's one read): a statement on it is done when it returns,
+    and the pooled connection it used runs the next caller's statements in a transaction
+    again (one left in autocommit would make every later rollback a no-op)."""
+    take = db.Statement(TAKE)
+    status = db.Statement(sa.select(items.c.status).where(items.c.id == sa.bindparam("id")))
+    with pytest.raises(RuntimeError), db.unwrapped(engine) as conn:
+        assert status.first(conn, {"id": 1}).status == "pending"
+        assert take.execute(conn, {"b_id": 1, "b_due": db.utcnow(), "b_note": "alone"}) == 1
+        raise RuntimeError("the caller fails after the update")
+    for _ in range(3):  # whichever pooled connection comes next
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            take.execute(conn, {"b_id": 2, "b_due": db.utcnow(), "b_note": "no"})
+            raise RuntimeError("the caller fails after the update")
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.select(items.c.id, items.c.status)
+                                 .where(items.c.id.in_([1, 2]))).all()) == {
+            1: "taken", 2: "pending"}
+
+
 def test_a_missing_value_is_named_and_nothing_runs(engine):
     with pytest.raises(KeyError, match="b_due"), engine.begin() as conn:
         db.Statement(TAKE).execute(conn, {"b_id": 1, "b_note": "no"})
