@@ -100,6 +100,12 @@ class Env:
                               f"got {value!r}")
         return value
 
+    def event_batches(self) -> bool:
+        """LAPOR_EVENT_BATCHES: whether publishers send a relay round's events of one type as
+        one message (an EventBatch). Off while a rolling upgrade from a release whose
+        consumers do not read batches is under way (docs/operations.md)."""
+        return self.bool("LAPOR_EVENT_BATCHES", True)
+
     def consumer_gather(self) -> float:
         """LAPOR_CONSUMER_GATHER: how long a consumer's handler thread, handed fewer events
         than a batch, waits for more before it handles them: seconds from 0 (at once) to 1."""

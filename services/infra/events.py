@@ -55,6 +55,32 @@ class BadEvent(ValueError):
     """A message that is not a well-formed event of the catalog; it is parked, not retried."""
 
 
+# A message holding several events of one type (EventBatch); any other content type is one
+# event. Publishers send a relay round's events of one type as one message (messaging.
+# Publisher); consumers take each event out and handle it as if it had come alone.
+CONTENT_TYPE = "application/x-protobuf"
+BATCH_CONTENT_TYPE = "application/x-lapor-event-batch"
+
+
+def pack(bodies: list[bytes]) -> bytes:
+    """One message body for several serialized envelopes of one type."""
+    return events_pb2.EventBatch(events=bodies).SerializeToString()
+
+
+def unpack(content_type: str | None, body: bytes) -> list[bytes]:
+    """The serialized envelopes a message carries: its body, or a batch's events."""
+    if content_type != BATCH_CONTENT_TYPE:
+        return [body]
+    batch = events_pb2.EventBatch()
+    try:
+        batch.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadEvent(f"not an EventBatch: {exc}") from None
+    if not batch.events:
+        raise BadEvent("an EventBatch without events")
+    return list(batch.events)
+
+
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)

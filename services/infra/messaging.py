@@ -181,11 +181,63 @@ class Unroutable(PublishError):
     """No queue is bound for the routing key (a topology error, not a transient one)."""
 
 
-def _properties(envelope_type: str, event_id: str, headers: dict | None = None):
+def _properties(envelope_type: str, event_id: str, headers: dict | None = None,
+                content_type: str = events.CONTENT_TYPE):
     return pika.BasicProperties(
-        content_type="application/x-protobuf", delivery_mode=pika.DeliveryMode.Persistent,
+        content_type=content_type, delivery_mode=pika.DeliveryMode.Persistent,
         message_id=event_id, type=envelope_type, timestamp=int(time.time()),
         headers=headers or {})
+
+
+# A batch message holds at most this many events and this many bytes of them; the next
+# event of the type starts another. (A report may carry 20,000 characters.)
+BATCH_EVENTS = 64
+BATCH_BYTES = 512 * 1024
+
+
+@dataclass
+class _Outgoing:
+    """One message of a publish_many: an event, or several of one type (their positions
+    in the call); `message_id` is the event's id, or for a batch its first event's with
+    "batch:" before it."""
+
+    key: str
+    body: bytes
+    message_id: str
+    content_type: str
+    positions: list[int]
+
+
+def _outgoing(messages: list[tuple[str, bytes, str]], pack: bool) -> list[_Outgoing]:
+    """The messages to send for (routing key, body, event id) events: with `pack`, the
+    events of one routing key together, up to BATCH_EVENTS and BATCH_BYTES a message, each
+    message where its first event was. Events of one key keep their order; events of
+    different keys may pass each other (consumers never relied on that: retries and
+    replicas reorder them too)."""
+    if not pack:
+        return [_Outgoing(key, body, event_id, events.CONTENT_TYPE, [i])
+                for i, (key, body, event_id) in enumerate(messages)]
+    open_for: dict[str, tuple[list[int], int]] = {}   # key -> (positions, bytes)
+    groups: list[list[int]] = []
+    for i, (key, body, _event_id) in enumerate(messages):
+        current = open_for.get(key)
+        if current is not None and len(current[0]) < BATCH_EVENTS and \
+                current[1] + len(body) <= BATCH_BYTES:
+            current[0].append(i)
+            open_for[key] = (current[0], current[1] + len(body))
+            continue
+        positions = [i]
+        groups.append(positions)
+        open_for[key] = (positions, len(body))
+    out = []
+    for positions in groups:
+        key, body, event_id = messages[positions[0]]
+        if len(positions) == 1:
+            out.append(_Outgoing(key, body, event_id, events.CONTENT_TYPE, positions))
+        else:
+            out.append(_Outgoing(key, events.pack([messages[i][1] for i in positions]),
+                                 f"batch:{event_id}", events.BATCH_CONTENT_TYPE, positions))
+    return out
 
 
 # -- policies ---------------------------------------------------------------------------------
@@ -306,9 +358,12 @@ class Publisher:
     underlying channel (`channel._impl`) and awaited with the blocking channel's own I/O
     loop (`_flush_output`), which ends the wait when the channel or connection closes."""
 
-    def __init__(self, url: str, name: str, confirm_timeout: float | None = None):
+    def __init__(self, url: str, name: str, confirm_timeout: float | None = None, *,
+                 pack: bool = True):
         self.url = url
         self.name = name
+        # A batch's events of one routing key go out as one message (_outgoing).
+        self.pack = pack
         self.confirm_timeout = CONFIRM_TIMEOUT if confirm_timeout is None else confirm_timeout
         self._connection = None
         self._channel = None
@@ -362,53 +417,59 @@ class Publisher:
             raise PublishError(result.failed)
 
     def publish_many(self, messages: list[tuple[str, bytes, str]]) -> Published:
-        """Sends (routing key, body, event id) messages in order and waits for the broker to
-        confirm them all. A connection that died while idle (a broker restart, a missed
+        """Sends (routing key, body, event id) events, as one message each or, with `pack`,
+        those of one routing key together (_outgoing), and waits for the broker to confirm
+        them all. A connection that died while idle (a broker restart, a missed
         heartbeat) is replaced once, quietly; only a fresh connection's failure is the
         broker's, and then what was confirmed before it still counts."""
         result = Published([], [])
         if not messages:
             return result
+        outgoing = _outgoing(messages, self.pack)
         reused = self._channel is not None
         broken = False
         for last in (not reused, True):
             try:
-                self._send_and_wait(messages)
+                self._send_and_wait(outgoing)
                 break
             except Exception as exc:  # noqa: BLE001 - pika raises plain Exceptions too
                 reason = f"broker unreachable: {type(exc).__name__}"
                 broken = True
-                if last or any(event_id in self._confirmed for _, _, event_id in messages):
+                if last or any(o.message_id in self._confirmed for o in outgoing):
                     # A fresh connection failed, or part of the batch got through (said
                     # rather than sent twice).
                     result.failed = reason
                     break
                 self.close(abandon=True)
-        for position, (key, _body, event_id) in enumerate(messages):
-            acked = self._confirmed.pop(event_id, None)
+        for message in outgoing:
+            acked = self._confirmed.pop(message.message_id, None)
             if acked is None:
                 continue
             if not acked:
                 result.failed = result.failed or "broker refused the message (nack)"
-            elif event_id in self._returned:
-                self._returned.discard(event_id)
-                result.unroutable.append(position)
+            elif message.message_id in self._returned:
+                self._returned.discard(message.message_id)
+                result.unroutable.extend(message.positions)
             else:
-                result.sent.append(position)
-                EVENTS_PUBLISHED.labels(events.type_of_key(key)).inc()
+                result.sent.extend(message.positions)
+                EVENTS_PUBLISHED.labels(events.type_of_key(message.key)).inc(
+                    len(message.positions))
+        result.sent.sort()
+        result.unroutable.sort()
         if result.failed:
             self.close(abandon=broken)
         return result
 
-    def _send_and_wait(self, messages: list[tuple[str, bytes, str]]) -> None:
+    def _send_and_wait(self, outgoing: list[_Outgoing]) -> None:
         channel = self._ensure_channel()
-        for key, body, event_id in messages:
+        for message in outgoing:
             self._tags += 1
-            self._unconfirmed[self._tags] = event_id
-            channel._impl.basic_publish(EXCHANGE, key, body,
-                                        properties=_properties(events.type_of_key(key),
-                                                               event_id),
-                                        mandatory=True)
+            self._unconfirmed[self._tags] = message.message_id
+            channel._impl.basic_publish(
+                EXCHANGE, message.key, message.body,
+                properties=_properties(events.type_of_key(message.key), message.message_id,
+                                       content_type=message.content_type),
+                mandatory=True)
         deadline = time.monotonic() + self.confirm_timeout
         # The timer only wakes the I/O loop at the deadline; the waiter below ends the wait.
         timer = self._connection.call_later(self.confirm_timeout, lambda: None)
@@ -538,6 +599,8 @@ class _Settle:
     event_type: str
     republish_to: str = ""
     headers: dict | None = None
+    # The event's id when it came in a batch (the message's own id is the batch's).
+    event_id: str = ""
 
 
 def attempt_of(headers: dict | None) -> int:
@@ -705,10 +768,13 @@ class Consumer:
         live = [item for item in settled if item[0] in self._in_hand]
         for _tag, properties, body, settle in live:
             if settle.republish_to:
-                channel.basic_publish("", settle.republish_to, body,
-                                      properties=_properties(properties.type or "",
-                                                             properties.message_id or "",
-                                                             settle.headers), mandatory=True)
+                channel.basic_publish(
+                    "", settle.republish_to, body,
+                    properties=_properties(properties.type or "",
+                                           settle.event_id or properties.message_id or "",
+                                           settle.headers,
+                                           properties.content_type or events.CONTENT_TYPE),
+                    mandatory=True)
         tags = {item[0] for item in live}
         last = max(tags, default=0)
         if len(tags) > 1 and all(tag in tags for tag in self._in_hand if tag <= last):
@@ -759,15 +825,39 @@ class Consumer:
                 return
 
     def _handle_taken(self, taken: list) -> list:
-        if len(taken) > 1:
-            settled = self._handle_batch(taken)
-            if settled is not None:
-                BATCH_SIZE.labels(self.consumer).observe(len(taken))
-                return settled
-        for _ in taken:
-            BATCH_SIZE.labels(self.consumer).observe(1)
-        return [(tag, properties, body, self._handle(properties, body))
-                for tag, properties, body in taken]
+        """(tag, properties, body, settle) for every event of the messages taken: a batch
+        message's events are handled as if each had come alone, in transactions of up to
+        batch_max, and the message is acked once all of them are settled (so all of them
+        are in the one list returned). An event of a batch that fails goes down the retry
+        path, and then to the parking lot, alone, as a message of its own."""
+        settled, items = [], []
+        for tag, properties, body in taken:
+            if properties.content_type != events.BATCH_CONTENT_TYPE:
+                items.append((tag, properties, body))
+                continue
+            try:
+                bodies = events.unpack(properties.content_type, body)
+            except events.BadEvent as exc:
+                log.error("parking a malformed batch: %s", exc, extra={"queue": self.spec.name})
+                settled.append((tag, properties, body,
+                                self._park(properties.headers or {}, "malformed", "malformed")))
+                continue
+            alone = pika.BasicProperties(content_type=events.CONTENT_TYPE, type=properties.type,
+                                         headers=properties.headers)
+            items.extend((tag, alone, inner) for inner in bodies)
+        for start in range(0, len(items), self.batch_max):
+            chunk = items[start:start + self.batch_max]
+            if len(chunk) > 1:
+                done = self._handle_batch(chunk)
+                if done is not None:
+                    BATCH_SIZE.labels(self.consumer).observe(len(chunk))
+                    settled.extend(done)
+                    continue
+            for _ in chunk:
+                BATCH_SIZE.labels(self.consumer).observe(1)
+            settled.extend((tag, properties, body, self._handle(properties, body))
+                           for tag, properties, body in chunk)
+        return settled
 
     def _handle_batch(self, taken: list) -> list | None:
         """The messages' handlers under one batch scope; None if the batch failed (and was
@@ -788,7 +878,8 @@ class Consumer:
             log.info("a batch of %d failed (%s); handling them one by one", len(taken),
                      type(exc).__name__, extra={"queue": self.spec.name})
             return None
-        return [(tag, properties, body, _Settle(str(outcome), envelope.type))
+        return [(tag, properties, body, _Settle(str(outcome), envelope.type,
+                                                event_id=envelope.event_id))
                 for (tag, properties, body), envelope, outcome
                 in zip(taken, envelopes, outcomes, strict=True)]
 
@@ -805,15 +896,17 @@ class Consumer:
                 outcome = self.handler(envelope)
             except events.BadEvent as exc:
                 log.error("parking %s: %s", envelope.type, exc)
-                return self._park(headers, "malformed", envelope.type)
+                return self._park(headers, "malformed", envelope.type, envelope.event_id)
             except Exception:
                 log.exception("handling %s failed (attempt %d)", envelope.type, attempt + 1)
                 if attempt < len(self.spec.retry_delays_ms):
                     return _Settle("retried", envelope.type, self.spec.retry_queue(attempt + 1),
-                                   {**headers, ATTEMPT_HEADER: attempt + 1})
-                return self._park(headers, "handler failed after retries", envelope.type)
-        return _Settle(str(outcome), envelope.type)
+                                   {**headers, ATTEMPT_HEADER: attempt + 1}, envelope.event_id)
+                return self._park(headers, "handler failed after retries", envelope.type,
+                                  envelope.event_id)
+        return _Settle(str(outcome), envelope.type, event_id=envelope.event_id)
 
-    def _park(self, headers: dict, reason: str, event_type: str) -> _Settle:
+    def _park(self, headers: dict, reason: str, event_type: str,
+              event_id: str = "") -> _Settle:
         return _Settle("parked", event_type, self.spec.parking_queue,
-                       {**headers, REASON_HEADER: reason})
+                       {**headers, REASON_HEADER: reason}, event_id)

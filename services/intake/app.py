@@ -97,6 +97,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "AMQP_URL": env.amqp_url(),
         "CONSUMER_BATCH": env.consumer_batch(),
         "CONSUMER_GATHER": env.consumer_gather(),
+        "EVENT_BATCHES": env.event_batches(),
         "OUTBOX_GATHER": env.outbox_gather("INTAKE_OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),
         "ROUTING_TIMEOUT": env.seconds("INTAKE_ROUTING_TIMEOUT", 1.0),
@@ -148,7 +149,8 @@ def create_app(config: dict | None = None) -> Flask:
     db.migrate(engine, "intake", storage.MIGRATIONS)
     amqp_url = app.config["AMQP_URL"]
     outbox = Outbox(engine, storage.outbox, "intake",
-                    lambda: messaging.Publisher(amqp_url, "intake-outbox"),
+                    lambda: messaging.Publisher(amqp_url, "intake-outbox",
+                                                pack=app.config.get("EVENT_BATCHES", True)),
                     gather=app.config.get("OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER))
     consumer = messaging.Consumer(amqp_url, messaging.QUEUES["intake"],
                                   readmodel.ReadModel(engine).handle,

@@ -65,6 +65,8 @@ class Settings:
     sms_max_parts: int = 3
     consumer_batch: int = DEFAULT_CONSUMER_BATCH
     consumer_gather: float = DEFAULT_CONSUMER_GATHER
+    # A relay round's events of one type as one message (LAPOR_EVENT_BATCHES).
+    event_batches: bool = True
     # How long the outbox relay waits, once woken, for more outcome events before it sends
     # (NOTIFY_OUTBOX_GATHER): deliveries are recorded one by one, and their outcomes feed
     # timelines and ticket histories, which a tenth of a second does not hurt.
@@ -103,6 +105,7 @@ class Settings:
             amqp_url=env.amqp_url(),
             consumer_batch=env.consumer_batch(),
             consumer_gather=env.consumer_gather(),
+            event_batches=env.event_batches(),
             smtp=smtp,
             mail_from=env.str("NOTIFY_MAIL_FROM", DEFAULT_MAIL_FROM),
             metrics_host=env.str("NOTIFY_METRICS_HOST", "127.0.0.1"),
@@ -179,7 +182,8 @@ class NotifyService:
         self.engine = db.make_engine(settings.database_url)
         db.migrate(self.engine, "notify", store.MIGRATIONS)
         self.outbox = Outbox(self.engine, store.outbox, "notify",
-                             lambda: messaging.Publisher(settings.amqp_url, "notify-outbox"),
+                             lambda: messaging.Publisher(settings.amqp_url, "notify-outbox",
+                                                         pack=settings.event_batches),
                              poll_interval=settings.poll_interval,
                              gather=settings.outbox_gather)
         self.worker = DeliveryWorker(self.engine, self.outbox, WorkerSettings(

@@ -154,6 +154,8 @@ class Settings:
     auto_dispatch_confidence: float = AUTO_DISPATCH_CONFIDENCE
     consumer_batch: int = DEFAULT_CONSUMER_BATCH
     consumer_gather: float = DEFAULT_CONSUMER_GATHER
+    # A relay round's events of one type as one message (LAPOR_EVENT_BATCHES).
+    event_batches: bool = True
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -189,6 +191,7 @@ class Settings:
                                                AUTO_DISPATCH_CONFIDENCE),
             consumer_batch=env.consumer_batch(),
             consumer_gather=env.consumer_gather(),
+            event_batches=env.event_batches(),
         )
 
 
@@ -234,7 +237,8 @@ class RoutingService:
         db.migrate(self.engine, "routing", storage.MIGRATIONS,
                    after=storage.after_migrate(seed_demo=settings.seed_demo))
         self.outbox = Outbox(self.engine, storage.outbox, "routing",
-                             lambda: messaging.Publisher(settings.amqp_url, "routing-outbox"))
+                             lambda: messaging.Publisher(settings.amqp_url, "routing-outbox",
+                                                        pack=settings.event_batches))
         calendar = WorkCalendar(settings.joint_leave)
         self.tickets = Tickets(self.engine, self.outbox, calendar, now=settings.clock)
         # The learned classifier: loaded at start (built from the corpus first on a fresh

@@ -149,33 +149,47 @@ def queue_depth(amqp_url: str, queue: str) -> int:
         return ch.queue_declare(queue, passive=True).method.message_count
 
 
-def take_messages(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
-    """Removes and returns every message now in the queue, oldest first."""
+def each_event(properties: pika.BasicProperties, body: bytes
+               ) -> list[tuple[pika.BasicProperties, bytes]]:
+    """The events a message carries, each as the (properties, body) it would have had as a
+    message of its own: the message itself, or a batch's events (messaging.Publisher)."""
+    if properties.content_type != events.BATCH_CONTENT_TYPE:
+        return [(properties, body)]
+    return [(pika.BasicProperties(content_type=events.CONTENT_TYPE, type=properties.type,
+                                  message_id=events.decode(inner).event_id,
+                                  headers=properties.headers), inner)
+            for inner in events.unpack(properties.content_type, body)]
+
+
+def take_messages(amqp_url: str, queue: str, *, raw: bool = False
+                  ) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Removes every message now in the queue and returns its events, oldest first (with
+    `raw`, the messages as they are)."""
     taken = []
     with channel(amqp_url) as ch:
         while True:
             method, properties, body = ch.basic_get(queue, auto_ack=True)
             if method is None:
                 return taken
-            taken.append((properties, body))
+            taken.extend([(properties, body)] if raw else each_event(properties, body))
 
 
 def peek_messages(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
-    """Returns every message now in the queue and leaves them there."""
+    """Returns the events of every message now in the queue and leaves them there."""
     seen = []
     with channel(amqp_url) as ch:
         while True:
             method, properties, body = ch.basic_get(queue, auto_ack=False)
             if method is None:
                 break
-            seen.append((properties, body))
+            seen.extend(each_event(properties, body))
     # Closing the channel without acking puts them back.
     return seen
 
 
 def collect_events(amqp_url: str, queue: str, count: int, timeout: float = 10.0
                    ) -> list[events_pb2.EventEnvelope]:
-    """Waits until `count` messages have arrived on `queue` and returns them decoded."""
+    """Waits until `count` events have arrived on `queue` and returns them decoded."""
     got: list[events_pb2.EventEnvelope] = []
 
     def enough():

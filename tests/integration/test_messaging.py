@@ -308,11 +308,91 @@ def test_a_batch_goes_out_whole_and_says_which_messages_no_queue_took(amqp_url, 
         == [e.event_id for e in sent]
 
 
-def test_what_a_full_queue_refuses_is_reported_unsent_and_goes_out_later(amqp_url,
-                                                                         publisher):
+def test_events_of_one_type_go_out_as_one_message_and_are_handled_one_by_one(
+        amqp_url, spec, publisher, start_consumer):
+    """A relay round's events of one type are one message for the broker, and still one
+    handler call, one outcome and one count each for the consumer, in the order sent."""
+    sent = [ticket_dispatched(tracking_id()) for _ in range(5)]
+    result = publisher.publish_many([(e.type, e.SerializeToString(), e.event_id)
+                                     for e in sent])
+    assert result.sent == [0, 1, 2, 3, 4]
+    (properties, body), = take_messages(amqp_url, spec.name, raw=True)
+    assert (properties.content_type, properties.type) == (events.BATCH_CONTENT_TYPE, EVENT)
+    assert [events.decode(inner).event_id for inner in events.unpack(
+        properties.content_type, body)] == [e.event_id for e in sent]
+
+    # Without packing (LAPOR_EVENT_BATCHES=off, for a rolling upgrade): a message each.
+    single = messaging.Publisher(amqp_url, "test-single", pack=False)
+    try:
+        assert single.publish_many([(e.type, e.SerializeToString(), e.event_id)
+                                    for e in sent]).sent == [0, 1, 2, 3, 4]
+    finally:
+        single.close()
+    assert [p.content_type for p, _ in take_messages(amqp_url, spec.name, raw=True)] == [
+        events.CONTENT_TYPE] * 5
+
+    handler = Recorder()
+    consumer = start_consumer(spec, handler)
+    publisher.publish_many([(e.type, e.SerializeToString(), e.event_id) for e in sent])
+    wait_for(lambda: len(handler.calls) == 5, what="the batch's five events to be handled")
+    consumer.stop(timeout=10)
+    assert handler.ids() == [e.event_id for e in sent]
+    assert queue_depth(amqp_url, spec.name) == 0, "acked once all five were handled"
+    assert metric("lapor_events_consumed_total", consumer=consumer.consumer, type=EVENT,
+                  outcome="processed") == 5
+
+
+def test_an_event_of_a_batch_that_fails_is_retried_and_parked_alone(
+        amqp_url, spec, publisher, start_consumer):
+    """The others of its batch are handled once; the failing one goes down the retry path
+    as a message of its own, and the operator finds it parked under its own id."""
+    sent = [ticket_dispatched(tracking_id()) for _ in range(4)]
+    bad = sent[2].event_id
+    handler = Recorder()
+
+    def failing_one(envelope):
+        handler(envelope)
+        if envelope.event_id == bad:
+            raise RuntimeError("this one cannot be applied")
+        return "processed"
+
+    start_consumer(spec, failing_one)
+    publisher.publish_many([(e.type, e.SerializeToString(), e.event_id) for e in sent])
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1, 10,
+             what="the failing event to be parked")
+    ids = handler.ids()
+    assert sorted(ids) == sorted([e.event_id for e in sent] + [bad, bad])
+    assert ids[:4] == [e.event_id for e in sent], "the batch's events in order, once each"
+    (properties, body), = take_messages(amqp_url, spec.parking_queue, raw=True)
+    assert properties.content_type == events.CONTENT_TYPE
+    assert properties.message_id == bad and events.decode(body).event_id == bad
+    assert properties.headers[messaging.ATTEMPT_HEADER] == 2
+    assert properties.headers[messaging.REASON_HEADER] == "handler failed after retries"
+    assert queue_depth(amqp_url, spec.name) == 0
+
+
+def test_a_malformed_batch_is_parked_as_it_came(amqp_url, spec, start_consumer):
+    handler = Recorder()
+    start_consumer(spec, handler)
+    with channel(amqp_url) as ch:
+        ch.basic_publish(messaging.EXCHANGE, EVENT, b"\xff\xfe not a batch",
+                         properties=pika.BasicProperties(
+                             content_type=events.BATCH_CONTENT_TYPE, type=EVENT,
+                             message_id="batch:x"))
+    wait_for(lambda: queue_depth(amqp_url, spec.parking_queue) == 1, 5,
+             what="the malformed batch to be parked")
+    (properties, body), = take_messages(amqp_url, spec.parking_queue, raw=True)
+    assert body == b"\xff\xfe not a batch"
+    assert properties.content_type == events.BATCH_CONTENT_TYPE
+    assert properties.headers[messaging.REASON_HEADER] == "malformed"
+    assert handler.calls == []
+
+
+def test_what_a_full_queue_refuses_is_reported_unsent_and_goes_out_later(amqp_url):
     """A queue at its length limit with reject-publish nacks what it cannot take: the
     confirmed part of the batch counts, the rest is reported unsent, and once there is room
-    the publisher sends it on a fresh channel."""
+    the publisher sends it on a fresh channel. (A message each, as with packing off.)"""
+    publisher = messaging.Publisher(amqp_url, "test-single", pack=False)
     name, key = f"test.full.{uuid.uuid4().hex[:8]}", f"test.full.{uuid.uuid4().hex[:8]}"
     with channel(amqp_url) as ch:
         messaging.declare_topology(ch, [])
@@ -330,6 +410,7 @@ def test_what_a_full_queue_refuses_is_reported_unsent_and_goes_out_later(amqp_ur
         assert (result.sent, result.failed) == ([0, 1], "")
         assert [body for _, body in take_messages(amqp_url, name)] == [b"m2", b"m3"]
     finally:
+        publisher.close()
         with channel(amqp_url) as ch:
             ch.queue_delete(name)
 

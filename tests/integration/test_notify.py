@@ -27,7 +27,7 @@ from services.notify.app import NotifyService, Settings
 from services.notify.channels import SmtpSettings, parse_smtp_url
 from services.notify.worker import LEASE_MARGIN_S
 from tests.conftest import free_port
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import each_event, wait_for
 from tests.integration.test_notify_timeouts import SlowPeer
 
 pytestmark = pytest.mark.integration
@@ -206,13 +206,15 @@ def outcomes(amqp_url):
 
     def collect():
         while True:
-            method, _props, body = channel.basic_get(queue, auto_ack=True)
+            method, props, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
                 return list(seen)
-            envelope = events.decode(body)
-            outcome = events.payload(envelope)
-            assert method.routing_key == events.outcome_key(outcome.audience, outcome.outcome)
-            seen.append((envelope.type, outcome))
+            for _props, inner in each_event(props, body):
+                envelope = events.decode(inner)
+                outcome = events.payload(envelope)
+                assert method.routing_key == events.outcome_key(outcome.audience,
+                                                                outcome.outcome)
+                seen.append((envelope.type, outcome))
 
     yield collect
     connection.close()

@@ -142,3 +142,44 @@ def test_an_outcome_is_published_under_its_audience_and_read_back_as_its_type():
     # Every other key is the event's own type.
     for event_type in events.CATALOG:
         assert events.type_of_key(event_type) == event_type
+
+
+# -- batches: a relay round's events of one type in one message ---------------------------------
+def test_a_relay_rounds_events_are_packed_by_routing_key_in_order_within_each():
+    from services.infra import messaging
+
+    keys = ["report.submitted", "reporter.registered"] * 3 + ["report.updated"]
+    messages = [(key, f"{key}#{i}".encode(), f"id-{i}") for i, key in enumerate(keys)]
+    out = messaging._outgoing(messages, pack=True)
+    assert [(o.key, o.positions) for o in out] == [
+        ("report.submitted", [0, 2, 4]), ("reporter.registered", [1, 3, 5]),
+        ("report.updated", [6])]
+    assert out[0].content_type == events.BATCH_CONTENT_TYPE
+    assert out[0].message_id == "batch:id-0"
+    assert events.unpack(out[0].content_type, out[0].body) == [
+        b"report.submitted#0", b"report.submitted#2", b"report.submitted#4"]
+    # A lone event stays the message it always was.
+    assert (out[2].content_type, out[2].body, out[2].message_id) == (
+        events.CONTENT_TYPE, b"report.updated#6", "id-6")
+    # Packing off: one message each, in order.
+    assert [o.positions for o in messaging._outgoing(messages, pack=False)] == [
+        [i] for i in range(7)]
+
+
+def test_a_batch_stops_at_its_count_and_size_and_the_next_event_starts_another():
+    from services.infra import messaging
+
+    many = [("ticket.dispatched", b"x", f"id-{i}") for i in range(messaging.BATCH_EVENTS + 1)]
+    assert [len(o.positions) for o in messaging._outgoing(many, pack=True)] == [
+        messaging.BATCH_EVENTS, 1]
+    big = b"y" * (messaging.BATCH_BYTES // 2)
+    large = [("report.submitted", big, f"id-{i}") for i in range(3)]
+    assert [o.positions for o in messaging._outgoing(large, pack=True)] == [[0, 1], [2]]
+
+
+def test_a_batch_that_is_not_one_is_refused_as_malformed():
+    with pytest.raises(events.BadEvent):
+        events.unpack(events.BATCH_CONTENT_TYPE, b"\xff\xfe")
+    with pytest.raises(events.BadEvent):
+        events.unpack(events.BATCH_CONTENT_TYPE, b"")
+    assert events.unpack(events.CONTENT_TYPE, b"\xff") == [b"\xff"]
