@@ -638,6 +638,10 @@ class Consumer:
     message goes through at once. If the batch fails (any handler raised),
     it has been rolled back and the same messages are handled again one by one, each with
     its own outcome: a bad message is retried or parked alone, and the others go through.
+
+    A message that carries several events (an EventBatch, see Publisher) is taken apart
+    first: its events are handled like messages of their own, and it is acked once all of
+    them are settled.
     """
 
     def __init__(self, url: str, spec: QueueSpec, handler: Handler, *, consumer: str,

@@ -140,3 +140,18 @@ def test_a_bad_intake_gather_window_stops_the_process_naming_it(raw):
 
     message = exit_message(lambda: settings_from_env(Env({"INTAKE_OUTBOX_GATHER": raw})))
     assert "INTAKE_OUTBOX_GATHER" in message
+
+
+def test_every_service_packs_events_unless_told_not_to_for_a_rolling_upgrade():
+    from services.intake.app import settings_from_env
+    from services.notify.app import Settings as NotifySettings
+    from services.routing.app import Settings as RoutingSettings
+
+    off = Env({"LAPOR_EVENT_BATCHES": "false"})
+    assert Env({}).event_batches() is True and off.event_batches() is False
+    assert settings_from_env(Env({}))["EVENT_BATCHES"] is True
+    assert settings_from_env(off)["EVENT_BATCHES"] is False
+    assert RoutingSettings.from_env(off).event_batches is False
+    assert NotifySettings.from_env(off).event_batches is False
+    message = exit_message(lambda: Env({"LAPOR_EVENT_BATCHES": "sometimes"}).event_batches())
+    assert "LAPOR_EVENT_BATCHES" in message and "sometimes" in message
