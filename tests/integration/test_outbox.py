@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from services.infra import db, messaging
+from services.infra import db, events, messaging
 from services.infra.outbox import Outbox, outbox_table
 from tests.integration.helpers import (
     BlackHole,
@@ -59,8 +59,8 @@ def outboxes():
         outbox.stop(flush_timeout=0.2)
 
 
-def live(amqp_url: str):
-    return lambda: messaging.Publisher(amqp_url, "test-outbox")
+def live(amqp_url: str, *, pack: bool = True):
+    return lambda: messaging.Publisher(amqp_url, "test-outbox", pack=pack)
 
 
 def new_event():
@@ -121,7 +121,8 @@ def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once
     """The relay sends a whole batch before awaiting the confirms. A queue at its length
     limit (reject-publish) refuses the end of it: the confirmed rows are marked sent, the
     refused ones stay due, and they go out once there is room: that queue gets every event
-    once, in order."""
+    once, in order. (A message each, as with LAPOR_EVENT_BATCHES=false: packed, the eight
+    events are one message, which the queue takes whole.)"""
     engine, table = store
     watched = observe(amqp_url, "ticket.*")
     full = f"test.full.{uuid.uuid4().hex[:8]}"
@@ -129,7 +130,7 @@ def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once
         ch.queue_declare(full, arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
         ch.queue_bind(full, messaging.EXCHANGE, routing_key="ticket.dispatched")
     try:
-        outbox = outboxes(engine, table, service, live(amqp_url))
+        outbox = outboxes(engine, table, service, live(amqp_url, pack=False))
         ids = add_committed(engine, outbox, 8)
         sent, failed = outbox.relay_once()
         assert (sent, "nack" in failed) == (3, True)
@@ -148,6 +149,41 @@ def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once
         # A queue with room took the refused messages the first time too (the broker nacks
         # when any queue refuses): they reach it again, and consumers dedupe on the id.
         assert set(p.message_id for p, _ in take_messages(amqp_url, watched)) == set(ids)
+    finally:
+        with channel(amqp_url) as ch:
+            ch.queue_delete(full)
+
+
+def test_a_packed_batch_the_broker_refuses_stays_due_whole_and_goes_out_once(
+        store, amqp_url, service, outboxes):
+    """Events packed into one message are confirmed or refused together: a full queue
+    refuses the message, every event stays due, and once there is room the queue gets each
+    of them once, in order, in one message."""
+    engine, table = store
+    full = f"test.full.{uuid.uuid4().hex[:8]}"
+    with channel(amqp_url) as ch:
+        messaging.declare_topology(ch, [])
+        ch.queue_declare(full, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        ch.queue_bind(full, messaging.EXCHANGE, routing_key="ticket.dispatched")
+        ch.basic_publish("", full, b"already here")
+    try:
+        outbox = outboxes(engine, table, service, live(amqp_url))
+        ids = add_committed(engine, outbox, 4)
+        sent, failed = outbox.relay_once()
+        assert (sent, "nack" in failed) == (0, True)
+        stored = rows(engine, table)
+        assert [r.published_at is None for r in stored] == [True] * 4
+        assert stored[0].attempts == 1 and "nack" in stored[0].last_error
+        assert [body for _, body in take_messages(amqp_url, full, raw=True)] \
+            == [b"already here"]
+
+        for _ in range(3):
+            outbox.relay_once()
+        taken = take_messages(amqp_url, full, raw=True)
+        assert [p.content_type for p, _ in taken] == [events.BATCH_CONTENT_TYPE]
+        assert [events.decode(b).event_id for p, body in taken
+                for b in events.unpack(p.content_type, body)] == ids
+        assert outbox.backlog()[0] == 0
     finally:
         with channel(amqp_url) as ch:
             ch.queue_delete(full)
