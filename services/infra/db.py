@@ -272,10 +272,10 @@ def unwrapped(engine: Engine) -> Iterator[Connection]:
     saves BEGIN and COMMIT. SQLAlchemy's own execute must not be used on it: it would
     begin a transaction."""
     with engine.connect() as conn:
-        dbapi_conn = conn.connection.dbapi_connection
         if not is_postgres(engine):  # SQLite's connections have no implicit transaction
             yield conn
             return
+        dbapi_conn = conn.connection.dbapi_connection
         dbapi_conn.autocommit = True
         try:
             yield conn
