@@ -53,6 +53,13 @@ _PHONE_SEP = "[ \\t\\r\\n().\\-]*"
 PHONE = (f"{_PHONE_SEP}(?:\\+{_PHONE_SEP})?(?:0(?:{_PHONE_SEP}[0-9]){{8,13}}"
          f"|8(?:{_PHONE_SEP}[0-9]){{7,12}}|6{_PHONE_SEP}2(?:{_PHONE_SEP}[0-9]){{8,13}})"
          f"{_PHONE_SEP}")
+# The pattern says which numbers; the format names them for generators and readers, since
+# a pattern whose separators may repeat does not say how numbers of at most 24 characters
+# look.
+PHONE_FORMAT = "lapor-phone"
+PHONE_FORMAT_SAYS = (f"format {PHONE_FORMAT}: 08…, 8…, 62… or +62… followed by the "
+                     "number's digits, 10 to 15 digits in all once written as +62…, with "
+                     "spaces, dashes, dots or brackets anywhere")
 IDEMPOTENCY_KEY = "^[!-~]{8,255}$"
 CLIENT_KEY = "^[!-~]{8,128}$"
 PAGE_TOKEN = "^[A-Za-z0-9_=-]{0,64}$"
@@ -103,10 +110,10 @@ class Reporter(_Request):
                           "a dot and is not a special-use name such as .test, .localhost, "
                           ".local, .invalid, .onion or .arpa), where status updates go; "
                           "stored in its normalised form")
-    phone: Annotated[str, Field(max_length=24,
-                                pattern=f"^(?:{_WS}|{PHONE})$")] | None = Field(
-        None, description="a phone number such as 081234567890 or +6281234567890 "
-                          "(Indonesian numbers; stored as +62…)")
+    phone: Annotated[str, Field(max_length=24, pattern=f"^(?:{_WS}|{PHONE})$",
+                                json_schema_extra={"format": PHONE_FORMAT})] | None = Field(
+        None, description=f"a phone number such as 081234567890 or +6281234567890 "
+                          f"(Indonesian numbers; stored as +62…; {PHONE_FORMAT_SAYS})")
     language: Literal[LANGUAGES] | None = Field(
         "id", description="id or en (default id), the language of messages to the reporter")
 

@@ -31,7 +31,9 @@ class GatewayMessage(BaseModel):
                                         "same id gets the first reply and changes nothing")
     sender: str = Field(
         alias="from", max_length=24, pattern=f"^{models.PHONE}$",
-        description="the sender's number, e.g. +6281234567890 (Indonesian numbers)")
+        json_schema_extra={"format": models.PHONE_FORMAT},
+        description=f"the sender's number, e.g. +6281234567890 (Indonesian numbers; "
+                    f"{models.PHONE_FORMAT_SAYS})")
     text: Annotated[str, Field(max_length=10_000, pattern=models.NO_NUL)] | None = Field(
         "", description="the message's text, at most 10000 characters (may be empty when "
                         "media_url is given)")
