@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--secret-file", type=Path, required=True)
     args = parser.parse_args()
     logs.setup("devsinks")
+    # aiosmtpd logs each SMTP command at INFO, the reporter's address among them (and at
+    # DEBUG the message itself): the mail is kept in var/mail, the log gets none of it.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     mail, hooks, texts = args.var / "mail", args.var / "webhooks", args.var / "sms"
     for folder in (mail, hooks, texts):
         folder.mkdir(parents=True, exist_ok=True)
