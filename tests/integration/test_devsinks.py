@@ -8,27 +8,22 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port} after {timeout} s")
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_a_mail_is_kept_and_its_address_and_text_stay_out_of_the_log(tmp_path):
@@ -41,8 +36,8 @@ def test_a_mail_is_kept_and_its_address_and_text_stay_out_of_the_log(tmp_path):
          "--smtp-port", str(smtp_port), "--webhook-port", str(webhook_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_port(smtp_port)
-        _wait_port(webhook_port)
+        wait_for(lambda: _listening(smtp_port) and _listening(webhook_port), 20,
+                 what="the sinks to listen")
         mail = EmailMessage()
         mail["From"] = "LAPOR <noreply@lapor.example.id>"
         mail["To"] = "rina.marlina@contoh.id"
@@ -50,9 +45,7 @@ def test_a_mail_is_kept_and_its_address_and_text_stay_out_of_the_log(tmp_path):
         mail.set_content("Yth. Rina Marlina, nomor 081234567890: laporan Anda diterima.")
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
             client.send_message(mail)
-        deadline = time.monotonic() + 10
-        while not list((var / "mail").glob("*.eml")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: list((var / "mail").glob("*.eml")), 10, what="the mail in var/mail")
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=20)
