@@ -68,14 +68,15 @@ def bench_outbox(url: str, workdir: Path) -> None:
                           events_pb2.TicketSlaWarning(tracking_id="LPR-BEN-CHM-ARK"), "bench")
     body = envelope.SerializeToString()
 
-    baseline = _bare_publishes(url, envelope.type, body, window=RELAY_BATCH)
-    one_by_one = _bare_publishes(url, envelope.type, body, window=1)
+    baseline = _bare_publishes(url, envelope.type, [body], window=RELAY_BATCH)
+    one_by_one = _bare_publishes(url, envelope.type, [body], window=1)
     # The relay packs a round's events of one type (decision 74): 100 rows go out as two
     # messages. The same messages published bare say what the relay costs beyond packing.
     round_of = messaging._outgoing([(envelope.type, body, envelope.event_id)] * RELAY_BATCH,
                                    pack=True)
     packed = _bare_publishes(url, envelope.type, [m.body for m in round_of],
-                             window=len(round_of), rounds=-(-N_EVENTS // RELAY_BATCH),
+                             window=len(round_of),
+                             total=len(round_of) * -(-N_EVENTS // RELAY_BATCH),
                              content_type=events.BATCH_CONTENT_TYPE)
 
     engine = db.make_engine(f"sqlite:///{workdir / 'outbox.db'}")
@@ -98,14 +99,11 @@ def bench_outbox(url: str, workdir: Path) -> None:
           f"{packed / measured:.0%} of it)")
 
 
-def _bare_publishes(url: str, event_type: str, body: bytes | list[bytes], window: int,
-                    rounds: int | None = None, content_type: str | None = None) -> float:
-    """Seconds for N_EVENTS confirmed, mandatory, persistent publishes on one channel,
-    `window` at a time with their confirms awaited together (as the relay sends a batch).
-    With a list of bodies and `rounds`: that many rounds of those messages, each round's
-    confirms awaited together."""
-    bodies = body if isinstance(body, list) else [body]
-    total = N_EVENTS if rounds is None else rounds * len(bodies)
+def _bare_publishes(url: str, event_type: str, bodies: list[bytes], window: int,
+                    total: int = N_EVENTS, content_type: str | None = None) -> float:
+    """Seconds for `total` confirmed, mandatory, persistent publishes on one channel of
+    `bodies` in turn, `window` at a time with their confirms awaited together (as the relay
+    sends a batch)."""
     connection = pika.BlockingConnection(messaging.connection_parameters(url, "bench"))
     channel = messaging.declare_topology(connection.channel())
     confirmed = [0]
