@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     collect_events,
     connection_pids,
     dead_amqp_url,
+    each_event,
     metric,
     observe,
     take_messages,
@@ -181,8 +182,8 @@ def test_a_packed_batch_the_broker_refuses_stays_due_whole_and_goes_out_once(
             outbox.relay_once()
         taken = take_messages(amqp_url, full, raw=True)
         assert [p.content_type for p, _ in taken] == [events.BATCH_CONTENT_TYPE]
-        assert [events.decode(b).event_id for p, body in taken
-                for b in events.unpack(p.content_type, body)] == ids
+        assert [event.message_id for p, body in taken
+                for event, _ in each_event(p, body)] == ids
         assert outbox.backlog()[0] == 0
     finally:
         with channel(amqp_url) as ch:
