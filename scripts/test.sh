@@ -47,4 +47,7 @@ if [ -n "${CI:-}" ]; then
 fi
 # Routing loads its classifier from var/model (ROUTING_MODEL_DIR): build one if missing.
 "$PY" -m services.routing model build --if-missing
-exec "$PY" -m pytest "$@"
+# Two workers (pytest-xdist), each test file on one of them so its module's fixtures are built
+# once: most of the suite waits on servers, brokers and timeouts rather than the CPU, and each
+# test has its own vhost, database and ports. LAPOR_TEST_WORKERS=0 runs it in this process.
+exec "$PY" -m pytest -n "${LAPOR_TEST_WORKERS:-2}" --dist loadfile "$@"
