@@ -467,7 +467,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
 # Stages of a worker thread's loop, first match from the innermost frame outwards.
 _STAGES = [
     # The next claim runs inside the record's transaction; its samples count as the claim.
-    ("claim (select due row, contact/endpoint, lease update)", "_claim_next (services/notify"),
+    ("claim (due row leased and read back, contact/endpoint)", "_claim_next (services/notify"),
     ("render template", "render (services/notify/templates"),
     ("build the message's bytes", "build_email (services/notify"),
     ("SMTP conversation", "send_email (services/notify"),

@@ -1,7 +1,7 @@
 """The delivery worker: threads that take due deliveries, send them outside any database
 transaction, and record each attempt (the delivery log) with the outcome event.
 
-Several notify replicas run at once. A delivery is claimed in a short transaction that
+Several notify replicas run at once. A delivery is claimed by one UPDATE … RETURNING that
 pushes its next_attempt_at forward by a lease and counts the attempt (FOR UPDATE SKIP
 LOCKED on PostgreSQL; SQLite's write lock serialises claims), so no two workers send it
 at the same time: a send ends within its time limit (channels.send_limit), which the lease
@@ -164,15 +164,38 @@ def _where(exc: BaseException) -> str:
 # The statements of every claim and record, built once with their values bound when run
 # (store.py says why).
 _d = store.deliveries
-_DUE_QUERY = (sa.select(_d)
-              .where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
-              .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
-_DUE = db.Statement(_DUE_QUERY)
+_DUE_ROW = (sa.select(_d)
+            .where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
+            .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
+_DUE_ID = _DUE_ROW.with_only_columns(_d.c.id)
+# What a claim changes: the attempt counted, the lease taken, and the wait for the contact
+# over (reporter.registered must not wake, and so hand to a second worker, a delivery that
+# is being sent).
+_CLAIMED = {"attempts": _d.c.attempts + 1, "next_attempt_at": sa.bindparam("b_next"),
+            "last_error": sa.case((_d.c.last_error == WAITING_FOR_CONTACT, sa.null()),
+                                  else_=_d.c.last_error),
+            "updated_at": sa.bindparam("now")}
+
+
+def _claiming(due_id: sa.Select) -> db.Statement:
+    """The claim in one statement: the next due delivery updated and read back as it now is
+    (RETURNING: PostgreSQL, SQLite 3.35 and later)."""
+    return db.Statement(_d.update().where(_d.c.id == due_id.scalar_subquery())
+                        .values(**_CLAIMED).returning(*_d.c))
+
+
+_TAKE = _claiming(_DUE_ID)
 # PostgreSQL: workers of several replicas claim side by side, each skipping the others' rows.
-_DUE_SKIP_LOCKED = db.Statement(_DUE_QUERY.with_for_update(skip_locked=True))
-_CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
-    attempts=sa.bindparam("b_attempts"), next_attempt_at=sa.bindparam("b_next"),
-    last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"),
+_TAKE_SKIP_LOCKED = _claiming(_DUE_ID.with_for_update(skip_locked=True))
+# SQLite before 3.35: the due row read, then claimed.
+_DUE = db.Statement(_DUE_ROW)
+_CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(**_CLAIMED))
+# A reporter's notice whose contact has not come yet goes back to wait, its attempt uncounted.
+_WAIT = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
+    attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("b_next"),
+    last_error=WAITING_FOR_CONTACT, updated_at=sa.bindparam("now")))
+# The first send of a reporter's notice settles its channel.
+_CHANNEL = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     channel=sa.bindparam("b_channel")))
 # Only the worker holding this attempt records it: a lease taken over bumped `attempts`.
 _RECORD = db.Statement(_d.update().where(
@@ -206,6 +229,9 @@ class DeliveryWorker:
         self._local = threading.local()
         # Each sending thread's database connection, kept while it has work.
         self._tx = db.KeptConnection(engine)
+        # A claim is one statement where the database returns what it updated (SQLite 3.35
+        # and later, PostgreSQL); an older SQLite reads the due row, then claims it.
+        self.claim_returning = engine.dialect.update_returning
         # Checked here, so a broken template stops the process at start, not at a send.
         self.renderer = templates.default()
         # One supervised loop per sending thread; a send in hand may take its whole limit
@@ -321,10 +347,10 @@ class DeliveryWorker:
         return None  # a burst of waiting emails: the rest at the next look
 
     def _claim_next(self, conn):
-        d = store.deliveries
         now = db.utcnow()
         claimed_at = time.monotonic()
-        row = (_DUE_SKIP_LOCKED if db.is_postgres(conn) else _DUE).first(conn, {"now": now})
+        # The row as claimed: its attempt counted, its lease taken.
+        row = self._take(conn, now)
         if row is None:
             return None
         contact = endpoint = None
@@ -334,30 +360,37 @@ class DeliveryWorker:
             waited = (now - db.as_utc(row.created_at)).total_seconds()
             if contact is None and waited < self.settings.contact_wait:
                 # Not an attempt: nothing was tried. reporter.registered wakes it sooner.
-                conn.execute(d.update().where(d.c.id == row.id).values(
-                    next_attempt_at=now + timedelta(seconds=self.settings.contact_poll),
-                    last_error=WAITING_FOR_CONTACT, updated_at=now))
+                _WAIT.execute(conn, {"b_id": row.id, "now": now, "b_next": now + timedelta(
+                    seconds=self.settings.contact_poll)})
                 return _PUT_BACK
-            if contact is not None and row.attempts == 0 and row.replaces is None:
+            if contact is not None and row.attempts == 1 and row.replaces is None:
                 # The first send of a notice goes on the reporter's channel as the
                 # contact says now (it may have come after the event).
                 channel = reach.first_channel(contact)
+                if channel != row.channel:
+                    _CHANNEL.execute(conn, {"b_id": row.id, "b_channel": channel})
             if contact is not None and channel in reach.PHONE_CHANNELS:
                 opted_out = store.opted_out(conn, channel, contact.phone)
         elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
             endpoint = _own_endpoint(conn, row.target)
         elif row.channel == "webhook":
             endpoint = store.endpoint_for(conn, row.target)
-        attempt = row.attempts + 1
-        # The wait for the contact is over: reporter.registered must not wake (and so
-        # hand to a second worker) a delivery that is being sent.
-        last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
-        _CLAIM.execute(conn, {"b_id": row.id, "b_attempts": attempt,
-                              "b_next": now + self.settings.lease, "b_error": last_error,
-                              "b_now": now, "b_channel": channel})
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
-                     row.target, row.trigger_event_id, row.trigger_type, row.payload, attempt,
-                     contact, endpoint, claimed_at, opted_out)
+                     row.target, row.trigger_event_id, row.trigger_type, row.payload,
+                     row.attempts, contact, endpoint, claimed_at, opted_out)
+
+    def _take(self, conn, now):
+        """The next due delivery claimed, as it now is; None when none is due."""
+        params = {"now": now, "b_next": now + self.settings.lease}
+        if self.claim_returning:
+            return (_TAKE_SKIP_LOCKED if db.is_postgres(conn) else _TAKE).first(conn, params)
+        row = _DUE.first(conn, params)
+        if row is None:
+            return None
+        _CLAIM.execute(conn, {**params, "b_id": row.id})
+        last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
+        return row._replace(attempts=row.attempts + 1, next_attempt_at=params["b_next"],
+                            last_error=last_error, updated_at=now)
 
     def attempt(self, claim: Claim) -> Outcome:
         started = time.monotonic()

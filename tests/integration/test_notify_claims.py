@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from services.infra import db
+from lapor.v1 import events_pb2
+from services.infra import db, events
 from services.notify import store
 from tests.integration import test_notify as base
 from tests.integration.helpers import wait_for
@@ -172,3 +173,59 @@ def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_aga
     # One empty look after each ticket's two sends; the old loop made two.
     assert len(empty_looks) == 2
     assert len(smtp.messages) == 2 and len(agency.delivered()) == 2
+
+
+def _claim_all(worker) -> list:
+    claims = []
+    while (claim := worker.claim()) is not None:
+        claims.append(claim)
+    return claims
+
+
+@pytest.mark.parametrize(
+    ("database_url", "returning"),
+    [("sqlite", True), pytest.param("postgres", True, marks=pytest.mark.postgres),
+     ("sqlite", False)],
+    ids=["sqlite", "postgres", "sqlite-without-returning"], indirect=["database_url"])
+def test_a_claim_counts_the_attempt_takes_the_lease_settles_the_channel_and_skips_the_unknown(
+        start_notify, agency, smtp, returning):
+    """A claim is one UPDATE … RETURNING (SQLite before 3.35: the due row read, then
+    claimed). Either way it counts the attempt and takes the lease, sends a reporter's first
+    notice on the channel their contact names by then, and puts a notice whose contact has
+    not come back to wait without counting an attempt."""
+    service = start_notify()
+    worker = service.worker
+    worker.stop()  # the test turns the crank itself
+    worker.claim_returning = returning
+    subscribe(service, "PUPR-13.03", agency.url)
+    known, unknown, late = tracking_id(), tracking_id(), tracking_id()
+    service.handler(registered(known))
+    for tid in (known, unknown, late):
+        service.handler(dispatched(tid))
+    # The contact comes after the event: it wrote by SMS, so it is answered by SMS.
+    service.handler(events.new("reporter.registered", late, events_pb2.ReporterRegistered(
+        tracking_id=late, name="Budi", phone="081298765432", channel="sms"), "intake"))
+    before = db.utcnow()
+
+    claims = _claim_all(worker)
+
+    by_ticket = sorted((c.tracking_id, c.channel) for c in claims)
+    assert by_ticket == sorted([(known, "email"), (known, "webhook"), (unknown, "webhook"),
+                                (late, "sms"), (late, "webhook")])
+    assert all(c.attempt == 1 for c in claims)
+    for claim in claims:
+        row = _row(service, claim.id)
+        assert (row["status"], row["attempts"], row["channel"]) == ("pending", 1, claim.channel)
+        assert db.as_utc(row["next_attempt_at"]) > before + worker.settings.lease \
+            - timedelta(seconds=5)
+    waiting = [r for r in rows(service, store.deliveries, tracking_id=unknown)
+               if r["channel"] != "webhook"]
+    assert [(r["attempts"], r["last_error"]) for r in waiting] == [(0, "contact not yet known")]
+    assert db.as_utc(waiting[0]["next_attempt_at"]) > before
+    assert worker.claim() is None  # the rest are claimed or waiting
+
+    # The contact arrives: the waiting notice is due again and claimed with its first attempt.
+    service.handler(registered(unknown))
+    again = _claim_all(worker)
+    assert [(c.tracking_id, c.channel, c.attempt) for c in again] == [(unknown, "email", 1)]
+    assert _row(service, again[0].id)["last_error"] is None
