@@ -21,21 +21,6 @@ PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:543
 REQUIRE_SHARED_DATA = os.environ.get("LAPOR_REQUIRE_SHARED_DATA") == "1"
 
 
-# scripts/test.sh runs the suite on two workers, each taking one whole file at a time in
-# collection order. The files that take a minute or more go first, so that neither ends up
-# running alone while the other worker has finished.
-_FIRST = ("tests/e2e/test_scale_out.py", "tests/integration/test_intake_openapi_fuzz.py",
-          "tests/integration/test_classifier.py", "tests/e2e/")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        return next((i for i, prefix in enumerate(_FIRST) if item.nodeid.startswith(prefix)),
-                    len(_FIRST))
-
-    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
-
-
 _HANDED_OUT: set[int] = set()
 
 
