@@ -47,6 +47,14 @@ def _row(service, row_id):
     return next(r for r in rows(service, store.deliveries) if r["id"] == row_id)
 
 
+def _claim_all(worker) -> list:
+    """Every delivery a claim can take now, claimed (as other threads or replicas would)."""
+    claims = []
+    while (claim := worker.claim()) is not None:
+        claims.append(claim)
+    return claims
+
+
 def test_recording_an_attempt_claims_the_next_delivery_under_its_own_lease(
         start_notify, agency, smtp):
     service = _backlog(start_notify, agency)
@@ -64,9 +72,7 @@ def test_recording_an_attempt_claims_the_next_delivery_under_its_own_lease(
     assert attempts_of(service, held.delivery_id) == []  # claimed, not yet tried
 
     # Any other claim (another thread, another replica) never gets the held delivery.
-    taken = []
-    while (claim := worker.claim()) is not None:
-        taken.append(claim.id)
+    taken = [claim.id for claim in _claim_all(worker)]
     assert held.id not in taken and first.id not in taken
     assert len(taken) == 4  # the rest of the six
 
@@ -173,13 +179,6 @@ def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_aga
     # One empty look after each ticket's two sends; the old loop made two.
     assert len(empty_looks) == 2
     assert len(smtp.messages) == 2 and len(agency.delivered()) == 2
-
-
-def _claim_all(worker) -> list:
-    claims = []
-    while (claim := worker.claim()) is not None:
-        claims.append(claim)
-    return claims
 
 
 @pytest.mark.parametrize(
