@@ -245,7 +245,9 @@ def run_bare(receivers: Receivers, emails: list, hooks: list, workdir: Path) -> 
 
 
 # -- notify -----------------------------------------------------------------------------------
-def _events(tracking_ids: list[str]) -> list:
+def _events(tracking_ids: list[str]) -> tuple[list, list]:
+    """(routing key, body, event id) of each ticket's reporter.registered, and of its
+    ticket.dispatched, in the tickets' order."""
     from lapor.v1 import common_pb2, events_pb2
     from services.infra import events
 
@@ -270,7 +272,8 @@ def _events(tracking_ids: list[str]) -> list:
             deadline_zone="WIB", working_days=5, category="infrastruktur-jalan",
             confidence=0.92, decision="kategori infrastruktur-jalan di wilayah 13.03",
             report=report, actor_role="system"), "routing"))
-    return [(e.type, e.SerializeToString(), e.event_id) for e in registered + dispatched]
+    return ([(e.type, e.SerializeToString(), e.event_id) for e in registered],
+            [(e.type, e.SerializeToString(), e.event_id) for e in dispatched])
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -367,7 +370,8 @@ def run_backlog(label: str, database_url: str, amqp_url: str, receivers: Receive
     engine = db.make_engine(database_url)
     try:
         handler = EventHandler(engine)
-        for _, body, _ in _events(tracking_ids):
+        registered, dispatched = _events(tracking_ids)
+        for _, body, _ in registered + dispatched:
             envelope = events_pb2.EventEnvelope()
             envelope.ParseFromString(body)
             handler(envelope)
@@ -428,7 +432,7 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
     try:
         wait_ready(metrics_port, proc, log, "notify")
         tracking_ids = [f"LPR-{uuid.uuid4().hex[:8].upper()}" for _ in range(tickets)]
-        batch = _events(tracking_ids)
+        registered, dispatched = _events(tracking_ids)
         from services.infra import messaging
 
         publisher = messaging.Publisher(amqp_url, "bench-publisher")
@@ -441,7 +445,6 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached
         started = time.perf_counter()
-        registered, dispatched = batch[:tickets], batch[tickets:]
         for first in range(0, tickets, ROUND):
             result = publisher.publish_many(registered[first:first + ROUND]
                                             + dispatched[first:first + ROUND])
