@@ -452,15 +452,17 @@ def processed_events_table(metadata: sa.MetaData) -> sa.Table:
 # One per table, key and columns updated, each compiled once per dialect and run on the
 # driver's cursor like every Insert.
 @functools.cache
-def _upserter(table: sa.Table, key: str, update: tuple[str, ...]) -> Insert:
-    return Insert(table, update_on=(key, update))
+def _upserter(table: sa.Table, key: str, update: tuple[str, ...], newest: str | None
+              ) -> Insert:
+    return Insert(table, update_on=(key, update), newest=newest)
 
 
 def upsert(conn: Connection, table: sa.Table, key: str, values: dict,
-           update: tuple[str, ...]) -> None:
+           update: tuple[str, ...], newest: str | None = None) -> None:
     """Inserts `values`, or sets the `update` columns of the row with the same `key` to
-    theirs (one statement on SQLite and PostgreSQL)."""
-    _upserter(table, key, update).execute(conn, values)
+    theirs (one statement on SQLite and PostgreSQL); with `newest`, only if their `newest`
+    column is not older than the stored row's (a late or repeated write loses)."""
+    _upserter(table, key, update, newest).execute(conn, values)
 
 
 class Insert:
@@ -476,19 +478,24 @@ class Insert:
     IntegrityError, its values hidden). Rows of one call must name the same columns.
     `skip_duplicates`: a row whose key is taken is left out (ON CONFLICT DO NOTHING) and
     not counted. `update_on=(key, columns)`: a row whose `key` is taken sets those columns
-    of the stored row to its own instead (ON CONFLICT DO UPDATE).
+    of the stored row to its own instead (ON CONFLICT DO UPDATE), and with `newest` only
+    when its value of that column is not older than the stored row's.
     """
 
     def __init__(self, table: sa.Table, *, skip_duplicates: bool = False,
-                 update_on: tuple[str, tuple[str, ...]] | None = None):
+                 update_on: tuple[str, tuple[str, ...]] | None = None,
+                 newest: str | None = None):
         for column in table.columns:
             if column.default is not None and not column.default.is_scalar:
                 raise ValueError(f"{table.name}.{column.key}: only scalar defaults are filled")
         if skip_duplicates and update_on:
             raise ValueError("a taken key either skips the row or updates the stored one")
         self.table = table
+        if newest is not None and not update_on:
+            raise ValueError("`newest` decides between a stored row and an update of it")
         self.skip_duplicates = skip_duplicates
         self.update_on = update_on
+        self.newest = newest
         self._plans: dict[tuple, tuple] = {}
 
     def _statement(self, dialect):
@@ -500,7 +507,9 @@ class Insert:
             return insert.on_conflict_do_nothing()
         key, update = self.update_on
         return insert.on_conflict_do_update(
-            index_elements=[key], set_={name: insert.excluded[name] for name in update})
+            index_elements=[key], set_={name: insert.excluded[name] for name in update},
+            where=None if self.newest is None
+            else self.table.c[self.newest] <= insert.excluded[self.newest])
 
     def _plan(self, dialect, keys: tuple[str, ...]) -> tuple:
         plan = self._plans.get((dialect.name, keys))

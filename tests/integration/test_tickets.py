@@ -315,23 +315,36 @@ def test_the_inbox_is_scoped_filtered_and_sorted_by_deadline(engine, tickets, cl
 
 def test_staff_see_each_notification_once_with_its_latest_outcome(engine, tickets, clock):
     """notify's notification.* events: one line per delivery in the staff view, the latest
-    outcome winning (a retried webhook that failed, then went through)."""
+    outcome by the event's time winning (a retried webhook that failed, then went through),
+    also when the older event comes again or late."""
     submit(engine, tickets, "LPR-NOTIF-0001")
     workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
                         classifier=classifier())
+    start = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
-    def outcome(kind: str, delivery_id: str, channel: str, audience: str, reason: str = ""):
+    def outcome(kind: str, delivery_id: str, channel: str, audience: str, reason: str = "",
+                minute: int = 0):
         return events.new(f"notification.{kind}", "LPR-NOTIF-0001",
                           events_pb2.NotificationOutcome(
                               tracking_id="LPR-NOTIF-0001", delivery_id=delivery_id,
                               channel=channel, audience=audience, attempt=1, outcome=kind,
                               reason=reason, trigger_type="ticket.dispatched"),
-                          producer="notify")
+                          producer="notify", occurred_at=start + timedelta(minutes=minute))
 
-    for envelope in (outcome("failed", "d-hook", "webhook", "agency", "HTTP 503"),
-                     outcome("delivered", "d-mail", "email", "reporter"),
-                     outcome("delivered", "d-hook", "webhook", "agency")):
+    def shown():
+        view = tickets.get(NATIONAL, "LPR-NOTIF-0001")
+        return sorted((d.channel, d.audience, d.outcome, d.reason or "")
+                      for d in view.deliveries)
+
+    failed_hook = outcome("failed", "d-hook", "webhook", "agency", "HTTP 503", minute=1)
+    late_mail = outcome("failed", "d-mail", "email", "reporter", "550 mailbox full", minute=1)
+    for envelope in (failed_hook, outcome("delivered", "d-mail", "email", "reporter", minute=2),
+                     outcome("delivered", "d-hook", "webhook", "agency", minute=3)):
         assert workflow.handle(envelope) == "processed"
-    view = tickets.get(NATIONAL, "LPR-NOTIF-0001")
-    assert sorted((d.channel, d.audience, d.outcome, d.reason or "") for d in view.deliveries) \
-        == [("email", "reporter", "delivered", ""), ("webhook", "agency", "delivered", "")]
+    delivered = [("email", "reporter", "delivered", ""), ("webhook", "agency", "delivered", "")]
+    assert shown() == delivered
+
+    # The webhook's failure handled again (its ack lost), the email's older failure late.
+    for envelope in (failed_hook, late_mail):
+        assert workflow.handle(envelope) == "processed"
+    assert shown() == delivered

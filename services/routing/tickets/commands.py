@@ -953,12 +953,13 @@ class Tickets:
 
     def record_delivery(self, conn: Connection, outcome: events_pb2.NotificationOutcome,
                         at: datetime) -> None:
-        """The delivery's latest outcome (two per report: statements built once)."""
+        """The delivery's latest outcome by the event's time (two per report: statements
+        built once): an outcome that arrives late, or again, does not undo a newer one."""
         values = dict(tracking_id=outcome.tracking_id, at=at, channel=outcome.channel[:16],
                       audience=outcome.audience[:16], outcome=outcome.outcome[:16],
                       reason=outcome.reason[:200])
         db.upsert(conn, storage.ticket_deliveries, "delivery_id",
-                  {"delivery_id": outcome.delivery_id, **values}, tuple(values))
+                  {"delivery_id": outcome.delivery_id, **values}, tuple(values), newest="at")
 
 
 _CLOCKED = {State.SUBMITTED.value, State.DISPATCHED.value, State.FOLLOWED_UP.value,
