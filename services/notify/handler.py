@@ -348,7 +348,9 @@ class EventHandler:
         """The reporter's notice of the event (and each follower's); `channel` when the
         caller has read the contact in this transaction already (_channel_for)."""
         version = fields.get("ticket_version") or 0
-        if version and envelope.type in _ONE_PER_VERSION and \
+        # Version 1 is the ticket as opened: only its first dispatch has it (an escalation
+        # changes the ticket), so no other event of that change can have told the reporter.
+        if version > 1 and envelope.type in _ONE_PER_VERSION and \
                 self._reporter_told(conn, tracking_id, version):
             return 0
         self._add(conn, envelope, tracking_id, channel or self._channel_for(conn, tracking_id),
