@@ -285,6 +285,31 @@ def unwrapped(engine: Engine) -> Iterator[Connection]:
                 dbapi_conn.autocommit = False
 
 
+@contextlib.contextmanager
+def each_committed(conn: Connection) -> Iterator[Connection]:
+    """`conn.begin()`, except on PostgreSQL: there each statement of the block commits as it
+    runs (the driver's autocommit), so a block of one write costs one round trip instead of
+    three (BEGIN, the statement, COMMIT), and a failure part-way keeps what ran before it.
+    For blocks that are correct statement by statement, such as a claim by one UPDATE …
+    RETURNING followed by reads. On SQLite (whose write lock BEGIN IMMEDIATE takes up
+    front) it is an ordinary transaction. `conn` must not be in a transaction."""
+    if not is_postgres(conn):
+        with conn.begin():
+            yield conn
+        return
+    dbapi_conn = conn.connection.dbapi_connection
+    dbapi_conn.autocommit = True
+    try:
+        # SQLAlchemy's bookkeeping only: psycopg sends no BEGIN, and COMMIT nothing, when
+        # autocommit left no transaction open.
+        with conn.begin():
+            yield conn
+    finally:
+        # Before the connection can go back to the pool; one that broke is discarded anyway.
+        with contextlib.suppress(Exception):
+            dbapi_conn.autocommit = False
+
+
 class KeptConnection:
     """Transactions of a busy thread on one connection it keeps between them, instead of
     taking one from the pool for each: a checkout and check-in cost about half of a short
@@ -300,7 +325,8 @@ class KeptConnection:
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self, *, each_statement: bool = False) -> Iterator[Connection]:
+        """A transaction on the kept connection; with `each_statement`, each_committed()."""
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is not None and (conn.closed or conn.invalidated or not self._answers(
@@ -310,7 +336,7 @@ class KeptConnection:
         if conn is None:
             conn = local.conn = self.engine.connect()
         try:
-            with conn.begin():
+            with each_committed(conn) if each_statement else conn.begin():
                 yield conn
         except BaseException:
             self.release()

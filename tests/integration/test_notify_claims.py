@@ -228,3 +228,38 @@ def test_a_claim_counts_the_attempt_takes_the_lease_settles_the_channel_and_skip
     again = _claim_all(worker)
     assert [(c.tracking_id, c.channel, c.attempt) for c in again] == [(unknown, "email", 1)]
     assert _row(service, again[0].id)["last_error"] is None
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_claim_of_its_own_commits_as_it_goes_on_postgresql(start_notify, agency, smtp):
+    """A claim made on its own (not with a record) holds no transaction open on PostgreSQL:
+    its UPDATE is committed, and seen by everybody, as soon as it has run (the look that
+    finds nothing is one round trip, not BEGIN, the UPDATE and COMMIT), and its
+    connection goes back to the pool as it came, the driver's autocommit off again."""
+    import sqlalchemy as sa
+
+    service = _backlog(start_notify, agency, tickets=1)
+    worker = service.worker
+    d = store.deliveries
+    seen, connections = [], []
+
+    def from_elsewhere(conn, _cursor, statement, _params, _context, _many):
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            connections.append(conn.connection.dbapi_connection)
+            with service.engine.connect() as other:  # another connection, as a replica's
+                seen.append(sorted(other.execute(sa.select(d.c.attempts)).scalars()))
+
+    sa.event.listen(service.engine, "after_cursor_execute", from_elsewhere)
+    try:
+        claims = _claim_all(worker)
+    finally:
+        sa.event.remove(service.engine, "after_cursor_execute", from_elsewhere)
+
+    assert len(claims) == 2
+    # Each claim's UPDATE already visible to the other connection while the claim ran on:
+    # the first saw one delivery counted, the second both; the empty look nothing new.
+    assert seen[:2] == [[0, 1], [1, 1]] and seen[2:] == [[1, 1]]
+    assert connections and not any(c.autocommit for c in connections)
+    # The claims behave as before: each counted once and leased.
+    assert sorted(r["attempts"] for r in rows(service, store.deliveries)) == [1, 1]
