@@ -21,7 +21,7 @@ import urllib3
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
-from services.infra import logs
+from services.infra import db, logs
 from services.infra.db import utcnow
 from services.infra.lifecycle import SupervisedLoop
 from services.intake import storage
@@ -41,6 +41,11 @@ MAX_REDIRECTS = 3
 BATCH = 5
 MAX_URL = 2048
 WHOLE_FETCH = 6  # a whole fetch, redirects included, gets this many times the timeout
+
+_f = storage.media_fetches
+_DUE = db.Statement(sa.select(_f.c.id, _f.c.next_attempt_at).where(
+    _f.c.state == PENDING, _f.c.next_attempt_at <= sa.bindparam("now"))
+    .order_by(_f.c.next_attempt_at).limit(BATCH))
 
 
 class FetchError(Exception):
@@ -156,12 +161,10 @@ class MediaFetcher:
 
     def run_once(self, beat=lambda: None) -> int:
         """Tries the fetches that are due (at most BATCH); how many it tried."""
-        f = storage.media_fetches
-        now = utcnow()
-        with self.engine.connect() as conn:
-            due = conn.execute(sa.select(f.c.id, f.c.next_attempt_at).where(
-                f.c.state == PENDING, f.c.next_attempt_at <= now).order_by(
-                f.c.next_attempt_at).limit(BATCH)).all()
+        # One statement on its own (db.unwrapped): the poll that finds nothing, every few
+        # seconds on every replica, is one round trip on PostgreSQL instead of three.
+        with db.unwrapped(self.engine) as conn:
+            due = _DUE.all(conn, {"now": utcnow()})
         tried = 0
         for fetch_id, planned in due:
             beat()
