@@ -207,6 +207,39 @@ _RECORD = db.Statement(_d.update().where(
 _INSERT_ATTEMPT = db.Insert(store.delivery_attempts)
 
 
+def _recording(outbox_table: sa.Table, announced: bool) -> db.Statement:
+    """PostgreSQL: the record, its attempt row and (`announced`) its outcome event in one
+    statement. The inserts take their row from the UPDATE's RETURNING, so they happen only
+    when the UPDATE matched (the lease still this worker's), as in the three statements
+    they replace; the statement's one row says whether it did."""
+    a = store.delivery_attempts
+    recorded = _d.update().where(
+        _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
+        _d.c.status == "pending",
+    ).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
+             last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now")
+             ).returning(_d.c.delivery_id, _d.c.attempts).cte("recorded")
+    attempt = a.insert().from_select(
+        ["delivery_id", "attempt", "at", "outcome", "detail"],
+        sa.select(recorded.c.delivery_id, recorded.c.attempts,
+                  sa.bindparam("b_now", type_=a.c.at.type),
+                  sa.bindparam("b_outcome", type_=a.c.outcome.type),
+                  sa.bindparam("b_detail", type_=a.c.detail.type))).cte("attempt")
+    statement = sa.select(sa.func.count()).select_from(recorded).add_cte(attempt)
+    if announced:
+        o = outbox_table
+        event = o.insert().from_select(
+            ["event_id", "event_type", "aggregate_id", "body", "created_at", "attempts"],
+            sa.select(sa.bindparam("b_event_id", type_=o.c.event_id.type),
+                      sa.bindparam("b_event_type", type_=o.c.event_type.type),
+                      sa.bindparam("b_aggregate_id", type_=o.c.aggregate_id.type),
+                      sa.bindparam("b_body", type_=o.c.body.type),
+                      sa.bindparam("b_now", type_=o.c.created_at.type),
+                      sa.literal(0)).select_from(recorded)).cte("event")
+        statement = statement.add_cte(event)
+    return db.Statement(statement)
+
+
 class DeliveryWorker:
     def __init__(self, engine: Engine, outbox: Outbox, settings: WorkerSettings,
                  send_webhook: Callable[..., Result] = channels.send_webhook,
@@ -233,6 +266,11 @@ class DeliveryWorker:
         # A claim is one statement where the database returns what it updated (SQLite 3.35
         # and later, PostgreSQL); an older SQLite reads the due row, then claims it.
         self.claim_returning = engine.dialect.update_returning
+        # PostgreSQL records an attempt in one statement (_recording), with its outcome
+        # event or without; SQLite runs the three, a function call each.
+        self._recordings = {announced: _recording(outbox.table, announced)
+                            for announced in (False, True)} \
+            if engine.dialect.name == "postgresql" else None
         # Checked here, so a broken template stops the process at start, not at a send.
         self.renderer = templates.default()
         # One supervised loop per sending thread; a send in hand may take its whole limit
@@ -542,23 +580,25 @@ class DeliveryWorker:
             self.settings.retry_delays, claim.attempt, now)
         status = "pending" if outcome.status == "retry" else outcome.status
         fallback = None
+        record = {"b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
+                  "b_next": next_at, "b_now": now,
+                  "b_error": None if outcome.status == "delivered" else outcome.detail[:200]}
+        announced = outcome.status in ANNOUNCED
         with self._begin() as conn:
-            updated = _RECORD.execute(conn, {
-                "b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
-                "b_next": next_at, "b_now": now,
-                "b_error": None if outcome.status == "delivered" else outcome.detail[:200],
-            })
-            if updated == 1:
-                with db.pipelined(conn):  # on PostgreSQL, both rows in one round trip
-                    _INSERT_ATTEMPT.send(conn, {
+            if self._recordings is not None:
+                updated = self._record_in_one(conn, claim, outcome, record, announced)
+            else:
+                updated = _RECORD.execute(conn, record)
+                if updated == 1:
+                    _INSERT_ATTEMPT.execute(conn, {
                         "delivery_id": claim.delivery_id, "attempt": claim.attempt,
                         "at": now, "outcome": outcome.status,
                         "detail": outcome.detail[:200]})
-                    if outcome.status in ANNOUNCED:
+                    if announced:
                         self.outbox.add(conn, self._outcome_event(claim, outcome),
                                         events.outcome_key(claim.audience, outcome.status))
-                fallback = self._fallback(conn, claim, now) \
-                    if outcome.status in ("failed", "skipped") else None
+            if updated == 1 and outcome.status in ("failed", "skipped"):
+                fallback = self._fallback(conn, claim, now)
             following = self._claim_in(conn) if claim_next else None
         if updated != 1:
             # The lease ran out and another worker took the delivery over; its record wins.
@@ -583,6 +623,19 @@ class DeliveryWorker:
             with self._wake:
                 self._soonest_retry = min(self._soonest_retry, due)
         return following
+
+    def _record_in_one(self, conn, claim: Claim, outcome: Outcome, record: dict,
+                       announced: bool) -> int:
+        """PostgreSQL: the record, the attempt row and the outcome event in one statement
+        (_recording); 1 if the lease was still this worker's and all of them were written."""
+        params = {**record, "b_outcome": outcome.status, "b_detail": outcome.detail[:200]}
+        if announced:
+            envelope = self._outcome_event(claim, outcome)
+            params.update(b_event_id=envelope.event_id,
+                          b_event_type=events.outcome_key(claim.audience, outcome.status),
+                          b_aggregate_id=envelope.aggregate_id,
+                          b_body=envelope.SerializeToString())
+        return self._recordings[announced].first(conn, params)[0]
 
     @staticmethod
     def _outcome_event(claim: Claim, outcome: Outcome) -> events_pb2.EventEnvelope:

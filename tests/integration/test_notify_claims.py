@@ -263,3 +263,36 @@ def test_a_claim_of_its_own_commits_as_it_goes_on_postgresql(start_notify, agenc
     assert connections and not any(c.autocommit for c in connections)
     # The claims behave as before: each counted once and leased.
     assert sorted(r["attempts"] for r in rows(service, store.deliveries)) == [1, 1]
+
+
+def test_a_record_after_the_lease_was_taken_over_writes_nothing(start_notify, agency, smtp):
+    """A worker whose lease ran out while it sent records nothing: no attempt row, no outcome
+    event (on PostgreSQL the record, the attempt and the event are one statement whose
+    inserts follow the UPDATE's match); the worker that took the delivery over records its
+    own attempt, once."""
+    import sqlalchemy as sa
+
+    from services.notify.worker import Outcome
+
+    service = _backlog(start_notify, agency, tickets=1)
+    worker = service.worker
+    stale = worker.claim()
+    d = store.deliveries
+    with service.engine.begin() as conn:  # its lease runs out
+        conn.execute(d.update().where(d.c.id == stale.id).values(
+            next_attempt_at=db.utcnow() - timedelta(seconds=1)))
+    taken = worker.claim()
+    assert (taken.id, taken.attempt) == (stale.id, 2)
+
+    assert worker.record(stale, Outcome("delivered", "250 ok")) is None
+    assert attempts_of(service, stale.delivery_id) == []
+    assert _row(service, stale.id)["status"] == "pending"
+
+    worker.record(taken, Outcome("delivered", "250 ok"))
+    assert [(a["attempt"], a["outcome"]) for a in attempts_of(service, stale.delivery_id)] \
+        == [(2, "delivered")]
+    assert _row(service, stale.id)["status"] == "delivered"
+    with service.engine.connect() as conn:
+        events_of_it = conn.execute(sa.select(store.outbox.c.event_type).where(
+            store.outbox.c.aggregate_id == stale.tracking_id)).scalars().all()
+    assert len([t for t in events_of_it if "delivered" in t]) == 1, events_of_it
