@@ -173,7 +173,7 @@ class EventHandler:
                                f"({type(exc.orig or exc).__name__})") from None
         if created:
             # One sending thread per delivery made, not all of them: a woken thread that
-            # finds nothing due has spent a claim transaction for nothing.
+            # finds nothing due has spent a claim for nothing.
             db.after_commit(self.engine, functools.partial(self.on_new_deliveries, created))
         db.log_after_commit(self.engine, log, "%s handled", envelope.type,
                             extra={"deliveries": created})

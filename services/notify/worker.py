@@ -195,6 +195,12 @@ _CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
 _WAIT = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("b_next"),
     last_error=WAITING_FOR_CONTACT, updated_at=sa.bindparam("now")))
+# A claim committed on its own (claim() on PostgreSQL) whose reads then failed, undone: the
+# attempt uncounted and due again now, unless another worker has taken it since.
+_UNCLAIM = db.Statement(_d.update().where(
+    _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
+    _d.c.status == "pending",
+).values(attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("now")))
 # The first send of a reporter's notice settles its channel.
 _CHANNEL = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     channel=sa.bindparam("b_channel")))
@@ -372,13 +378,17 @@ class DeliveryWorker:
     @contextlib.contextmanager
     def _each_committed(self):
         """db.each_committed on the thread's kept connection in its loop, else on one from
-        the pool."""
-        if getattr(self._local, "loop", None) is not None:
-            with self._tx.begin(each_statement=True) as conn:
+        the pool; `each_committed` marks the thread's claims as committed on their own."""
+        self._local.each_committed = db.is_postgres(self.engine)
+        try:
+            if getattr(self._local, "loop", None) is not None:
+                with self._tx.begin(each_statement=True) as conn:
+                    yield conn
+                return
+            with self.engine.connect() as conn, db.each_committed(conn) as conn:
                 yield conn
-            return
-        with self.engine.connect() as conn, db.each_committed(conn) as conn:
-            yield conn
+        finally:
+            self._local.each_committed = False
 
     def claim(self) -> Claim | None:
         """Takes the next due delivery that can be sent now, or None. Emails still waiting
@@ -387,11 +397,11 @@ class DeliveryWorker:
         A claim of its own (not made with a record) is correct statement by statement, so
         on PostgreSQL each statement commits as it runs (db.each_committed): the look that
         finds nothing, which every idle thread makes each poll, is one round trip instead
-        of three, and so is a claim that takes a delivery. What that gives up: a failure
-        after the claim's UPDATE leaves the delivery to its lease instead of undoing the
-        claim, and a reporter.registered whose wake runs between the claim and the
-        put-back of a notice still waiting for that contact misses it, so the notice goes
-        at its next look (contact_poll) rather than at once."""
+        of three, and a claim that takes a delivery saves BEGIN and COMMIT. A failure after
+        the claim's UPDATE is undone by a statement of its own (_UNCLAIM), as the rollback
+        did; what is given up is that a reporter.registered whose wake runs between the
+        claim and the put-back of a notice still waiting for that contact misses it, so
+        the notice goes at its next look (contact_poll) rather than at once."""
         with self._each_committed() as conn:
             return self._claim_in(conn)
 
@@ -412,6 +422,22 @@ class DeliveryWorker:
         row = self._take(conn, now)
         if row is None:
             return None
+        if not getattr(self._local, "each_committed", False):
+            return self._settle(conn, row, now, claimed_at)
+        try:
+            return self._settle(conn, row, now, claimed_at)
+        except BaseException:
+            # The claim committed on its own (claim()): undo it as a rollback would, so the
+            # failure costs neither an attempt nor the lease's wait, nor the first send's
+            # choice of channel (made at attempt 1).
+            with contextlib.suppress(Exception):
+                _UNCLAIM.execute(conn, {"b_id": row.id, "b_attempt": row.attempts,
+                                        "now": db.utcnow()})
+            raise
+
+    def _settle(self, conn, row, now, claimed_at: float):
+        """The claimed row made a Claim: its contact or endpoint read, a notice still waiting
+        for its contact put back (_PUT_BACK), a first notice's channel settled."""
         contact = endpoint = None
         channel, opted_out = row.channel, False
         if row.channel in REPORTER_CHANNELS and row.audience == REPORTER:

@@ -296,3 +296,69 @@ def test_a_record_after_the_lease_was_taken_over_writes_nothing(start_notify, ag
         events_of_it = conn.execute(sa.select(store.outbox.c.event_type).where(
             store.outbox.c.aggregate_id == stale.tracking_id)).scalars().all()
     assert len([t for t in events_of_it if "delivered" in t]) == 1, events_of_it
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_sending_thread_records_in_a_transaction_after_a_claim_of_its_own(
+        start_notify, agency, smtp, monkeypatch):
+    """On a sending thread's kept connection the claim commits statement by statement, and
+    the record that follows on the same connection is a transaction again: its statements
+    commit together, so a record that fails part-way leaves no attempt row behind."""
+    import types
+
+    import sqlalchemy as sa
+
+    from services.notify import worker as worker_module
+    from services.notify.worker import Outcome
+
+    service = _backlog(start_notify, agency, tickets=1)
+    worker = service.worker
+    worker._local.loop = types.SimpleNamespace(stopping=False)  # as on a sending thread
+    try:
+        claim = worker.claim()
+        with worker._tx.begin() as conn:
+            assert conn.connection.dbapi_connection.autocommit is False
+        # The record fails after its UPDATE ran: nothing of it stays.
+        def record_then_fail(conn, *_args):
+            worker_module._RECORD.execute(conn, {
+                "b_id": claim.id, "b_attempt": claim.attempt, "b_status": "delivered",
+                "b_next": None, "b_now": db.utcnow(), "b_error": None})
+            raise sa.exc.OperationalError("INSERT INTO outbox", {}, RuntimeError("gone"))
+
+        monkeypatch.setattr(worker, "_record_in_one", record_then_fail)
+        with pytest.raises(sa.exc.OperationalError):
+            worker.record(claim, Outcome("delivered", "250 ok"))
+        assert _row(service, claim.id)["status"] == "pending"
+        assert attempts_of(service, claim.delivery_id) == []
+    finally:
+        worker._tx.release()
+        worker._local.loop = None
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_claim_whose_reads_fail_is_undone(start_notify, agency, smtp, monkeypatch):
+    """The claim's UPDATE has committed when the contact is read; if that read fails the
+    claim is undone as a rollback would: the attempt uncounted, the delivery due again, and
+    the next claim is attempt 1 (which settles a first notice's channel)."""
+    import sqlalchemy as sa
+
+    service = _backlog(start_notify, agency, tickets=1)
+    worker = service.worker
+    real = store.load_contact
+
+    def failing(conn, tracking_id):
+        raise sa.exc.OperationalError("SELECT contacts", {}, RuntimeError("gone"))
+
+    monkeypatch.setattr(store, "load_contact", failing)
+    claims = []
+    with pytest.raises(sa.exc.OperationalError):
+        while True:  # the webhook may come first; the email's claim reads the contact
+            claims.append(worker.claim())
+    monkeypatch.setattr(store, "load_contact", real)
+    email = next(r for r in rows(service, store.deliveries) if r["channel"] == "email")
+    assert email["attempts"] == 0
+    assert db.as_utc(email["next_attempt_at"]) <= db.utcnow()
+    again = worker.claim()
+    assert (again.id, again.attempt, again.channel) == (email["id"], 1, "email")
