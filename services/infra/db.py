@@ -275,14 +275,33 @@ def unwrapped(engine: Engine) -> Iterator[Connection]:
         if not is_postgres(engine):  # SQLite's connections have no implicit transaction
             yield conn
             return
-        dbapi_conn = conn.connection.dbapi_connection
-        dbapi_conn.autocommit = True
+        dbapi_conn = _autocommitting(conn)
         try:
             yield conn
         finally:
-            # A connection that broke meanwhile is discarded by the pool either way.
-            with contextlib.suppress(Exception):
-                dbapi_conn.autocommit = False
+            _not_autocommitting(conn, dbapi_conn)
+
+
+def _autocommitting(conn: Connection):
+    """Turns the driver's autocommit on for `conn` (PostgreSQL); its driver connection. A
+    refusal (a broken connection) is raised as SQLAlchemy raises the driver's errors."""
+    dbapi_conn = conn.connection.dbapi_connection
+    try:
+        dbapi_conn.autocommit = True
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, exc, dbapi_conn, None, None, None, False) from exc
+    return dbapi_conn
+
+
+def _not_autocommitting(conn: Connection, dbapi_conn) -> None:
+    """Turns it off again before the connection can go back to the pool or into a
+    transaction; a connection that refuses is invalidated, so nobody gets it with
+    autocommit still on."""
+    try:
+        dbapi_conn.autocommit = False
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            conn.invalidate(exc)
 
 
 @contextlib.contextmanager
@@ -297,17 +316,14 @@ def each_committed(conn: Connection) -> Iterator[Connection]:
         with conn.begin():
             yield conn
         return
-    dbapi_conn = conn.connection.dbapi_connection
-    dbapi_conn.autocommit = True
+    dbapi_conn = _autocommitting(conn)
     try:
         # SQLAlchemy's bookkeeping only: psycopg sends no BEGIN, and COMMIT nothing, when
         # autocommit left no transaction open.
         with conn.begin():
             yield conn
     finally:
-        # Before the connection can go back to the pool; one that broke is discarded anyway.
-        with contextlib.suppress(Exception):
-            dbapi_conn.autocommit = False
+        _not_autocommitting(conn, dbapi_conn)
 
 
 class KeptConnection:
@@ -797,5 +813,5 @@ def check(engine: Engine) -> bool:
         with unwrapped(engine) as conn:
             _on_cursor(conn, "SELECT 1", (), False, lambda cursor: cursor.fetchone())
         return True
-    except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error):
-        return False  # the second: the driver refused the autocommit switch (broken)
+    except sa.exc.SQLAlchemyError:
+        return False
