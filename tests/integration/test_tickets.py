@@ -316,7 +316,7 @@ def test_the_inbox_is_scoped_filtered_and_sorted_by_deadline(engine, tickets, cl
 def test_staff_see_each_notification_once_with_its_latest_outcome(engine, tickets, clock):
     """notify's notification.* events: one line per delivery in the staff view, the latest
     outcome by the event's time winning (a retried webhook that failed, then went through),
-    also when the older event comes again or late."""
+    also when the older event is handled again, or comes late."""
     submit(engine, tickets, "LPR-NOTIF-0001")
     workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
                         classifier=classifier())
