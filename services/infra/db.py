@@ -579,9 +579,7 @@ class Insert:
         return self._run(conn, rows, counted=True)
 
     def send(self, conn: Connection, rows: dict | list[dict]) -> None:
-        """As execute(), without the count: inside `pipelined(conn)` the rows go to
-        PostgreSQL with the block's other statements instead of in a round trip of their
-        own, and an error (a duplicate key) is raised at the end of the block."""
+        """As execute(), without the count."""
         self._run(conn, rows, counted=False)
 
     def _run(self, conn: Connection, rows: dict | list[dict], counted: bool) -> int | None:
@@ -606,12 +604,78 @@ class Insert:
                           lambda cursor: len(params) if cursor.rowcount < 0 else cursor.rowcount)
 
 
+# One per combination of inserts, columns and row counts (a handful per service), each
+# compiled once per dialect.
+_together_plans: dict[tuple, tuple] = {}
+
+
+def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict]]]) -> None:
+    """Several inserts (each an Insert and its rows) in the caller's transaction. On
+    PostgreSQL they are one statement, each insert a data-modifying WITH of it: one round
+    trip and one statement for the server, where a pipeline of them cost psycopg more CPU
+    than the round trips it saved. The rows are written as each Insert writes them (bind
+    processors, scalar defaults, ON CONFLICT as the Insert says); their counts are not
+    returned, and a duplicate key fails the whole statement, raised as SQLAlchemy raises
+    it. Rows of one part must name the same columns. On SQLite, each insert in turn."""
+    parts = [(insert, [rows] if isinstance(rows, dict) else rows) for insert, rows in parts]
+    parts = [(insert, rows) for insert, rows in parts if rows]
+    if not parts:
+        return
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or len(parts) == 1:
+        for insert, rows in parts:
+            insert.send(conn, rows)
+        return
+    shape = tuple((id(insert), tuple(rows[0]), len(rows)) for insert, rows in parts)
+    plan = _together_plans.get(shape)
+    if plan is None:
+        plan = _together_plans[shape] = _together_plan(dialect, parts)
+    statement, binds = plan
+    params = {}
+    for (insert, rows), (defaults, row_binds) in zip(parts, binds, strict=True):
+        keys = rows[0].keys()
+        for row, names in zip(rows, row_binds, strict=True):
+            if row.keys() != keys:
+                raise ValueError(f"rows for {insert.table.name} name different columns")
+            if defaults:
+                row = {**defaults, **row}
+            for column, name, process in names:
+                params[name] = process(row[column]) if process else row[column]
+    _on_cursor(conn, statement, params, False, None)
+
+
+def _together_plan(dialect, parts) -> tuple:
+    """(SQL, per part (defaults, per row [(column, bind name, bind processor)]))"""
+    query = sa.select(sa.literal_column("1"))
+    binds = []
+    for k, (insert, rows) in enumerate(parts):
+        columns = insert.table.columns
+        keys = tuple(rows[0])
+        unknown = set(keys) - set(columns.keys())
+        if unknown:
+            raise KeyError(f"{insert.table.name} has no column {sorted(unknown)}")
+        defaults = {c.key: c.default.arg for c in columns
+                    if c.key not in keys and c.default is not None}
+        names = [c.key for c in columns if c.key in keys or c.key in defaults]
+        row_binds = [[(name, f"i{k}r{r}_{name}",
+                       columns[name].type.dialect_impl(dialect).bind_processor(dialect))
+                      for name in names] for r in range(len(rows))]
+        values = [{name: sa.bindparam(bind, type_=columns[name].type)
+                   for name, bind, _process in row} for row in row_binds]
+        query = query.add_cte(insert._statement(dialect).values(values).cte(f"i{k}"))
+        binds.append((defaults, row_binds))
+    compiled = query.compile(dialect=dialect)
+    if compiled.positional:
+        raise ValueError("insert_together binds by name")
+    return compiled.string, binds
+
+
 def _on_cursor(conn: Connection, statement: str, params, many: bool, fetch):
     """Runs `statement` on the driver's cursor of `conn` (inside its transaction) and returns
-    fetch(cursor), or None when `fetch` is None (inside `pipelined` the statement is then
-    only queued). A driver error is wrapped as SQLAlchemy wraps it, its values hidden; one
-    that means the connection is gone invalidates it, so the pool does not hand it out
-    again and the caller sees the server's reason rather than a failed rollback's."""
+    fetch(cursor), or None when `fetch` is None. A driver error is wrapped as SQLAlchemy
+    wraps it, its values hidden; one that means the connection is gone invalidates it, so
+    the pool does not hand it out again and the caller sees the server's reason rather
+    than a failed rollback's."""
     dialect = conn.dialect
     dbapi_conn = conn.connection.dbapi_connection
     cursor = dbapi_conn.cursor()
@@ -630,9 +694,6 @@ def _on_cursor(conn: Connection, statement: str, params, many: bool, fetch):
             conn.dispatch.after_cursor_execute(conn, cursor, statement, params, None, many)
         if fetch is None:
             return None
-        piped = getattr(_piped, "pipeline", None)
-        if piped is not None and piped[0] is dbapi_conn:
-            piped[1].sync()  # a count or a row is known once the server has answered
         return fetch(cursor)
     except dialect.loaded_dbapi.Error as exc:
         raise _wrapped(conn, exc, dbapi_conn, cursor, statement, params, many) from exc
@@ -650,45 +711,6 @@ def _wrapped(conn: Connection, exc: Exception, dbapi_conn, cursor, statement: st
     return sa.exc.DBAPIError.instance(
         statement, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
         connection_invalidated=invalidated, dialect=dialect, ismulti=many)
-
-
-# The pipeline a thread has open: (the driver's connection, psycopg's Pipeline).
-_piped = threading.local()
-
-
-@contextlib.contextmanager
-def pipelined(conn: Connection) -> Iterator[None]:
-    """On PostgreSQL, the block's statements sent together and answered together (psycopg's
-    pipeline mode; the transaction's BEGIN with them when the block opens it): one round
-    trip instead of one for each statement, which cost a submission's transaction more CPU
-    on both sides than the statements themselves. Inserts written with Insert.send() are
-    only queued; anything that reads an answer (a count, a row) waits for all before it.
-    A server error in a queued statement is raised at the end of the block, wrapped as
-    SQLAlchemy wraps it, and the transaction is then rolled back as usual. On SQLite, where
-    a statement is a function call, the block runs as it is.
-
-    Only this module's statements belong in the block: SQLAlchemy's own execute looks at a
-    result before the server has sent it and takes the statement for one without rows."""
-    if conn.dialect.driver != "psycopg" or getattr(_piped, "pipeline", None) is not None:
-        yield
-        return
-    dbapi_conn = conn.connection.dbapi_connection
-    mode = dbapi_conn.pipeline()
-    _piped.pipeline = (dbapi_conn, mode.__enter__())
-    try:
-        yield
-    except BaseException:
-        _piped.pipeline = None
-        # Left quietly: what it raises is the block's error again or follows from it, and
-        # psycopg would log it with the server's detail (a key's values) beside the block's.
-        with contextlib.suppress(Exception):
-            mode.__exit__(None, None, None)
-        raise
-    _piped.pipeline = None
-    try:
-        mode.__exit__(None, None, None)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, exc, dbapi_conn, None, None, None, False) from exc
 
 
 class Statement:

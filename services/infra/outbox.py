@@ -182,10 +182,14 @@ class Outbox:
                  "body": e.SerializeToString(), "created_at": now, "attempts": 0}
                 for e in envelopes]
 
+    def insert_of(self, rows: list[dict]) -> tuple[Insert, list[dict]]:
+        """Rows built by `rows` as a part for db.insert_together, to go in one statement with
+        the caller's other inserts."""
+        return self._insert, rows
+
     def add_rows(self, conn: Connection, rows: list[dict]) -> None:
         """Stores rows built by `rows` in the caller's open transaction, in one statement
-        (executemany for several); they are sent after commit, in this order. Inside
-        db.pipelined() they go with the block's other statements."""
+        (executemany for several); they are sent after commit, in this order."""
         self._insert.send(conn, rows)
 
     def wake(self) -> None:

@@ -102,17 +102,17 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
             key_row = {"key_hash": key_hash, "tracking_id": answer["tracking_id"],
                        "sealed_answer": idempotency.seal(idempotency_key, fingerprint, answer),
                        "created_at": utcnow()}
+        # The key first: a retry of an earlier submission fails on it (the key is unique)
+        # without a lookup in every first submission.
+        inserts = [(_INSERT_KEY, key_row)] if idempotency_key else []
+        inserts += [(_INSERT_REPORT, rows["report"]), (_INSERT_TIMELINE, rows["timeline"]),
+                    outbox.insert_of(rows["outbox"])]
         try:
-            with engine.begin() as conn:
-                # On PostgreSQL the BEGIN and the inserts go in one round trip.
-                with db.pipelined(conn):
-                    if idempotency_key:
-                        # The key first: a retry of an earlier submission stops here (the
-                        # key is unique) without a lookup in every first submission.
-                        _INSERT_KEY.send(conn, key_row)
-                    _INSERT_REPORT.send(conn, rows["report"])
-                    _INSERT_TIMELINE.send(conn, rows["timeline"])
-                    outbox.add_rows(conn, rows["outbox"])
+            with engine.connect() as conn, (
+                    conn.begin() if also is not None else db.each_committed(conn)):
+                # On PostgreSQL one statement (db.insert_together), atomic by itself: with
+                # nothing else to write it runs on its own, one round trip in all.
+                db.insert_together(conn, inserts)
                 if also is not None:
                     also(conn, answer["tracking_id"])
         except sa.exc.IntegrityError:

@@ -130,8 +130,7 @@ class Workflow:
                               threshold=self.threshold)
             verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
             region_name = directory.region_name(report.region_code)
-            with db.pipelined(conn):  # the ticket's three inserts in one round trip
-                self._open_ticket(conn, payload, decision, region_name)
+            self._open_ticket(conn, payload, decision, region_name)
             self._settle_duplicates(conn, payload.tracking_id, verdict)
         created = TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage")
         db.after_commit(self.engine, lambda: created.inc())
@@ -203,7 +202,7 @@ class Workflow:
         deadline = self.calendar.add_working_days(clock_start, days, tz)
         ticket_id = str(uuid.uuid4())
         located = report.HasField("location")
-        _INSERT_TICKET.send(conn, dict(
+        ticket = dict(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),
             agency_code=decision.agency.code, category=decision.category,
             confidence=decision.confidence, decision=decision.explanation,
@@ -223,7 +222,7 @@ class Workflow:
             # 16:00 WIB deadline would read back as 16:00 UTC (23:00 WIB).
             submitted_at=submitted_at, deadline=deadline.astimezone(UTC),
             deadline_zone=zone_label(tz),
-            created_at=now, updated_at=now, version=1))
+            created_at=now, updated_at=now, version=1)
         history = [dict(at=submitted_at, from_state="", to_state="SUBMITTED", actor_role="citizen",
                         actor="citizen", action="submit", agency_code="",
                         note="Laporan diterima", version=1)]
@@ -236,8 +235,7 @@ class Workflow:
         else:
             history[0]["agency_code"] = decision.agency.code
             history[0]["reason"] = decision.explanation
-        _INSERT_HISTORY.send(conn, [dict(_HISTORY_ROW, **h, ticket_id=ticket_id)
-                                    for h in history])
+        history = [dict(_HISTORY_ROW, **h, ticket_id=ticket_id) for h in history]
 
         content = common_pb2.ReportContent()
         content.CopyFrom(report)
@@ -262,7 +260,9 @@ class Workflow:
                 agency=agency_proto(decision.agency), ticket_version=1)
             event = events.new("ticket.status_changed", payload.tracking_id, changed,
                                producer="routing")
-        self.outbox.add(conn, event)
+        # The ticket, its history and its event in one statement on PostgreSQL.
+        db.insert_together(conn, [(_INSERT_TICKET, ticket), (_INSERT_HISTORY, history),
+                                  self.outbox.insert_of(self.outbox.rows((event,)))])
 
     def _report_updated(self, envelope, payload: events_pb2.ReportUpdated) -> str:
         with db.begin(self.engine) as conn:
