@@ -553,16 +553,21 @@ class Insert:
             where=None if self.newest is None
             else self.table.c[self.newest] <= insert.excluded[self.newest])
 
+    def _columns(self, keys: tuple[str, ...]) -> tuple[dict, list[str]]:
+        """(the scalar defaults of the columns not given, the columns written in order)."""
+        columns = self.table.columns
+        unknown = set(keys) - set(columns.keys())
+        if unknown:
+            raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
+        defaults = {c.key: c.default.arg for c in columns
+                    if c.key not in keys and c.default is not None}
+        return defaults, [c.key for c in columns if c.key in keys or c.key in defaults]
+
     def _plan(self, dialect, keys: tuple[str, ...]) -> tuple:
         plan = self._plans.get((dialect.name, keys))
         if plan is None:
             columns = self.table.columns
-            unknown = set(keys) - set(columns.keys())
-            if unknown:
-                raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
-            defaults = {c.key: c.default.arg for c in columns
-                        if c.key not in keys and c.default is not None}
-            names = [c.key for c in columns if c.key in keys or c.key in defaults]
+            defaults, names = self._columns(keys)
             # inline(): no RETURNING of the new key, which nothing here reads.
             compiled = (self._statement(dialect).inline()
                         .compile(dialect=dialect, column_keys=names))
@@ -650,13 +655,7 @@ def _together_plan(dialect, parts) -> tuple:
     binds = []
     for k, (insert, rows) in enumerate(parts):
         columns = insert.table.columns
-        keys = tuple(rows[0])
-        unknown = set(keys) - set(columns.keys())
-        if unknown:
-            raise KeyError(f"{insert.table.name} has no column {sorted(unknown)}")
-        defaults = {c.key: c.default.arg for c in columns
-                    if c.key not in keys and c.default is not None}
-        names = [c.key for c in columns if c.key in keys or c.key in defaults]
+        defaults, names = insert._columns(tuple(rows[0]))
         row_binds = [[(name, f"i{k}r{r}_{name}",
                        columns[name].type.dialect_impl(dialect).bind_processor(dialect))
                       for name in names] for r in range(len(rows))]
