@@ -195,21 +195,28 @@ _CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
 _WAIT = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("b_next"),
     last_error=WAITING_FOR_CONTACT, updated_at=sa.bindparam("now")))
+# The delivery as this worker's claim left it: a lease taken over since bumped `attempts`.
+_STILL_HELD = sa.and_(_d.c.id == sa.bindparam("b_id"),
+                      _d.c.attempts == sa.bindparam("b_attempt"), _d.c.status == "pending")
 # A claim committed on its own (claim() on PostgreSQL) whose reads then failed, undone: the
 # attempt uncounted and due again now, unless another worker has taken it since.
-_UNCLAIM = db.Statement(_d.update().where(
-    _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
-    _d.c.status == "pending",
-).values(attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("now")))
+_UNCLAIM = db.Statement(_d.update().where(_STILL_HELD).values(
+    attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("now")))
 # The first send of a reporter's notice settles its channel.
 _CHANNEL = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     channel=sa.bindparam("b_channel")))
-# Only the worker holding this attempt records it: a lease taken over bumped `attempts`.
-_RECORD = db.Statement(_d.update().where(
-    _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
-    _d.c.status == "pending",
-).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
-         last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now")))
+
+
+def _record_update() -> sa.Update:
+    """The record of an attempt: only the worker holding it records it. A new construct
+    each time: one that a Statement has run memoizes its columns, and a RETURNING derived
+    from it would keep them."""
+    return _d.update().where(_STILL_HELD).values(
+        status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
+        last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now"))
+
+
+_RECORD = db.Statement(_record_update())
 _INSERT_ATTEMPT = db.Insert(store.delivery_attempts)
 
 
@@ -219,12 +226,7 @@ def _recording(outbox_table: sa.Table, announced: bool) -> db.Statement:
     when the UPDATE matched (the lease still this worker's), as in the three statements
     they replace; the statement's one row says whether it did."""
     a = store.delivery_attempts
-    recorded = _d.update().where(
-        _d.c.id == sa.bindparam("b_id"), _d.c.attempts == sa.bindparam("b_attempt"),
-        _d.c.status == "pending",
-    ).values(status=sa.bindparam("b_status"), next_attempt_at=sa.bindparam("b_next"),
-             last_error=sa.bindparam("b_error"), updated_at=sa.bindparam("b_now")
-             ).returning(_d.c.delivery_id, _d.c.attempts).cte("recorded")
+    recorded = _record_update().returning(_d.c.delivery_id, _d.c.attempts).cte("recorded")
     attempt = a.insert().from_select(
         ["delivery_id", "attempt", "at", "outcome", "detail"],
         sa.select(recorded.c.delivery_id, recorded.c.attempts,
@@ -378,17 +380,13 @@ class DeliveryWorker:
     @contextlib.contextmanager
     def _each_committed(self):
         """db.each_committed on the thread's kept connection in its loop, else on one from
-        the pool; `each_committed` marks the thread's claims as committed on their own."""
-        self._local.each_committed = db.is_postgres(self.engine)
-        try:
-            if getattr(self._local, "loop", None) is not None:
-                with self._tx.begin(each_statement=True) as conn:
-                    yield conn
-                return
-            with self.engine.connect() as conn, db.each_committed(conn) as conn:
+        the pool."""
+        if getattr(self._local, "loop", None) is not None:
+            with self._tx.begin(each_statement=True) as conn:
                 yield conn
-        finally:
-            self._local.each_committed = False
+            return
+        with self.engine.connect() as conn, db.each_committed(conn) as conn:
+            yield conn
 
     def claim(self) -> Claim | None:
         """Takes the next due delivery that can be sent now, or None. Emails still waiting
@@ -403,26 +401,27 @@ class DeliveryWorker:
         claim and the put-back of a notice still waiting for that contact misses it, so
         the notice goes at its next look (contact_poll) rather than at once."""
         with self._each_committed() as conn:
-            return self._claim_in(conn)
+            return self._claim_in(conn, committed_alone=db.is_postgres(conn))
 
-    def _claim_in(self, conn) -> Claim | None:
-        """claim() inside the caller's transaction. None either when nothing is due (the
+    def _claim_in(self, conn, committed_alone: bool = False) -> Claim | None:
+        """claim() inside the caller's transaction, or with `committed_alone` on a connection
+        where each statement commits on its own. None either when nothing is due (the
         thread's `none_due` is then set) or after a burst of emails put back to wait."""
         for _ in range(_MAX_PUT_BACK):
-            claim = self._claim_next(conn)
+            claim = self._claim_next(conn, committed_alone)
             if claim is not _PUT_BACK:
                 self._local.none_due = claim is None
                 return claim
         return None  # a burst of waiting emails: the rest at the next look
 
-    def _claim_next(self, conn):
+    def _claim_next(self, conn, committed_alone: bool = False):
         now = db.utcnow()
         claimed_at = time.monotonic()
         # The row as claimed: its attempt counted, its lease taken.
         row = self._take(conn, now)
         if row is None:
             return None
-        if not getattr(self._local, "each_committed", False):
+        if not committed_alone:
             return self._settle(conn, row, now, claimed_at)
         try:
             return self._settle(conn, row, now, claimed_at)

@@ -161,8 +161,8 @@ def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_aga
     empty_looks = []
     claim_next = worker._claim_next
 
-    def counting(conn):
-        found = claim_next(conn)
+    def counting(conn, *args):
+        found = claim_next(conn, *args)
         if found is None:
             empty_looks.append(time.monotonic())
         return found
