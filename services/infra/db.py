@@ -553,21 +553,16 @@ class Insert:
             where=None if self.newest is None
             else self.table.c[self.newest] <= insert.excluded[self.newest])
 
-    def _columns(self, keys: tuple[str, ...]) -> tuple[dict, list[str]]:
-        """(the scalar defaults of the columns not given, the columns written in order)."""
-        columns = self.table.columns
-        unknown = set(keys) - set(columns.keys())
-        if unknown:
-            raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
-        defaults = {c.key: c.default.arg for c in columns
-                    if c.key not in keys and c.default is not None}
-        return defaults, [c.key for c in columns if c.key in keys or c.key in defaults]
-
     def _plan(self, dialect, keys: tuple[str, ...]) -> tuple:
         plan = self._plans.get((dialect.name, keys))
         if plan is None:
             columns = self.table.columns
-            defaults, names = self._columns(keys)
+            unknown = set(keys) - set(columns.keys())
+            if unknown:
+                raise KeyError(f"{self.table.name} has no column {sorted(unknown)}")
+            defaults = {c.key: c.default.arg for c in columns
+                        if c.key not in keys and c.default is not None}
+            names = [c.key for c in columns if c.key in keys or c.key in defaults]
             # inline(): no RETURNING of the new key, which nothing here reads.
             compiled = (self._statement(dialect).inline()
                         .compile(dialect=dialect, column_keys=names))
@@ -655,10 +650,10 @@ def _together_plan(dialect, parts) -> tuple:
     binds = []
     for k, (insert, rows) in enumerate(parts):
         columns = insert.table.columns
-        defaults, names = insert._columns(tuple(rows[0]))
-        row_binds = [[(name, f"i{k}r{r}_{name}",
-                       columns[name].type.dialect_impl(dialect).bind_processor(dialect))
-                      for name in names] for r in range(len(rows))]
+        # The part's own plan: its columns, their bind processors and its defaults.
+        _sql, _order, processors, defaults, _positional = insert._plan(dialect, tuple(rows[0]))
+        row_binds = [[(name, f"i{k}r{r}_{name}", process) for name, process in processors]
+                     for r in range(len(rows))]
         values = [{name: sa.bindparam(bind, type_=columns[name].type)
                    for name, bind, _process in row} for row in row_binds]
         query = query.add_cte(insert._statement(dialect).values(values).cte(f"i{k}"))
