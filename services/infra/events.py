@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError, Message
 
 from lapor.v1 import events_pb2
+from services.infra import randomness
 
 SCHEMA_VERSION = 1
 
@@ -81,10 +82,23 @@ def unpack(content_type: str | None, body: bytes) -> list[bytes]:
     return list(batch.events)
 
 
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
+
+
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    """As `Timestamp.FromDatetime` (a naive datetime is UTC), by arithmetic on the datetime:
+    the library's way through `utctimetuple` and `calendar.timegm` took three times as long,
+    and a report's events take several."""
+    since = value - (_EPOCH if value.utcoffset() is None else _EPOCH_UTC)
+    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds,
+                                   nanos=since.microseconds * 1000)
+
+
+def now() -> timestamp_pb2.Timestamp:
+    """The current time to the microsecond, as `Timestamp.GetCurrentTime` gives it."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos // 1000 * 1000)
 
 
 def new(event_type: str, aggregate_id: str, payload: Message, producer: str,
@@ -95,12 +109,9 @@ def new(event_type: str, aggregate_id: str, payload: Message, producer: str,
     if not isinstance(payload, expected):
         raise TypeError(f"{event_type} carries {expected.__name__}, not {type(payload).__name__}")
     envelope = events_pb2.EventEnvelope(
-        event_id=str(uuid.uuid4()), type=event_type, producer=producer,
-        aggregate_id=aggregate_id, schema_version=SCHEMA_VERSION)
-    if occurred_at is None:
-        envelope.occurred_at.GetCurrentTime()
-    else:
-        envelope.occurred_at.CopyFrom(timestamp(occurred_at))
+        event_id=randomness.uuid4(), type=event_type, producer=producer,
+        aggregate_id=aggregate_id, schema_version=SCHEMA_VERSION,
+        occurred_at=now() if occurred_at is None else timestamp(occurred_at))
     envelope.payload.Pack(payload)
     return envelope
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from services.infra import randomness
 
 _KEY_HASH_PREFIX = b"lapor-idempotency-key\x00"
 _KDF_INFO = b"lapor-idempotent-answer-v1"
@@ -36,7 +37,7 @@ def _cipher(key: str, fingerprint: str) -> AESGCM:
 
 
 def seal(key: str, fingerprint: str, answer: dict) -> bytes:
-    nonce = os.urandom(_NONCE_BYTES)
+    nonce = randomness.token_bytes(_NONCE_BYTES)
     plaintext = json.dumps(answer, separators=(",", ":")).encode()
     return nonce + _cipher(key, fingerprint).encrypt(nonce, plaintext,
                                                      key_hash(key).encode())

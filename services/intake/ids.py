@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
+
+from services.infra import randomness
 
 # Crockford base32: no I, L, O or U, so 1/I/L and 0/O cannot be confused.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -47,7 +48,7 @@ def new_tracking_id() -> str:
     # interpreter lock, and under load a thread then waits its turn to get it back (eight
     # waits were a quarter of a submission's time). 256 is a multiple of the alphabet's 32,
     # so the low five bits of each byte are uniform.
-    payload = "".join(ALPHABET[byte & 31] for byte in secrets.token_bytes(RANDOM_CHARS))
+    payload = "".join(ALPHABET[byte & 31] for byte in randomness.token_bytes(RANDOM_CHARS))
     return _display(payload + check_char(payload))
 
 
@@ -64,7 +65,7 @@ def normalise_tracking_id(text: str | None) -> str | None:
 
 
 def new_access_token() -> str:
-    return secrets.token_urlsafe(24)
+    return randomness.token_urlsafe(24)
 
 
 def hash_token(token: str) -> str:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import events_pb2
-from services.infra import db, events
+from services.infra import db, events, randomness
 from services.notify import payloads, reach, store
 from services.notify.metrics import REPORTER_CHANNELS
 from services.notify.store import Contact
@@ -395,7 +395,7 @@ class EventHandler:
 
     def _webhook(self, conn: Connection, envelope, tracking_id: str, audience: str,
                  target: str, body: Callable[[str], dict]) -> int:
-        delivery_id = str(uuid.uuid4())
+        delivery_id = randomness.uuid4()
         self._add(conn, envelope, tracking_id, "webhook", audience, target, body(delivery_id),
                   delivery_id)
         return 1
@@ -406,7 +406,7 @@ class EventHandler:
              trigger_event_id: str | None = None) -> None:
         now = db.utcnow()
         _INSERT_DELIVERY.execute(conn, dict(
-            delivery_id=delivery_id or str(uuid.uuid4()), tracking_id=tracking_id,
+            delivery_id=delivery_id or randomness.uuid4(), tracking_id=tracking_id,
             channel=channel, audience=audience, target=target,
             trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,
             payload=payloads.encode(payload), status="pending", attempts=0,

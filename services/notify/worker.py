@@ -35,7 +35,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lapor.v1 import events_pb2
-from services.infra import db, events, logs
+from services.infra import db, events, logs, randomness
 from services.infra.lifecycle import SupervisedLoop
 from services.infra.outbox import Outbox
 from services.notify import channels, reach, retry, store, templates
@@ -583,7 +582,7 @@ class DeliveryWorker:
         if channel is None:
             return None
         conn.execute(sa.insert(d).values(
-            delivery_id=str(uuid.uuid4()), tracking_id=claim.tracking_id, channel=channel,
+            delivery_id=randomness.uuid4(), tracking_id=claim.tracking_id, channel=channel,
             audience=claim.audience, target=claim.target,
             trigger_event_id=claim.trigger_event_id, trigger_type=claim.trigger_type,
             payload=claim.payload, status="pending", attempts=0, next_attempt_at=now,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import db, events
+from services.infra import db, events, randomness
 from services.infra.db import first_delivery, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
@@ -200,7 +199,7 @@ class Workflow:
             state, days, clock_start = State.TICKET_STATE_SUBMITTED, VERIFY_WORKING_DAYS, \
                 submitted_at
         deadline = self.calendar.add_working_days(clock_start, days, tz)
-        ticket_id = str(uuid.uuid4())
+        ticket_id = randomness.uuid4()
         located = report.HasField("location")
         ticket = dict(
             ticket_id=ticket_id, tracking_id=payload.tracking_id, state=state_name(state),

@@ -9,7 +9,6 @@ import email
 import email.policy
 import functools
 import re
-import secrets
 import smtplib
 import threading
 import time
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from services.infra import randomness
 from services.notify.channels.sending import (
     Result,
     SendDeadline,
@@ -216,7 +216,7 @@ def build_email(mail_from: str, to: str | Sequence[str], content: Email,
         return OutgoingEmail(head + text, sender, tuple(box.envelope for box in boxes),
                              smtputf8)
     html = _part(content.html, "html")
-    boundary = f"=_lapor_{secrets.token_hex(12)}".encode("ascii")
+    boundary = f"=_lapor_{randomness.token_hex(12)}".encode("ascii")
     data = b"".join((
         head, b'Content-Type: multipart/alternative; boundary="', boundary, b'"\r\n\r\n',
         b"--", boundary, b"\r\n", text, b"\r\n--", boundary, b"\r\n", html,

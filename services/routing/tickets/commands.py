@@ -12,7 +12,6 @@ elsewhere; NotAllowed -> FAILED_PRECONDITION; Stale -> ABORTED; Invalid -> INVAL
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import db, events
+from services.infra import db, events, randomness
 from services.infra.db import as_utc, is_postgres, reading, utcnow
 from services.infra.outbox import Outbox
 from services.routing import storage
@@ -1031,4 +1030,4 @@ def report_content(conn: Connection, row) -> common_pb2.ReportContent:
 
 
 def new_ticket_id() -> str:
-    return str(uuid.uuid4())
+    return randomness.uuid4()

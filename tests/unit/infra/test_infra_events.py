@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import events
@@ -81,6 +81,19 @@ def test_occurred_at_defaults_to_now():
     envelope = events.new("report.submitted", TRACKING_ID, submitted(), producer="intake")
     stamped = envelope.occurred_at.ToDatetime(tzinfo=UTC)
     assert before - timedelta(seconds=1) <= stamped <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2025, 3, 3, 9, 15, 30, 123456),  # naive: UTC
+    datetime(2025, 3, 3, 9, 15, 30, 123456, tzinfo=ZoneInfo("Asia/Jakarta")),
+    datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=ZoneInfo("Asia/Jayapura")),
+    datetime(1969, 12, 31, 23, 59, 59, 500000),  # before the epoch
+    datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999),
+])
+def test_a_time_is_stamped_as_the_protobuf_library_stamps_it(value):
+    library = timestamp_pb2.Timestamp()
+    library.FromDatetime(value)
+    assert events.timestamp(value) == library
 
 
 def test_every_event_gets_its_own_id():
