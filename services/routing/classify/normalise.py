@@ -204,8 +204,10 @@ def stem(word: str) -> str:
 def fold(text: str) -> str:
     """Lower-case, accents stripped, money and numbers as single tokens, reduplication and
     letter runs undone; words separated by single spaces."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.lower()
+    if not text.isascii():  # ASCII has nothing to decompose and no combining marks
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = _MONEY.sub(" rupiah ", text)
     text = _REDUPLICATED.sub(r"\1 \1", text)
     text = _NUMBER.sub(" 0 ", text)
