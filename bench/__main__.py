@@ -23,6 +23,9 @@ baseline measured in the same run on the same machine, with the ratio.
 6. Scale-out (bench/scale_out.py): the pipeline on PostgreSQL with 1 and with 2 replicas of
    each service, steps taken in turn, the ratio and where reports wait (per-process CPU,
    queue and outbox backlogs).
+7. CPU a report (bench/cpu_per_report.py): the pipeline held at a fixed rate, every
+   process's CPU divided by the reports it carried, against the bare chain's CPU a message
+   at the same rate; SQLite and PostgreSQL.
 
 Uses a throwaway RabbitMQ vhost and temporary SQLite files; prints, never asserts.
 """
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import pika
 
-from bench import classifier, intake_accept, notify_bench, pipeline, scale_out
+from bench import classifier, cpu_per_report, intake_accept, notify_bench, pipeline, scale_out
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
@@ -155,6 +158,7 @@ def main() -> None:
     notify_bench.main()  # on its own vhost: it publishes thousands of events
     pipeline.main()      # the three services end to end, on throwaway vhosts
     scale_out.main()     # the pipeline with 1 and 2 replicas of each (PostgreSQL)
+    cpu_per_report.main()  # the pipeline and the chain held at one rate, CPU a report
 
 
 if __name__ == "__main__":

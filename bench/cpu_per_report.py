@@ -1,0 +1,258 @@
+"""CPU a report: the pipeline held at a fixed rate, beside the bare chain held at the same rate.
+
+The sustained-rate search of bench/pipeline.py moves in steps of about 10%, and the machine's
+speed drifts by as much within the hour, so a change that saves a tenth of the work rarely
+shows there. Below saturation the work a report costs shows directly: every process's CPU
+(user + system, from /proc) over a fixed stretch of traffic, divided by the reports it
+carried. The same traffic as bench/pipeline.py (national mix, one request in ten a status
+read) at BENCH_CPU_RATE reports/s (default 40) for BENCH_CPU_SECONDS (default 20), after a
+warm-up, and drained: each report must have its reporter's email and, when dispatched, its
+webhook, or the run says how many were left.
+
+Beside it, in the same run: the bare one-hop chain of bench/pipeline.py (waitress + Flask
+endpoint publishing with confirms into a quorum queue, a consumer acking each message) at
+the same rate, its CPU a message. Their ratio is the share of the chain's efficiency the
+pipeline has; where the machine's CPU is what limits both, the ratio of their sustained
+rates tends to it.
+
+Per group: each service, PostgreSQL's backends of this run's databases, the RabbitMQ node,
+this process (the load generator with the pipeline's email inbox and agency receiver, or
+the chain's consumer), and the machine as a whole; for each service also its context
+switches a report (voluntary ones are waits: a round trip, a lock, a queue).
+
+    python -m bench.cpu_per_report            # the chain, then SQLite and PostgreSQL
+    BENCH_CPU_DATABASES=postgresql python -m bench.cpu_per_report
+
+Two checkouts measured in turn (the same command run from each) compare code; the figures
+of one machine at one time compare, those of different machines do not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench import pipeline as pl
+from bench.processes import stop, wait_ready
+from bench.scale_out import CLK_TCK, CpuMeter
+
+RATE = float(os.environ.get("BENCH_CPU_RATE", "40"))
+SECONDS = float(os.environ.get("BENCH_CPU_SECONDS", "20"))
+DATABASES = [d.strip() for d in os.environ.get("BENCH_CPU_DATABASES",
+                                               "sqlite,postgresql").split(",") if d.strip()]
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of all a process's threads so far."""
+    voluntary = involuntary = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        involuntary += int(line.split()[1])
+    except OSError:  # a thread that ended while read
+        pass
+    return voluntary, involuntary
+
+
+def cpu_ms(before, after, count: int) -> dict[str, float]:
+    """Milliseconds of CPU per item for each group of two CpuMeter snapshots, the machine's
+    busy time included as "machine"."""
+    out = {}
+    for name, pids in after[1].items():
+        start = before[1].get(name, {})
+        ticks = sum(t - start.get(pid, 0) for pid, t in pids.items())
+        out[name] = ticks / CLK_TCK * 1000 / count
+    out["machine"] = (after[2] - before[2]) / CLK_TCK * 1000 / count
+    return out
+
+
+class _Procs:
+    """What CpuMeter reads: named processes."""
+
+    def __init__(self, procs: dict[str, subprocess.Popen]):
+        self.procs = procs
+
+
+# -- the bare chain ---------------------------------------------------------------------------
+def measure_chain(amqp_url: str, workdir: Path, rate: float, seconds: float) -> dict:
+    from tests.conftest import free_port
+
+    queue_name = f"bench.cpu.{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    log = workdir / "chain.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.pipeline", "--chain", str(port),
+                                 amqp_url, queue_name], cwd=pl.ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
+    consumer = loop = None
+    traffic = pl.Traffic(random.Random(pl.SEED + 1))
+    bodies = [json.dumps(traffic.report()).encode() for _ in range(500)]
+    sent: list[str] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def post(client: pl.Client, due: float) -> None:
+        message_id = uuid.uuid4().hex
+        with lock:
+            sent.append(message_id)
+        status, answer = client.request("POST", "/chain", bodies[len(sent) % 500], {
+            "Content-Type": "application/json", "X-Id": message_id})
+        if status != 201:
+            failures.append(f"{status} {answer[:100]!r}")
+
+    try:
+        wait_ready(port, proc, log, "chain endpoint")
+        consumer = pl.ChainConsumer(amqp_url, queue_name)
+        loop = pl.OpenLoop(port)
+        meter = CpuMeter(_Procs({"chain": proc}), [])
+        loop.run(rate, 2, lambda: post, random.Random(pl.SEED))  # warm-up: connections open
+        loop.wait()
+        _settle(lambda: consumer.count() >= len(sent))
+        first = len(sent)
+        before = meter.snapshot()
+        loop.run(rate, seconds, lambda: post, random.Random(pl.SEED + 2))
+        loop.wait()
+        _settle(lambda: consumer.count() >= len(sent))
+        after = meter.snapshot()
+        count = len(sent) - first
+        left = len(sent) - consumer.count()
+        failures += loop.errors
+    finally:
+        if loop is not None:
+            loop.close()
+        if consumer is not None:
+            consumer.close()
+        stop(proc)
+    return {"count": count, "left": left, "failures": failures,
+            "cpu": cpu_ms(before, after, count)}
+
+
+def _settle(done, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amqp_url: str,
+                     workdir: Path, directory: Path, model: Path, rate: float,
+                     seconds: float) -> dict:
+    from tests.e2e.harness import SECRET
+
+    ledger = pl.Ledger()
+    rng = random.Random(pl.SEED)
+    stack = pl._stack_class()(amqp_url, workdir, inbox=pl.TimedInbox(ledger),
+                              agency=pl.TimedAgency(ledger, SECRET))
+    stack.overrides = pl.stack_overrides(urls, model)
+    pipe = None
+    try:
+        stack.prepare(directory)
+        for service in ("routing", "notify", "intake"):
+            stack.start(service)
+        pipe = pl.Pipeline(stack, ledger, pl.Traffic(rng), rng)
+        # Every process has loaded what it loads lazily, and opened its connections.
+        pipe.offer(5, 4, "warmup")
+        pipe.drain(timeout=60)
+        meter = CpuMeter(stack, databases)
+        pids = {s: stack.procs[s].pid for s in pl.SERVICES}
+        switches_before = {s: context_switches(p) for s, p in pids.items()}
+        first = len(ledger.sent)
+        before = meter.snapshot()
+        pipe.offer(rate, seconds, "held")
+        left = pipe.drain(timeout=120)
+        after = meter.snapshot()
+        switches = {s: context_switches(p) for s, p in pids.items()}
+        count = len(ledger.sent) - first
+        dead = [s for s in pl.SERVICES if stack.procs[s].poll() is not None]
+    finally:
+        if pipe is not None:
+            pipe.loop.close()
+        stack.close()
+    per_report = {s: tuple((a - b) / count for a, b in zip(switches[s], switches_before[s],
+                                                              strict=True))
+                  for s in pl.SERVICES}
+    return {"label": label, "count": count, "left": left, "dead": dead,
+            "rejected": pipe.rejected, "errors": pipe.loop.errors,
+            "cpu": cpu_ms(before, after, count), "switches": per_report}
+
+
+# -- report -----------------------------------------------------------------------------------
+def _print(result: dict, chain: dict, rate: float) -> None:
+    cpu = result["cpu"]
+    services = sum(cpu[s] for s in pl.SERVICES)
+    everything = services + cpu.get("postgres", 0.0) + cpu["rabbitmq"] + cpu["bench"]
+    bare = chain["cpu"]["chain"] + chain["cpu"]["rabbitmq"] + chain["cpu"]["bench"]
+    problems = []
+    if result["left"]:
+        problems.append(f"{result['left']} reports without their email or webhook")
+    if result["dead"]:
+        problems.append(f"{', '.join(result['dead'])} exited")
+    if result["rejected"] or result["errors"]:
+        problems.append(f"{len(result['rejected']) + len(result['errors'])} requests failed")
+    switches = ", ".join(f"{s} {v:.0f}+{i:.0f}" for s, (v, i) in result["switches"].items())
+    print(f"CPU a report ({result['label']}), held at {rate:g} reports/s (+10% status reads), "
+          f"{result['count']} reports: intake {cpu['intake']:.2f}, routing "
+          f"{cpu['routing']:.2f}, notify {cpu['notify']:.2f} ms (the services "
+          f"{services:.2f} ms); PostgreSQL {cpu.get('postgres', 0.0):.2f}, RabbitMQ "
+          f"{cpu['rabbitmq']:.2f}, load generator with inbox and agency receiver "
+          f"{cpu['bench']:.2f} ms; all of these {everything:.2f} ms, the machine "
+          f"{cpu['machine']:.2f} ms; context switches a report (voluntary+involuntary): "
+          f"{switches}; bare chain at {rate:g} messages/s, {chain['count']} messages: "
+          f"endpoint {chain['cpu']['chain']:.2f}, RabbitMQ {chain['cpu']['rabbitmq']:.2f}, "
+          f"load generator with consumer {chain['cpu']['bench']:.2f} ms, all of these "
+          f"{bare:.2f} ms a message (the machine {chain['cpu']['machine']:.2f} ms); the "
+          f"pipeline's work a report is {everything / bare:.1f}x the chain's a message "
+          f"({bare / everything:.0%} of its efficiency)"
+          + (f"; NOT CLEAN: {'; '.join(problems)}" if problems else ""), flush=True)
+
+
+def main(amqp_url: str | None = None) -> None:
+    from bench.__main__ import _throwaway_vhost
+
+    if pl.shared_data_missing("CPU a report"):
+        return
+    with tempfile.TemporaryDirectory(prefix="lapor-cpu-") as tmp:
+        root = Path(tmp)
+        directory, model = pl._prepare_shared(root)
+        for database in DATABASES:
+            workdir = root / database
+            workdir.mkdir()
+            if database == "sqlite":
+                urls = {s: f"sqlite:///{workdir / f'{s}.db'}" for s in pl.SERVICES}
+                names: list[str] = []
+                admin = None
+            else:
+                suffix = uuid.uuid4().hex[:8]
+                names = [f"bench_cpu_{s}_{suffix}" for s in pl.SERVICES]
+                admin = pl._postgres(names)
+                if admin is None:
+                    continue
+                urls = {s: f"{pl.PG_DSN}/{n}" for s, n in zip(pl.SERVICES, names, strict=True)}
+            try:
+                with _throwaway_vhost(amqp_url) as url:
+                    chain = measure_chain(url, workdir, RATE, SECONDS)
+                    result = measure_pipeline("SQLite" if database == "sqlite" else
+                                              "PostgreSQL", urls, names, url, workdir,
+                                              directory, model, RATE, SECONDS)
+                    _print(result, chain, RATE)
+            finally:
+                if admin is not None:
+                    for name in names:
+                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    admin.close()
+
+
+if __name__ == "__main__":
+    main()
