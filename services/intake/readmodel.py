@@ -8,6 +8,8 @@ import logging
 from datetime import UTC
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
 from lapor.v1 import common_pb2
@@ -30,7 +32,24 @@ def _state(value: int) -> str:
 # running them (docs/performance.md).
 _KNOWN = db.Statement(sa.select(storage.reports.c.tracking_id).where(
     storage.reports.c.tracking_id == sa.bindparam("tracking_id")))
-_INSERT_ENTRY = db.Insert(storage.timeline)
+_ENTRY_COLUMNS = ("tracking_id", "at", "status", "note", "agency_name", "private",
+                  "private_note", "source_event_id")
+_ENTRY_DEFAULTS = {"note": "", "agency_name": "", "private": False, "private_note": ""}
+
+
+def _entry_once(insert) -> db.Statement:
+    """The timeline entry an event makes, written only for a report intake has and only
+    once for the event (the entry's source event is unique): INSERT … SELECT … WHERE EXISTS
+    … ON CONFLICT DO NOTHING, whose count says whether it was written."""
+    t, r = storage.timeline, storage.reports
+    values = sa.select(*(sa.bindparam(name, type_=t.c[name].type) for name in _ENTRY_COLUMNS)
+                       ).where(sa.exists().where(r.c.tracking_id == sa.bindparam("tracking_id")))
+    return db.Statement(insert(t).from_select(list(_ENTRY_COLUMNS), values)
+                        .on_conflict_do_nothing(index_elements=["source_event_id"]))
+
+
+_ENTRY_ONCE = {"postgresql": _entry_once(postgresql.insert),
+               "sqlite": _entry_once(sqlite_dialect.insert)}
 
 
 @functools.cache
@@ -69,18 +88,24 @@ class ReadModel:
             # notification outcomes of a report are such.
             return "processed"
         with db.begin(self.engine) as conn:
-            if not first_delivery(conn, CONSUMER, envelope.event_id):
-                return "duplicate"
-            if _KNOWN.first(conn, {"tracking_id": envelope.aggregate_id}) is None:
-                log.warning("event for a report intake does not have; ignored")
-                return "processed"
             if linked:
+                if not first_delivery(conn, CONSUMER, envelope.event_id):
+                    return "duplicate"
+                if not self._known(conn, envelope.aggregate_id):
+                    return "processed"
                 self._linked(conn, envelope.aggregate_id, payload.master_tracking_id)
                 return "processed"
+            # No dedupe row and no look for the report first (decision 80): the entry is
+            # written once per event and only for a report intake has, in one statement,
+            # and the status moves only to a newer ticket version, so an event applied
+            # again changes nothing by itself.
             if entry is not None:
-                _INSERT_ENTRY.execute(conn, {**entry, "tracking_id": envelope.aggregate_id,
-                                             "at": occurred,
-                                             "source_event_id": envelope.event_id})
+                written = _ENTRY_ONCE[conn.dialect.name].execute(conn, {
+                    **_ENTRY_DEFAULTS, **entry, "tracking_id": envelope.aggregate_id,
+                    "at": occurred, "source_event_id": envelope.event_id})
+                if not written:  # applied before (its entry is there), or not ours
+                    return "duplicate" if self._known(conn, envelope.aggregate_id) \
+                        else "processed"
             if change:
                 version = getattr(payload, "ticket_version", 0)
                 _status_update(tuple(sorted(change)), bool(version)).execute(conn, {
@@ -88,6 +113,13 @@ class ReadModel:
                     "b_tracking_id": envelope.aggregate_id, "b_at": occurred,
                     "b_version": version})
         return "processed"
+
+    @staticmethod
+    def _known(conn, tracking_id: str) -> bool:
+        if _KNOWN.first(conn, {"tracking_id": tracking_id}) is None:
+            log.warning("event for a report intake does not have; ignored")
+            return False
+        return True
 
     @staticmethod
     def _linked(conn, tracking_id: str, master: str) -> None:

@@ -102,7 +102,10 @@ timeline = sa.Table(
     # Shown to the reporter only, beside the public note: the question of a hold, the
     # agency's response, a relayed message's text, the reason of an archive.
     sa.Column("private_note", sa.Text, nullable=False, server_default=""),
+    # The event an entry comes from: unique, so an event applied again adds no second
+    # entry (services/intake/readmodel.py). Entries of intake's own have none.
     sa.Column("source_event_id", sa.String(36)),
+    sa.Index("uq_report_timeline_source_event_id", "source_event_id", unique=True),
 )
 
 outbox = outbox_table(metadata)

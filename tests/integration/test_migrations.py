@@ -86,6 +86,13 @@ def test_the_first_releases_intake_database_is_upgraded_with_its_data(database_u
                 "published_at, attempts) VALUES ('e1', 'reporter.registered', "
                 "'LPR-7K2-M9Q-XD4', :body, :now, :now, 1)"),
                 {"body": b"rina@contoh.id", "now": now})
+            # Entries of one event twice (replayed after its dedupe row was deleted), one
+            # of another event, and intake's own entry, which has no event.
+            for source in ("ev-1", "ev-1", "ev-2", None):
+                conn.execute(sa.text(
+                    "INSERT INTO report_timeline (tracking_id, at, status, note, agency_name, "
+                    "private, source_event_id) VALUES ('LPR-7K2-M9Q-XD4', :now, 'DISPATCHED', "
+                    "'', '', false, :source)"), {"now": now, "source": source})
 
         assert db.migrate(engine, "intake", intake_storage.MIGRATIONS)[0] == "0002"
         migrations.check(engine, intake_storage.MIGRATIONS)
@@ -95,6 +102,8 @@ def test_the_first_releases_intake_database_is_upgraded_with_its_data(database_u
             report = conn.execute(sa.select(intake_storage.reports)).one()
             stored = conn.execute(sa.select(intake_storage.idempotency_keys)).one()
             outbox_body = conn.execute(sa.text("SELECT body FROM outbox")).scalar_one()
+            sources = conn.execute(sa.text(
+                "SELECT source_event_id FROM report_timeline ORDER BY id")).scalars().all()
         assert not {"reporter_name", "reporter_email", "reporter_phone"} & columns
         assert (report.status, report.agency_code, report.version) == ("DISPATCHED",
                                                                       "PUPR-13.03", 0)
@@ -105,6 +114,7 @@ def test_the_first_releases_intake_database_is_upgraded_with_its_data(database_u
         assert idempotency.unseal("key-0001-abcdef", "another request",
                                   stored.sealed_answer) is None
         assert bytes(outbox_body) == b"", "a confirmed event's contacts are cleared"
+        assert sources == ["ev-1", "ev-2", None], "an event's twin entry goes, the first stays"
     finally:
         engine.dispose()
 

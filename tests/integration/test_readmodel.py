@@ -11,7 +11,7 @@ import pytest
 
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import events, messaging
-from services.intake import readmodel
+from services.intake import readmodel, storage
 from services.intake.app import create_app
 from tests.conftest import free_port
 from tests.integration.helpers import (
@@ -116,6 +116,22 @@ def test_a_redelivered_event_changes_nothing(app, feed):
     assert feed(event) == "duplicate"
     assert citizen.own() == before
     assert [e["status"] for e in before["timeline"]] == ["SUBMITTED", "DISPATCHED"]
+
+
+def test_an_event_replayed_after_retention_forgot_it_still_shows_once(app, feed):
+    """The dedupe rows of handled events are deleted after a while; an event replayed from
+    a parking queue after that must not show twice."""
+    citizen = Citizen(app)
+    event = ticket_dispatched(citizen.tracking_id)
+    message = notification(citizen.tracking_id, audience="reporter")
+    assert feed(event) == "processed" and feed(message) == "processed"
+    before = citizen.own()
+    with app.extensions["lapor"].engine.begin() as conn:
+        conn.execute(storage.processed_events.delete())
+    assert feed(event) == "duplicate" and feed(message) == "duplicate"
+    assert citizen.own() == before
+    assert [e["status"] for e in before["timeline"]] == ["SUBMITTED", "DISPATCHED",
+                                                         "NOTIFICATION"]
 
 
 def test_notifications_to_the_reporter_show_only_in_their_own_timeline(app, feed):
