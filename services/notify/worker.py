@@ -177,16 +177,61 @@ _CLAIMED = {"attempts": _d.c.attempts + 1, "next_attempt_at": sa.bindparam("b_ne
             "updated_at": sa.bindparam("now")}
 
 
-def _claiming(due_id: sa.Select) -> db.Statement:
+_c, _s = store.contacts, store.subscriptions
+# What a claim on PostgreSQL reads beside the row, in its own statement: the reporter's
+# contact and the agency's endpoint (its own, else the default), each column a subquery by
+# the row's keys, NULL where there is none: two round trips a report fewer than reading
+# them after. SQLite reads them after: a function call each, and SQLAlchemy writes its
+# RETURNING without table names, so a subquery there would compare its own columns.
+_CONTACT_FIELDS = ("tracking_id", "name", "email", "phone", "language", "anonymous",
+                   "channel")
+_ENDPOINT_FIELDS = ("agency_code", "url", "secret", "active")
+
+
+def _read_with_claim() -> list:
+    contact = [sa.select(_c.c[name]).where(_c.c.tracking_id == _d.c.tracking_id)
+               .scalar_subquery().label(f"contact_{name}") for name in _CONTACT_FIELDS]
+    endpoint = [sa.select(_s.c[name])
+                .where(sa.or_(_s.c.agency_code == _d.c.target,
+                              _s.c.agency_code == store.DEFAULT_AGENCY),
+                       _s.c.active.is_(True))
+                .order_by(_s.c.agency_code == store.DEFAULT_AGENCY).limit(1)
+                .scalar_subquery().label(f"endpoint_{name}") for name in _ENDPOINT_FIELDS]
+    return contact + endpoint
+
+
+def _claiming(due_id: sa.Select, *also) -> db.Statement:
     """The claim in one statement: the next due delivery updated and read back as it now is
-    (RETURNING: PostgreSQL, SQLite 3.35 and later)."""
+    (RETURNING: PostgreSQL, SQLite 3.35 and later), with `also`."""
     return db.Statement(_d.update().where(_d.c.id == due_id.scalar_subquery())
-                        .values(**_CLAIMED).returning(*_d.c))
+                        .values(**_CLAIMED).returning(*_d.c, *also))
+
+
+def _contact_of(conn, row) -> store.Contact | None:
+    """The reporter's contact: as the claim read it, or read now (a claim without
+    RETURNING)."""
+    if not hasattr(row, "contact_tracking_id"):
+        return store.load_contact(conn, row.tracking_id)
+    if row.contact_tracking_id is None:
+        return None
+    return store.Contact(row.contact_tracking_id, row.contact_name, row.contact_email,
+                         row.contact_phone, row.contact_language, bool(row.contact_anonymous),
+                         row.contact_channel)
+
+
+def _endpoint_of(conn, row) -> store.Subscription | None:
+    """The agency's endpoint (store.endpoint_for): as the claim read it, or read now."""
+    if not hasattr(row, "endpoint_agency_code"):
+        return store.endpoint_for(conn, row.target)
+    if row.endpoint_agency_code is None:
+        return None
+    return store.Subscription(row.endpoint_agency_code, row.endpoint_url, row.endpoint_secret,
+                              bool(row.endpoint_active))
 
 
 _TAKE = _claiming(_DUE_ID)
 # PostgreSQL: workers of several replicas claim side by side, each skipping the others' rows.
-_TAKE_SKIP_LOCKED = _claiming(_DUE_ID.with_for_update(skip_locked=True))
+_TAKE_SKIP_LOCKED = _claiming(_DUE_ID.with_for_update(skip_locked=True), *_read_with_claim())
 # SQLite before 3.35: the due row read, then claimed.
 _DUE = db.Statement(_DUE_ROW)
 _CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(**_CLAIMED))
@@ -439,7 +484,7 @@ class DeliveryWorker:
         contact = endpoint = None
         channel, opted_out = row.channel, False
         if row.channel in REPORTER_CHANNELS and row.audience == REPORTER:
-            contact = store.load_contact(conn, row.tracking_id)
+            contact = _contact_of(conn, row)
             waited = (now - db.as_utc(row.created_at)).total_seconds()
             if contact is None and waited < self.settings.contact_wait:
                 # Not an attempt: nothing was tried. reporter.registered wakes it sooner.
@@ -457,7 +502,7 @@ class DeliveryWorker:
         elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
             endpoint = _own_endpoint(conn, row.target)
         elif row.channel == "webhook":
-            endpoint = store.endpoint_for(conn, row.target)
+            endpoint = _endpoint_of(conn, row)
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload,
                      row.attempts, contact, endpoint, claimed_at, opted_out)

@@ -485,11 +485,13 @@ def test_a_registration_landing_while_a_worker_holds_the_claim_still_wakes_the_e
     event = dispatched(tid)
     handler(event)  # no contact yet: the ticket event came first
 
-    real_load_contact = store.load_contact
+    from services.notify import worker as worker_module
+
+    real_contact_of = worker_module._contact_of
     registration: list[threading.Thread] = []
 
-    def load_contact_as_the_registration_lands(conn, tracking_id_):
-        found = real_load_contact(conn, tracking_id_)
+    def contact_as_the_registration_lands(conn, row):
+        found = real_contact_of(conn, row)
         if found is None and not registration:
             # The contact arrives now, while this worker's claim transaction is open.
             registration.append(threading.Thread(target=handler, args=(registered(tid),)))
@@ -497,7 +499,7 @@ def test_a_registration_landing_while_a_worker_holds_the_claim_still_wakes_the_e
             wait_until_blocked(service)
         return found
 
-    monkeypatch.setattr(store, "load_contact", load_contact_as_the_registration_lands)
+    monkeypatch.setattr(worker_module, "_contact_of", contact_as_the_registration_lands)
     while worker.run_once():  # the webhook (no endpoint: skipped), then the email
         pass
     assert registration, "the worker never looked for the contact"

@@ -339,26 +339,63 @@ def test_a_sending_thread_records_in_a_transaction_after_a_claim_of_its_own(
 @pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
                          indirect=True)
 def test_a_claim_whose_reads_fail_is_undone(start_notify, agency, smtp, monkeypatch):
-    """The claim's UPDATE has committed when the contact is read; if that read fails the
-    claim is undone as a rollback would: the attempt uncounted, the delivery due again, and
-    the next claim is attempt 1 (which settles a first notice's channel)."""
+    """The claim's UPDATE has committed when the contact is settled (read after it on
+    SQLite, taken from the claim's own row on PostgreSQL); if that fails the claim is
+    undone as a rollback would: the attempt uncounted, the delivery due again, and the next
+    claim is attempt 1 (which settles a first notice's channel)."""
     import sqlalchemy as sa
+
+    from services.notify import worker as worker_module
 
     service = _backlog(start_notify, agency, tickets=1)
     worker = service.worker
-    real = store.load_contact
+    real = worker_module._contact_of
 
-    def failing(conn, tracking_id):
+    def failing(conn, row):
         raise sa.exc.OperationalError("SELECT contacts", {}, RuntimeError("gone"))
 
-    monkeypatch.setattr(store, "load_contact", failing)
+    monkeypatch.setattr(worker_module, "_contact_of", failing)
     claims = []
     with pytest.raises(sa.exc.OperationalError):
-        while True:  # the webhook may come first; the email's claim reads the contact
+        while True:  # the webhook may come first; the email's claim settles the contact
             claims.append(worker.claim())
-    monkeypatch.setattr(store, "load_contact", real)
+    monkeypatch.setattr(worker_module, "_contact_of", real)
     email = next(r for r in rows(service, store.deliveries) if r["channel"] == "email")
     assert email["attempts"] == 0
     assert db.as_utc(email["next_attempt_at"]) <= db.utcnow()
     again = worker.claim()
     assert (again.id, again.attempt, again.channel) == (email["id"], 1, "email")
+
+
+def test_a_claim_carries_the_reporters_contact_and_the_agencys_own_endpoint_else_the_default(
+        start_notify, agency, smtp):
+    """What a claim settles with, read by the claim's own statement on PostgreSQL and after
+    it on SQLite: each reporter's own contact, an agency's own active endpoint before the
+    default, the default for an agency without one (or whose own is switched off)."""
+    from lapor.v1 import common_pb2
+
+    service = start_notify()
+    service.worker.stop()
+    subscribe(service, "*", f"{agency.url}/default")
+    subscribe(service, "PUPR-13.03", f"{agency.url}/pupr")
+    subscribe(service, "DINSOS-13.03", f"{agency.url}/dinsos")
+    with service.engine.begin() as conn:
+        store.set_subscription(conn, "DINSOS-13.03", f"{agency.url}/dinsos", "s" * 32,
+                               active=False)
+    expected = {}
+    for i, code in enumerate(("PUPR-13.03", "DISHUB-13.03", "DINSOS-13.03")):
+        tid = tracking_id()
+        service.handler(registered(tid, email_address=f"pelapor{i}@example.id"))
+        service.handler(dispatched(tid, agency=common_pb2.Agency(code=code, name=code)))
+        expected[tid] = (f"pelapor{i}@example.id",
+                         f"{agency.url}/pupr" if code == "PUPR-13.03" else f"{agency.url}/default")
+    claims = _claim_all(service.worker)
+    assert len(claims) == 6
+    for claim in claims:
+        email, url = expected[claim.tracking_id]
+        if claim.channel == "email":
+            assert (claim.contact.tracking_id, claim.contact.email) == (claim.tracking_id, email)
+            assert claim.endpoint is None
+        else:
+            assert claim.channel == "webhook" and claim.contact is None
+            assert claim.endpoint.url == url and claim.endpoint.active
