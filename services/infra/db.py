@@ -605,8 +605,9 @@ class Insert:
 
 
 # One per combination of inserts, columns and row counts (a handful per service), each
-# compiled once per dialect.
+# compiled once per dialect; row counts up to TOGETHER_MAX_ROWS a part.
 _together_plans: dict[tuple, tuple] = {}
+TOGETHER_MAX_ROWS = 8
 
 
 def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict]]]) -> None:
@@ -616,13 +617,16 @@ def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict
     than the round trips it saved. The rows are written as each Insert writes them (bind
     processors, scalar defaults, ON CONFLICT as the Insert says); their counts are not
     returned, and a duplicate key fails the whole statement, raised as SQLAlchemy raises
-    it. Rows of one part must name the same columns. On SQLite, each insert in turn."""
+    it. Rows of one part must name the same columns. On SQLite, each insert in turn, and
+    so on PostgreSQL when a part has more than TOGETHER_MAX_ROWS rows (a statement is
+    planned and kept for each count of rows)."""
     parts = [(insert, [rows] if isinstance(rows, dict) else rows) for insert, rows in parts]
     parts = [(insert, rows) for insert, rows in parts if rows]
     if not parts:
         return
     dialect = conn.dialect
-    if dialect.name != "postgresql" or len(parts) == 1:
+    if dialect.name != "postgresql" or (len(parts) == 1 and len(parts[0][1]) == 1) or any(
+            len(rows) > TOGETHER_MAX_ROWS for _insert, rows in parts):
         for insert, rows in parts:
             insert.send(conn, rows)
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC
@@ -86,6 +87,9 @@ _ONE_PER_VERSION = ("ticket.dispatched", "ticket.escalated")
 
 
 _INSERT_DELIVERY = db.Insert(store.deliveries)
+# The deliveries an event makes, gathered while it is handled and inserted together at its
+# end: on PostgreSQL one statement for the agency's webhook and the reporter's email.
+_made = threading.local()
 # Statements run for most events, built once (store.py says why).
 _d = store.deliveries
 _WAKE_WAITING = db.Statement(_d.update().where(
@@ -165,7 +169,12 @@ class EventHandler:
                 if not db.first_delivery(conn, store.CONSUMER, envelope.event_id):
                     log.info("%s already handled", envelope.type)
                     return "duplicate"
-                created = self._handle(conn, envelope, message)
+                _made.rows = []
+                try:
+                    created = self._handle(conn, envelope, message)
+                    db.insert_together(conn, [(_INSERT_DELIVERY, _made.rows)])
+                finally:
+                    _made.rows = None
         except sa.exc.StatementError as exc:
             # SQLAlchemy's message lists the statement's parameters (a contact's email and
             # phone); the consumer logs what we raise, so raise it without them.
@@ -405,9 +414,14 @@ class EventHandler:
              target: str, payload: dict, delivery_id: str | None = None,
              trigger_event_id: str | None = None) -> None:
         now = db.utcnow()
-        _INSERT_DELIVERY.execute(conn, dict(
+        row = dict(
             delivery_id=delivery_id or randomness.uuid4(), tracking_id=tracking_id,
             channel=channel, audience=audience, target=target,
             trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,
             payload=payloads.encode(payload), status="pending", attempts=0,
-            next_attempt_at=now, created_at=now, updated_at=now))
+            next_attempt_at=now, created_at=now, updated_at=now)
+        gathered = getattr(_made, "rows", None)
+        if gathered is None:  # outside an event's handling: now
+            _INSERT_DELIVERY.execute(conn, row)
+        else:
+            gathered.append(row)

@@ -198,6 +198,35 @@ def test_inserts_together_store_what_each_insert_stores_in_one_statement(engine)
     assert len(inserts) == (1 if engine.dialect.name == "postgresql" else 3), inserts
 
 
+def test_several_rows_of_one_insert_together_are_one_statement_up_to_the_cap(engine):
+    """A part's rows go in one INSERT on PostgreSQL (as many rows as its VALUES list) while
+    there are at most TOGETHER_MAX_ROWS of them; beyond that, and on SQLite, in one call of
+    the driver's executemany."""
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    sa.event.listen(engine, "after_cursor_execute", seen)
+    at = db.utcnow()
+    few = [{"key": f"sedikit{i}", "at": at} for i in range(3)]
+    many = [{"key": f"banyak{i}", "at": at} for i in range(db.TOGETHER_MAX_ROWS + 1)]
+    with engine.begin() as conn:
+        db.insert_together(conn, [(db.Insert(rows), few)])
+    few_statements, statements[:] = list(statements), []
+    with engine.begin() as conn:
+        db.insert_together(conn, [(db.Insert(rows), many)])
+    sa.event.remove(engine, "after_cursor_execute", seen)
+    assert count_rows(engine) == len(few) + len(many)
+    assert stored(engine, "sedikit2")[0]["note"] == ""  # the Insert's default filled
+    inserts = [s for s in few_statements if "INSERT" in s.upper()]
+    assert len(inserts) == 1
+    if engine.dialect.name == "postgresql":
+        assert inserts[0].upper().startswith("WITH"), "one statement of all three rows"
+    assert not any(s.upper().startswith("WITH") for s in statements), \
+        "past the cap the rows go by executemany"
+
+
 def test_a_taken_key_among_inserts_together_fails_all_of_them(engine):
     insert = db.Insert(rows)
     with engine.begin() as conn:
