@@ -117,8 +117,10 @@ class Workflow:
         if not payload.tracking_id or not valid_region_code(report.region_code):
             raise events.BadEvent("report.submitted without tracking id or valid region code")
         with db.begin(self.engine) as conn:
-            if not first_delivery(conn, CONSUMER, envelope.event_id):
-                return "duplicate"
+            # No dedupe row: a report has one ticket (tickets.tracking_id is unique), so the
+            # ticket is what says the event was handled, under any event id and for good.
+            # Two replicas handling it at once: one insert fails on the key, and its retry
+            # finds the ticket.
             if _TICKET_OF_REPORT.first(conn, {"tracking_id": payload.tracking_id}):
                 log.info("ticket already exists for this report; nothing to do")
                 return "duplicate"

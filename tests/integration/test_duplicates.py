@@ -331,6 +331,37 @@ def test_reports_of_another_regency_or_category_are_never_linked(tickets, clock)
     assert row_of(tickets, "LPR-AAA-AAA-AA3").duplicate_of == ""
 
 
+def test_a_report_handled_by_two_replicas_at_once_gets_one_ticket(tickets, clock):
+    """Both find no ticket and both open one: the second's insert fails on the report's
+    key, and handled again (its retry) it finds the ticket. No dedupe row decides it, so
+    the same holds for a second relay's copy under another event id."""
+    import threading
+
+    report = common_pb2.ReportContent(
+        kind=common_pb2.REPORT_KIND_PENGADUAN, title=ROAD[0], body=ROAD[1],
+        region_code="13.03", channel="web", submitted_at=events.timestamp(clock()))
+    copies = [events.new("report.submitted", "LPR-AAA-AAA-AA1", events_pb2.ReportSubmitted(
+        tracking_id="LPR-AAA-AAA-AA1", report=report), producer="intake") for _ in range(2)]
+    start, outcomes = threading.Barrier(2), []
+
+    def handle(envelope):
+        start.wait()
+        try:
+            outcomes.append(tickets.workflow.handle(envelope))
+        except sa.exc.IntegrityError:
+            outcomes.append(tickets.workflow.handle(envelope))  # the retry
+
+    threads = [threading.Thread(target=handle, args=(e,)) for e in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["duplicate", "processed"]
+    with tickets.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(storage.tickets)).scalar() == 1
+    assert len([t for t, _ in published(tickets.engine) if t == "ticket.dispatched"]) <= 1
+
+
 def test_a_redelivered_report_links_once(tickets, clock):
     dispatched(tickets, "LPR-AAA-AAA-AA1")
     report = common_pb2.ReportContent(
