@@ -205,7 +205,9 @@ def _print(result: dict, chain: dict, rate: float) -> None:
     print(f"CPU a report ({result['label']}), held at {rate:g} reports/s (+10% status reads), "
           f"{result['count']} reports: intake {cpu['intake']:.2f}, routing "
           f"{cpu['routing']:.2f}, notify {cpu['notify']:.2f} ms (the services "
-          f"{services:.2f} ms); PostgreSQL {cpu.get('postgres', 0.0):.2f}, RabbitMQ "
+          f"{services:.2f} ms); "
+          + (f"PostgreSQL {cpu['postgres']:.2f}, " if result["label"] == "PostgreSQL" else "")
+          + f"RabbitMQ "
           f"{cpu['rabbitmq']:.2f}, load generator with inbox and agency receiver "
           f"{cpu['bench']:.2f} ms; all of these {everything:.2f} ms, the machine "
           f"{cpu['machine']:.2f} ms; context switches a report (voluntary+involuntary): "
