@@ -29,19 +29,15 @@ of one machine at one time compare, those of different machines do not.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from bench import pipeline as pl
-from bench.processes import stop, wait_ready
 from bench.scale_out import CLK_TCK, CpuMeter
 
 RATE = float(os.environ.get("BENCH_CPU_RATE", "40"))
@@ -87,55 +83,25 @@ class _Procs:
 
 # -- the bare chain ---------------------------------------------------------------------------
 def measure_chain(amqp_url: str, workdir: Path, rate: float, seconds: float) -> dict:
-    from tests.conftest import free_port
-
-    queue_name = f"bench.cpu.{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    log = workdir / "chain.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.pipeline", "--chain", str(port),
-                                 amqp_url, queue_name], cwd=pl.ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
-    consumer = loop = None
-    traffic = pl.Traffic(random.Random(pl.SEED + 1))
-    bodies = [json.dumps(traffic.report()).encode() for _ in range(500)]
-    sent: list[str] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def post(client: pl.Client, due: float) -> None:
-        message_id = uuid.uuid4().hex
-        with lock:
-            sent.append(message_id)
-        status, answer = client.request("POST", "/chain", bodies[len(sent) % 500], {
-            "Content-Type": "application/json", "X-Id": message_id})
-        if status != 201:
-            failures.append(f"{status} {answer[:100]!r}")
-
-    try:
-        wait_ready(port, proc, log, "chain endpoint")
-        consumer = pl.ChainConsumer(amqp_url, queue_name)
-        loop = pl.OpenLoop(port)
-        meter = CpuMeter(_Procs({"chain": proc}), [])
-        loop.run(rate, 2, lambda: post, random.Random(pl.SEED))  # warm-up: connections open
-        loop.wait()
-        _settle(lambda: consumer.count() >= len(sent))
-        first = len(sent)
-        before = meter.snapshot()
-        loop.run(rate, seconds, lambda: post, random.Random(pl.SEED + 2))
-        loop.wait()
-        _settle(lambda: consumer.count() >= len(sent))
-        after = meter.snapshot()
-        count = len(sent) - first
-        left = len(sent) - consumer.count()
-        failures += loop.errors
-    finally:
-        if loop is not None:
+    with pl.chain_running(amqp_url, workdir, pl.Traffic(random.Random(pl.SEED + 1))) as chain:
+        loop = pl.OpenLoop(chain.port)
+        try:
+            meter = CpuMeter(_Procs({"chain": chain.proc}), [])
+            # A warm-up: the endpoint's connections to the broker open.
+            loop.run(rate, 2, lambda: chain.post, random.Random(pl.SEED))
+            loop.wait()
+            _settle(lambda: chain.consumer.count() >= len(chain.sent))
+            first = len(chain.sent)
+            before = meter.snapshot()
+            loop.run(rate, seconds, lambda: chain.post, random.Random(pl.SEED + 2))
+            loop.wait()
+            _settle(lambda: chain.consumer.count() >= len(chain.sent))
+            after = meter.snapshot()
+        finally:
             loop.close()
-        if consumer is not None:
-            consumer.close()
-        stop(proc)
-    return {"count": count, "left": left, "failures": failures,
+        count = len(chain.sent) - first
+        left = len(chain.sent) - chain.consumer.count()
+    return {"count": count, "left": left, "failures": chain.failures + loop.errors,
             "cpu": cpu_ms(before, after, count)}
 
 
@@ -149,22 +115,9 @@ def _settle(done, timeout: float = 60) -> None:
 def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amqp_url: str,
                      workdir: Path, directory: Path, model: Path, rate: float,
                      seconds: float) -> dict:
-    from tests.e2e.harness import SECRET
-
     ledger = pl.Ledger()
-    rng = random.Random(pl.SEED)
-    stack = pl._stack_class()(amqp_url, workdir, inbox=pl.TimedInbox(ledger),
-                              agency=pl.TimedAgency(ledger, SECRET))
-    stack.overrides = pl.stack_overrides(urls, model)
-    pipe = None
-    try:
-        stack.prepare(directory)
-        for service in ("routing", "notify", "intake"):
-            stack.start(service)
-        pipe = pl.Pipeline(stack, ledger, pl.Traffic(rng), rng)
-        # Every process has loaded what it loads lazily, and opened its connections.
-        pipe.offer(5, 4, "warmup")
-        pipe.drain(timeout=60)
+    with pl.pipeline_running(urls, amqp_url, workdir, directory, model, ledger,
+                             random.Random(pl.SEED)) as (stack, pipe):
         meter = CpuMeter(stack, databases)
         pids = {s: stack.procs[s].pid for s in pl.SERVICES}
         switches_before = {s: context_switches(p) for s, p in pids.items()}
@@ -176,10 +129,6 @@ def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amq
         switches = {s: context_switches(p) for s, p in pids.items()}
         count = len(ledger.sent) - first
         dead = [s for s in pl.SERVICES if stack.procs[s].poll() is not None]
-    finally:
-        if pipe is not None:
-            pipe.loop.close()
-        stack.close()
     per_report = {s: tuple((a - b) / count for a, b in zip(switches[s], switches_before[s],
                                                               strict=True))
                   for s in pl.SERVICES}

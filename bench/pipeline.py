@@ -47,6 +47,7 @@ On SQLite and, when it answers (LAPOR_TEST_PG), PostgreSQL. Prints, never assert
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.client
 import json
@@ -615,13 +616,13 @@ def stack_overrides(urls: dict[str, str], model_dir: Path) -> dict[str, str]:
     }
 
 
-def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: Path,
-                     directory: Path, model_dir: Path) -> dict:
+@contextlib.contextmanager
+def pipeline_running(urls: dict[str, str], amqp_url: str, workdir: Path, directory: Path,
+                     model_dir: Path, ledger: Ledger, rng: random.Random):
+    """(stack, Pipeline): the three services started on the given databases with the
+    national directory, warmed up by a few reports; stopped when the block ends."""
     from tests.e2e.harness import SECRET
 
-    load_start = _loadavg()
-    ledger = Ledger()
-    rng = random.Random(SEED)
     stack = _stack_class()(amqp_url, workdir, inbox=TimedInbox(ledger),
                            agency=TimedAgency(ledger, SECRET))
     stack.overrides = stack_overrides(urls, model_dir)
@@ -634,6 +635,20 @@ def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: P
         # A few reports first: every process has loaded what it loads lazily.
         pipeline.offer(3, 2, "warmup")
         pipeline.drain(timeout=30)
+        yield stack, pipeline
+    finally:
+        if pipeline is not None:
+            pipeline.loop.close()
+        stack.close()
+
+
+def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: Path,
+                     directory: Path, model_dir: Path) -> dict:
+    load_start = _loadavg()
+    ledger = Ledger()
+    rng = random.Random(SEED)
+    with pipeline_running(urls, amqp_url, workdir, directory, model_dir, ledger,
+                          rng) as (stack, pipeline):
         warm = {s: _peak_rss_mb(stack.procs[s].pid) for s in SERVICES}
 
         rate, steps = pipeline.sustained()
@@ -647,10 +662,6 @@ def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: P
         rss = {s: _peak_rss_mb(stack.procs[s].pid) for s in SERVICES}
         dead = [s for s in SERVICES if stack.procs[s].poll() is not None]
         tickets = _tickets(urls["routing"])
-    finally:
-        if pipeline is not None:
-            pipeline.loop.close()
-        stack.close()
 
     with ledger.lock:
         in_half = [t for t, p in ledger.phase.items() if p == "half"]
@@ -757,7 +768,31 @@ class ChainConsumer:
         self.connection.close()
 
 
-def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
+class Chain:
+    """The bare chain running: its endpoint's port and process, the consumer, and `post`, a
+    client's job that sends one of the traffic's bodies and notes when it was due (`sent`,
+    by message id) or how it failed (`failures`)."""
+
+    def __init__(self, port: int, proc: subprocess.Popen, consumer: ChainConsumer,
+                 traffic: Traffic):
+        self.port, self.proc, self.consumer = port, proc, consumer
+        self.bodies = [json.dumps(traffic.report()).encode() for _ in range(500)]
+        self.sent: dict[str, float] = {}
+        self.failures: list[str] = []
+
+    def post(self, client: Client, due: float) -> None:
+        message_id = uuid.uuid4().hex
+        self.sent[message_id] = due
+        status, answer = client.request("POST", "/chain", self.bodies[len(self.sent) % 500], {
+            "Content-Type": "application/json", "X-Id": message_id})
+        if status != 201:
+            self.failures.append(f"{status} {answer[:100]!r}")
+
+
+@contextlib.contextmanager
+def chain_running(amqp_url: str, workdir: Path, traffic: Traffic):
+    """The chain's endpoint started as its own process on a queue of its own, with the
+    consumer in this process; both stopped when the block ends."""
     from tests.conftest import free_port
 
     queue_name = f"bench.chain.{uuid.uuid4().hex[:8]}"
@@ -768,21 +803,20 @@ def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
                                  amqp_url, queue_name], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
     consumer = None
-    bodies = [json.dumps(traffic.report()).encode() for _ in range(500)]
-    sent: dict[str, float] = {}
-    failures: list[str] = []
     try:
         wait_ready(port, proc, log, "chain endpoint")
         consumer = ChainConsumer(amqp_url, queue_name)
+        yield Chain(port, proc, consumer, traffic)
+    finally:
+        if consumer is not None:
+            consumer.close()
+        stop(proc)
 
-        def post(client: Client, due: float, latencies: list | None = None) -> None:
-            message_id = uuid.uuid4().hex
-            sent[message_id] = due
-            status, answer = client.request("POST", "/chain", bodies[len(sent) % 500], {
-                "Content-Type": "application/json", "X-Id": message_id})
-            if status != 201:
-                failures.append(f"{status} {answer[:100]!r}")
 
+def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
+    with chain_running(amqp_url, workdir, traffic) as chain:
+        port, consumer, sent, failures, post = (chain.port, chain.consumer, chain.sent,
+                                                chain.failures, chain.post)
         # Closed loop: CHAIN_CONNECTIONS clients posting as fast as answers come.
         stop_at = time.perf_counter() + 1 + STEP_SECONDS
         measure_from = stop_at - STEP_SECONDS
@@ -820,10 +854,6 @@ def measure_chain(amqp_url: str, workdir: Path, traffic: Traffic) -> dict:
             lost = sum(1 for m in sent if m not in consumer.arrived)
             duplicates = sum(len(a) - 1 for a in consumer.arrived.values())
         failures += loop.errors
-    finally:
-        if consumer is not None:
-            consumer.close()
-        stop(proc)
     return {"rate": rate, "half": rate / 2, "latencies": latencies, "lost": lost,
             "duplicates": duplicates, "failures": failures}
 
