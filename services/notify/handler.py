@@ -420,8 +420,4 @@ class EventHandler:
             trigger_event_id=trigger_event_id or envelope.event_id, trigger_type=envelope.type,
             payload=payloads.encode(payload), status="pending", attempts=0,
             next_attempt_at=now, created_at=now, updated_at=now)
-        gathered = getattr(_made, "rows", None)
-        if gathered is None:  # outside an event's handling: now
-            _INSERT_DELIVERY.execute(conn, row)
-        else:
-            gathered.append(row)
+        _made.rows.append(row)  # inserted at the end of the event's handling (__call__)
