@@ -47,7 +47,13 @@ class AgencyReceiver:
             protocol_version = "HTTP/1.1"  # connections kept open, as agencies' servers do
 
             def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender went away before its body was all sent (a notify killed
+                    # between the headers and the body): as for any server, no request.
+                    self.close_connection = True
+                    return
                 if outer.fail_next > 0:
                     outer.fail_next -= 1
                     self.send_response(503)
