@@ -17,12 +17,13 @@ from concurrent import futures
 
 import grpc
 import pytest
+from flask import Flask, Response
 from google.protobuf import timestamp_pb2
 
 from lapor.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from services.intake import limits
 from services.intake.app import create_app
-from services.intake.server import IntakeProcess, ServerSettings
+from services.intake.server import HttpServer, IntakeProcess, ServerSettings
 from tests.conftest import free_port
 from tests.integration.helpers import dead_amqp_url, scrape, scraped, wait_for
 
@@ -253,6 +254,54 @@ def test_hundreds_of_slow_connections_neither_block_health_nor_reports_and_are_c
         head, _, body = timed_out[0].partition(b"\r\n\r\n")
         assert b"Content-Type: application/problem+json" in head
         assert json.loads(body)["code"] == "request_timeout"
+
+
+def test_an_answer_larger_than_the_servers_buffer_reaches_a_slow_reader_whole():
+    """An answer past waitress's 16 MiB output buffer makes the request's thread wait for the
+    server's loop to send some of it; the loop must keep sending while that request is still
+    running (intake's server holds off polling a connection whose task is writing), or the
+    answer would stall. Another connection is answered meanwhile."""
+    piece = bytes(range(256)) * 256  # 64 KiB
+    pieces = 400  # 25 MiB
+    app = Flask("big")
+
+    @app.get("/big")
+    def big():
+        return Response((piece for _ in range(pieces)), mimetype="application/octet-stream")
+
+    @app.get("/small")
+    def small():
+        return "ok"
+
+    server = HttpServer(app, ServerSettings(port=0, threads=2)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: intake\r\n\r\n")
+            time.sleep(0.5)  # the server fills the socket and its buffer, then waits
+            status, _, answer = request(server.port, "GET", "/small", timeout=5)
+            assert (status, answer) == (200, b"ok")
+            received = bytearray()
+            started = time.monotonic()
+            while True:
+                head, sep, rest = bytes(received).partition(b"\r\n\r\n")
+                if sep and rest.endswith(b"0\r\n\r\n"):
+                    break
+                chunk = sock.recv(256 * 1024)
+                assert chunk, "the server closed the connection before the answer ended"
+                received += chunk
+                assert time.monotonic() - started < 30, f"stalled at {len(received):,} bytes"
+        assert head.startswith(b"HTTP/1.1 200 ")
+        body, position = bytearray(), 0
+        while True:  # chunked transfer coding
+            size_end = rest.index(b"\r\n", position)
+            size = int(rest[position:size_end], 16)
+            if size == 0:
+                break
+            body += rest[size_end + 2:size_end + 2 + size]
+            position = size_end + 2 + size + 2
+        assert body == piece * pieces
+    finally:
+        server.drain(2.0)
 
 
 def test_a_connection_that_never_sends_a_byte_is_closed_without_an_answer(tmp_path):
