@@ -17,8 +17,8 @@ the receivers that every delivery arrived exactly once with a valid signature.
 
 The bare baseline replays what the receivers got from notify, byte for byte, from its own
 process with the same number of threads and the same connection pattern notify uses: one
-SMTP connection per thread, kept from email to email with an RSET before each (connect and
-EHLO once, then RSET, MAIL/RCPT/DATA; smtplib) and one HTTP/1.1 connection per thread, kept
+SMTP connection per thread, kept from email to email (connect and EHLO once, then
+MAIL/RCPT/DATA for each; smtplib) and one HTTP/1.1 connection per thread, kept
 from webhook to webhook (http.client), as notify keeps its own. The agency endpoint answers
 HTTP/1.1 and keeps connections open, as agencies' servers do. Its figure runs from the go
 signal to the last arrival.
@@ -182,8 +182,6 @@ def serve_bare(spec_file: str) -> None:
                 if client is None:
                     client = smtplib.SMTP("127.0.0.1", spec["smtp_port"], timeout=10)
                     client.ehlo_or_helo_if_needed()
-                else:
-                    client.rset()
                 client.sendmail(mail_from, rcpts, content)
             else:
                 _, path, headers, body = item

@@ -1,6 +1,7 @@
 """A sending thread keeps its SMTP connection for its next email, against a real aiosmtpd
-server: one session carries several messages, a connection the server dropped is replaced
-without losing the email, and a failed conversation is not kept."""
+server: one session carries several messages without an RSET between them, a connection the
+server dropped (closed between emails, or dead when the next MAIL FROM arrives) is replaced
+without losing the email or sending it twice, and a failed conversation is not kept."""
 
 from __future__ import annotations
 
@@ -26,7 +27,26 @@ class Sink:
     def __init__(self):
         self.accepted: list[tuple[tuple, str]] = []
         self.refuse = False
+        self.resets = 0
+        # The next MAIL FROM (or the next message, once taken) ends its connection without
+        # an answer, as a relay that crashed or dropped the session.
+        self.vanish_at_mail = False
+        self.vanish_after_data = False
         self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, options):  # noqa: N802
+        if self.vanish_at_mail:
+            self.vanish_at_mail = False
+            server.transport.abort()
+            return "421 4.4.2 gone"  # never reaches the client
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RSET(self, server, session, envelope):  # noqa: N802
+        with self.lock:
+            self.resets += 1
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
         if self.refuse:
@@ -34,6 +54,9 @@ class Sink:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.accepted.append((tuple(session.peer), parsed["Message-ID"]))
+        if self.vanish_after_data:
+            self.vanish_after_data = False
+            server.transport.abort()
         return "250 OK"
 
 
@@ -68,6 +91,35 @@ def test_one_thread_sends_several_emails_on_one_connection(server):
     assert [mid for _, mid in server.accepted] == [f"<d-{i}@lapor.example.go.id>"
                                                     for i in range(3)]
     assert len({peer for peer, _ in server.accepted}) == 1
+    assert server.resets == 0  # a session after a 250 to the message is ready for the next
+
+
+def test_a_kept_connection_dead_at_mail_from_is_replaced_within_the_send(server):
+    """The server vanished without closing (nothing to read on the socket) and the next MAIL
+    FROM finds it gone: nothing was accepted, so the email goes on a new connection in the
+    same send, once."""
+    smtp.close_kept()
+    assert send(server.port, "d-1").ok
+    server.vanish_at_mail = True
+    assert send(server.port, "d-2") == Result(True, "SMTP 250")
+    assert [mid for _, mid in server.accepted] == ["<d-1@lapor.example.go.id>",
+                                                    "<d-2@lapor.example.go.id>"]
+    peers = [peer for peer, _ in server.accepted]
+    assert peers[0] != peers[1]
+    assert send(server.port, "d-3").ok  # the new connection is kept in turn
+    assert server.accepted[-1][0] == peers[1]
+
+
+def test_a_connection_lost_after_the_message_is_not_sent_again_in_the_same_send(server):
+    """Once the message may have been taken, a lost connection fails the attempt (the retry
+    comes later under the same Message-ID) instead of sending it again at once."""
+    smtp.close_kept()
+    assert send(server.port, "d-1").ok
+    server.vanish_after_data = True
+    result = send(server.port, "d-2")
+    assert not result.ok
+    assert [mid for _, mid in server.accepted] == ["<d-1@lapor.example.go.id>",
+                                                    "<d-2@lapor.example.go.id>"]
 
 
 def test_a_connection_the_server_dropped_is_replaced_and_the_email_goes(server):
