@@ -18,7 +18,9 @@ rates tends to it.
 Per group: each service, PostgreSQL's backends of this run's databases, the RabbitMQ node,
 this process (the load generator with the pipeline's email inbox and agency receiver, or
 the chain's consumer), and the machine as a whole; for each service also its context
-switches a report (voluntary ones are waits: a round trip, a lock, a queue).
+switches a report (voluntary ones are waits: a round trip, a lock, a queue) and, on a line
+of its own, its CPU a report by thread (named by py-spy; a pool's threads together), which
+says which of a service's loops a change has to relieve.
 
     python -m bench.cpu_per_report            # the chain, then SQLite and PostgreSQL
     BENCH_CPU_DATABASES=postgresql python -m bench.cpu_per_report
@@ -31,7 +33,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -60,6 +65,46 @@ def context_switches(pid: int) -> tuple[int, int]:
     except OSError:  # a thread that ended while read
         pass
     return voluntary, involuntary
+
+
+def thread_ticks(pid: int) -> dict[int, int]:
+    """CPU ticks (user + system) of each of a process's threads so far, by thread id."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # a thread that ended while read
+            continue
+        out[int(task)] = int(fields[11]) + int(fields[12])
+    return out
+
+
+_PY_SPY_THREAD = re.compile(r'^Thread (\d+) \((?:active|idle)[^)]*\): "([^"]*)"', re.M)
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """The Python name of each of a process's threads, by thread id (py-spy dump; the
+    interpreter does not name its threads for the system). Empty if py-spy cannot look."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    try:
+        dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True,
+                              text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {int(tid): name for tid, name in _PY_SPY_THREAD.findall(dump)}
+
+
+def by_thread(before: dict[int, int], after: dict[int, int], names: dict[int, str],
+              count: int) -> list[tuple[str, int, float]]:
+    """(thread name, threads of that name, ms of CPU a report), busiest first; threads of
+    one pool (waitress-0 … waitress-7) counted together, those without a name as "other"."""
+    groups: dict[str, list[float]] = {}
+    for tid, ticks in after.items():
+        name = re.sub(r"-\d+$", "", names.get(tid, "other"))
+        groups.setdefault(name, []).append(
+            (ticks - before.get(tid, 0)) / CLK_TCK * 1000 / count)
+    rows = [(name, len(v), sum(v)) for name, v in groups.items()]
+    return sorted((r for r in rows if r[2] >= 0.005), key=lambda r: -r[2])
 
 
 def cpu_ms(before, after, count: int) -> dict[str, float]:
@@ -121,20 +166,25 @@ def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amq
         meter = CpuMeter(stack, databases)
         pids = {s: stack.procs[s].pid for s in pl.SERVICES}
         switches_before = {s: context_switches(p) for s, p in pids.items()}
+        threads_before = {s: thread_ticks(p) for s, p in pids.items()}
         first = len(ledger.sent)
         before = meter.snapshot()
         pipe.offer(rate, seconds, "held")
         left = pipe.drain(timeout=120)
         after = meter.snapshot()
         switches = {s: context_switches(p) for s, p in pids.items()}
+        threads_after = {s: thread_ticks(p) for s, p in pids.items()}
         count = len(ledger.sent) - first
         dead = [s for s in pl.SERVICES if stack.procs[s].poll() is not None]
+        names = {s: thread_names(p) for s, p in pids.items() if s not in dead}
     per_report = {s: tuple((a - b) / count for a, b in zip(switches[s], switches_before[s],
                                                               strict=True))
                   for s in pl.SERVICES}
     return {"label": label, "count": count, "left": left, "dead": dead,
             "rejected": pipe.rejected, "errors": pipe.loop.errors,
-            "cpu": cpu_ms(before, after, count), "switches": per_report}
+            "cpu": cpu_ms(before, after, count), "switches": per_report,
+            "threads": {s: by_thread(threads_before[s], threads_after[s], names.get(s, {}),
+                                     count) for s in pl.SERVICES}}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -167,6 +217,9 @@ def _print(result: dict, chain: dict, rate: float) -> None:
           f"pipeline's work a report is {everything / bare:.1f}x the chain's a message "
           f"({bare / everything:.0%} of its efficiency)"
           + (f"; NOT CLEAN: {'; '.join(problems)}" if problems else ""), flush=True)
+    for service, rows in result["threads"].items():
+        print(f"  {service}'s threads, ms of CPU a report: " + ", ".join(
+            f"{name}{f' ×{n}' if n > 1 else ''} {ms:.2f}" for name, n, ms in rows), flush=True)
 
 
 def main(amqp_url: str | None = None) -> None:
