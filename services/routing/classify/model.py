@@ -232,6 +232,12 @@ class _Vocabulary:
         return columns + self.offset, (values.astype(np.float64) / norm).astype(np.float32)
 
 
+def _word_columns(chars: _Vocabulary, char_ngrams: tuple[int, int], word: str) -> bytes:
+    """The columns of a word's known character n-grams, one for each occurrence, as int32
+    bytes (joined for a text without a copy per word)."""
+    return chars.columns_of(_char_wb([word], *char_ngrams)).tobytes()
+
+
 _ARRAYS = ("word_idf", "char_idf", "weights", "intercept")
 # Words whose character n-gram columns a model remembers: a report's words are mostly ones
 # an earlier report used. Only words of at most WORD_REMEMBERED_CHARS characters (real ones
@@ -260,6 +266,11 @@ class LinearModel:
         self._weights = np.asarray(state["weights"], dtype=np.float32)
         self._intercept = np.asarray(state["intercept"], dtype=np.float64)
         self._beta = float(state["beta"])
+        # Over the vocabulary, not the model: a cache of a bound method would hold the
+        # model in a reference cycle, and a model replaced by a reload (tens of MB) would
+        # wait for a full run of the cyclic collector instead of going at once.
+        self._char_columns_of = functools.partial(_word_columns, self._chars,
+                                                  self.char_ngrams)
         self._remembered_columns = functools.lru_cache(maxsize=WORDS_REMEMBERED)(
             self._char_columns_of)
 
@@ -267,11 +278,6 @@ class LinearModel:
         if len(word) > WORD_REMEMBERED_CHARS:
             return self._char_columns_of(word)
         return self._remembered_columns(word)
-
-    def _char_columns_of(self, word: str) -> bytes:
-        """The columns of a word's known character n-grams, one for each occurrence, as
-        int32 bytes (joined for a text without a copy per word)."""
-        return self._chars.columns_of(_char_wb([word], *self.char_ngrams)).tobytes()
 
     def save(self, directory: Path) -> None:
         """model.npz (the arrays) and model.json (the rest) in `directory`."""

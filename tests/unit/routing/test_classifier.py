@@ -141,6 +141,26 @@ def test_what_a_model_remembers_of_words_is_bounded(small, monkeypatch):
     assert remembered.cache_info().currsize == 50
 
 
+def test_a_replaced_model_is_freed_at_once_not_by_the_cycle_collector(small, tmp_path):
+    """A model reload replaces tens of MB: the old model, used, must go when the last
+    reference to it does, not wait for a full run of the cyclic collector (which routing's
+    memory budget cannot), nor stay for good in a heap frozen at start (gc.freeze)."""
+    import gc
+    import weakref
+
+    served = Classifier.load(build(ModelStore(tmp_path / "models"), small).directory)
+    served.predict("Jalan rusak berlubang", "lubang besar di jalan desa")
+    gone = weakref.ref(served.model)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del served
+        assert gone() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def test_a_prediction_names_category_subcategory_and_the_next_two(small, tmp_path):
     store = ModelStore(tmp_path / "models")
     result = build(store, small)
