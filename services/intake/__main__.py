@@ -12,7 +12,7 @@ from pathlib import Path
 
 from services.infra import db, logs
 from services.infra.config import Env
-from services.infra.lifecycle import wait_for_shutdown_signal
+from services.infra.lifecycle import freeze_start_up_heap, wait_for_shutdown_signal
 from services.infra.regions import read_regions_csv
 from services.intake import regions, storage
 from services.intake.app import create_app, settings_from_env
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return open311_keys(args, env)
     settings = ServerSettings.from_env(env)
     process = IntakeProcess(create_app(settings_from_env(env)), settings).start()
+    freeze_start_up_heap()
     wait_for_shutdown_signal()
     process.stop()
     return 0

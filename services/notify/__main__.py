@@ -8,7 +8,7 @@ import sys
 
 from services.infra import logs
 from services.infra.config import Env
-from services.infra.lifecycle import wait_for_shutdown_signal
+from services.infra.lifecycle import freeze_start_up_heap, wait_for_shutdown_signal
 from services.notify import cli
 
 log = logging.getLogger("services.notify")
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(Env())
         logs.setup("notify", settings.log_level)
         service = NotifyService(settings).start()
+        freeze_start_up_heap()
         wait_for_shutdown_signal()
         service.stop()
         return 0

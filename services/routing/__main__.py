@@ -10,7 +10,7 @@ from pathlib import Path
 
 from services.infra import db, logs
 from services.infra.config import Env
-from services.infra.lifecycle import wait_for_shutdown_signal
+from services.infra.lifecycle import freeze_start_up_heap, wait_for_shutdown_signal
 from services.routing import auth, storage
 from services.routing.classify import cli as classify_cli
 from services.routing.directory import cli as directory_cli
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from services.routing.app import RoutingService, Settings
 
         service = RoutingService(Settings.from_env(env)).start()
+        freeze_start_up_heap()
         wait_for_shutdown_signal()
         service.stop()
         return 0
