@@ -451,13 +451,25 @@ def judge(matches: Iterable[Match], link_at: float = LINK_AT,
 
 # -- in routing's database -------------------------------------------------------------------------
 @cache
-def _candidates_query(with_districts: bool) -> db.Statement:
+def _candidates_query(with_districts: bool, sqlite: bool = False) -> db.Statement:
     """The candidates' query, built once: SQLAlchemy walks a newly built statement to find
-    its cached compilation, which cost as much as running it."""
+    its cached compilation, which cost as much as running it.
+
+    With districts (a report placed in a district or village of the regency too), the
+    regency's own code or any under it, as one range of the index: an OR of the two was
+    no index condition at all, and both databases read every open ticket of the category
+    in the country. On PostgreSQL a LIKE of the regency's code as a prefix, which the index
+    (in pattern order) reads as a range, the exact test beside it; SQLite's LIKE ignores
+    case, so its index cannot serve one, and there the range runs from the regency's code
+    up to it with "/" (the character after ".") at its end, compared byte by byte."""
     t = storage.tickets
     where_region = t.c.region_code == sa.bindparam("regency")
-    if with_districts:  # a report placed in a district or village of the regency too
-        where_region = sa.or_(where_region, t.c.region_code.like(sa.bindparam("within")))
+    if with_districts and sqlite:
+        where_region = sa.and_(t.c.region_code >= sa.bindparam("regency"),
+                               t.c.region_code < sa.bindparam("beyond"))
+    elif with_districts:
+        where_region = sa.and_(t.c.region_code.like(sa.bindparam("prefix")), sa.or_(
+            where_region, t.c.region_code.like(sa.bindparam("within"))))
     return db.Statement(
         sa.select(t.c.tracking_id, t.c.submitted_at)
         .where(t.c.category == sa.bindparam("category"), where_region,
@@ -560,8 +572,9 @@ class Duplicates:
         """Open tickets of the category in the regency, submitted within the window before
         `submitted_at` (most recent first, at most MAX_CANDIDATES)."""
         regency = regency_of(region_code)
-        return _candidates_query("." in regency).all(conn, {
+        return _candidates_query("." in regency, conn.dialect.name == "sqlite").all(conn, {
             "category": category, "regency": regency, "within": f"{regency}.%",
+            "prefix": f"{regency}%", "beyond": f"{regency}/",
             "since": as_utc(submitted_at) - self.window, "tracking_id": tracking_id})
 
     def _prepared(self, conn: Connection, tracking_ids: list[str]) -> dict[str, Prepared]:
