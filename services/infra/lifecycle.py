@@ -249,7 +249,7 @@ def freeze_start_up_heap() -> None:
     """Takes what the process built to start (modules, the app, the region list, the
     directory, the classifier, caches filled once) out of the cyclic collector's reach
     (gc.freeze). A full collection walks every object it tracks with the interpreter lock
-    held: in the pipeline at 100 reports/s intake's took up to 117 ms and routing's 110 ms,
+    held: in the pipeline at 100 reports/s one took about 100 ms in intake and in routing,
     during which none of the process's threads ran. Objects made later are collected as
     ever, and what start-up made and later drops still goes by reference counting; only a
     reference cycle among those would stay (the classifier model, replaced on reload, has

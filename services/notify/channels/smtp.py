@@ -305,8 +305,10 @@ def _take_kept(settings: SmtpSettings, deadline: SendDeadline) -> smtplib.SMTP |
     try:
         # Nothing is due from the server between conversations: a socket with something to
         # read has been closed by it, or carries a farewell (421).
-        readable, _, _ = select.select([client.sock], [], [], 0)
-        if readable:
+        # (poll, not select: a descriptor past 1024 is fine.)
+        ready = select.poll()
+        ready.register(client.sock, select.POLLIN)
+        if ready.poll(0):
             raise ConnectionError("the server closed the kept connection")
         deadline.adopt(client.sock)
         client.deadline = deadline
