@@ -36,9 +36,10 @@ from services.intake.staff import bp as staff_bp
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = MAX_BODY_KIB * 1024
 # How long the outbox relay, once woken, waits for more reports' events before it publishes
-# (INTAKE_OUTBOX_GATHER): under a burst a round carries several reports instead of one,
-# for at most this much more before routing sees a report (decision 64).
-DEFAULT_OUTBOX_GATHER = 0.01
+# (INTAKE_OUTBOX_GATHER): a round carries several reports instead of one, in fewer and larger
+# messages that routing and notify also take in fewer rounds, for at most this much more
+# before routing sees a report (decisions 64, 85).
+DEFAULT_OUTBOX_GATHER = 0.05
 
 HTTP_REQUESTS = Counter("lapor_http_requests_total", "HTTP requests handled",
                         ["route", "method", "status"])

@@ -95,8 +95,8 @@ def api(app) -> Api:
     return Api(app)
 
 
-def test_the_relay_gathers_for_the_window_set_and_10_ms_without_one(sqlite_url):
-    for config, window in (({}, 0.01), ({"OUTBOX_GATHER": 0.0}, 0.0)):
+def test_the_relay_gathers_for_the_window_set_and_50_ms_without_one(sqlite_url):
+    for config, window in (({}, 0.05), ({"OUTBOX_GATHER": 0.0}, 0.0)):
         app = create_app({"DATABASE_URL": sqlite_url, "AMQP_URL": dead_amqp_url(),
                           "ROUTING_ADDR": f"127.0.0.1:{free_port()}", "ROUTING_TIMEOUT": 1.0,
                           "START_WORKERS": False, **config})

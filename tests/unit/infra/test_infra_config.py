@@ -130,7 +130,7 @@ def test_a_consumer_gather_outside_0_to_1_s_stops_the_process_naming_it(raw):
 def test_intakes_relay_gathers_for_10_ms_unless_set():
     from services.intake.app import settings_from_env
 
-    assert settings_from_env(Env({}))["OUTBOX_GATHER"] == 0.01
+    assert settings_from_env(Env({}))["OUTBOX_GATHER"] == 0.05
     assert settings_from_env(Env({"INTAKE_OUTBOX_GATHER": "0"}))["OUTBOX_GATHER"] == 0.0
 
 
