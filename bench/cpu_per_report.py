@@ -43,7 +43,7 @@ import uuid
 from pathlib import Path
 
 from bench import pipeline as pl
-from bench.scale_out import CLK_TCK, CpuMeter
+from bench.scale_out import CLK_TCK, CpuMeter, _ticks
 
 RATE = float(os.environ.get("BENCH_CPU_RATE", "40"))
 SECONDS = float(os.environ.get("BENCH_CPU_SECONDS", "20"))
@@ -68,15 +68,10 @@ def context_switches(pid: int) -> tuple[int, int]:
 
 
 def thread_ticks(pid: int) -> dict[int, int]:
-    """CPU ticks (user + system) of each of a process's threads so far, by thread id."""
-    out = {}
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # a thread that ended while read
-            continue
-        out[int(task)] = int(fields[11]) + int(fields[12])
-    return out
+    """CPU ticks (user + system) of each of a process's threads so far, by thread id; a
+    thread that ended while read (or has used none) is left out."""
+    ticks = {int(task): _ticks(f"{pid}/task/{task}") for task in os.listdir(f"/proc/{pid}/task")}
+    return {tid: n for tid, n in ticks.items() if n}
 
 
 _PY_SPY_THREAD = re.compile(r'^Thread (\d+) \((?:active|idle)[^)]*\): "([^"]*)"', re.M)
