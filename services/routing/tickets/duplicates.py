@@ -456,12 +456,13 @@ def _candidates_query(with_districts: bool, sqlite: bool = False) -> db.Statemen
     its cached compilation, which cost as much as running it.
 
     With districts (a report placed in a district or village of the regency too), the
-    regency's own code or any under it, as one range of the index: an OR of the two was
-    no index condition at all, and both databases read every open ticket of the category
-    in the country. On PostgreSQL a LIKE of the regency's code as a prefix, which the index
-    (in pattern order) reads as a range, the exact test beside it; SQLite's LIKE ignores
-    case, so its index cannot serve one, and there the range runs from the regency's code
-    up to it with "/" (the character after ".") at its end, compared byte by byte."""
+    regency's own code or any under it, as one range of the index. With an OR of the two,
+    SQLite read every open ticket of the category in the country (its LIKE ignores case,
+    so no index serves it) and PostgreSQL made two index scans at best (one filtering the
+    region when it had no statistics). On PostgreSQL a LIKE of the regency's code as a
+    prefix, which the index (in pattern order) reads as a range, the exact test beside it;
+    on SQLite the range from the regency's code up to it with "/" (the character after
+    ".") at its end, compared byte by byte."""
     t = storage.tickets
     where_region = t.c.region_code == sa.bindparam("regency")
     if with_districts and sqlite:
@@ -572,7 +573,7 @@ class Duplicates:
         """Open tickets of the category in the regency, submitted within the window before
         `submitted_at` (most recent first, at most MAX_CANDIDATES)."""
         regency = regency_of(region_code)
-        return _candidates_query("." in regency, conn.dialect.name == "sqlite").all(conn, {
+        return _candidates_query("." in regency, not db.is_postgres(conn)).all(conn, {
             "category": category, "regency": regency, "within": f"{regency}.%",
             "prefix": f"{regency}%", "beyond": f"{regency}/",
             "since": as_utc(submitted_at) - self.window, "tracking_id": tracking_id})
