@@ -222,6 +222,7 @@ def main(amqp_url: str | None = None) -> None:
 
     if pl.shared_data_missing("CPU a report"):
         return
+    pl.say_caller_settings("CPU a report")
     with tempfile.TemporaryDirectory(prefix="lapor-cpu-") as tmp:
         root = Path(tmp)
         directory, model = pl._prepare_shared(root)

@@ -371,6 +371,28 @@ def _ms(values: list[float]) -> str:
 
 
 # -- the stack --------------------------------------------------------------------------------
+_NOT_SETTINGS = ("LAPOR_TEST_", "LAPOR_SHARED_DATA", "LAPOR_REQUIRE_SHARED_DATA")
+
+
+def caller_settings() -> dict[str, str]:
+    """The services' settings in the caller's environment (`INTAKE_OUTBOX_GATHER=0.01 python
+    -m bench.pipeline`). The e2e Stack leaves them out so that tests run on the defaults; a
+    bench passes them on, except where the Stack or the bench sets its own (databases, ports,
+    the vhost, rate limits), so that a setting can be measured by naming it."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(("INTAKE_", "ROUTING_", "NOTIFY_", "LAPOR_"))
+            and not k.startswith(_NOT_SETTINGS)}
+
+
+def say_caller_settings(bench: str) -> None:
+    """Prints the caller's settings the services run with, when there are any: a figure
+    measured with them is not the defaults' figure."""
+    settings = caller_settings()
+    if settings:
+        print(f"{bench}: the services run with the caller's "
+              + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())), flush=True)
+
+
 def _stack_class():
     from tests.e2e.harness import Stack
 
@@ -383,6 +405,7 @@ def _stack_class():
 
         def env(self, service: str) -> dict:
             env = super().env(service)
+            env.update({k: v for k, v in caller_settings().items() if k not in env})
             env.update(self.overrides)
             return env
 
@@ -957,6 +980,7 @@ def main(amqp_url: str | None = None) -> None:
     throwaway vhost."""
     if shared_data_missing("pipeline"):
         return
+    say_caller_settings("pipeline")
     with tempfile.TemporaryDirectory(prefix="lapor-pipeline-") as tmp:
         root = Path(tmp)
         directory, model = _prepare_shared(root)

@@ -614,6 +614,7 @@ def main(amqp_url: str | None = None) -> None:
     throwaway vhost."""
     if shared_data_missing("scale-out"):
         return
+    pipeline.say_caller_settings("scale-out")
     import psycopg
 
     try:
