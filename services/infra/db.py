@@ -400,6 +400,8 @@ class _Batch:
         self.conn: Connection | None = None
         self.failed = False
         self.after: dict[Callable[[], None], None] = {}
+        self.before: dict[Callable[[Connection], None], None] = {}
+        self.memo: dict = {}
 
 
 def _current(engine: Engine) -> _Batch | None:
@@ -421,6 +423,24 @@ def begin(engine: Engine) -> Iterator[Connection]:
     except BaseException:
         batch.failed = True
         raise
+
+
+def batch_memo(conn: Connection) -> dict | None:
+    """A dict that lives as long as the batch(engine) whose transaction `conn` is (None
+    outside one): what a handler read ahead for the batch's events, or keeps to write once
+    at its end. A batch redone event by event has none."""
+    batch = _current(conn.engine)
+    return batch.memo if batch is not None and batch.conn is conn else None
+
+
+def before_commit(conn: Connection, action: Callable[[Connection], None]) -> None:
+    """Runs action(conn) once, in the batch's transaction just before it commits, however
+    many handlers asked for it; `conn` must be a batch's (batch_memo is not None). What it
+    raises fails the batch like a handler's error."""
+    batch = _current(conn.engine)
+    if batch is None or batch.conn is not conn:
+        raise RuntimeError("before_commit() outside a batch")
+    batch.before[action] = None
 
 
 def after_commit(engine: Engine, action: Callable[[], None]) -> None:
@@ -457,6 +477,8 @@ def batch(engine: Engine) -> Iterator[None]:
             yield
             if current.failed:
                 raise BatchFailed("a handler in the batch failed inside its transaction")
+            for action in current.before:
+                action(conn)
         finally:
             _scope.batch = None
     for action in current.after:
@@ -824,6 +846,38 @@ def first_delivery(conn: Connection, consumer: str, event_id: str) -> bool:
     """Records the event as handled inside the caller's transaction; False if it already was."""
     return _FIRST_DELIVERY.execute(
         conn, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}) == 1
+
+
+# first_deliveries' statements, one per dialect and power of two of event ids.
+_first_deliveries: dict[int, Statement] = {}
+
+
+def first_deliveries(conn: Connection, consumer: str, event_ids: list[str]) -> set[str]:
+    """first_delivery for several events in one statement: records those not yet handled
+    and returns their ids (an id given twice counts once). Another transaction recording
+    the same id first makes it wait for that one's commit and leaves the id out, as
+    first_delivery's insert would."""
+    if not event_ids:
+        return set()
+    size = 1 << (len(event_ids) - 1).bit_length()
+    statement = _first_deliveries.get(size)
+    if statement is None:
+        table = _FIRST_DELIVERY.table
+        rows = [{"consumer": sa.bindparam("consumer"),
+                 "event_id": sa.bindparam(f"event_{i}", type_=table.c.event_id.type),
+                 "processed_at": sa.bindparam("processed_at",
+                                              type_=table.c.processed_at.type)}
+                for i in range(size)]
+        # PostgreSQL's INSERT construct: SQLite (3.35 and later) compiles its ON CONFLICT DO
+        # NOTHING and RETURNING alike, and returns only the rows it inserted.
+        statement = _first_deliveries[size] = Statement(
+            postgresql.insert(table).values(rows).on_conflict_do_nothing()
+            .returning(table.c.event_id))
+    # Padded to the statement's size with the last id, which then conflicts with itself.
+    padded = [*event_ids, *[event_ids[-1]] * (size - len(event_ids))]
+    params = {"consumer": consumer, "processed_at": utcnow(),
+              **{f"event_{i}": event_id for i, event_id in enumerate(padded)}}
+    return {row.event_id for row in statement.all(conn, params)}
 
 
 def check(engine: Engine) -> bool:

@@ -198,7 +198,8 @@ class NotifyService:
                                            self.handler, consumer=store.CONSUMER,
                                            batch=lambda: db.batch(self.engine),
                                            batch_max=settings.consumer_batch,
-                                           gather=settings.consumer_gather)
+                                           gather=settings.consumer_gather,
+                                           prepare=self.handler.prepare)
         self.retention = Retention.standard("notify", self.engine, self.outbox,
                                             store.processed_events, settings.retention)
         loops = [self.consumer.loop, self.outbox.loop, self.retention.loop, *self.worker.loops]

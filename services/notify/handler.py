@@ -103,6 +103,27 @@ _FOLLOWERS = db.Statement(sa.select(store.followers.c.follower)
 _TOLD = db.Statement(sa.select(_d.c.payload).where(
     _d.c.tracking_id == sa.bindparam("tracking_id"), _d.c.audience == REPORTER,
     _d.c.trigger_type.in_(_ONE_PER_VERSION)))
+# The followers of several masters (EventHandler.prepare), one statement per power of two
+# of masters.
+_FOLLOWERS_OF: dict[int, db.Statement] = {}
+
+
+def _followers_of(conn: Connection, masters: list[str]) -> dict[str, list[str]]:
+    """{master: its followers in order} for each of `masters`, in one statement."""
+    size = 1 << (len(masters) - 1).bit_length()
+    statement = _FOLLOWERS_OF.get(size)
+    if statement is None:
+        f = store.followers
+        statement = _FOLLOWERS_OF[size] = db.Statement(
+            sa.select(f.c.master, f.c.follower)
+            .where(f.c.master.in_([sa.bindparam(f"m{i}", type_=f.c.master.type)
+                                   for i in range(size)]))
+            .order_by(f.c.master, f.c.follower))
+    padded = [*masters, *[masters[-1]] * (size - len(masters))]
+    found: dict[str, list[str]] = {master: [] for master in masters}
+    for row in statement.all(conn, {f"m{i}": master for i, master in enumerate(padded)}):
+        found[row.master].append(row.follower)
+    return found
 
 
 class StorageError(RuntimeError):
@@ -162,17 +183,43 @@ class EventHandler:
             "ticket.linked": self._linked,
         }
 
+    def prepare(self, envelopes: list[events_pb2.EventEnvelope]) -> None:
+        """The consumer's read-ahead for a batch (messaging.Consumer's `prepare`), in the
+        batch's transaction: handled one by one, each event read which events are new,
+        its ticket's contact and its followers with a statement each (on PostgreSQL a
+        round trip each). Here each is one statement for the whole batch, kept in the
+        batch's memo (db.batch_memo), which the handlers read and keep up to date as they
+        write; and the batch's deliveries are inserted together just before it commits."""
+        with db.begin(self.engine) as conn:
+            memo = db.batch_memo(conn)
+            if memo is None or not envelopes:
+                return
+            ids = [envelope.event_id for envelope in envelopes]
+            tickets = sorted({envelope.aggregate_id for envelope in envelopes
+                              if envelope.aggregate_id})
+            memo["new"] = db.first_deliveries(conn, store.CONSUMER, ids)
+            memo["covered"] = set(ids)
+            if tickets:
+                found = store.load_contacts(conn, tickets)
+                memo["contacts"] = {tid: found.get(tid) for tid in tickets}
+                memo["followers"] = _followers_of(conn, tickets)
+
     def __call__(self, envelope: events_pb2.EventEnvelope) -> str:
         message = events.payload(envelope)
         try:
             with db.begin(self.engine) as conn:
-                if not db.first_delivery(conn, store.CONSUMER, envelope.event_id):
+                memo = db.batch_memo(conn)
+                if not self._first_delivery(conn, memo, envelope.event_id):
                     log.info("%s already handled", envelope.type)
                     return "duplicate"
                 _made.rows = []
                 try:
                     created = self._handle(conn, envelope, message)
-                    db.insert_together(conn, [(_INSERT_DELIVERY, _made.rows)])
+                    if memo is None:
+                        db.insert_together(conn, [(_INSERT_DELIVERY, _made.rows)])
+                    elif _made.rows:
+                        memo.setdefault("deliveries", []).extend(_made.rows)
+                        db.before_commit(conn, _insert_deliveries)  # once, however often
                 finally:
                     _made.rows = None
         except sa.exc.StatementError as exc:
@@ -188,6 +235,17 @@ class EventHandler:
                             extra={"deliveries": created})
         return "processed"
 
+    @staticmethod
+    def _first_delivery(conn: Connection, memo: dict | None, event_id: str) -> bool:
+        """db.first_delivery, or what prepare() found of the event (an event twice in a
+        batch is new once)."""
+        if memo is None or event_id not in memo.get("covered", ()):
+            return db.first_delivery(conn, store.CONSUMER, event_id)
+        if event_id in memo["new"]:
+            memo["new"].discard(event_id)
+            return True
+        return False
+
     def _handle(self, conn: Connection, envelope, message) -> int:
         handler = self.handlers.get(envelope.type)
         if handler is None:
@@ -198,10 +256,15 @@ class EventHandler:
     # -- per event type ----------------------------------------------------------------------
     def _registered(self, conn: Connection, envelope, msg: events_pb2.ReporterRegistered,
                     tracking_id: str) -> int:
-        store.save_contact(conn, Contact(
+        contact = Contact(
             tracking_id=tracking_id, name=msg.name.strip(), email=msg.email.strip(),
             phone=msg.phone.strip(), language=msg.language.strip().lower() or "id",
-            anonymous=msg.anonymous, channel=msg.channel.strip().lower()))
+            anonymous=msg.anonymous, channel=msg.channel.strip().lower())
+        store.save_contact(conn, contact)
+        memo = db.batch_memo(conn)
+        if memo is not None and "contacts" in memo:
+            memo["contacts"][tracking_id] = contact
+        _insert_deliveries(conn)  # the batch's so far, which the next statement wakes
         # Notices that were waiting for this contact (events arrive out of order) go now:
         # every one not yet attempted, whether or not a worker has looked at it yet. Never
         # one being sent: that one was claimed with its attempt counted and the wait cleared,
@@ -230,7 +293,7 @@ class EventHandler:
         authority, a forward to a unit, an appeal, an escalation to the parent."""
         if not msg.agency.code:
             raise events.BadEvent("ticket.dispatched without an agency code")
-        contact = store.load_contact(conn, tracking_id)
+        contact = _load_contact(conn, tracking_id)
         created = self._webhook(conn, envelope, tracking_id, AGENCY, msg.agency.code,
                                 lambda delivery_id: payloads.dispatched_webhook(
                                     envelope.type, msg, delivery_id, contact))
@@ -345,6 +408,11 @@ class EventHandler:
                 is None:
             conn.execute(f.insert().values(master=msg.master_tracking_id, follower=tracking_id,
                                            created_at=db.utcnow()))
+            memo = db.batch_memo(conn)
+            known = memo.get("followers", {}).get(msg.master_tracking_id) if memo else None
+            if known is not None:
+                known.append(tracking_id)
+                known.sort()
         return self._reporter_email(conn, envelope, tracking_id, payloads.email_fields(
             "linked", tracking_id, master_tracking_id=msg.master_tracking_id,
             state=payloads.state_name(msg.master_state), agency_name=msg.master_agency.name,
@@ -370,7 +438,7 @@ class EventHandler:
     def _channel_for(conn: Connection, tracking_id: str) -> str:
         """The reporter's channel as far as notify knows now; the worker settles it when the
         notice is first sent (the contact may come after the event)."""
-        return reach.first_channel(store.load_contact(conn, tracking_id))
+        return reach.first_channel(_load_contact(conn, tracking_id))
 
     def _follower_emails(self, conn: Connection, envelope, master: str, fields: dict) -> int:
         """The master's reporter is emailed: so is each follower, about their own report
@@ -378,7 +446,10 @@ class EventHandler:
         see of the change: never the text written for the master's reporter alone."""
         if fields["template"] not in FOLLOWER_TEMPLATES:
             return 0
-        followers = [row.follower for row in _FOLLOWERS.all(conn, {"master": master})]
+        memo = db.batch_memo(conn)
+        known = memo.get("followers", {}).get(master) if memo else None
+        followers = list(known) if known is not None else [
+            row.follower for row in _FOLLOWERS.all(conn, {"master": master})]
         if not followers:
             return 0
         state, note = _public_side(envelope)
@@ -399,6 +470,7 @@ class EventHandler:
     @staticmethod
     def _reporter_told(conn: Connection, tracking_id: str, version: int) -> bool:
         """Whether another event of this change of the ticket already emailed the reporter."""
+        _insert_deliveries(conn)  # the batch's so far: one of them may have told
         stored = _TOLD.all(conn, {"tracking_id": tracking_id})
         return any(json.loads(row.payload).get("ticket_version") == version for row in stored)
 
@@ -421,3 +493,21 @@ class EventHandler:
             payload=payloads.encode(payload), status="pending", attempts=0,
             next_attempt_at=now, created_at=now, updated_at=now)
         _made.rows.append(row)  # inserted at the end of the event's handling (__call__)
+
+
+def _load_contact(conn: Connection, tracking_id: str) -> Contact | None:
+    """store.load_contact, or the contact prepare() read for the batch (None: none yet)."""
+    memo = db.batch_memo(conn)
+    known = memo.get("contacts") if memo else None
+    if known is not None and tracking_id in known:
+        return known[tracking_id]
+    return store.load_contact(conn, tracking_id)
+
+
+def _insert_deliveries(conn: Connection) -> None:
+    """Inserts the deliveries the batch's events have made so far (a statement that reads
+    or wakes deliveries must see them); db.before_commit runs it for the rest."""
+    memo = db.batch_memo(conn)
+    rows = memo.pop("deliveries", None) if memo else None
+    if rows:
+        db.insert_together(conn, [(_INSERT_DELIVERY, rows)])

@@ -160,10 +160,32 @@ def save_contact(conn: Connection, contact: Contact) -> None:
 
 def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
     row = _LOAD_CONTACT.first(conn, {"tracking_id": tracking_id})
-    if row is None:
-        return None
+    return None if row is None else _contact(row)
+
+
+def _contact(row) -> Contact:
     return Contact(row.tracking_id, row.name, row.email, row.phone, row.language,
                    bool(row.anonymous), row.channel)
+
+
+# load_contacts' statements, one per power of two of tracking ids (each id a value of its
+# own, as db.Statement binds them).
+_LOAD_CONTACTS: dict[int, db.Statement] = {}
+
+
+def load_contacts(conn: Connection, tracking_ids: list[str]) -> dict[str, Contact]:
+    """The contacts of those tickets that have one, in one statement."""
+    if not tracking_ids:
+        return {}
+    size = 1 << (len(tracking_ids) - 1).bit_length()
+    statement = _LOAD_CONTACTS.get(size)
+    if statement is None:
+        statement = _LOAD_CONTACTS[size] = db.Statement(sa.select(contacts).where(
+            contacts.c.tracking_id.in_([sa.bindparam(f"t{i}", type_=contacts.c.tracking_id.type)
+                                        for i in range(size)])))
+    padded = [*tracking_ids, *[tracking_ids[-1]] * (size - len(tracking_ids))]
+    rows = statement.all(conn, {f"t{i}": tid for i, tid in enumerate(padded)})
+    return {row.tracking_id: _contact(row) for row in rows}
 
 
 # -- phone opt-outs (contact.opted_out) ------------------------------------------------------
