@@ -94,6 +94,8 @@ handling_rules = sa.Table(
     sa.Column("region_code", sa.String(16), primary_key=True),
     sa.Column("agency_code", sa.String(40), sa.ForeignKey("agencies.code"), nullable=False),
 )
+# A region's rules (SqlDirectory._rules_in): the key begins with the category (migration 0007).
+sa.Index("ix_handling_rules_region_code", handling_rules.c.region_code)
 
 tickets = sa.Table(
     "tickets", metadata,

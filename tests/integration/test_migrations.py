@@ -203,8 +203,8 @@ def test_a_start_on_a_current_schema_does_not_load_alembic_and_still_seeds(datab
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"UPDATE {routing_storage.MIGRATIONS.version_table} "
-                                 f"SET version_num = '0005'"))
-            conn.execute(sa.text("DROP TABLE directory_version"))
+                                 f"SET version_num = '0006'"))
+            conn.execute(sa.text("DROP INDEX ix_handling_rules_region_code"))
     finally:
         engine.dispose()
     applied, loaded, _ = start()
