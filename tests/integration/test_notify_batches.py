@@ -50,7 +50,7 @@ def linked(follower, master):
 
 
 def story(t: dict[str, str]) -> list:
-    """Events of six reports, in the order they might reach notify."""
+    """Events of seven reports, in the order they might reach notify."""
     first_a = dispatched(t["a"], version=1)
     return [
         # Registered anonymous on WhatsApp; routing's event does not say anonymous: the agency
