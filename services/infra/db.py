@@ -848,8 +848,47 @@ def first_delivery(conn: Connection, consumer: str, event_id: str) -> bool:
         conn, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}) == 1
 
 
-# first_deliveries' statements, one per dialect and power of two of event ids.
-_first_deliveries: dict[int, Statement] = {}
+class Listed:
+    """A statement over a list of values given at each run (an IN of ids, the rows of an
+    INSERT), as db.Statements compiled once per power of two of the list's length: the
+    list is padded with its last value, so a handful of statements serve every batch,
+    where a list bound as it comes changes the statement's text at each run.
+    `build(binds)` makes the statement from the list's bind parameters."""
+
+    def __init__(self, build: Callable[[list], sa.sql.ClauseElement],
+                 type_: sa.types.TypeEngine, name: str = "v"):
+        self.build = build
+        self.type_ = type_
+        self.name = name
+        self._sized: dict[int, Statement] = {}
+
+    def all(self, conn: Connection, values: list, params: dict | None = None) -> list:
+        """Every row for `values` (none when it is empty), with `params` for the rest."""
+        if not values:
+            return []
+        size = 1 << (len(values) - 1).bit_length()
+        statement = self._sized.get(size)
+        if statement is None:
+            statement = self._sized[size] = Statement(self.build(
+                [sa.bindparam(f"{self.name}{i}", type_=self.type_) for i in range(size)]))
+        last = len(values) - 1
+        return statement.all(conn, {**(params or {}), **{
+            f"{self.name}{i}": values[min(i, last)] for i in range(size)}})
+
+
+def _first_deliveries_insert(binds: list) -> sa.sql.ClauseElement:
+    table = _FIRST_DELIVERY.table
+    rows = [{"consumer": sa.bindparam("consumer"), "event_id": bind,
+             "processed_at": sa.bindparam("processed_at", type_=table.c.processed_at.type)}
+            for bind in binds]
+    # PostgreSQL's INSERT construct: SQLite (3.35 and later) compiles its ON CONFLICT DO
+    # NOTHING and RETURNING alike, and returns only the rows it inserted; the padding's
+    # repeated id conflicts with itself.
+    return (postgresql.insert(table).values(rows).on_conflict_do_nothing()
+            .returning(table.c.event_id))
+
+
+_FIRST_DELIVERIES = Listed(_first_deliveries_insert, sa.String(36), "event_")
 
 
 def first_deliveries(conn: Connection, consumer: str, event_ids: list[str]) -> set[str]:
@@ -857,27 +896,8 @@ def first_deliveries(conn: Connection, consumer: str, event_ids: list[str]) -> s
     and returns their ids (an id given twice counts once). Another transaction recording
     the same id first makes it wait for that one's commit and leaves the id out, as
     first_delivery's insert would."""
-    if not event_ids:
-        return set()
-    size = 1 << (len(event_ids) - 1).bit_length()
-    statement = _first_deliveries.get(size)
-    if statement is None:
-        table = _FIRST_DELIVERY.table
-        rows = [{"consumer": sa.bindparam("consumer"),
-                 "event_id": sa.bindparam(f"event_{i}", type_=table.c.event_id.type),
-                 "processed_at": sa.bindparam("processed_at",
-                                              type_=table.c.processed_at.type)}
-                for i in range(size)]
-        # PostgreSQL's INSERT construct: SQLite (3.35 and later) compiles its ON CONFLICT DO
-        # NOTHING and RETURNING alike, and returns only the rows it inserted.
-        statement = _first_deliveries[size] = Statement(
-            postgresql.insert(table).values(rows).on_conflict_do_nothing()
-            .returning(table.c.event_id))
-    # Padded to the statement's size with the last id, which then conflicts with itself.
-    padded = [*event_ids, *[event_ids[-1]] * (size - len(event_ids))]
-    params = {"consumer": consumer, "processed_at": utcnow(),
-              **{f"event_{i}": event_id for i, event_id in enumerate(padded)}}
-    return {row.event_id for row in statement.all(conn, params)}
+    return {row.event_id for row in _FIRST_DELIVERIES.all(
+        conn, event_ids, {"consumer": consumer, "processed_at": utcnow()})}
 
 
 def check(engine: Engine) -> bool:

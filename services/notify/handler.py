@@ -103,25 +103,18 @@ _FOLLOWERS = db.Statement(sa.select(store.followers.c.follower)
 _TOLD = db.Statement(sa.select(_d.c.payload).where(
     _d.c.tracking_id == sa.bindparam("tracking_id"), _d.c.audience == REPORTER,
     _d.c.trigger_type.in_(_ONE_PER_VERSION)))
-# The followers of several masters (EventHandler.prepare), one statement per power of two
-# of masters.
-_FOLLOWERS_OF: dict[int, db.Statement] = {}
+# The followers of several masters (EventHandler.prepare).
+_FOLLOWERS_OF = db.Listed(lambda binds: sa.select(store.followers.c.master,
+                                                  store.followers.c.follower)
+                          .where(store.followers.c.master.in_(binds))
+                          .order_by(store.followers.c.master, store.followers.c.follower),
+                          store.followers.c.master.type)
 
 
 def _followers_of(conn: Connection, masters: list[str]) -> dict[str, list[str]]:
     """{master: its followers in order} for each of `masters`, in one statement."""
-    size = 1 << (len(masters) - 1).bit_length()
-    statement = _FOLLOWERS_OF.get(size)
-    if statement is None:
-        f = store.followers
-        statement = _FOLLOWERS_OF[size] = db.Statement(
-            sa.select(f.c.master, f.c.follower)
-            .where(f.c.master.in_([sa.bindparam(f"m{i}", type_=f.c.master.type)
-                                   for i in range(size)]))
-            .order_by(f.c.master, f.c.follower))
-    padded = [*masters, *[masters[-1]] * (size - len(masters))]
     found: dict[str, list[str]] = {master: [] for master in masters}
-    for row in statement.all(conn, {f"m{i}": master for i, master in enumerate(padded)}):
+    for row in _FOLLOWERS_OF.all(conn, masters):
         found[row.master].append(row.follower)
     return found
 

@@ -168,24 +168,13 @@ def _contact(row) -> Contact:
                    bool(row.anonymous), row.channel)
 
 
-# load_contacts' statements, one per power of two of tracking ids (each id a value of its
-# own, as db.Statement binds them).
-_LOAD_CONTACTS: dict[int, db.Statement] = {}
+_LOAD_CONTACTS = db.Listed(lambda binds: sa.select(contacts).where(
+    contacts.c.tracking_id.in_(binds)), contacts.c.tracking_id.type)
 
 
 def load_contacts(conn: Connection, tracking_ids: list[str]) -> dict[str, Contact]:
     """The contacts of those tickets that have one, in one statement."""
-    if not tracking_ids:
-        return {}
-    size = 1 << (len(tracking_ids) - 1).bit_length()
-    statement = _LOAD_CONTACTS.get(size)
-    if statement is None:
-        statement = _LOAD_CONTACTS[size] = db.Statement(sa.select(contacts).where(
-            contacts.c.tracking_id.in_([sa.bindparam(f"t{i}", type_=contacts.c.tracking_id.type)
-                                        for i in range(size)])))
-    padded = [*tracking_ids, *[tracking_ids[-1]] * (size - len(tracking_ids))]
-    rows = statement.all(conn, {f"t{i}": tid for i, tid in enumerate(padded)})
-    return {row.tracking_id: _contact(row) for row in rows}
+    return {row.tracking_id: _contact(row) for row in _LOAD_CONTACTS.all(conn, tracking_ids)}
 
 
 # -- phone opt-outs (contact.opted_out) ------------------------------------------------------
