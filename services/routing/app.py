@@ -257,7 +257,8 @@ class RoutingService:
                                            self.workflow.handle, consumer=CONSUMER,
                                            batch=lambda: db.batch(self.engine),
                                            batch_max=settings.consumer_batch,
-                                           gather=settings.consumer_gather)
+                                           gather=settings.consumer_gather,
+                                           prepare=self.workflow.prepare)
         self.health = health.HealthServicer()
         self._serving = True
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(

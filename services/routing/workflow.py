@@ -49,6 +49,8 @@ _INSERT_TICKET = db.Insert(storage.tickets)
 _INSERT_HISTORY = db.Insert(storage.ticket_history)
 _TICKET_OF_REPORT = db.Statement(sa.select(storage.tickets.c.ticket_id).where(
     storage.tickets.c.tracking_id == sa.bindparam("tracking_id")))
+_TICKETED = db.Listed(lambda binds: sa.select(storage.tickets.c.tracking_id).where(
+    storage.tickets.c.tracking_id.in_(binds)), storage.tickets.c.tracking_id.type)
 # Every audit-trail row of a new ticket names every column: an executemany takes its
 # columns from the first row and would drop a later row's reason.
 _HISTORY_ROW = dict(from_state="", agency_code="", note="", reason="")
@@ -102,6 +104,21 @@ class Workflow:
             "notification.skipped": self._notification,
         }
 
+    def prepare(self, envelopes: list[events_pb2.EventEnvelope]) -> None:
+        """The consumer's read-ahead for a batch (messaging.Consumer's `prepare`): which of
+        its new reports have a ticket already, in one statement, where each report.submitted
+        asked on its own (on PostgreSQL a round trip each). Kept in the batch's memo;
+        _report_submitted adds the tickets it opens, for a report submitted twice in it."""
+        reports = sorted({e.aggregate_id for e in envelopes
+                          if e.type == "report.submitted" and e.aggregate_id})
+        if not reports:
+            return
+        with db.begin(self.engine) as conn:
+            memo = db.batch_memo(conn)
+            if memo is not None:
+                memo["asked"] = set(reports)
+                memo["ticketed"] = {row.tracking_id for row in _TICKETED.all(conn, reports)}
+
     def handle(self, envelope: events_pb2.EventEnvelope) -> str:
         """Consumer entry point: returns "processed" or "duplicate"; raises to retry."""
         handler = self.handlers.get(envelope.type)
@@ -121,7 +138,13 @@ class Workflow:
             # ticket is what says the event was handled, under any event id and for good.
             # Two replicas handling it at once: one insert fails on the key, and its retry
             # finds the ticket.
-            if _TICKET_OF_REPORT.first(conn, {"tracking_id": payload.tracking_id}):
+            memo = db.batch_memo(conn)
+            if memo is not None and payload.tracking_id in memo.get("asked", ()):
+                ticketed = payload.tracking_id in memo["ticketed"]
+            else:
+                ticketed = _TICKET_OF_REPORT.first(
+                    conn, {"tracking_id": payload.tracking_id}) is not None
+            if ticketed:
                 log.info("ticket already exists for this report; nothing to do")
                 return "duplicate"
             directory = storage.SqlDirectory(conn)
@@ -132,6 +155,8 @@ class Workflow:
             verdict, decision = self._screen_duplicates(conn, payload, decision, directory)
             region_name = directory.region_name(report.region_code)
             self._open_ticket(conn, payload, decision, region_name)
+            if memo is not None and "ticketed" in memo:
+                memo["ticketed"].add(payload.tracking_id)
             self._settle_duplicates(conn, payload.tracking_id, verdict)
         created = TICKETS_CREATED.labels("dispatched" if decision.auto_dispatch else "triage")
         db.after_commit(self.engine, lambda: created.inc())

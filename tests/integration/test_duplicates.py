@@ -22,7 +22,7 @@ from lapor.v1 import common_pb2, events_pb2
 from services.infra import db, events
 from services.infra.outbox import Outbox
 from services.notify import store
-from services.routing import storage
+from services.routing import storage, workflow
 from services.routing.principal import Principal
 from services.routing.tickets.commands import NotFound, Refused, Tickets
 from services.routing.tickets.statemachine import Complexity, Forbidden, Role
@@ -373,6 +373,38 @@ def test_a_redelivered_report_links_once(tickets, clock):
     assert tickets.workflow.handle(envelope) == "duplicate"
     assert row_of(tickets, "LPR-AAA-AAA-AA1").support_count == 1
     assert len([t for t, _ in published(tickets.engine) if t == "ticket.linked"]) == 1
+
+
+def test_a_batch_asks_once_which_of_its_reports_have_a_ticket(tickets, clock):
+    """Routing's consumer hands a batch's events to Workflow.prepare first: one statement
+    says which of its reports have a ticket, where each report asked on its own (on
+    PostgreSQL a round trip each). A report ticketed before the batch and one submitted
+    twice within it are duplicates all the same, and each report gets one ticket."""
+    dispatched(tickets, "LPR-AAA-AAA-AA1")
+
+    def submitted(tracking_id, text):
+        report = common_pb2.ReportContent(
+            kind=common_pb2.REPORT_KIND_PENGADUAN, title=text[0], body=text[1],
+            region_code="13.03.01", channel="web", target_agency="PUPR-13.03",
+            submitted_at=events.timestamp(clock()))
+        return events.new("report.submitted", tracking_id, events_pb2.ReportSubmitted(
+            tracking_id=tracking_id, report=report), producer="intake")
+
+    batch = [submitted("LPR-AAA-AAA-AA1", ROAD), submitted("LPR-AAA-AAA-AA2", DRAIN),
+             submitted("LPR-AAA-AAA-AA3", ROAD_AGAIN), submitted("LPR-AAA-AAA-AA2", DRAIN)]
+    asked: list[str] = []
+    sa.event.listen(tickets.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_rest: asked.append(statement))
+    with db.batch(tickets.engine):
+        tickets.workflow.prepare(batch)
+        outcomes = [tickets.workflow.handle(envelope) for envelope in batch]
+    assert outcomes == ["duplicate", "processed", "processed", "duplicate"]
+    with tickets.engine.connect() as conn:
+        opened = conn.execute(sa.select(storage.tickets.c.tracking_id)).scalars().all()
+    assert sorted(opened) == ["LPR-AAA-AAA-AA1", "LPR-AAA-AAA-AA2", "LPR-AAA-AAA-AA3"]
+    one_by_one = workflow._TICKET_OF_REPORT._plan(tickets.engine.dialect)[0]
+    assert one_by_one not in asked
+    assert len([s for s in asked if "tickets.tracking_id IN" in s]) == 1, asked
 
 
 # -- notify ---------------------------------------------------------------------------------------
