@@ -275,6 +275,8 @@ def _handled(service, groups, scope) -> tuple[int, float, dict]:
     started = time.perf_counter()
     for group in groups:
         with scope() if scope is not None else contextlib.nullcontext():
+            if scope is not None:
+                service.workflow.prepare(group)  # as the consumer does with a batch
             for envelope in group:
                 outcomes[service.workflow.handle(envelope)] += 1
     return sum(len(g) for g in groups), time.perf_counter() - started, dict(outcomes)
