@@ -475,3 +475,30 @@ def scraped(text: str, name: str, **labels: str) -> float | None:
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return response.read().decode()
+
+
+def query_plans(conn, run) -> list[str]:
+    """The plans of the statements `run()` sends on `conn` (EXPLAIN on PostgreSQL, EXPLAIN
+    QUERY PLAN on SQLite), each as one line. On PostgreSQL sequential scans are off for the
+    rest of the transaction: a test's small table is cheaper to scan, and the question is
+    whether an index can serve the statement."""
+    import sqlalchemy as sa
+
+    from services.infra import db
+
+    postgres = db.is_postgres(conn)
+    if postgres:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    plans: list[str] = []
+
+    def explain(_conn, cursor, statement, parameters, _context, _many):
+        cursor.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement,
+                       parameters)
+        plans.append(" ".join(str(step[-1]) for step in cursor.fetchall()))
+
+    sa.event.listen(conn, "before_cursor_execute", explain)
+    try:
+        run()
+    finally:
+        sa.event.remove(conn, "before_cursor_execute", explain)
+    return plans

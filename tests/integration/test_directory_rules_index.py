@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from services.infra import db
 from services.routing import storage
+from tests.integration.helpers import query_plans
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +25,9 @@ def test_a_regions_rules_are_read_through_the_index(database_url):
             assert INDEX in {ix["name"] for ix in sa.inspect(conn).get_indexes(
                 "handling_rules")}
             postgres = db.is_postgres(conn)
-            if postgres:
-                # A small table is cheaper to scan: ask whether the index can serve it.
-                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            plans = []
-
-            def explain(_conn, cursor, statement, parameters, _context, _many):
-                cursor.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement,
-                               parameters)
-                plans.append(" ".join(str(step[-1]) for step in cursor.fetchall()))
-
-            sa.event.listen(conn, "before_cursor_execute", explain)
-            try:
-                rows = storage._RULES_IN_REGION.all(conn, {"region": "13.03"})
-            finally:
-                sa.event.remove(conn, "before_cursor_execute", explain)
+            rows = []
+            plans = query_plans(conn, lambda: rows.extend(
+                storage._RULES_IN_REGION.all(conn, {"region": "13.03"})))
             # The demo directory's regency has rules of its own, read whole.
             assert {r.category for r in rows}, "the demo directory has rules in 13.03"
             assert len(plans) == 1 and INDEX in plans[0], plans

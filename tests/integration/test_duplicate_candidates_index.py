@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from services.infra import db
 from services.routing import storage
 from services.routing.tickets import duplicates
+from tests.integration.helpers import query_plans
 
 INDEX = "ix_tickets_category_region_submitted"
 
@@ -30,21 +31,8 @@ def test_the_candidates_query_uses_the_index(database_url, with_districts):
             assert INDEX in {ix["name"] for ix in sa.inspect(conn).get_indexes("tickets")}
             postgres = db.is_postgres(conn)
             query = duplicates._candidates_query(with_districts, not postgres)
-            if postgres:
-                # A small table is cheaper to scan: ask whether the index can serve it.
-                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            plans = []
-
-            def explain(_conn, cursor, statement, parameters, _context, _many):
-                cursor.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement,
-                               parameters)
-                plans.append(" ".join(str(step[-1]) for step in cursor.fetchall()))
-
-            sa.event.listen(conn, "before_cursor_execute", explain)
-            try:
-                rows = query.all(conn, params)
-            finally:
-                sa.event.remove(conn, "before_cursor_execute", explain)
+            rows = []
+            plans = query_plans(conn, lambda: rows.extend(query.all(conn, params)))
             assert rows == []
             assert len(plans) == 1 and INDEX in plans[0], plans
             print(plans[0])
