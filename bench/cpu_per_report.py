@@ -17,7 +17,10 @@ rates tends to it.
 
 Per group: each service, PostgreSQL's backends of this run's databases, the RabbitMQ node,
 this process (the load generator with the pipeline's email inbox and agency receiver, or
-the chain's consumer), and the machine as a whole; for each service also its context
+the chain's consumer), and the machine as a whole; the held traffic's p50 and p99 from POST
+to the agency's webhook, which a setting that trades CPU for latency (a relay's gathering
+window: `INTAKE_OUTBOX_GATHER=0.02 python -m bench.cpu_per_report`, the caller's settings
+passed on) shows beside its CPU; for each service also its context
 switches a report (voluntary ones are waits: a round trip, a lock, a queue) and, on a line
 of its own, its CPU a report by thread (named by py-spy; a pool's threads together), which
 says which of a service's loops a change has to relieve.
@@ -170,6 +173,8 @@ def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amq
         switches = {s: context_switches(p) for s, p in pids.items()}
         threads_after = {s: thread_ticks(p) for s, p in pids.items()}
         count = len(ledger.sent) - first
+        with ledger.lock:
+            hooks, _emails = pl.latencies(ledger, "held")
         dead = [s for s in pl.SERVICES if stack.procs[s].poll() is not None]
         names = {s: thread_names(p) for s, p in pids.items() if s not in dead}
     per_report = {s: tuple((a - b) / count for a, b in zip(switches[s], switches_before[s],
@@ -177,7 +182,7 @@ def measure_pipeline(label: str, urls: dict[str, str], databases: list[str], amq
                   for s in pl.SERVICES}
     return {"label": label, "count": count, "left": left, "dead": dead,
             "rejected": pipe.rejected, "errors": pipe.loop.errors,
-            "cpu": cpu_ms(before, after, count), "switches": per_report,
+            "cpu": cpu_ms(before, after, count), "switches": per_report, "hooks": hooks,
             "threads": {s: by_thread(threads_before[s], threads_after[s], names.get(s, {}),
                                      count) for s in pl.SERVICES}}
 
@@ -199,7 +204,7 @@ def _print(result: dict, chain: dict, rate: float) -> None:
     print(f"CPU a report ({result['label']}), held at {rate:g} reports/s (+10% status reads), "
           f"{result['count']} reports: intake {cpu['intake']:.2f}, routing "
           f"{cpu['routing']:.2f}, notify {cpu['notify']:.2f} ms (the services "
-          f"{services:.2f} ms); "
+          f"{services:.2f} ms; POST → agency webhook {pl._ms(result['hooks'])}); "
           + (f"PostgreSQL {cpu['postgres']:.2f}, " if result["label"] == "PostgreSQL" else "")
           + f"RabbitMQ "
           f"{cpu['rabbitmq']:.2f}, load generator with inbox and agency receiver "

@@ -214,6 +214,23 @@ class Ledger:
             return rng.choice(self.order) if self.order else None
 
 
+def latencies(ledger: Ledger, phase: str) -> tuple[list[float], list[float]]:
+    """(POST → the agency's webhook, POST → the reporter's first email), in seconds, of the
+    reports offered in `phase`; a webhook only for a report dispatched at once. The caller
+    holds the ledger's lock or is done with the run."""
+    hooks, emails = [], []
+    for tracking_id, offered in ledger.phase.items():
+        if offered != phase:
+            continue
+        due = ledger.sent[tracking_id]
+        first = ledger.emails.get(tracking_id)
+        if first and first[0][1] == "dispatched" and ledger.hooks.get(tracking_id):
+            hooks.append(ledger.hooks[tracking_id][0][0] - due)
+        if first:
+            emails.append(first[0][0] - due)
+    return hooks, emails
+
+
 class TimedInbox:
     """aiosmtpd handler: the tracking id and kind of each email, parsed from its headers."""
 
@@ -688,14 +705,7 @@ def measure_pipeline(label: str, urls: dict[str, str], amqp_url: str, workdir: P
 
     with ledger.lock:
         in_half = [t for t, p in ledger.phase.items() if p == "half"]
-        hook_lat, email_lat = [], []
-        for t in in_half:
-            due = ledger.sent[t]
-            emails = ledger.emails.get(t)
-            if emails and emails[0][1] == "dispatched" and ledger.hooks.get(t):
-                hook_lat.append(ledger.hooks[t][0][0] - due)
-            if emails:
-                email_lat.append(emails[0][0] - due)
+        hook_lat, email_lat = latencies(ledger, "half")
         kinds = Counter(ledger.emails[t][0][1] for t in in_half if ledger.emails.get(t))
         counts = _counts(ledger, tickets)
     lost = (counts["no email"] + counts["no ticket"] + counts["no webhook"])
