@@ -425,20 +425,26 @@ def begin(engine: Engine) -> Iterator[Connection]:
         raise
 
 
+def _batch_of(conn: Connection) -> _Batch | None:
+    """The batch on this thread whose transaction `conn` is, if any."""
+    batch = _current(conn.engine)
+    return batch if batch is not None and batch.conn is conn else None
+
+
 def batch_memo(conn: Connection) -> dict | None:
     """A dict that lives as long as the batch(engine) whose transaction `conn` is (None
     outside one): what a handler read ahead for the batch's events, or keeps to write once
     at its end. A batch redone event by event has none."""
-    batch = _current(conn.engine)
-    return batch.memo if batch is not None and batch.conn is conn else None
+    batch = _batch_of(conn)
+    return batch.memo if batch is not None else None
 
 
 def before_commit(conn: Connection, action: Callable[[Connection], None]) -> None:
     """Runs action(conn) once, in the batch's transaction just before it commits, however
     many handlers asked for it; `conn` must be a batch's (batch_memo is not None). What it
     raises fails the batch like a handler's error."""
-    batch = _current(conn.engine)
-    if batch is None or batch.conn is not conn:
+    batch = _batch_of(conn)
+    if batch is None:
         raise RuntimeError("before_commit() outside a batch")
     batch.before[action] = None
 

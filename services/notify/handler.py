@@ -183,9 +183,11 @@ class EventHandler:
         round trip each). Here each is one statement for the whole batch, kept in the
         batch's memo (db.batch_memo), which the handlers read and keep up to date as they
         write; and the batch's deliveries are inserted together just before it commits."""
+        if not envelopes:
+            return
         with db.begin(self.engine) as conn:
             memo = db.batch_memo(conn)
-            if memo is None or not envelopes:
+            if memo is None:
                 return
             ids = [envelope.event_id for envelope in envelopes]
             tickets = sorted({envelope.aggregate_id for envelope in envelopes
@@ -401,8 +403,7 @@ class EventHandler:
                 is None:
             conn.execute(f.insert().values(master=msg.master_tracking_id, follower=tracking_id,
                                            created_at=db.utcnow()))
-            memo = db.batch_memo(conn)
-            known = memo.get("followers", {}).get(msg.master_tracking_id) if memo else None
+            known = _followers_read_ahead(conn, msg.master_tracking_id)
             if known is not None:
                 known.append(tracking_id)
                 known.sort()
@@ -439,8 +440,7 @@ class EventHandler:
         see of the change: never the text written for the master's reporter alone."""
         if fields["template"] not in FOLLOWER_TEMPLATES:
             return 0
-        memo = db.batch_memo(conn)
-        known = memo.get("followers", {}).get(master) if memo else None
+        known = _followers_read_ahead(conn, master)
         followers = list(known) if known is not None else [
             row.follower for row in _FOLLOWERS.all(conn, {"master": master})]
         if not followers:
@@ -495,6 +495,13 @@ def _load_contact(conn: Connection, tracking_id: str) -> Contact | None:
     if known is not None and tracking_id in known:
         return known[tracking_id]
     return store.load_contact(conn, tracking_id)
+
+
+def _followers_read_ahead(conn: Connection, master: str) -> list[str] | None:
+    """The master's followers as prepare() read them for the batch (the list itself, which
+    a link made in the batch extends); None when they were not read ahead."""
+    memo = db.batch_memo(conn)
+    return memo.get("followers", {}).get(master) if memo else None
 
 
 def _insert_deliveries(conn: Connection) -> None:
