@@ -31,6 +31,7 @@ claim."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -95,7 +96,7 @@ class WorkerSettings:
     gateway_timeout: float = 10.0
     sms_max_parts: int = 3
 
-    @property
+    @functools.cached_property  # read at every claim
     def send_limit(self) -> float:
         """The longest one send can take, webhook, email or gateway (timeouts are per
         operation)."""
@@ -103,7 +104,7 @@ class WorkerSettings:
                    channels.send_limit(self.smtp_timeout),
                    channels.send_limit(self.gateway_timeout))
 
-    @property
+    @functools.cached_property
     def lease(self) -> timedelta:
         """How long a claimed delivery stays with its worker: the longest send plus a margin,
         so the delivery cannot be claimed again while a send of it is still going."""

@@ -193,3 +193,30 @@ def test_subject_and_to_lines_are_what_the_policy_writes(policy, subject, to):
 def test_subject_lines_at_the_edges_are_what_the_policy_writes(value):
     assert smtp._header(smtp._POLICY, "Subject", value) == _by_the_policy(
         smtp._POLICY, "Subject", value)
+
+
+class _Recorder(smtp._Smtp):
+    """_Smtp with its wire replaced by a list of the commands it would send."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[str] = []
+
+    def putcmd(self, cmd, args=""):
+        self.sent.append(f"{cmd} {args}")
+
+    def getreply(self):
+        return 250, b"ok"
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=st.from_regex(smtp._WIRE_ADDRESS, fullmatch=True)
+       | st.text(alphabet="ab.@<>\"() ,;:\\[]é-", min_size=1, max_size=12))
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them(address):
+    """MAIL FROM and RCPT TO skip smtplib's address parser for a plain address: whatever
+    the address, the command on the wire is the one smtplib would send."""
+    client = _Recorder()
+    client.mail(address)
+    client.rcpt(address)
+    quoted = smtplib.quoteaddr(address)
+    assert client.sent == [f"mail FROM:{quoted}", f"rcpt TO:{quoted}"]
