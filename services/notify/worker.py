@@ -1,12 +1,12 @@
 """The delivery worker: threads that take due deliveries, send them outside any database
 transaction, and record each attempt (the delivery log) with the outcome event.
 
-Several notify replicas run at once. A delivery is claimed by one UPDATE … RETURNING that
-pushes its next_attempt_at forward by a lease and counts the attempt (FOR UPDATE SKIP
-LOCKED on PostgreSQL; SQLite's write lock serialises claims), so no two workers send it
-at the same time: a send ends within its time limit (channels.send_limit), which the lease
-outlasts by a margin. Recording checks the attempt number, so a worker whose lease ran out
-cannot overwrite the outcome of the one that took over.
+Several notify replicas run at once. Deliveries are claimed by one UPDATE … RETURNING that
+pushes their next_attempt_at forward by a lease and counts the attempt (FOR UPDATE SKIP
+LOCKED on PostgreSQL; SQLite's write lock serialises claims), so no two workers send one at
+the same time: a send ends within its time limit (channels.send_limit), and the lease
+outlasts two of them by a margin (see below). Recording checks the attempt number, so a
+worker whose lease ran out cannot overwrite the outcome of the one that took over.
 
 An email whose reporter's contact has not arrived yet (events arrive out of order) is put
 back for a short while without counting an attempt; reporter.registered wakes it.
@@ -21,16 +21,23 @@ for good or is skipped (no gateway, opted out, no address), the same notice is c
 on the next channel they gave, in the transaction that records the failure (`replaces`
 names the delivery it stands in for).
 
-A sending thread records an attempt and claims its next delivery in one transaction (one
-write transaction per delivery instead of two: on SQLite the process's writers queue for
-one lock, on PostgreSQL each is a commit). The next claim is an ordinary claim with its own
-lease, held by that thread until its next turn; a thread that stops puts its held claim back
-(due now, the attempt not counted), and one that is killed leaves it to its lease like any
-claim."""
+The database work is one thread's, the sending several threads' (decision 87). The claims
+loop keeps every sending thread with a claim in hand and one waiting for it, and records the
+outcomes they hand back a round at a time (when each thread has handed one back, when the
+oldest has waited RECORD_WINDOW_S, or when a thread has nothing left to take), claiming the
+next round in the same transaction; the sending threads only send. Under load one
+transaction of a few statements records and claims for every thread at once, instead of one
+transaction (on SQLite a turn of the write lock, on PostgreSQL a commit) and five statements
+a delivery. A waiting claim starts once a thread finishes the send in its hand, so the lease
+covers two sends. A stopping worker lets its sends in hand finish, records them, and puts
+back what it claimed but did not send (due now, the attempt not counted); one that is killed
+leaves its claims to their leases like any claim."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -66,6 +73,9 @@ log = logging.getLogger(__name__)
 # What the lease allows beyond the longest send: the claim's commit before the send starts,
 # and the record after it ends.
 LEASE_MARGIN_S = 30.0
+# The claims loop records outcomes a round at a time; one waits at most this long for the
+# rest of its round (the delivery's record, and its outcome event, that much later).
+RECORD_WINDOW_S = 0.01
 CONTACT_NEVER_ARRIVED = "contact never arrived"
 NO_ADMIN_ADDRESS = "no national admin address"
 NO_GATEWAY = "no gateway"
@@ -106,9 +116,10 @@ class WorkerSettings:
 
     @functools.cached_property
     def lease(self) -> timedelta:
-        """How long a claimed delivery stays with its worker: the longest send plus a margin,
-        so the delivery cannot be claimed again while a send of it is still going."""
-        return timedelta(seconds=self.send_limit + LEASE_MARGIN_S)
+        """How long a claimed delivery stays with its worker: two of the longest sends (it
+        may wait for a thread to finish one before its own starts) plus a margin, so the
+        delivery cannot be claimed again while a send of it is still going."""
+        return timedelta(seconds=2 * self.send_limit + LEASE_MARGIN_S)
 
 
 @dataclass(frozen=True)
@@ -127,8 +138,16 @@ class Claim:
     attempt: int
     contact: store.Contact | None = None
     endpoint: store.Subscription | None = None
-    claimed_at: float = 0.0  # monotonic clock, read with the time the lease counts from
+    # Monotonic clock: when the lease began, then (once a sending thread takes the claim)
+    # when its send began, which its time limit counts from.
+    claimed_at: float = 0.0
     opted_out: bool = False  # the reporter's number sent STOP on this (phone) channel
+
+
+def _in_order(claim: Claim) -> tuple:
+    """What a delivery's order is kept within: one notice to one reporter or agency about one
+    report. Claims with the same key are sent one after another, in the order claimed."""
+    return (claim.tracking_id, claim.audience, claim.target, claim.channel)
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,13 @@ class Outcome:
     detail: str
 
 
+class _TakenOver(Exception):
+    """A round's records found a lease gone: the round is rolled back and recorded again one
+    by one."""
+
+
 _PUT_BACK = object()  # _claim_next: a delivery was put back to wait; look at the next one
+_UNREAD = object()  # _settle: an agency's endpoint not read yet in this claim
 _MAX_PUT_BACK = 100  # per claim() call, so one call stays short
 
 
@@ -165,9 +190,10 @@ def _where(exc: BaseException) -> str:
 # The statements of every claim and record, built once with their values bound when run
 # (store.py says why).
 _d = store.deliveries
+# Up to b_limit of them (the sending threads waiting), the longest due first.
 _DUE_ROW = (sa.select(_d)
             .where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
-            .order_by(_d.c.next_attempt_at, _d.c.id).limit(1))
+            .order_by(_d.c.next_attempt_at, _d.c.id).limit(sa.bindparam("b_limit")))
 _DUE_ID = _DUE_ROW.with_only_columns(_d.c.id)
 # What a claim changes: the attempt counted, the lease taken, and the wait for the contact
 # over (reporter.registered must not wake, and so hand to a second worker, a delivery that
@@ -202,9 +228,9 @@ def _read_with_claim() -> list:
 
 
 def _claiming(due_id: sa.Select, *also) -> db.Statement:
-    """The claim in one statement: the next due delivery updated and read back as it now is
-    (RETURNING: PostgreSQL, SQLite 3.35 and later), with `also`."""
-    return db.Statement(_d.update().where(_d.c.id == due_id.scalar_subquery())
+    """The claim in one statement: the next due deliveries updated and read back as they
+    now are (RETURNING: PostgreSQL, SQLite 3.35 and later), with `also`."""
+    return db.Statement(_d.update().where(_d.c.id.in_(due_id))
                         .values(**_CLAIMED).returning(*_d.c, *also))
 
 
@@ -304,20 +330,33 @@ class DeliveryWorker:
         self.send_webhook = send_webhook
         self.send_email = send_email
         self.send_gateway = send_gateway
-        self._wake = threading.Condition()
+        # One lock for what the claims loop and the sending threads share: the claims made
+        # and not yet taken (`_ready`), the outcomes sent and not yet recorded (`_done`), how
+        # many sending threads wait for a claim (`_idle`), and the wakes (`_generation`).
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)      # sending threads wait for a claim
+        self._dispatch = threading.Condition(self._lock)  # the claims loop waits for news
+        self._ready: collections.deque[Claim] = collections.deque()
+        self._sending: set[tuple] = set()  # _in_order of the claims being sent
+        self._stale: list[Claim] = []      # waited past a send: to put back
+        self._done: list[tuple[Claim, Outcome]] = []
+        self._done_since = 0.0    # when the oldest outcome in `_done` was handed back
+        self._idle = 0
         self._generation = 0
+        self._seen = -1           # the wake the claims loop last looked after
+        self._more_due = False    # the last look filled every waiting thread: look again
+        self._looked_at = 0.0     # when the claims loop last looked (monotonic clock)
         self._last_gauges = 0.0
         # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
         # retry delay is not rounded up to the poll interval.
         self._soonest_retry = float("inf")
-        # Per sending thread: the claim taken with the last record, sent at its next turn
-        # (`held`), and the loop it runs (`loop`), so run_once() claims nothing more once the
-        # loop is stopping.
+        # Per thread: the loop it runs (`loop`), so a call from elsewhere (a test, a command)
+        # uses a connection of the pool, and a sending thread's finished send (`finished`).
         self._local = threading.local()
-        # Each sending thread's database connection, kept while it has work.
+        # The claims loop's database connection, kept while it has work.
         self._tx = db.KeptConnection(engine)
         # A claim is one statement where the database returns what it updated (SQLite 3.35
-        # and later, PostgreSQL); an older SQLite reads the due row, then claims it.
+        # and later, PostgreSQL); an older SQLite reads the due rows, then claims them.
         self.claim_returning = engine.dialect.update_returning
         # PostgreSQL records an attempt in one statement (_recording), with its outcome
         # event or without; SQLite runs the three, a function call each.
@@ -326,13 +365,22 @@ class DeliveryWorker:
             if engine.dialect.name == "postgresql" else None
         # Checked here, so a broken template stops the process at start, not at a send.
         self.renderer = templates.default()
+        # The claims loop: its transactions are short, and it waits for news at most a poll.
+        self.claims_loop = SupervisedLoop("notify-claims", self._claims_iteration,
+                                          backoff_base=0.5, backoff_cap=30.0,
+                                          stall_after=settings.poll_interval + 60,
+                                          on_exit=self._claims_exit)
         # One supervised loop per sending thread; a send in hand may take its whole limit
         # before the loop counts as wedged.
-        self.loops = [SupervisedLoop("notify-worker", self._iteration, backoff_base=0.5,
-                                     backoff_cap=30.0,
-                                     stall_after=settings.send_limit + settings.poll_interval + 30,
-                                     on_exit=self._put_back_held)
-                      for _ in range(max(1, settings.threads))]
+        self.senders = [SupervisedLoop("notify-worker", self._send_iteration, backoff_base=0.5,
+                                       backoff_cap=30.0,
+                                       stall_after=settings.send_limit + settings.poll_interval
+                                       + 30, on_exit=self._sender_exit)
+                        for _ in range(max(1, settings.threads))]
+
+    @property
+    def loops(self) -> list[SupervisedLoop]:
+        return [self.claims_loop, *self.senders]
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> DeliveryWorker:
@@ -341,91 +389,223 @@ class DeliveryWorker:
         return self
 
     def wake(self, count: int | None = None) -> None:
-        """New deliveries are due (`count` of them, else any number): look now rather than
-        at the next poll, with as many waiting sending threads as there are deliveries."""
-        with self._wake:
+        """New deliveries are due (`count` of them, if known): the claims loop looks now
+        rather than at the next poll."""
+        with self._lock:
             self._generation += 1
-            if count is None or count < 0:  # a driver that cannot count rows: -1
-                self._wake.notify_all()
-            else:
-                self._wake.notify(count)
+            self._dispatch.notify()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """No new claims; attempts in hand finish and are recorded. True when every sending
-        thread finished within `timeout` (default: a whole send)."""
-        for loop in self.loops:
-            loop.request_stop()
-        self.wake()
+        """No new claims; attempts in hand finish and are recorded, claims not yet sent are
+        put back. True when every thread finished within `timeout` (default: a whole
+        send)."""
         limit = timeout if timeout is not None else self.settings.send_limit
         deadline = time.monotonic() + limit
-        return all([loop.stop(deadline - time.monotonic()) for loop in self.loops])
+        for loop in self.senders:
+            loop.request_stop()
+        with self._lock:
+            self._work.notify_all()
+        senders = all([loop.stop(deadline - time.monotonic()) for loop in self.senders])
+        # The sends in hand are over (or given up on): their outcomes are recorded, and what
+        # was claimed and not sent put back, as the claims loop exits.
+        self.claims_loop.request_stop()
+        with self._lock:
+            self._dispatch.notify_all()
+        return self.claims_loop.stop(max(1.0, deadline - time.monotonic())) and senders
 
-    def _iteration(self, loop: SupervisedLoop) -> None:
-        self._local.loop = loop
-        with self._wake:
-            seen = self._generation
-        if self.run_once() and not getattr(self._local, "none_due", False):
-            return
-        # Nothing due at the last look (the one after the record, or a claim of its own): a
-        # wake since `seen` looks again at once, and the next claim is not made before one.
-        self._update_gauges()
-        self._tx.release()  # nothing due: the connection goes back while the thread waits
-        with self._wake:
-            if self._generation == seen and not loop.stopping:
-                now = time.monotonic()
-                if self._soonest_retry <= now:
-                    self._soonest_retry = float("inf")  # due now: look again at once
-                else:
-                    self._wake.wait(min(self.settings.poll_interval,
-                                        self._soonest_retry - now))
-
-    # -- one delivery ----------------------------------------------------------------------
-    def run_once(self) -> bool:
-        """Sends and records one due delivery (the one claimed with the last record, else a
-        fresh claim), claiming the next in the same transaction; False when none is due."""
-        claim = getattr(self._local, "held", None)
-        self._local.held = None
-        self._local.none_due = False
-        if claim is None:
-            claim = self.claim()
-        if claim is None:
-            return False
-        loop = getattr(self._local, "loop", None)
+    # -- the sending threads ---------------------------------------------------------------
+    def _send_iteration(self, loop: SupervisedLoop) -> None:
+        """Hands back the last send's outcome and waits for a claim (at most a poll), then
+        sends it."""
+        finished = getattr(self._local, "finished", None)
+        self._local.finished = None
+        with self._lock:
+            if finished is not None:
+                self._hand_back(finished)
+            self._idle += 1
+            self._dispatch.notify()
+            try:
+                claim = None if loop.stopping else self._next_ready()
+                if claim is None and not loop.stopping:
+                    self._work.wait(self.settings.poll_interval)
+                    claim = None if loop.stopping else self._next_ready()
+                if claim is None:
+                    return
+                self._sending.add(_in_order(claim))
+            finally:
+                self._idle -= 1
+        claim = dataclasses.replace(claim, claimed_at=time.monotonic())
         with logs.bound(tracking_id=claim.tracking_id, event_id=claim.trigger_event_id):
-            outcome = self.attempt(claim)
-            self._local.held = self.record(claim, outcome,
-                                           claim_next=loop is None or not loop.stopping)
-        return True
+            self._local.finished = (claim, self.attempt(claim))
 
-    def _put_back_held(self, _loop: SupervisedLoop | None = None) -> None:
-        """A stopping thread's held claim, not sent: due again now, its attempt uncounted.
-        If its lease ran out and another worker took it meanwhile, that one keeps it. The
-        thread's kept SMTP and webhook connections are closed too."""
+    def _hand_back(self, finished: tuple[Claim, Outcome]) -> None:
+        """(Under the lock) a send's outcome, for the claims loop to record."""
+        if not self._done:
+            self._done_since = time.monotonic()
+        self._done.append(finished)
+        self._sending.discard(_in_order(finished[0]))
+
+    def _next_ready(self) -> Claim | None:
+        """(Under the lock) the first claim waiting whose report's notice to the same
+        recipient is not being sent now, taken; None when there is none. A claim that has
+        waited longer than a send's limit goes back (its lease could not cover a whole
+        send any more)."""
+        now = time.monotonic()
+        for index, claim in enumerate(self._ready):
+            if _in_order(claim) in self._sending:
+                continue
+            del self._ready[index]
+            if now - claim.claimed_at > self.settings.send_limit:
+                self._stale.append(claim)
+                self._dispatch.notify()
+                return self._next_ready()
+            return claim
+        return None
+
+    def _sender_exit(self, _loop: SupervisedLoop | None = None) -> None:
+        """A stopping sending thread hands back its last outcome and closes its kept SMTP
+        and webhook connections."""
         channels.smtp.close_kept()
         channels.webhook.close_kept()
-        self._tx.release()
-        claim = getattr(self._local, "held", None)
-        self._local.held = None
-        if claim is None:
+        finished = getattr(self._local, "finished", None)
+        self._local.finished = None
+        if finished is not None:
+            with self._lock:
+                self._hand_back(finished)
+                self._dispatch.notify()
+
+    # -- the claims loop ----------------------------------------------------------------------
+    def _claims_iteration(self, loop: SupervisedLoop) -> None:
+        """Records the outcomes handed back and claims for the sending threads, in one
+        transaction; waits (at most a poll) until there is reason to."""
+        self._local.loop = loop
+        with self._lock:
+            finished, want = self._take_news(loop)
+            if finished is None:
+                self._dispatch.wait(self._wait_for_news())
+                finished, want = self._take_news(loop)
+            stale, self._stale = self._stale, []
+        if stale:
+            self.put_back(stale)
+        if finished is None:
+            if self._idle == len(self.senders) and not self._ready:
+                # Nothing in hand anywhere: the connection goes back until there is news.
+                self._update_gauges()
+                self._tx.release()
             return
+        try:
+            claims = self.record_and_claim(finished, want)
+        except BaseException:
+            with self._lock:  # recorded at the next turn, after the loop's backoff
+                self._done[:0] = finished
+                self._done_since = min(self._done_since, time.monotonic())
+                self._seen = -1
+            raise
+        with self._lock:
+            if want:
+                self._looked_at = time.monotonic()
+                self._more_due = len(claims) >= want
+            self._ready.extend(claims)
+            self._work.notify(len(claims))
+
+    def _may_be_due(self, now: float) -> bool:
+        """(Under the lock) whether a look may find deliveries due: a wake since the last
+        look, a look that took all it asked for, a retry falling due, or a poll's time."""
+        return (self._more_due or self._seen != self._generation
+                or self._soonest_retry <= now
+                or now - self._looked_at >= self.settings.poll_interval)
+
+    def _take_news(self, loop: SupervisedLoop) -> tuple[list | None, int]:
+        """(Under the lock) what the claims loop does now: the outcomes to record (taken) and
+        how many deliveries to claim, or (None, 0) to wait.
+
+        It claims enough for every sending thread to have one in hand and one waiting, so a
+        thread that finishes a send starts the next at once; and it records outcomes a round
+        at a time: when every thread has handed one back, when the oldest has waited
+        RECORD_WINDOW_S, or when a thread has nothing left to take. A record claims as well
+        (it is a look for more work), as does a thread with nothing to take when deliveries
+        may be due."""
+        now = time.monotonic()
+        if loop.stopping:
+            finished, self._done = self._done, []
+            return (finished or None), 0
+        threads = len(self.senders)
+        depth = threads + self._idle - len(self._ready)
+        starving = self._idle > len(self._ready) and self._may_be_due(now)
+        if self._done and (len(self._done) >= threads or starving
+                           or now - self._done_since >= RECORD_WINDOW_S):
+            finished, self._done = self._done, []
+        elif starving:
+            finished = []
+        else:
+            return None, 0
+        if depth > 0:
+            self._seen = self._generation
+            if self._soonest_retry <= now:
+                self._soonest_retry = float("inf")
+        return finished, max(0, depth)
+
+    def _wait_for_news(self) -> float:
+        """(Under the lock) how long the claims loop may wait: a poll, or until the oldest
+        outcome's window closes, or, while a thread waits for a claim, until a retry or the
+        next poll falls due."""
+        now = time.monotonic()
+        until = now + self.settings.poll_interval
+        if self._done:
+            until = min(until, self._done_since + RECORD_WINDOW_S)
+        if self._idle > len(self._ready):
+            until = min(until, self._soonest_retry, self._looked_at + self.settings.poll_interval)
+        return max(0.0005, until - now)
+
+    def _claims_exit(self, _loop: SupervisedLoop | None = None) -> None:
+        """The stopping claims loop records the outcomes still to record and puts back the
+        claims no thread took: due again now, the attempt not counted (if a lease ran out and
+        another worker took one meanwhile, that one keeps it)."""
+        with self._lock:
+            finished, self._done = self._done, []
+            unsent, self._ready = list(self._ready) + self._stale, collections.deque()
+            self._stale = []
+        try:
+            if finished:
+                self.record_and_claim(finished, 0)
+            if unsent:
+                self.put_back(unsent)
+        finally:
+            self._tx.release()
+
+    def put_back(self, claims: list[Claim]) -> None:
+        """Claims not sent, due again now with their attempt uncounted, unless their lease ran
+        out and another worker took them meanwhile."""
         d = store.deliveries
         now = db.utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(d.update().where(
-                d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
-            ).values(attempts=claim.attempt - 1, next_attempt_at=now, updated_at=now))
+        with self._begin() as conn:
+            for claim in claims:
+                conn.execute(d.update().where(
+                    d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
+                ).values(attempts=claim.attempt - 1, next_attempt_at=now, updated_at=now))
+
+    # -- one delivery, and the transactions ---------------------------------------------------
+    def run_once(self) -> bool:
+        """Claims, sends and records one due delivery in this thread; False when none is
+        due (for commands and tests: the service's threads use the claims loop)."""
+        claim = self.claim()
+        if claim is None:
+            return False
+        with logs.bound(tracking_id=claim.tracking_id, event_id=claim.trigger_event_id):
+            self.record(claim, self.attempt(claim))
+        return True
 
     def _begin(self):
-        """A write transaction: on the sending thread's kept connection in its loop, else
-        (a call from elsewhere) on one from the pool."""
+        """A write transaction: on the claims loop's kept connection in its loop, else (a
+        call from elsewhere) on one from the pool."""
         if getattr(self._local, "loop", None) is None:
             return self.engine.begin()
         return self._tx.begin()
 
     @contextlib.contextmanager
     def _each_committed(self):
-        """db.each_committed on the thread's kept connection in its loop, else on one from
-        the pool."""
+        """db.each_committed on the claims loop's kept connection in its loop, else on one
+        from the pool."""
         if getattr(self._local, "loop", None) is not None:
             with self._tx.begin(each_statement=True) as conn:
                 yield conn
@@ -434,52 +614,98 @@ class DeliveryWorker:
             yield conn
 
     def claim(self) -> Claim | None:
-        """Takes the next due delivery that can be sent now, or None. Emails still waiting
-        for their contact are put back on the way, without counting an attempt.
+        """Takes the next due delivery that can be sent now, or None (see claim_many)."""
+        claims = self.claim_many(1)
+        return claims[0] if claims else None
 
-        A claim of its own (not made with a record) is correct statement by statement, so
-        on PostgreSQL each statement commits as it runs (db.each_committed): the look that
-        finds nothing, which every idle thread makes each poll, is one round trip instead
-        of three, and a claim that takes a delivery saves BEGIN and COMMIT. A failure after
-        the claim's UPDATE is undone by a statement of its own (_UNCLAIM), as the rollback
-        did; what is given up is that a reporter.registered whose wake runs between the
-        claim and the put-back of a notice still waiting for that contact misses it, so
-        the notice goes at its next look (contact_poll) rather than at once."""
+    def claim_many(self, limit: int) -> list[Claim]:
+        """Takes up to `limit` due deliveries that can be sent now, the longest due first.
+        Emails still waiting for their contact are put back on the way, without counting an
+        attempt.
+
+        Claims made without a record are correct statement by statement, so on PostgreSQL
+        each statement commits as it runs (db.each_committed): the look that finds nothing,
+        which an idle worker makes each poll, is one round trip instead of three, and a
+        claim that takes deliveries saves BEGIN and COMMIT. A failure after the claim's
+        UPDATE is undone by a statement of its own (_UNCLAIM), as the rollback did; what is
+        given up is that a reporter.registered whose wake runs between the claim and the
+        put-back of a notice still waiting for that contact misses it, so the notice goes at
+        its next look (contact_poll) rather than at once."""
         with self._each_committed() as conn:
-            return self._claim_in(conn, committed_alone=db.is_postgres(conn))
+            return self._claim_some(conn, limit, committed_alone=db.is_postgres(conn))
 
-    def _claim_in(self, conn, committed_alone: bool = False) -> Claim | None:
-        """claim() inside the caller's transaction, or with `committed_alone` on a connection
-        where each statement commits on its own. None either when nothing is due (the
-        thread's `none_due` is then set) or after a burst of emails put back to wait."""
+    def record_and_claim(self, finished: list[tuple[Claim, Outcome]],
+                         want: int) -> list[Claim]:
+        """Records each attempt in `finished` (with its outcome event, and a fallback), then
+        claims up to `want` due deliveries, in one transaction; the claims. Without records
+        to make the claim is claim_many's."""
+        if not finished:
+            if not want:
+                return []
+            with self._each_committed() as conn:
+                return self._claim_some(conn, want, committed_alone=db.is_postgres(conn))
+        now = db.utcnow()
+        try:
+            with self._begin() as conn:
+                recorded = self._record_round(conn, finished, now)
+                claims = self._claim_some(conn, want) if want else []
+        except _TakenOver:
+            # A lease ran out and another worker took a delivery over: the round is written
+            # again one record at a time, each checking its own lease.
+            with self._begin() as conn:
+                recorded = [self._record_in(conn, claim, outcome, now)
+                            for claim, outcome in finished]
+                claims = self._claim_some(conn, want) if want else []
+        for (claim, outcome), result in zip(finished, recorded, strict=True):
+            with logs.bound(tracking_id=claim.tracking_id, event_id=claim.trigger_event_id):
+                self._recorded(claim, outcome, now, *result)
+        return claims
+
+    def _claim_some(self, conn, limit: int, committed_alone: bool = False) -> list[Claim]:
+        """claim_many() inside the caller's transaction, or with `committed_alone` on a
+        connection where each statement commits on its own. Fewer than `limit` either when
+        no more are due or after a burst of emails put back to wait."""
+        claims: list[Claim] = []
         for _ in range(_MAX_PUT_BACK):
-            claim = self._claim_next(conn, committed_alone)
-            if claim is not _PUT_BACK:
-                self._local.none_due = claim is None
-                return claim
-        return None  # a burst of waiting emails: the rest at the next look
+            found, put_back = self._claim_next(conn, limit - len(claims), committed_alone)
+            claims.extend(found)
+            if not put_back or len(claims) >= limit:
+                break
+        return claims
 
-    def _claim_next(self, conn, committed_alone: bool = False):
+    def _claim_next(self, conn, limit: int, committed_alone: bool = False):
+        """One claim statement for up to `limit` deliveries: (the claims, how many of the
+        rows were put back to wait)."""
         now = db.utcnow()
         claimed_at = time.monotonic()
-        # The row as claimed: its attempt counted, its lease taken.
-        row = self._take(conn, now)
-        if row is None:
-            return None
-        if not committed_alone:
-            return self._settle(conn, row, now, claimed_at)
+        # The rows as claimed: their attempt counted, their lease taken.
+        rows = self._take(conn, now, limit)
+        claims: list[Claim] = []
+        put_back = 0
+        endpoints: dict = {}  # by agency, for the rows of this claim
         try:
-            return self._settle(conn, row, now, claimed_at)
+            for row in rows:
+                claim = self._settle(conn, row, now, claimed_at, endpoints)
+                if claim is _PUT_BACK:
+                    put_back += 1
+                else:
+                    claims.append(claim)
         except BaseException:
-            # The claim committed on its own (claim()): undo it as a rollback would, so the
-            # failure costs neither an attempt nor the lease's wait, nor the first send's
-            # choice of channel (made at attempt 1).
-            with contextlib.suppress(Exception):
-                _UNCLAIM.execute(conn, {"b_id": row.id, "b_attempt": row.attempts,
-                                        "now": db.utcnow()})
+            if committed_alone:
+                # The claim committed on its own (claim_many()): undo it as a rollback
+                # would, so the failure costs neither an attempt nor the lease's wait, nor
+                # the first send's choice of channel (made at attempt 1).
+                with contextlib.suppress(Exception):
+                    for claim in claims:
+                        _UNCLAIM.execute(conn, {"b_id": claim.id, "b_attempt": claim.attempt,
+                                                "now": db.utcnow()})
+                    for row in rows[len(claims) + put_back:]:
+                        _UNCLAIM.execute(conn, {"b_id": row.id, "b_attempt": row.attempts,
+                                                "now": db.utcnow()})
             raise
+        return claims, put_back
 
-    def _settle(self, conn, row, now, claimed_at: float):
+    def _settle(self, conn, row, now, claimed_at: float, endpoints: dict | None = None):
         """The claimed row made a Claim: its contact or endpoint read, a notice still waiting
         for its contact put back (_PUT_BACK), a first notice's channel settled."""
         contact = endpoint = None
@@ -503,23 +729,26 @@ class DeliveryWorker:
         elif row.channel == "webhook" and row.audience == NATIONAL_ADMIN:
             endpoint = _own_endpoint(conn, row.target)
         elif row.channel == "webhook":
-            endpoint = _endpoint_of(conn, row)
+            if endpoints is None:
+                endpoint = _endpoint_of(conn, row)
+            elif (endpoint := endpoints.get(row.target, _UNREAD)) is _UNREAD:
+                endpoint = endpoints[row.target] = _endpoint_of(conn, row)
         return Claim(row.id, row.delivery_id, row.tracking_id, channel, row.audience,
                      row.target, row.trigger_event_id, row.trigger_type, row.payload,
                      row.attempts, contact, endpoint, claimed_at, opted_out)
 
-    def _take(self, conn, now):
-        """The next due delivery claimed, as it now is; None when none is due."""
-        params = {"now": now, "b_next": now + self.settings.lease}
+    def _take(self, conn, now, limit: int) -> list:
+        """Up to `limit` due deliveries claimed, as they now are, the longest due first."""
+        params = {"now": now, "b_next": now + self.settings.lease, "b_limit": limit}
         if self.claim_returning:
-            return (_TAKE_SKIP_LOCKED if db.is_postgres(conn) else _TAKE).first(conn, params)
-        row = _DUE.first(conn, params)
-        if row is None:
-            return None
-        _CLAIM.execute(conn, {**params, "b_id": row.id})
-        last_error = None if row.last_error == WAITING_FOR_CONTACT else row.last_error
-        return row._replace(attempts=row.attempts + 1, next_attempt_at=params["b_next"],
-                            last_error=last_error, updated_at=now)
+            statement = _TAKE_SKIP_LOCKED if db.is_postgres(conn) else _TAKE
+            return sorted(statement.all(conn, params), key=lambda r: (r.next_attempt_at, r.id))
+        rows = _DUE.all(conn, params)
+        if rows:
+            _CLAIM.execute(conn, [{**params, "b_id": row.id} for row in rows])
+        return [row._replace(attempts=row.attempts + 1, next_attempt_at=params["b_next"],
+                             last_error=None if row.last_error == WAITING_FOR_CONTACT
+                             else row.last_error, updated_at=now) for row in rows]
 
     def attempt(self, claim: Claim) -> Outcome:
         started = time.monotonic()
@@ -544,7 +773,9 @@ class DeliveryWorker:
         return result
 
     def _time_left(self, claim: Claim, timeout: float) -> float:
-        """The send's time limit, counted from the claim like the lease."""
+        """The send's time limit, counted from the send's start (a sending thread stamps
+        `claimed_at` when it takes the claim; a claim sent where it was made, from the
+        claim)."""
         elapsed = time.monotonic() - claim.claimed_at if claim.claimed_at else 0.0
         return max(0.0, channels.send_limit(timeout) - elapsed)
 
@@ -641,40 +872,80 @@ class DeliveryWorker:
             return Outcome("delivered", result.detail)
         return Outcome("failed" if result.permanent else "retry", result.detail)
 
-    def record(self, claim: Claim, outcome: Outcome, claim_next: bool = False) -> Claim | None:
-        """Records the attempt (and its outcome event, and a fallback); with `claim_next`,
-        claims the next due delivery in the same transaction and returns it."""
-        now = db.utcnow()
+    def record(self, claim: Claim, outcome: Outcome) -> None:
+        """Records one attempt (and its outcome event, and a fallback) in a transaction of
+        its own."""
+        self.record_and_claim([(claim, outcome)], 0)
+
+    def _record_round(self, conn, finished: list[tuple[Claim, Outcome]], now) -> list[tuple]:
+        """_record_in for several attempts in a few statements: the records in one
+        executemany, the attempt rows and outcome events in one insert (one statement on
+        PostgreSQL). _TakenOver, for the caller to roll back, when a record found its lease
+        gone (the UPDATEs' count is short)."""
+        if len(finished) == 1:
+            return [self._record_in(conn, *finished[0], now)]
+        records, attempts, envelopes, results = [], [], [], []
+        for claim, outcome in finished:
+            status = "pending" if outcome.status == "retry" else outcome.status
+            next_at = None if outcome.status != "retry" else retry.next_attempt_at(
+                self.settings.retry_delays, claim.attempt, now)
+            detail = outcome.detail[:200]
+            records.append({"b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
+                            "b_next": next_at, "b_now": now,
+                            "b_error": None if outcome.status == "delivered" else detail})
+            attempts.append({"delivery_id": claim.delivery_id, "attempt": claim.attempt,
+                             "at": now, "outcome": outcome.status, "detail": detail})
+            if outcome.status in ANNOUNCED:
+                envelopes.append((self._outcome_event(claim, outcome),
+                                  events.outcome_key(claim.audience, outcome.status)))
+            results.append(next_at)
+        if _RECORD.execute(conn, records) != len(records):
+            raise _TakenOver()
+        events_rows = self.outbox.rows([envelope for envelope, _ in envelopes])
+        for row, (_, key) in zip(events_rows, envelopes, strict=True):
+            row["event_type"] = key
+        db.insert_together(conn, [(_INSERT_ATTEMPT, attempts),
+                                  self.outbox.insert_of(events_rows)])
+        return [(True, next_at, self._fallback(conn, claim, now)
+                 if outcome.status in ("failed", "skipped") else None)
+                for (claim, outcome), next_at in zip(finished, results, strict=True)]
+
+    def _record_in(self, conn, claim: Claim, outcome: Outcome, now) -> tuple:
+        """The record of one attempt inside the caller's transaction: (whether the lease was
+        still this worker's and it was written, the next attempt's time, the fallback's
+        channel)."""
         terminal = outcome.status != "retry"
         next_at = None if terminal else retry.next_attempt_at(
             self.settings.retry_delays, claim.attempt, now)
         status = "pending" if outcome.status == "retry" else outcome.status
-        fallback = None
         record = {"b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
                   "b_next": next_at, "b_now": now,
                   "b_error": None if outcome.status == "delivered" else outcome.detail[:200]}
         announced = outcome.status in ANNOUNCED
-        with self._begin() as conn:
-            if self._recordings is not None:
-                updated = self._record_in_one(conn, claim, outcome, record, announced)
-            else:
-                updated = _RECORD.execute(conn, record)
-                if updated == 1:
-                    _INSERT_ATTEMPT.execute(conn, {
-                        "delivery_id": claim.delivery_id, "attempt": claim.attempt,
-                        "at": now, "outcome": outcome.status,
-                        "detail": outcome.detail[:200]})
-                    if announced:
-                        self.outbox.add(conn, self._outcome_event(claim, outcome),
-                                        events.outcome_key(claim.audience, outcome.status))
-            if updated == 1 and outcome.status in ("failed", "skipped"):
-                fallback = self._fallback(conn, claim, now)
-            following = self._claim_in(conn) if claim_next else None
-        if updated != 1:
+        if self._recordings is not None:
+            updated = self._record_in_one(conn, claim, outcome, record, announced)
+        else:
+            updated = _RECORD.execute(conn, record)
+            if updated == 1:
+                _INSERT_ATTEMPT.execute(conn, {
+                    "delivery_id": claim.delivery_id, "attempt": claim.attempt,
+                    "at": now, "outcome": outcome.status, "detail": outcome.detail[:200]})
+                if announced:
+                    self.outbox.add(conn, self._outcome_event(claim, outcome),
+                                    events.outcome_key(claim.audience, outcome.status))
+        fallback = None
+        if updated == 1 and outcome.status in ("failed", "skipped"):
+            fallback = self._fallback(conn, claim, now)
+        return updated == 1, next_at, fallback
+
+    def _recorded(self, claim: Claim, outcome: Outcome, now, written: bool, next_at,
+                  fallback: str | None) -> None:
+        """After the record's commit: the metrics, the log line and the wakes."""
+        if not written:
             # The lease ran out and another worker took the delivery over; its record wins.
             log.warning("delivery %s was taken over before attempt %d was recorded",
                         claim.delivery_id, claim.attempt)
-            return following
+            return
         DELIVERIES.labels(claim.channel, outcome.status).inc()
         if fallback is not None:
             FALLBACKS.labels(claim.channel, fallback).inc()
@@ -690,9 +961,9 @@ class DeliveryWorker:
             self.outbox.wake()
         elif next_at is not None:
             due = time.monotonic() + (next_at - now).total_seconds()
-            with self._wake:
+            with self._lock:
                 self._soonest_retry = min(self._soonest_retry, due)
-        return following
+                self._dispatch.notify()  # a sooner retry shortens the claims loop's wait
 
     def _record_in_one(self, conn, claim: Claim, outcome: Outcome, record: dict,
                        announced: bool) -> int:

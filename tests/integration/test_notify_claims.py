@@ -1,7 +1,7 @@
-"""A sending thread records an attempt and claims its next delivery in one transaction: the
-claim it holds has its own lease (no other worker takes it), and a stopping thread puts it
-back instead of leaving it to the lease. SQLite and PostgreSQL, a real SMTP server and
-agency endpoint."""
+"""The claims loop records a round of outcomes and claims the next round in one transaction:
+the claims it holds have their own lease (no other worker takes them), and a stopping worker
+puts back those no thread has started instead of leaving them to the lease. SQLite and
+PostgreSQL, a real SMTP server and agency endpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from lapor.v1 import events_pb2
 from services.infra import db, events
@@ -55,60 +56,144 @@ def _claim_all(worker) -> list:
     return claims
 
 
-def test_recording_an_attempt_claims_the_next_delivery_under_its_own_lease(
+def _commits(engine) -> list[int]:
+    """Counts the engine's commits from now on (the list's length)."""
+    commits: list[int] = []
+    sa.event.listen(engine, "commit", lambda _conn: commits.append(1))
+    return commits
+
+
+def test_a_round_of_outcomes_is_recorded_and_the_next_round_claimed_in_one_transaction(
         start_notify, agency, smtp):
     service = _backlog(start_notify, agency)
     worker = service.worker
-    first = worker.claim()
-    held = worker.record(first, worker.attempt(first), claim_next=True)
+    first = worker.claim_many(2)
+    assert len(first) == 2
+    sent = [(claim, worker.attempt(claim)) for claim in first]
+    commits = _commits(service.engine)
+    held = worker.record_and_claim(sent, 3)
 
-    assert held is not None and held.id != first.id and held.attempt == 1
-    assert _row(service, first.id)["status"] == "delivered"
-    assert [a["attempt"] for a in attempts_of(service, first.delivery_id)] == [1]
-    row = _row(service, held.id)
-    assert row["status"] == "pending" and row["attempts"] == 1
-    leased_until = db.as_utc(row["next_attempt_at"])
-    assert leased_until > db.utcnow() + worker.settings.lease - timedelta(seconds=5)
-    assert attempts_of(service, held.delivery_id) == []  # claimed, not yet tried
+    assert len(commits) == 1
+    for claim in first:
+        assert _row(service, claim.id)["status"] == "delivered"
+        assert [a["attempt"] for a in attempts_of(service, claim.delivery_id)] == [1]
+    assert len(held) == 3 and not {c.id for c in held} & {c.id for c in first}
+    for claim in held:
+        row = _row(service, claim.id)
+        assert row["status"] == "pending" and row["attempts"] == 1 and claim.attempt == 1
+        leased_until = db.as_utc(row["next_attempt_at"])
+        assert leased_until > db.utcnow() + worker.settings.lease - timedelta(seconds=5)
+        assert attempts_of(service, claim.delivery_id) == []  # claimed, not yet tried
 
-    # Any other claim (another thread, another replica) never gets the held delivery.
+    # Any other claim (another thread, another replica) never gets a held delivery.
     taken = [claim.id for claim in _claim_all(worker)]
-    assert held.id not in taken and first.id not in taken
-    assert len(taken) == 4  # the rest of the six
+    assert len(taken) == 1 and not set(taken) & {c.id for c in held + first}
 
-    # The holder sends it with the attempt number it claimed.
-    worker.record(held, worker.attempt(held))
-    assert _row(service, held.id)["status"] == "delivered"
-    assert [a["attempt"] for a in attempts_of(service, held.delivery_id)] == [1]
+    # The holders send them with the attempt numbers they claimed.
+    worker.record_and_claim([(claim, worker.attempt(claim)) for claim in held], 0)
+    for claim in held:
+        assert _row(service, claim.id)["status"] == "delivered"
+        assert [a["attempt"] for a in attempts_of(service, claim.delivery_id)] == [1]
+    with service.engine.connect() as conn:
+        announced = conn.execute(sa.select(store.outbox.c.aggregate_id)).scalars().all()
+    # One outcome event each, written with its record.
+    assert sorted(announced) == sorted(c.tracking_id for c in first + held)
 
 
-def test_a_stopping_thread_puts_back_the_claim_it_holds_uncounted(start_notify, agency, smtp):
-    service = _backlog(start_notify, agency)
+def test_a_round_with_a_lease_taken_over_records_the_rest_and_nothing_of_that_one(
+        start_notify, agency, smtp):
+    """One delivery of a round was taken over by another worker while it was sent (its lease
+    ran out): the round's other records are written, that one's attempt, outcome event and
+    status are left to the worker that holds it now."""
+    from services.notify.worker import Outcome
+
+    service = _backlog(start_notify, agency, tickets=2)
     worker = service.worker
-    assert worker.run_once()  # sends one, holds the next
-    held = worker._local.held
-    assert held is not None
-    worker._put_back_held()
-    row = _row(service, held.id)
-    assert row["status"] == "pending" and row["attempts"] == 0
-    assert db.as_utc(row["next_attempt_at"]) <= db.utcnow()
+    stale, fresh = worker.claim_many(2)
+    d = store.deliveries
+    with service.engine.begin() as conn:  # stale's lease runs out
+        conn.execute(d.update().where(d.c.id == stale.id).values(
+            next_attempt_at=db.utcnow() - timedelta(seconds=1)))
+    taken = worker.claim()
+    assert (taken.id, taken.attempt) == (stale.id, 2)
+
+    assert worker.record_and_claim([(stale, Outcome("delivered", "250 ok")),
+                                    (fresh, Outcome("delivered", "250 ok"))], 0) == []
+    assert attempts_of(service, stale.delivery_id) == []
+    assert _row(service, stale.id)["status"] == "pending"
+    assert [a["attempt"] for a in attempts_of(service, fresh.delivery_id)] == [1]
+    assert _row(service, fresh.id)["status"] == "delivered"
+    with service.engine.connect() as conn:
+        events_of = conn.execute(sa.select(store.outbox.c.aggregate_id)).scalars().all()
+    assert events_of == [fresh.tracking_id]
+
+
+def _gated(worker):
+    """Makes the worker's sends wait for the returned event (at most 10 s); the list counts
+    the sends that have started."""
+    gate, started = threading.Event(), []
+    for name in ("send_webhook", "send_email"):
+        real = getattr(worker, name)
+
+        def held_back(*args, real=real, **kwargs):
+            started.append(1)
+            gate.wait(10)
+            return real(*args, **kwargs)
+
+        setattr(worker, name, held_back)
+    return gate, started
+
+
+def _restartable(worker) -> None:
+    """New loops for a worker whose loops were stopped (a loop starts once)."""
+    worker.claims_loop = type(worker.claims_loop)(
+        "notify-claims", worker._claims_iteration, on_exit=worker._claims_exit)
+    worker.senders = [type(loop)(loop.name, loop.body, on_exit=loop.on_exit)
+                      for loop in worker.senders]
+
+
+def test_a_stopping_worker_finishes_its_sends_and_puts_back_the_claims_waiting(
+        start_notify, agency, smtp):
+    """Each sending thread has a claim in hand, and claims wait for them to finish. A stop
+    lets the sends in hand finish and records them; the claims still waiting go back due
+    now, their attempt uncounted, and are sent later with attempt 1."""
+    service = _backlog(start_notify, agency, tickets=10)
+    worker = service.worker
+    _restartable(worker)
+    gate, started = _gated(worker)
+    worker.start()
+    threads = len(worker.senders)
+    wait_for(lambda: len(started) == threads, what="every thread to hold a send")
+    time.sleep(0.2)
+    claimed = sum(r["attempts"] for r in rows(service, store.deliveries))
+    assert threads < claimed <= 2 * threads  # some wait for a thread to take them
+    threading.Timer(0.3, gate.set).start()  # the sends in hand finish while stop waits
+    assert worker.stop(timeout=10)
+
+    deliveries = rows(service, store.deliveries)
+    delivered = [d for d in deliveries if d["status"] == "delivered"]
+    assert len(delivered) == threads
+    now = db.utcnow()
+    for d in deliveries:
+        tried = attempts_of(service, d["delivery_id"])
+        if d["status"] == "delivered":
+            assert [a["attempt"] for a in tried] == [1]
+        else:
+            assert (d["status"], d["attempts"], tried) == ("pending", 0, [])
+            assert db.as_utc(d["next_attempt_at"]) <= now
 
     while worker.run_once():
         pass
     deliveries = rows(service, store.deliveries)
-    assert len(deliveries) == 6
     assert {(d["status"], d["attempts"]) for d in deliveries} == {("delivered", 1)}
-    for d in deliveries:
-        assert [a["attempt"] for a in attempts_of(service, d["delivery_id"])] == [1]
-    assert len(smtp.messages) == 3 and len(agency.delivered()) == 3
+    assert len(smtp.messages) == 10 and len(agency.delivered()) == 10
 
 
 def test_a_service_stopped_mid_backlog_leaves_nothing_leased(start_notify, agency, smtp):
-    """Stopping the sending threads, whatever each holds at that moment, leaves no delivery
+    """Stopping the worker, whatever each thread holds at that moment, leaves no delivery
     claimed but unsent: each is delivered, or pending and due with its attempt uncounted."""
     service = _backlog(start_notify, agency, tickets=10)
-    service.worker.loops = [type(loop)(loop.name, loop.body, on_exit=loop.on_exit)
-                            for loop in service.worker.loops]
+    _restartable(service.worker)
     service.worker.start()
     service.worker.stop()
     now = db.utcnow()
@@ -121,53 +206,59 @@ def test_a_service_stopped_mid_backlog_leaves_nothing_leased(start_notify, agenc
             assert d["status"] == "delivered"
 
 
-def test_deliveries_made_wake_as_many_sending_threads_not_all_of_them(start_notify, agency,
-                                                                      smtp):
-    """A woken thread that finds nothing due has spent a claim transaction (on SQLite the
-    write lock) for nothing: a ticket's two notices wake two of the four threads."""
+def _counting_looks(worker) -> list[int]:
+    """Counts the claim statements the worker runs from now on, each by what it found."""
+    looks: list[int] = []
+    claim_next = worker._claim_next
+
+    def counting(conn, limit, *args):
+        found = claim_next(conn, limit, *args)
+        looks.append(len(found[0]))
+        return found
+
+    worker._claim_next = counting
+    return looks
+
+
+def test_a_tickets_notices_are_claimed_in_one_look_and_recorded_in_one_round(
+        start_notify, agency, smtp):
+    """New deliveries cost one look for all the waiting threads, not one per thread, and
+    their outcomes go in together."""
     service = start_notify(poll_interval=30.0, workers=4)
     subscribe(service, "PUPR-13.03", agency.url)
     worker = service.worker
     wait_for(lambda: all(loop.status().alive for loop in worker.loops), what="the threads")
     time.sleep(0.3)  # each has looked once at start and found nothing: they wait
-    claimed_by: set[int] = set()
-    claim = worker.claim
+    looks = _counting_looks(worker)
+    rounds: list[int] = []
+    record_round = worker._record_round
 
-    def counting_claim():
-        claimed_by.add(threading.get_ident())
-        return claim()
+    def counting_rounds(conn, finished, now):
+        rounds.append(len(finished))
+        return record_round(conn, finished, now)
 
-    worker.claim = counting_claim
+    worker._record_round = counting_rounds
     tid = tracking_id()
     service.handler(registered(tid))
     service.handler(dispatched(tid))
     wait_for(lambda: [d["status"] for d in rows(service, store.deliveries)]
              == ["delivered", "delivered"], what="both deliveries")
     time.sleep(0.3)
-    assert len(worker.loops) == 4
-    assert 1 <= len(claimed_by) <= 2
+    assert looks[0] == 2 and looks[1:] == [0] * (len(looks) - 1) and len(looks) <= 2
+    assert rounds == [2]
+    assert len(smtp.messages) == 1 and len(agency.delivered()) == 1
 
 
-def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_again(
+def test_an_idle_worker_makes_no_look_until_woken_and_then_sends_at_once(
         start_notify, agency, smtp):
-    """The claim made with a record is the thread's look for more work: when it finds none
-    the thread waits for a wake (or its poll) instead of spending another claim transaction
-    on an empty look, and a delivery made meanwhile still goes out at once."""
+    """With nothing due the claims loop waits for a wake (or its poll) instead of looking
+    again and again, and a delivery made meanwhile still goes out at once."""
     service = start_notify(poll_interval=30.0, workers=1)
     subscribe(service, "PUPR-13.03", agency.url)
     worker = service.worker
-    wait_for(lambda: worker.loops[0].status().alive, what="the sending thread")
+    wait_for(lambda: worker.claims_loop.status().alive, what="the claims loop")
     time.sleep(0.3)  # it has looked once at start and found nothing: it waits
-    empty_looks = []
-    claim_next = worker._claim_next
-
-    def counting(conn, *args):
-        found = claim_next(conn, *args)
-        if found is None:
-            empty_looks.append(time.monotonic())
-        return found
-
-    worker._claim_next = counting
+    looks = _counting_looks(worker)
     for _ in range(2):
         tid = tracking_id()
         service.handler(registered(tid))
@@ -176,8 +267,10 @@ def test_a_thread_that_found_nothing_more_after_a_send_waits_without_looking_aga
                                   if d["tracking_id"] == tid] == ["delivered", "delivered"],
                  timeout=5, what="both deliveries well before the 30 s poll")
         time.sleep(0.3)
-    # One empty look after each ticket's two sends; the old loop made two.
-    assert len(empty_looks) == 2
+        before = len(looks)
+        time.sleep(1.0)
+        assert len(looks) == before  # idle: not a statement
+    assert sum(looks) == 4 and looks.count(0) <= 4
     assert len(smtp.messages) == 2 and len(agency.delivered()) == 2
 
 
@@ -399,3 +492,90 @@ def test_a_claim_carries_the_reporters_contact_and_the_agencys_own_endpoint_else
         else:
             assert claim.channel == "webhook" and claim.contact is None
             assert claim.endpoint.url == url and claim.endpoint.active
+
+
+def test_a_reporters_notices_about_one_report_go_out_in_the_order_of_their_events(
+        start_notify, agency, smtp):
+    """Four threads are free, but a report's second and third notice to its reporter wait
+    for the one before to be sent, even when that one is slow: the reporter reads "followed
+    up" before "closed"."""
+    from lapor.v1 import common_pb2
+    from tests.integration.test_duplicates import changed
+
+    service = _backlog(start_notify, agency, tickets=3)  # three reports, dispatched
+    worker = service.worker
+    tids = sorted({d["tracking_id"] for d in rows(service, store.deliveries)})
+    for tid in tids:
+        service.handler(changed(tid, "follow_up", common_pb2.TICKET_STATE_FOLLOWED_UP, 4,
+                                public_note="Ditindaklanjuti"))
+        service.handler(changed(tid, "close", common_pb2.TICKET_STATE_CLOSED, 5,
+                                public_note="Selesai"))
+    real_email = worker.send_email
+
+    def slow_first_email(settings, mail, *args, **kwargs):
+        if b"Ditindaklanjuti" not in mail.data and b"Selesai" not in mail.data:
+            time.sleep(0.3)  # the dispatch notice is slow to send
+        return real_email(settings, mail, *args, **kwargs)
+
+    worker.send_email = slow_first_email
+    _restartable(worker)
+    worker.start()
+    try:
+        wait_for(lambda: len(smtp.messages) == 9, what="every notice")
+    finally:
+        worker.stop()
+    for tid in tids:
+        subjects = [message["Subject"] for _, message in smtp.messages
+                    if tid in message["Subject"]]
+        assert len(subjects) == 3
+        assert [next((word for word in ("ditindaklanjuti", "selesai")
+                      if word in subject.lower()), "dispatched") for subject in subjects] \
+            == ["dispatched", "ditindaklanjuti", "selesai"], subjects
+
+
+def test_a_claim_that_waited_longer_than_a_send_goes_back_instead_of_out(
+        start_notify, agency, smtp):
+    """A claim waits for a thread to finish the send in its hand; one that has waited longer
+    than a whole send (the thread's send was that slow) would leave its lease too short for
+    its own, so it goes back uncounted and is claimed afresh. Every notice is still sent
+    once, as attempt 1."""
+    service = start_notify(workers=1, webhook_timeout=0.25, smtp_timeout=0.25,
+                           gateway_timeout=0.25)
+    worker = service.worker
+    assert worker.settings.send_limit == 0.5
+    worker.stop()
+    subscribe(service, "PUPR-13.03", agency.url)
+    for i in range(2):
+        tid = tracking_id()
+        service.handler(registered(tid, email_address=f"pelapor{i}@example.id"))
+        service.handler(dispatched(tid))
+    real_webhook = worker.send_webhook
+    slowed: list[int] = []
+
+    def slow_once(*args, **kwargs):
+        if not slowed:
+            slowed.append(1)
+            time.sleep(0.7)  # within its own limit, longer than the next claim may wait
+        return real_webhook(*args, **kwargs)
+
+    put_back: list[int] = []
+    real_put_back = worker.put_back
+
+    def counting(claims):
+        put_back.extend(claim.id for claim in claims)
+        return real_put_back(claims)
+
+    worker.send_webhook, worker.put_back = slow_once, counting
+    _restartable(worker)
+    worker.start()
+    try:
+        wait_for(lambda: len(smtp.messages) == 2 and len(agency.delivered()) == 2,
+                 what="every notice")
+        wait_for(lambda: {d["status"] for d in rows(service, store.deliveries)}
+                 == {"delivered"}, what="every record")
+    finally:
+        worker.stop()
+    assert put_back
+    for d in rows(service, store.deliveries):
+        assert d["attempts"] == 1
+        assert [a["attempt"] for a in attempts_of(service, d["delivery_id"])] == [1]

@@ -1,5 +1,5 @@
 """notify's health as Kubernetes sees it: /healthz (liveness) fails for a dead or wedged
-sending loop, a sending loop survives what it does not expect, and the whole stop fits
+sending or claims loop, the claims loop survives what it does not expect, and the whole stop fits
 LAPOR_SHUTDOWN_SECONDS even with a send in hand that would take longer."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import sqlalchemy as sa
 
 from services.infra import db
 from services.notify import store
@@ -51,25 +52,46 @@ def test_a_wedged_sending_loop_fails_liveness(sqlite_url, amqp_url):
         service.stop()
 
 
-def test_a_sending_loop_survives_a_failure_it_did_not_expect(sqlite_url, amqp_url):
+def test_the_claims_loop_survives_a_failure_it_did_not_expect(sqlite_url, amqp_url):
+    """The claims loop's transaction fails twice (a bug, the database gone for a moment):
+    the loop goes on after its backoff, the outcome it held is recorded after all, once,
+    and the service stays healthy."""
     service = start(sqlite_url, amqp_url, workers=1)
     calls: list[int] = []
-    real = service.worker.run_once
+    real = service.worker.record_and_claim
 
-    def flaky():
-        calls.append(1)
-        if len(calls) <= 2:
+    def flaky(finished, want):
+        calls.append(len(finished))
+        if finished and calls.count(len(finished)) <= 2:
             raise RuntimeError("a bug, or the database gone for a moment")
-        return real()
+        return real(finished, want)
 
-    service.worker.run_once = flaky
+    service.worker.record_and_claim = flaky
     try:
+        with service.engine.begin() as conn:  # no endpoint for anyone: it ends skipped
+            conn.execute(store.deliveries.insert().values(
+                delivery_id="d-1", tracking_id="LPR-X", channel="webhook", audience="agency",
+                target="PUPR-13.03", trigger_event_id="e-1", trigger_type="ticket.dispatched",
+                payload="{}", status="pending", attempts=0, next_attempt_at=db.utcnow(),
+                created_at=db.utcnow(), updated_at=db.utcnow()))
         service.worker.wake()
-        wait_for(lambda: len(calls) >= 4, 10, what="the loop to go on after two failures")
-        assert service.worker.loops[0].status().alive
+        wait_for(lambda: _status(service, "d-1") == "skipped", 15,
+                 what="the outcome recorded after two failures")
+        assert calls.count(1) == 3
+        with service.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(
+                store.delivery_attempts)).scalar_one() == 1
+        assert all(loop.status().alive for loop in service.worker.loops)
         assert healthz(service)[0] == 200
     finally:
         service.stop()
+
+
+def _status(service, delivery_id: str) -> str:
+    d = store.deliveries
+    with service.engine.connect() as conn:
+        return conn.execute(sa.select(d.c.status).where(
+            d.c.delivery_id == delivery_id)).scalar_one()
 
 
 def test_the_stop_fits_its_budget_with_a_send_in_hand(sqlite_url, amqp_url):
