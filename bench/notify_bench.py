@@ -478,25 +478,41 @@ def run_notify(label: str, database_url: str, amqp_url: str, receivers: Receiver
 
 
 # -- the profile -------------------------------------------------------------------------------
-# Stages of a worker thread's loop, first match from the innermost frame outwards.
+# Stages of a sending thread's loop and of the claims loop (decision 87), first match from
+# the innermost frame outwards.
+_SENDER = "_send_iteration (services/notify/worker.py"
+_CLAIMS = "_claims_iteration (services/notify/worker.py"
 _STAGES = [
-    # The next claim runs inside the record's transaction; its samples count as the claim.
-    ("claim (due row leased and read back, contact/endpoint)", "_claim_next (services/notify"),
     ("render template", "render (services/notify/templates"),
     ("build the message's bytes", "build_email (services/notify"),
     ("SMTP conversation", "send_email (services/notify"),
     ("sign webhook", "webhook_headers (services/notify"),
     ("HTTP POST: CA bundle loaded for a new TLS context", "create_default_context ("),
     ("HTTP POST: the request", "send_webhook (services/notify"),
-    ("record (update, attempt row, outbox event)", "record (services/notify/worker.py"),
+    ("idle, waiting for a claim", _SENDER),
+]
+_CLAIM_STAGES = [
+    ("claim (due rows leased and read back, contact/endpoint)", "_claim_some (services/notify"),
+    ("record (updates, attempt rows, outcome events)", "_record_"),
+    ("put back (a stop, a claim that waited too long)", "put_back (services/notify"),
     ("pending gauges", "_update_gauges (services/notify"),
-    ("idle, waiting for work", "_iteration (services/notify/worker.py"),
+    ("transaction begin and commit", "record_and_claim (services/notify"),
+    ("waiting for outcomes or work", _CLAIMS),
 ]
 
 
+def _stage(frames: list[str], stages) -> str:
+    for stage, marker in stages:
+        if any(marker in f for f in frames):
+            return stage
+    return "other"
+
+
 def profile_breakdown(path: Path, deliveries: int, seconds: float) -> list[str]:
-    """Worker threads' wall time by stage, and what the other busy threads spent."""
+    """The sending threads' and the claims loop's wall time by stage, and what the other
+    busy threads spent."""
     worker: collections.Counter = collections.Counter()
+    claims: collections.Counter = collections.Counter()
     sql_in: collections.Counter = collections.Counter()
     others: collections.Counter = collections.Counter()
     for line in path.read_text().splitlines():
@@ -505,17 +521,13 @@ def profile_breakdown(path: Path, deliveries: int, seconds: float) -> list[str]:
             continue
         n = int(count)
         frames = stack.split(";")
-        if any("_iteration (services/notify/worker.py" in f for f in frames):
-            for stage, marker in _STAGES:
-                if any(marker in f for f in frames):
-                    worker[stage] += n
-                    if any("sqlalchemy" in f for f in frames) and stage.startswith(
-                            ("claim", "record")):
-                        if any("sqlite3" in f or "psycopg" in f for f in frames):
-                            sql_in[stage] += n
-                    break
-            else:
-                worker["other"] += n
+        if any(_SENDER in f for f in frames):
+            worker[_stage(frames, _STAGES)] += n
+        elif any(_CLAIMS in f for f in frames):
+            stage = _stage(frames, _CLAIM_STAGES)
+            claims[stage] += n
+            if any("sqlite3" in f or "psycopg" in f for f in frames):
+                sql_in[stage] += n
         elif any("handler.py" in f and "services/notify" in f for f in frames):
             others["event handler (contact, dedupe row, delivery rows)"] += n
         elif any("services/infra/outbox.py" in f for f in frames):
@@ -523,16 +535,22 @@ def profile_breakdown(path: Path, deliveries: int, seconds: float) -> list[str]:
     total = sum(worker.values())
     if not total:
         return ["profile: no worker samples"]
-    thread_seconds = WORKERS * seconds
-    lines = [f"  worker threads ({WORKERS}), wall time per delivery by stage "
+    # py-spy samples every thread at the same rate: a sample is this many thread-seconds.
+    per_sample = WORKERS * seconds / total
+    lines = [f"  sending threads ({WORKERS}), wall time per delivery by stage "
              f"({total} samples):"]
     for stage, n in worker.most_common():
-        ms = 1000 * thread_seconds * n / total / deliveries
-        extra = ""
-        if sql_in.get(stage):
-            extra = f", of which {100 * sql_in[stage] / n:.0f}% in the database driver"
-        lines.append(f"    {stage}: {ms:.2f} ms ({100 * n / total:.0f}%{extra})")
-    per_sample = thread_seconds / total
+        lines.append(f"    {stage}: {1000 * per_sample * n / deliveries:.2f} ms "
+                     f"({100 * n / total:.0f}%)")
+    if claims:
+        lines.append(f"  the claims loop, wall time per delivery by stage "
+                     f"({sum(claims.values())} samples):")
+        for stage, n in claims.most_common():
+            extra = ""
+            if sql_in.get(stage):
+                extra = f", of which {100 * sql_in[stage] / n:.0f}% in the database driver"
+            lines.append(f"    {stage}: {1000 * per_sample * n / deliveries:.2f} ms "
+                         f"({100 * n / sum(claims.values()):.0f}%{extra})")
     for name, n in others.most_common():
         lines.append(f"  {name}: {n * per_sample:.1f} thread-s sampled "
                      f"(includes its waits)")
