@@ -522,9 +522,9 @@ class DeliveryWorker:
         It claims enough for every sending thread to have one in hand and one waiting, so a
         thread that finishes a send starts the next at once; and it records outcomes a round
         at a time: when every thread has handed one back, when the oldest has waited
-        RECORD_WINDOW_S, or when a thread has nothing left to take. A record claims as well
-        (it is a look for more work), as does a thread with nothing to take when deliveries
-        may be due."""
+        RECORD_WINDOW_S, or when a thread has nothing left to take. It claims only when
+        deliveries may be due that its last look did not take (_may_be_due): a record
+        after a look that found all there was claims nothing, a statement saved."""
         now = time.monotonic()
         if loop.stopping:
             finished, self._done = self._done, []
@@ -539,11 +539,12 @@ class DeliveryWorker:
             finished = []
         else:
             return None, 0
-        if depth > 0:
-            self._seen = self._generation
-            if self._soonest_retry <= now:
-                self._soonest_retry = float("inf")
-        return finished, max(0, depth)
+        if depth <= 0 or not self._may_be_due(now):
+            return finished, 0  # nothing may be due that the last look did not take
+        self._seen = self._generation
+        if self._soonest_retry <= now:
+            self._soonest_retry = float("inf")
+        return finished, depth
 
     def _wait_for_news(self) -> float:
         """(Under the lock) how long the claims loop may wait: a poll, or until the oldest
