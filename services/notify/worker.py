@@ -344,7 +344,7 @@ class DeliveryWorker:
         self._idle = 0
         self._generation = 0
         self._seen = -1           # the wake the claims loop last looked after
-        self._more_due = False    # the last look filled every waiting thread: look again
+        self._more_due = False    # the last look took all it asked for: look again
         self._looked_at = 0.0     # when the claims loop last looked (monotonic clock)
         self._last_gauges = 0.0
         # When the soonest retry this worker scheduled falls due (monotonic clock), so a short
@@ -358,8 +358,9 @@ class DeliveryWorker:
         # A claim is one statement where the database returns what it updated (SQLite 3.35
         # and later, PostgreSQL); an older SQLite reads the due rows, then claims them.
         self.claim_returning = engine.dialect.update_returning
-        # PostgreSQL records an attempt in one statement (_recording), with its outcome
-        # event or without; SQLite runs the three, a function call each.
+        # PostgreSQL records an attempt of its own (a round of one, or a round redone one
+        # by one) in one statement (_recording), with its outcome event or without; SQLite
+        # runs the three, a function call each. A round of several is _record_round's.
         self._recordings = {announced: _recording(outbox.table, announced)
                             for announced in (False, True)} \
             if engine.dialect.name == "postgresql" else None

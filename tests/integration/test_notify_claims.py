@@ -56,11 +56,12 @@ def _claim_all(worker) -> list:
     return claims
 
 
-def _commits(engine) -> list[int]:
-    """Counts the engine's commits from now on (the list's length)."""
-    commits: list[int] = []
-    sa.event.listen(engine, "commit", lambda _conn: commits.append(1))
-    return commits
+def _transactions(engine) -> list[str]:
+    """The engine's transactions' ends from now on, "commit" or "rollback", in order."""
+    ends: list[str] = []
+    sa.event.listen(engine, "commit", lambda _conn: ends.append("commit"))
+    sa.event.listen(engine, "rollback", lambda _conn: ends.append("rollback"))
+    return ends
 
 
 def test_a_round_of_outcomes_is_recorded_and_the_next_round_claimed_in_one_transaction(
@@ -70,10 +71,10 @@ def test_a_round_of_outcomes_is_recorded_and_the_next_round_claimed_in_one_trans
     first = worker.claim_many(2)
     assert len(first) == 2
     sent = [(claim, worker.attempt(claim)) for claim in first]
-    commits = _commits(service.engine)
+    ends = _transactions(service.engine)
     held = worker.record_and_claim(sent, 3)
 
-    assert len(commits) == 1
+    assert ends == ["commit"]  # one transaction, not redone record by record
     for claim in first:
         assert _row(service, claim.id)["status"] == "delivered"
         assert [a["attempt"] for a in attempts_of(service, claim.delivery_id)] == [1]
@@ -117,8 +118,10 @@ def test_a_round_with_a_lease_taken_over_records_the_rest_and_nothing_of_that_on
     taken = worker.claim()
     assert (taken.id, taken.attempt) == (stale.id, 2)
 
+    ends = _transactions(service.engine)
     assert worker.record_and_claim([(stale, Outcome("delivered", "250 ok")),
                                     (fresh, Outcome("delivered", "250 ok"))], 0) == []
+    assert ends == ["rollback", "commit"]  # the round, then each record on its own
     assert attempts_of(service, stale.delivery_id) == []
     assert _row(service, stale.id)["status"] == "pending"
     assert [a["attempt"] for a in attempts_of(service, fresh.delivery_id)] == [1]
