@@ -582,3 +582,45 @@ def test_a_claim_that_waited_longer_than_a_send_goes_back_instead_of_out(
     for d in rows(service, store.deliveries):
         assert d["attempts"] == 1
         assert [a["attempt"] for a in attempts_of(service, d["delivery_id"])] == [1]
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_record_blocked_by_another_sessions_lock_is_recorded_once_the_lock_goes(
+        start_notify, agency, smtp):
+    """Another session holds the delivery log locked (a migration, a hand-run statement):
+    the sends go out, the claims loop's record waits out its lock timeout, fails, backs
+    off and tries again, keeping the outcomes in hand; once the lock goes every delivery is
+    recorded once, as sent once, and the loop is healthy again."""
+    import psycopg
+
+    service = start_notify(workers=2)
+    worker = service.worker
+    worker.stop()
+    subscribe(service, "PUPR-13.03", agency.url)
+    tid = tracking_id()
+    service.handler(registered(tid))
+    service.handler(dispatched(tid))  # two deliveries: one claim holds both
+    url = service.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE delivery_attempts IN EXCLUSIVE MODE")
+        _restartable(worker)
+        worker.start()
+        wait_for(lambda: len(smtp.messages) == 1 and len(agency.delivered()) == 1,
+                 what="the sends, which need no lock")
+        wait_for(lambda: worker.claims_loop.status().failures >= 1, timeout=15,
+                 what="the record to give up on the lock")
+        assert {d["status"] for d in rows(service, store.deliveries)} == {"pending"}
+        blocker.rollback()
+    wait_for(lambda: {d["status"] for d in rows(service, store.deliveries)} == {"delivered"},
+             timeout=40, what="the records once the lock is gone")
+    for d in rows(service, store.deliveries):
+        assert d["attempts"] == 1
+        assert [a["attempt"] for a in attempts_of(service, d["delivery_id"])] == [1]
+    with service.engine.connect() as conn:
+        announced = conn.execute(sa.select(store.outbox.c.aggregate_id)).scalars().all()
+    assert announced == [tid, tid]
+    assert len(smtp.messages) == 1 and len(agency.delivered()) == 1
+    wait_for(lambda: worker.claims_loop.status().failures == 0, what="the loop to recover")
+    assert all(loop.status().healthy for loop in worker.loops)
+    worker.stop()
