@@ -18,6 +18,7 @@ contacts or confidential text, and nothing needs them after the confirm."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -169,18 +170,18 @@ class Outbox:
         """Stores the event in the caller's open transaction; it is sent after commit, under
         `routing_key` if given (events.outcome_key), else under its type. The row's
         `event_type` column holds that key."""
-        rows = self.rows((envelope,))
-        if routing_key is not None:
-            rows[0]["event_type"] = routing_key
-        self.add_rows(conn, rows)
+        self.add_rows(conn, self.rows((envelope,), (routing_key,)))
 
     @staticmethod
-    def rows(envelopes) -> list[dict]:
-        """The outbox rows of `envelopes`, to build before a transaction and add in it."""
+    def rows(envelopes, routing_keys=()) -> list[dict]:
+        """The outbox rows of `envelopes`, to build before a transaction and add in it; each
+        sent under its routing key in `routing_keys` where one is given (not None), else
+        under its type."""
         now = utcnow()
-        return [{"event_id": e.event_id, "event_type": e.type, "aggregate_id": e.aggregate_id,
-                 "body": e.SerializeToString(), "created_at": now, "attempts": 0}
-                for e in envelopes]
+        return [{"event_id": e.event_id, "event_type": key or e.type,
+                 "aggregate_id": e.aggregate_id, "body": e.SerializeToString(),
+                 "created_at": now, "attempts": 0}
+                for e, key in itertools.zip_longest(envelopes, routing_keys)]
 
     def insert_of(self, rows: list[dict]) -> tuple[Insert, list[dict]]:
         """Rows built by `rows` as a part for db.insert_together, to go in one statement with

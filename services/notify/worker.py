@@ -156,6 +156,12 @@ class Outcome:
     detail: str
 
 
+def _attempt_row(claim: Claim, outcome: Outcome, now) -> dict:
+    """An attempt's row in the delivery log."""
+    return {"delivery_id": claim.delivery_id, "attempt": claim.attempt, "at": now,
+            "outcome": outcome.status, "detail": outcome.detail[:200]}
+
+
 class _TakenOver(Exception):
     """A round's records found a lease gone: the round is rolled back and recorded again one
     by one."""
@@ -269,10 +275,12 @@ _WAIT = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
 # The delivery as this worker's claim left it: a lease taken over since bumped `attempts`.
 _STILL_HELD = sa.and_(_d.c.id == sa.bindparam("b_id"),
                       _d.c.attempts == sa.bindparam("b_attempt"), _d.c.status == "pending")
-# A claim committed on its own (claim() on PostgreSQL) whose reads then failed, undone: the
-# attempt uncounted and due again now, unless another worker has taken it since.
+# A claim undone (not sent: a stop, a claim that waited too long, or one committed on its own
+# whose reads then failed): the attempt uncounted and due again now, unless another worker
+# has taken it since.
 _UNCLAIM = db.Statement(_d.update().where(_STILL_HELD).values(
-    attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("now")))
+    attempts=_d.c.attempts - 1, next_attempt_at=sa.bindparam("now"),
+    updated_at=sa.bindparam("now")))
 # The first send of a reporter's notice settles its channel.
 _CHANNEL = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(
     channel=sa.bindparam("b_channel")))
@@ -578,13 +586,10 @@ class DeliveryWorker:
     def put_back(self, claims: list[Claim]) -> None:
         """Claims not sent, due again now with their attempt uncounted, unless their lease ran
         out and another worker took them meanwhile."""
-        d = store.deliveries
         now = db.utcnow()
         with self._begin() as conn:
-            for claim in claims:
-                conn.execute(d.update().where(
-                    d.c.id == claim.id, d.c.attempts == claim.attempt, d.c.status == "pending",
-                ).values(attempts=claim.attempt - 1, next_attempt_at=now, updated_at=now))
+            _UNCLAIM.execute(conn, [{"b_id": claim.id, "b_attempt": claim.attempt, "now": now}
+                                    for claim in claims])
 
     # -- one delivery, and the transactions ---------------------------------------------------
     def run_once(self) -> bool:
@@ -642,10 +647,7 @@ class DeliveryWorker:
         claims up to `want` due deliveries, in one transaction; the claims. Without records
         to make the claim is claim_many's."""
         if not finished:
-            if not want:
-                return []
-            with self._each_committed() as conn:
-                return self._claim_some(conn, want, committed_alone=db.is_postgres(conn))
+            return self.claim_many(want) if want else []
         now = db.utcnow()
         try:
             with self._begin() as conn:
@@ -886,59 +888,50 @@ class DeliveryWorker:
         gone (the UPDATEs' count is short)."""
         if len(finished) == 1:
             return [self._record_in(conn, *finished[0], now)]
-        records, attempts, envelopes, results = [], [], [], []
-        for claim, outcome in finished:
-            status = "pending" if outcome.status == "retry" else outcome.status
-            next_at = None if outcome.status != "retry" else retry.next_attempt_at(
-                self.settings.retry_delays, claim.attempt, now)
-            detail = outcome.detail[:200]
-            records.append({"b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
-                            "b_next": next_at, "b_now": now,
-                            "b_error": None if outcome.status == "delivered" else detail})
-            attempts.append({"delivery_id": claim.delivery_id, "attempt": claim.attempt,
-                             "at": now, "outcome": outcome.status, "detail": detail})
-            if outcome.status in ANNOUNCED:
-                envelopes.append((self._outcome_event(claim, outcome),
-                                  events.outcome_key(claim.audience, outcome.status)))
-            results.append(next_at)
+        records = [self._record_of(claim, outcome, now) for claim, outcome in finished]
         if _RECORD.execute(conn, records) != len(records):
             raise _TakenOver()
-        events_rows = self.outbox.rows([envelope for envelope, _ in envelopes])
-        for row, (_, key) in zip(events_rows, envelopes, strict=True):
-            row["event_type"] = key
-        db.insert_together(conn, [(_INSERT_ATTEMPT, attempts),
-                                  self.outbox.insert_of(events_rows)])
-        return [(True, next_at, self._fallback(conn, claim, now)
+        announced = [(claim, outcome) for claim, outcome in finished
+                     if outcome.status in ANNOUNCED]
+        events_rows = self.outbox.rows(
+            [self._outcome_event(claim, outcome) for claim, outcome in announced],
+            [events.outcome_key(claim.audience, outcome.status) for claim, outcome in announced])
+        db.insert_together(conn, [
+            (_INSERT_ATTEMPT, [_attempt_row(claim, outcome, now) for claim, outcome in finished]),
+            self.outbox.insert_of(events_rows)])
+        return [(True, record["b_next"], self._fallback(conn, claim, now)
                  if outcome.status in ("failed", "skipped") else None)
-                for (claim, outcome), next_at in zip(finished, results, strict=True)]
+                for (claim, outcome), record in zip(finished, records, strict=True)]
+
+    def _record_of(self, claim: Claim, outcome: Outcome, now) -> dict:
+        """The values of an attempt's record (_RECORD's, _recording's): its status, the next
+        attempt's time for a retry, the error for anything but a delivery."""
+        retrying = outcome.status == "retry"
+        return {"b_id": claim.id, "b_attempt": claim.attempt,
+                "b_status": "pending" if retrying else outcome.status,
+                "b_next": retry.next_attempt_at(self.settings.retry_delays, claim.attempt, now)
+                if retrying else None, "b_now": now,
+                "b_error": None if outcome.status == "delivered" else outcome.detail[:200]}
 
     def _record_in(self, conn, claim: Claim, outcome: Outcome, now) -> tuple:
         """The record of one attempt inside the caller's transaction: (whether the lease was
         still this worker's and it was written, the next attempt's time, the fallback's
         channel)."""
-        terminal = outcome.status != "retry"
-        next_at = None if terminal else retry.next_attempt_at(
-            self.settings.retry_delays, claim.attempt, now)
-        status = "pending" if outcome.status == "retry" else outcome.status
-        record = {"b_id": claim.id, "b_attempt": claim.attempt, "b_status": status,
-                  "b_next": next_at, "b_now": now,
-                  "b_error": None if outcome.status == "delivered" else outcome.detail[:200]}
+        record = self._record_of(claim, outcome, now)
         announced = outcome.status in ANNOUNCED
         if self._recordings is not None:
             updated = self._record_in_one(conn, claim, outcome, record, announced)
         else:
             updated = _RECORD.execute(conn, record)
             if updated == 1:
-                _INSERT_ATTEMPT.execute(conn, {
-                    "delivery_id": claim.delivery_id, "attempt": claim.attempt,
-                    "at": now, "outcome": outcome.status, "detail": outcome.detail[:200]})
+                _INSERT_ATTEMPT.execute(conn, _attempt_row(claim, outcome, now))
                 if announced:
                     self.outbox.add(conn, self._outcome_event(claim, outcome),
                                     events.outcome_key(claim.audience, outcome.status))
         fallback = None
         if updated == 1 and outcome.status in ("failed", "skipped"):
             fallback = self._fallback(conn, claim, now)
-        return updated == 1, next_at, fallback
+        return updated == 1, record["b_next"], fallback
 
     def _recorded(self, claim: Claim, outcome: Outcome, now, written: bool, next_at,
                   fallback: str | None) -> None:
