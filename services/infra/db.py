@@ -635,7 +635,7 @@ class Insert:
 # One per combination of inserts, columns and row counts (a handful per service), each
 # compiled once per dialect; row counts up to TOGETHER_MAX_ROWS a part.
 _together_plans: dict[tuple, tuple] = {}
-TOGETHER_MAX_ROWS = 8
+TOGETHER_MAX_ROWS = 16
 
 
 def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict]]]) -> None:
@@ -653,8 +653,8 @@ def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict
     if not parts:
         return
     dialect = conn.dialect
-    if dialect.name != "postgresql" or (len(parts) == 1 and len(parts[0][1]) == 1) or any(
-            len(rows) > TOGETHER_MAX_ROWS for _insert, rows in parts):
+    if dialect.name != "postgresql" or not together_fits(parts) or (
+            len(parts) == 1 and len(parts[0][1]) == 1):
         for insert, rows in parts:
             insert.send(conn, rows)
         return
@@ -674,6 +674,14 @@ def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict
             for column, name, process in names:
                 params[name] = process(row[column]) if process else row[column]
     _on_cursor(conn, statement, params, False, None)
+
+
+def together_fits(parts: list[tuple[Insert, dict | list[dict]]]) -> bool:
+    """Whether insert_together writes `parts` in one statement on PostgreSQL (atomic by
+    itself, so it may run outside a transaction): no part has more than TOGETHER_MAX_ROWS
+    rows."""
+    return all(isinstance(rows, dict) or len(rows) <= TOGETHER_MAX_ROWS
+               for _insert, rows in parts)
 
 
 def _together_plan(dialect, parts) -> tuple:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import db, events, logs
+from services.infra import db, events, group_commit, logs
 from services.infra.db import as_utc, reading, utcnow
 from services.infra.outbox import Outbox
 from services.intake import idempotency, ids, storage
@@ -108,13 +108,16 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
         inserts += [(_INSERT_REPORT, rows["report"]), (_INSERT_TIMELINE, rows["timeline"]),
                     outbox.insert_of(rows["outbox"])]
         try:
-            with engine.connect() as conn, (
-                    conn.begin() if also is not None else db.each_committed(conn)):
-                # On PostgreSQL one statement (db.insert_together), atomic by itself: with
-                # nothing else to write it runs on its own, one round trip in all.
-                db.insert_together(conn, inserts)
-                if also is not None:
-                    also(conn, answer["tracking_id"])
+            # With the submissions that arrive while another group commits, in one
+            # transaction (group_commit); alone when that group failed, or with `also`.
+            if also is not None or not group_commit.of(engine).write(inserts):
+                with engine.connect() as conn, (
+                        conn.begin() if also is not None else db.each_committed(conn)):
+                    # On PostgreSQL one statement (db.insert_together), atomic by itself:
+                    # with nothing else to write it runs on its own, one round trip in all.
+                    db.insert_together(conn, inserts)
+                    if also is not None:
+                        also(conn, answer["tracking_id"])
         except sa.exc.IntegrityError:
             # The key was used before (its answer, or a conflict), or a tracking id
             # collision (the next round draws a fresh one).

@@ -236,6 +236,43 @@ def test_simultaneous_retries_with_one_key_create_one_report(api):
     assert count(api.app, storage.outbox, event_type="report.submitted") == 1
 
 
+def test_reports_sent_at_once_with_a_reused_key_among_them_are_each_stored_once(api):
+    """Submissions that arrive together are committed together (group commit): a reused
+    key among them fails that group, and each of them is then stored (or refused) on its
+    own, as if it had come alone."""
+    used = {"Idempotency-Key": "mobile-retry-7f3a9c2e-0002"}
+    first = api.submit(headers=used).get_json()
+    gate = threading.Barrier(9)
+    answers: dict[str, object] = {}
+
+    def post(label, body, key):
+        client = Api(api.app)
+        gate.wait()
+        answers[label] = client.submit(body, headers={"Idempotency-Key": key})
+
+    threads = [threading.Thread(target=post, args=(f"fresh{i}", report(
+        title=f"Jalan rusak ke-{i} di Nagari Muaro"), f"fresh-7f3a9c2e-{i:04d}"))
+        for i in range(7)]
+    threads.append(threading.Thread(target=post, args=("replay", None, used["Idempotency-Key"])))
+    threads.append(threading.Thread(target=post, args=(
+        "reused", report(title="Jembatan gantung putus di Kamang"), used["Idempotency-Key"])))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    fresh = [answers[f"fresh{i}"] for i in range(7)]
+    assert [r.status_code for r in fresh] == [201] * 7
+    assert len({r.get_json()["tracking_id"] for r in fresh} | {first["tracking_id"]}) == 8
+    assert answers["replay"].status_code == 201
+    assert answers["replay"].get_json() == first
+    problem(answers["reused"], 422, "idempotency_key_reused")
+    assert count(api.app, storage.reports) == 8
+    assert count(api.app, storage.outbox, event_type="report.submitted") == 8
+    for r in fresh:
+        assert api.get(r.headers["Location"]).status_code == 200
+
+
 # -- what is wrong with a request ------------------------------------------------------------
 def test_validation_errors_name_every_field_to_fix(api):
     bad = {
