@@ -747,6 +747,20 @@ def _wrapped(conn: Connection, exc: Exception, dbapi_conn, cursor, statement: st
         connection_invalidated=invalidated, dialect=dialect, ismulti=many)
 
 
+_BY_DESCRIPTION = object()
+
+
+def _result_processor(type_, dialect, coltype=None):
+    """The type's result processor, or _BY_DESCRIPTION when it needs to know the column's
+    type as the server sends it (`coltype`, from the cursor's description)."""
+    try:
+        return type_.dialect_impl(dialect).result_processor(dialect, coltype)
+    except (TypeError, sa.exc.InvalidRequestError):
+        if coltype is not None:
+            raise
+        return _BY_DESCRIPTION
+
+
 class Statement:
     """A SELECT, UPDATE or DELETE (with or without RETURNING) built once, compiled once per
     dialect and run straight on the driver's cursor of the caller's connection (in its
@@ -796,9 +810,7 @@ class Statement:
             columns = list(self.statement.exported_columns)  # a SELECT's, or RETURNING's
             if columns:
                 keys = [c.key for c in columns]
-                processors = tuple(
-                    c.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for c in columns)
+                processors = tuple(_result_processor(c.type, dialect) for c in columns)
                 row = (collections.namedtuple("Row", keys, rename=True), processors,
                        any(processors))
             plan = (state.statement, binds, compiled.positional, row)
@@ -830,12 +842,28 @@ class Statement:
                           False, lambda cursor: cursor.rowcount)
 
     def _rows(self, conn: Connection, params: dict | None, fetch) -> list:
-        statement, binds, positional, row = self._plan(conn.dialect)
+        dialect = conn.dialect
+        statement, binds, positional, row = self._plan(dialect)
         if row is None:
             raise TypeError("the statement returns no rows")
         make, processors, convert = row
-        raw = _on_cursor(conn, statement, self._params(binds, positional, params or {}),
-                         False, fetch)
+        if _BY_DESCRIPTION in processors:
+            # A type whose conversion depends on what the server sends (PostgreSQL's
+            # numbers): decided from the first run's description, then kept.
+            description, raw = _on_cursor(
+                conn, statement, self._params(binds, positional, params or {}), False,
+                lambda cursor: (cursor.description, fetch(cursor)))
+            processors = tuple(
+                _result_processor(column.type, dialect, description[i][1])
+                if process is _BY_DESCRIPTION else process
+                for i, (column, process) in enumerate(zip(
+                    self.statement.exported_columns, processors, strict=True)))
+            self._plans[dialect.name] = (statement, binds, positional,
+                                         (make, processors, any(processors)))
+            convert = any(processors)
+        else:
+            raw = _on_cursor(conn, statement, self._params(binds, positional, params or {}),
+                             False, fetch)
         if not convert:
             return [make._make(values) for values in raw]
         return [make._make([process(value) if process else value

@@ -4,6 +4,7 @@ reporter, and what the reporter may still do with it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -191,17 +192,27 @@ def with_master() -> sa.Select:
                                                      master.c.tracking_id == r.c.linked_to))))
 
 
+@functools.cache
+def _loads() -> tuple[db.Statement, db.Statement]:
+    """load()'s two SELECTs, built once and run on the driver's cursor: built anew for each
+    status read, SQLAlchemy walked each to find its compiled form, and the two took a
+    status read as long as the rest of it."""
+    by_id = sa.bindparam("tracking_id")
+    return (db.Statement(with_master().where(storage.reports.c.tracking_id == by_id)),
+            db.Statement(sa.select(storage.timeline)
+                         .where(storage.timeline.c.tracking_id == by_id)
+                         .order_by(storage.timeline.c.at, storage.timeline.c.id)))
+
+
 def load(conn: Connection, tracking_id: str):
     """The report (with the status of the report it is linked to, if any, as master_*
-    columns) and its timeline; (None, []) when there is no such report."""
-    report = conn.execute(with_master().where(
-        storage.reports.c.tracking_id == tracking_id)).first()
+    columns) and its timeline; (None, []) when there is no such report. Rows are named
+    tuples by column key."""
+    report_of, timeline_of = _loads()
+    report = report_of.first(conn, {"tracking_id": tracking_id})
     if report is None:
         return None, []
-    entries = conn.execute(sa.select(storage.timeline).where(
-        storage.timeline.c.tracking_id == tracking_id).order_by(
-        storage.timeline.c.at, storage.timeline.c.id)).all()
-    return report, entries
+    return report, timeline_of.all(conn, {"tracking_id": tracking_id})
 
 
 def token_hash_query(tracking_id: str):

@@ -5,6 +5,7 @@ and PostgreSQL, and its errors are SQLAlchemy's."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -147,3 +148,30 @@ def test_a_list_the_statement_holds_itself_is_bound_as_sqlalchemy_binds_it(engin
     with engine.begin() as conn:
         assert [row.key for row in db.Statement(listed).all(conn, {"now": now})] == \
             conn.execute(listed, {"now": now}).scalars().all() == ["a", "c", "d"]
+
+
+measures = sa.Table(
+    "statement_measures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("latitude", sa.Float),
+    sa.Column("amount", sa.Numeric(10, 3)),
+    sa.Column("ratio", sa.Numeric(10, 3, asdecimal=False)),
+)
+
+
+def test_numbers_are_read_as_sqlalchemy_reads_them(engine):
+    """On PostgreSQL a number's conversion depends on the type the server sends (a Float
+    column cannot say by itself): the first run's description decides it, and later runs
+    convert the same way."""
+    with engine.begin() as conn:
+        conn.execute(measures.insert(), [{"latitude": -0.6569, "amount": "12.500",
+                                          "ratio": "0.125"},
+                                         {"latitude": None, "amount": None, "ratio": None}])
+    select = db.Statement(sa.select(measures.c.latitude, measures.c.amount, measures.c.ratio)
+                          .order_by(measures.c.id))
+    with engine.connect() as conn:
+        core = [tuple(r) for r in conn.execute(select.statement)]
+        first, again = select.all(conn), select.all(conn)
+    assert [tuple(r) for r in first] == [tuple(r) for r in again] == core
+    assert [type(v) for v in first[0]] == [type(v) for v in core[0]] == [float, Decimal, float]
+    assert first[0].latitude == -0.6569 and first[1] == (None, None, None)
