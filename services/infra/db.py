@@ -635,7 +635,7 @@ class Insert:
 # One per combination of inserts, columns and row counts (a handful per service), each
 # compiled once per dialect; row counts up to TOGETHER_MAX_ROWS a part.
 _together_plans: dict[tuple, tuple] = {}
-TOGETHER_MAX_ROWS = 16
+TOGETHER_MAX_ROWS = 8
 
 
 def insert_together(conn: Connection, parts: list[tuple[Insert, dict | list[dict]]]) -> None:

@@ -16,6 +16,9 @@ connection's checkout, BEGIN and COMMIT (on SQLite, also its turn at the file's 
 lock and the WAL frames of pages the others' rows share; on PostgreSQL, its round trips
 and its own flush of the WAL at commit), and the statement overhead of its rows.
 
+intake uses it on SQLite; on PostgreSQL a submission is one statement that commits by itself
+and groups measured no gain (decision 88).
+
 A group that fails (a reused Idempotency-Key, a tracking id drawn twice, the database
 refusing) commits nothing: each of its writers is told so and writes alone, meeting its
 own outcome. A writer alone in its group gets its failure raised as it happened.

@@ -109,9 +109,11 @@ def submit(engine: Engine, outbox: Outbox, report: NewReport,
         inserts += [(_INSERT_REPORT, rows["report"]), (_INSERT_TIMELINE, rows["timeline"]),
                     outbox.insert_of(rows["outbox"])]
         try:
-            # With the submissions that arrive while another group commits, in one
-            # transaction (group_commit); alone when that group failed, or with `also`.
-            if also is not None or not group_commit.of(engine).write(inserts):
+            # On SQLite with the submissions that arrive while another group commits, in
+            # one transaction (group_commit, decision 88); alone when that group failed,
+            # with `also`, and on PostgreSQL, where groups measured no gain.
+            if also is not None or db.is_postgres(engine) or \
+                    not group_commit.of(engine).write(inserts):
                 with engine.connect() as conn, (
                         conn.begin() if also is not None else db.each_committed(conn)):
                     # On PostgreSQL one statement (db.insert_together), atomic by itself:
