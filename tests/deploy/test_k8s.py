@@ -62,6 +62,7 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
         "consumer": None, "type": None,
         "outcome": {"processed", "duplicate", "retried", "parked"}},
     "lapor_consumer_batch_size": {"consumer": None},
+    "lapor_commit_group_size": {},
     "lapor_outbox_backlog": {"service": set(SERVICES)},
     "lapor_outbox_oldest_age_seconds": {"service": set(SERVICES)},
     "lapor_notify_deliveries_total": {
@@ -106,7 +107,8 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
 }
 HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_http_queue_wait_seconds",
               "lapor_grpc_server_handling_seconds", "lapor_notify_send_duration_seconds",
-              "lapor_duplicate_check_seconds", "lapor_consumer_batch_size"}
+              "lapor_duplicate_check_seconds", "lapor_consumer_batch_size",
+              "lapor_commit_group_size"}
 TARGET_LABELS = {"job", "instance"}
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
                    "unless", "bool", "offset", "Inf", "NaN"}
