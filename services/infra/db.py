@@ -57,6 +57,27 @@ _PG_TCP = {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle
            "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
 
 
+# psycopg turns a query's %(name)s placeholders into $n by a regular expression, and keeps
+# the result (an LRU of 128) only for queries of at most 50 parameters and 4 KiB, to spare
+# its cache the ever-different statements of ORMs. Ours are few and fixed (db.Insert,
+# db.Statement, insert_together's plans), and the larger are the busiest: a ticket's
+# insert, a round of notify's records, parsed again at every run (150 µs for 2 KB).
+QUERY_PARSES_KEPT_UP_TO = {"MAX_CACHED_STATEMENT_PARAMS": 1_000,
+                           "MAX_CACHED_STATEMENT_LENGTH": 64 * 1024}
+
+
+def _keep_query_parses() -> None:
+    """Lets psycopg keep the parse of queries up to QUERY_PARSES_KEPT_UP_TO (its module's
+    limits, private: a psycopg without them is left as it is)."""
+    try:
+        from psycopg import _queries
+    except ImportError:
+        return
+    for name, value in QUERY_PARSES_KEPT_UP_TO.items():
+        if getattr(_queries, name, value) < value:
+            setattr(_queries, name, value)
+
+
 def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
                 statement_timeout: float = STATEMENT_TIMEOUT,
                 lock_timeout: float = LOCK_TIMEOUT) -> Engine:
@@ -90,6 +111,7 @@ def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0,
                    if path and path != ":memory:" else None)
         _configure_sqlite(engine, busy_ms=int(statement_timeout * 1000), writers=writers)
         return engine
+    _keep_query_parses()
     options = (f"-c statement_timeout={int(statement_timeout * 1000)} "
                f"-c lock_timeout={int(lock_timeout * 1000)}")
     engine = sa.create_engine(url, pool_size=2 * pool_size, max_overflow=0,

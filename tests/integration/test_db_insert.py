@@ -259,3 +259,31 @@ def test_a_dropped_connection_under_inserts_together_is_invalidated(postgres_url
         assert count_rows(engine) == 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_large_statement_is_parsed_by_the_driver_once(postgres_url):
+    """psycopg keeps the parse of a query's placeholders only up to 50 parameters by
+    default; the services' engines keep it for their larger statements too, which run again
+    and again (a ticket's insert, a round of notify's records)."""
+    from psycopg import _queries
+
+    engine = db.make_engine(postgres_url)
+    metadata.create_all(engine)
+    at = db.utcnow()
+    try:
+        for batch in range(3):
+            parts = [(db.Insert(rows), [{"key": f"besar{batch}-{i}", "at": at, "note": "x",
+                                         "payload": b"x", "score": 0.5}
+                                        for i in range(db.TOGETHER_MAX_ROWS)]),
+                     (db.Insert(others), [{"key": f"besar{batch}-{i}", "n": i}
+                                          for i in range(db.TOGETHER_MAX_ROWS)])]
+            before = _queries._query2pg.cache_info()
+            with engine.begin() as conn:
+                db.insert_together(conn, parts)
+            after = _queries._query2pg.cache_info()
+            if batch:  # parsed at the first run, found at the next
+                assert after.hits == before.hits + 1 and after.misses == before.misses
+        assert count_rows(engine) == 3 * db.TOGETHER_MAX_ROWS
+    finally:
+        engine.dispose()
