@@ -6,12 +6,12 @@ PostgreSQL, with real threads and a first commit held open."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
 
 from services.infra import db, group_commit
+from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -86,13 +86,6 @@ def start(target, *args) -> threading.Thread:
     return thread
 
 
-def wait_for(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def test_writers_that_arrive_during_a_commit_are_committed_together_next(engine):
     writes = group_commit.GroupCommit(engine)
     held = HeldFirstCommit(engine)
@@ -107,7 +100,7 @@ def test_writers_that_arrive_during_a_commit_are_committed_together_next(engine)
     assert held.entered.wait(10)
     groups_before, writers_before = sizes()
     threads += [start(writer, f"later{i}") for i in range(6)]
-    wait_for(lambda: writes.waiting() == 6, "six writers queue behind the held commit")
+    wait_for(lambda: writes.waiting() == 6, what="six writers queue behind the held commit")
     assert keys(engine) == [], "nothing is answered or visible while the first commit is held"
     held.release()
     for thread in threads:
@@ -135,9 +128,9 @@ def test_a_group_with_a_taken_key_writes_nothing_and_sends_each_writer_back(engi
     threads = [start(writer, "held", "held")]
     assert held.entered.wait(10)
     threads += [start(writer, "taken", "again")]
-    wait_for(lambda: writes.waiting() == 1, "the retry queues first")
+    wait_for(lambda: writes.waiting() == 1, what="the retry queues first")
     threads += [start(writer, f"fresh{i}", f"fresh{i}") for i in range(3)]
-    wait_for(lambda: writes.waiting() == 4, "three fresh writers queue behind it")
+    wait_for(lambda: writes.waiting() == 4, what="three fresh writers queue behind it")
     held.release()
     for thread in threads:
         thread.join(30)
@@ -168,9 +161,9 @@ def test_a_group_too_big_for_one_statement_is_still_all_or_nothing(engine):
                            for n in range(db.TOGETHER_MAX_ROWS + 1)]),
             (INSERT_REPORT, {"key": "many", "at": db.utcnow()})]
     threads.append(start(lambda: outcomes.append(writes.write(many))))
-    wait_for(lambda: writes.waiting() == 1, "the big writer queues")
+    wait_for(lambda: writes.waiting() == 1, what="the big writer queues")
     threads.append(start(lambda: outcomes.append(writes.write(parts("taken")))))
-    wait_for(lambda: writes.waiting() == 2, "the taken key queues behind it")
+    wait_for(lambda: writes.waiting() == 2, what="the taken key queues behind it")
     held.release()
     for thread in threads:
         thread.join(30)
