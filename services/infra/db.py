@@ -869,23 +869,22 @@ class Statement:
         if row is None:
             raise TypeError("the statement returns no rows")
         make, processors, convert = row
-        if _BY_DESCRIPTION in processors:
+        values = self._params(binds, positional, params or {})
+        if _BY_DESCRIPTION not in processors:
+            raw = _on_cursor(conn, statement, values, False, fetch)
+        else:
             # A type whose conversion depends on what the server sends (PostgreSQL's
             # numbers): decided from the first run's description, then kept.
-            description, raw = _on_cursor(
-                conn, statement, self._params(binds, positional, params or {}), False,
-                lambda cursor: (cursor.description, fetch(cursor)))
+            description, raw = _on_cursor(conn, statement, values, False,
+                                          lambda cursor: (cursor.description, fetch(cursor)))
             processors = tuple(
-                _result_processor(column.type, dialect, description[i][1])
+                _result_processor(column.type, dialect, described[1])
                 if process is _BY_DESCRIPTION else process
-                for i, (column, process) in enumerate(zip(
-                    self.statement.exported_columns, processors, strict=True)))
-            self._plans[dialect.name] = (statement, binds, positional,
-                                         (make, processors, any(processors)))
+                for column, process, described in zip(
+                    self.statement.exported_columns, processors, description, strict=True))
             convert = any(processors)
-        else:
-            raw = _on_cursor(conn, statement, self._params(binds, positional, params or {}),
-                             False, fetch)
+            self._plans[dialect.name] = (statement, binds, positional,
+                                         (make, processors, convert))
         if not convert:
             return [make._make(values) for values in raw]
         return [make._make([process(value) if process else value
