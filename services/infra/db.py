@@ -929,14 +929,28 @@ class Listed:
         """Every row for `values` (none when it is empty), with `params` for the rest."""
         if not values:
             return []
+        return self._sized_for(values).all(conn, self._params(values, params))
+
+    def execute(self, conn: Connection, values: list, params: dict | None = None) -> int:
+        """Runs an UPDATE or DELETE for `values` (nothing when it is empty), with `params`
+        for the rest; the number of rows it touched (the padding's repeats touch none
+        twice)."""
+        if not values:
+            return 0
+        return self._sized_for(values).execute(conn, self._params(values, params))
+
+    def _sized_for(self, values: list) -> Statement:
         size = 1 << (len(values) - 1).bit_length()
         statement = self._sized.get(size)
         if statement is None:
             statement = self._sized[size] = Statement(self.build(
                 [sa.bindparam(f"{self.name}{i}", type_=self.type_) for i in range(size)]))
+        return statement
+
+    def _params(self, values: list, params: dict | None) -> dict:
         last = len(values) - 1
-        return statement.all(conn, {**(params or {}), **{
-            f"{self.name}{i}": values[min(i, last)] for i in range(size)}})
+        return {**(params or {}), **{f"{self.name}{i}": values[min(i, last)]
+                                     for i in range(1 << last.bit_length())}}
 
 
 def _first_deliveries_insert(binds: list) -> sa.sql.ClauseElement:

@@ -92,11 +92,16 @@ _INSERT_DELIVERY = db.Insert(store.deliveries)
 _made = threading.local()
 # Statements run for most events, built once (store.py says why).
 _d = store.deliveries
+_WAITING = (_d.c.channel.in_(REPORTER_CHANNELS), _d.c.audience == REPORTER,
+            _d.c.status == "pending",
+            sa.or_(_d.c.attempts == 0, _d.c.last_error == WAITING_FOR_CONTACT))
 _WAKE_WAITING = db.Statement(_d.update().where(
-    _d.c.tracking_id == sa.bindparam("b_tracking_id"), _d.c.channel.in_(REPORTER_CHANNELS),
-    _d.c.audience == REPORTER, _d.c.status == "pending",
-    sa.or_(_d.c.attempts == 0, _d.c.last_error == WAITING_FOR_CONTACT),
+    _d.c.tracking_id == sa.bindparam("b_tracking_id"), *_WAITING,
 ).values(next_attempt_at=sa.bindparam("b_now")))
+# The same for the reporters a batch registered (EventHandler._save_registered).
+_WAKE_WAITING_OF = db.Listed(lambda binds: _d.update().where(
+    _d.c.tracking_id.in_(binds), *_WAITING).values(next_attempt_at=sa.bindparam("b_now")),
+    _d.c.tracking_id.type, "t")
 _FOLLOWERS = db.Statement(sa.select(store.followers.c.follower)
                           .where(store.followers.c.master == sa.bindparam("master"))
                           .order_by(store.followers.c.follower))
@@ -255,10 +260,17 @@ class EventHandler:
             tracking_id=tracking_id, name=msg.name.strip(), email=msg.email.strip(),
             phone=msg.phone.strip(), language=msg.language.strip().lower() or "id",
             anonymous=msg.anonymous, channel=msg.channel.strip().lower())
-        store.save_contact(conn, contact)
         memo = db.batch_memo(conn)
         if memo is not None and "contacts" in memo:
+            # In a batch the later events read the contact from the memo; it is written, and
+            # what waited for it woken, for all the batch's reporters at once just before
+            # the batch commits (_save_registered): on PostgreSQL a round trip or two a
+            # batch instead of two an event.
             memo["contacts"][tracking_id] = contact
+            memo.setdefault("registered", {})[tracking_id] = contact
+            db.before_commit(conn, self._save_registered)
+            return 0
+        store.save_contact(conn, contact)
         _insert_deliveries(conn)  # the batch's so far, which the next statement wakes
         # Notices that were waiting for this contact (events arrive out of order) go now:
         # every one not yet attempted, whether or not a worker has looked at it yet. Never
@@ -266,6 +278,19 @@ class EventHandler:
         # and waking it would hand it to a second worker.
         return _WAKE_WAITING.execute(conn, {"b_tracking_id": tracking_id,
                                              "b_now": db.utcnow()})
+
+    def _save_registered(self, conn: Connection) -> None:
+        """The batch's reporter.registered, as _registered writes one outside a batch: the
+        contacts saved, then the notices made before this batch that waited for them woken
+        (those the batch made itself are due already and counted by their events)."""
+        memo = db.batch_memo(conn)
+        registered = memo.pop("registered", None) if memo else None
+        if not registered:
+            return
+        store.save_contacts(conn, list(registered.values()))
+        woken = _WAKE_WAITING_OF.execute(conn, sorted(registered), {"b_now": db.utcnow()})
+        if woken:
+            db.after_commit(self.engine, functools.partial(self.on_new_deliveries, woken))
 
     def _opted_out(self, conn: Connection, envelope, msg: events_pb2.ContactOptedOut,
                    tracking_id: str) -> int:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from lapor.v1 import common_pb2, events_pb2
 from services.infra import db, events
 from services.notify import store
+from services.notify.handler import WAITING_FOR_CONTACT
 from tests.integration import test_notify_workflow as workflow
 from tests.integration.test_notify_workflow import (
     AGENCY,
@@ -166,6 +167,67 @@ def test_a_batch_of_tickets_reads_ahead_instead_of_per_event(handler):
         made = conn.execute(sa.select(sa.func.count()).select_from(store.deliveries).where(
             store.deliveries.c.tracking_id.in_(tids))).scalar()
     assert made == 16  # each ticket's webhook and its reporter's email
+
+
+def test_a_batch_of_reporters_is_saved_and_woken_in_two_statements(handler):
+    """Eight tickets dispatched before their reporters were known, each reporter's notice
+    already looked at by a worker and left waiting; then the eight reporter.registered in
+    one batch: the contacts are saved and the waiting notices woken in two statements for
+    the batch (one by one, two for each event), the woken count handed to the sending
+    threads once the batch has committed, not before."""
+    tids = [new_tracking_id() for _ in range(8)]
+    for tid in tids:
+        handler(dispatched(tid, version=1))
+    d = store.deliveries
+    later = db.utcnow().replace(year=2099)
+    with handler.engine.begin() as conn:
+        conn.execute(d.update().where(d.c.tracking_id.in_(tids), d.c.audience == "reporter")
+                     .values(last_error=WAITING_FOR_CONTACT, next_attempt_at=later))
+    def contacts_seen_by_a_worker() -> int:
+        with handler.engine.connect() as other:
+            return other.execute(sa.select(sa.func.count()).select_from(store.contacts).where(
+                store.contacts.c.tracking_id.in_(tids))).scalar()
+
+    woken: list[tuple[int, int, int]] = []
+    batch = [registered(tid, channel="sms" if i % 2 else "web") for i, tid in enumerate(tids)]
+    seen = _statements(handler.engine)
+    handler.on_new_deliveries = lambda count: woken.append(
+        (count, len(seen), contacts_seen_by_a_worker()))
+    try:
+        with db.batch(handler.engine):
+            handler.prepare(batch)
+            assert [handler(envelope) for envelope in batch] == ["processed"] * 8
+            assert woken == []
+    finally:
+        handler.on_new_deliveries = lambda _count: None
+    # Woken once, after the commit: new events, contacts, followers (the read-ahead), the
+    # contacts, the wake, and the batch's contacts visible to another connection.
+    assert woken == [(8, 5, 8)], seen
+    with handler.engine.connect() as conn:
+        due = conn.execute(sa.select(d.c.tracking_id, d.c.next_attempt_at).where(
+            d.c.tracking_id.in_(tids), d.c.audience == "reporter")).all()
+        saved = dict(conn.execute(sa.select(store.contacts.c.tracking_id,
+                                            store.contacts.c.channel)
+                                  .where(store.contacts.c.tracking_id.in_(tids))).all())
+    assert sorted(t for t, _ in due) == sorted(tids)
+    assert all(db.as_utc(at) < later for _, at in due)
+    assert saved == {tid: "sms" if i % 2 else "web" for i, tid in enumerate(tids)}
+
+
+def test_a_reporter_registered_twice_in_a_batch_keeps_the_later_contact(handler):
+    """Two reporter.registered of one ticket in a batch (a reporter's details corrected):
+    the later one is stored, as one by one, and the batch does not trip over its own
+    repeat (PostgreSQL refuses to update one row twice in one statement)."""
+    tid = new_tracking_id()
+    first = registered(tid, channel="web")
+    second = registered(tid, channel="whatsapp", language="en")
+    with db.batch(handler.engine):
+        handler.prepare([first, second])
+        assert [handler(first), handler(second)] == ["processed", "processed"]
+    with handler.engine.connect() as conn:
+        row = conn.execute(sa.select(store.contacts).where(
+            store.contacts.c.tracking_id == tid)).one()
+    assert (row.channel, row.language) == ("whatsapp", "en")
 
 
 def test_a_batch_whose_deliveries_fail_to_insert_fails_whole(handler):
