@@ -281,8 +281,8 @@ class EventHandler:
 
     def _save_registered(self, conn: Connection) -> None:
         """The batch's reporter.registered, as _registered writes one outside a batch: the
-        contacts saved, then the notices made before this batch that waited for them woken
-        (those the batch made itself are due already and counted by their events)."""
+        contacts saved, then the notices that waited for them woken, the count handed to
+        the sending threads once the batch has committed."""
         memo = db.batch_memo(conn)
         registered = memo.pop("registered", None) if memo else None
         if not registered:
