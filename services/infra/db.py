@@ -829,7 +829,8 @@ class Statement:
                  .bind_processor(dialect))
                 for name in names)
             row = None
-            columns = list(self.statement.exported_columns)  # a SELECT's, or RETURNING's
+            # A SELECT's or RETURNING's columns; none for a text UPDATE.
+            columns = list(getattr(self.statement, "exported_columns", ()))
             if columns:
                 keys = [c.key for c in columns]
                 processors = tuple(_result_processor(c.type, dialect) for c in columns)

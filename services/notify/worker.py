@@ -296,6 +296,18 @@ def _record_update() -> sa.Update:
 
 
 _RECORD = db.Statement(_record_update())
+# PostgreSQL: a round's records as one UPDATE over arrays of their values. Run as an
+# executemany, psycopg pipelines the round's UPDATEs, and its pipeline's bookkeeping took a
+# third of the claims loop's time in the notify bench's sending.
+_RECORD_ROUND = db.Statement(sa.text(
+    "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_attempt_at, "
+    "last_error = r.last_error, updated_at = :b_now "
+    "FROM unnest(CAST(:b_ids AS BIGINT[]), CAST(:b_attempts AS INTEGER[]), "
+    "CAST(:b_statuses AS VARCHAR[]), CAST(:b_nexts AS TIMESTAMP WITH TIME ZONE[]), "
+    "CAST(:b_errors AS VARCHAR[])) AS r(id, attempts, status, next_attempt_at, last_error) "
+    "WHERE deliveries.id = r.id AND deliveries.attempts = r.attempts "
+    "AND deliveries.status = 'pending'").bindparams(
+        sa.bindparam("b_now", type_=_d.c.updated_at.type)))
 _INSERT_ATTEMPT = db.Insert(store.delivery_attempts)
 
 
@@ -889,7 +901,16 @@ class DeliveryWorker:
         if len(finished) == 1:
             return [self._record_in(conn, *finished[0], now)]
         records = [self._record_of(claim, outcome, now) for claim, outcome in finished]
-        if _RECORD.execute(conn, records) != len(records):
+        if db.is_postgres(conn):
+            updated = _RECORD_ROUND.execute(conn, {
+                "b_ids": [r["b_id"] for r in records],
+                "b_attempts": [r["b_attempt"] for r in records],
+                "b_statuses": [r["b_status"] for r in records],
+                "b_nexts": [r["b_next"] for r in records],
+                "b_errors": [r["b_error"] for r in records], "b_now": now})
+        else:
+            updated = _RECORD.execute(conn, records)
+        if updated != len(records):
             raise _TakenOver()
         announced = [(claim, outcome) for claim, outcome in finished
                      if outcome.status in ANNOUNCED]

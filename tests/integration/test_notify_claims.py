@@ -132,6 +132,38 @@ def test_a_round_with_a_lease_taken_over_records_the_rest_and_nothing_of_that_on
     assert events_of == [fresh.tracking_id]
 
 
+def test_a_round_of_mixed_outcomes_records_each_as_its_own(start_notify, agency, smtp):
+    """A round holding a delivery, a retry and a failure for good is recorded as each would
+    be alone: the delivered one without an error or a next time, the retry pending with
+    its error and the next attempt's time from the retry delays, the failure with its
+    error and no next time; each attempt logged under its number."""
+    from services.notify.worker import Outcome
+
+    service = _backlog(start_notify, agency, tickets=2)
+    worker = service.worker
+    delivered, retried, failed = worker.claim_many(3)
+    before = db.utcnow()
+    worker.record_and_claim([(delivered, Outcome("delivered", "250 ok")),
+                             (retried, Outcome("retry", "421 try again later")),
+                             (failed, Outcome("failed", "550 no such mailbox"))], 0)
+
+    row = _row(service, delivered.id)
+    assert (row["status"], row["last_error"], row["next_attempt_at"]) == (
+        "delivered", None, None)
+    row = _row(service, retried.id)
+    assert (row["status"], row["attempts"], row["last_error"]) == (
+        "pending", 1, "421 try again later")
+    first_delay = timedelta(seconds=worker.settings.retry_delays[0])
+    assert before + first_delay - timedelta(seconds=5) <= db.as_utc(row["next_attempt_at"]) \
+        <= db.utcnow() + first_delay + timedelta(seconds=5)
+    row = _row(service, failed.id)
+    assert (row["status"], row["last_error"], row["next_attempt_at"]) == (
+        "failed", "550 no such mailbox", None)
+    for claim, outcome in ((delivered, "delivered"), (retried, "retry"), (failed, "failed")):
+        assert [(a["attempt"], a["outcome"]) for a in attempts_of(
+            service, claim.delivery_id)] == [(1, outcome)]
+
+
 def _gated(worker):
     """Makes the worker's sends wait for the returned event (at most 10 s); the list counts
     the sends that have started."""
