@@ -211,33 +211,41 @@ _CLAIMED = {"attempts": _d.c.attempts + 1, "next_attempt_at": sa.bindparam("b_ne
 
 
 _c, _s = store.contacts, store.subscriptions
-# What a claim on PostgreSQL reads beside the row, in its own statement: the reporter's
-# contact and the agency's endpoint (its own, else the default), each column a subquery by
-# the row's keys, NULL where there is none: two round trips a report fewer than reading
-# them after. SQLite reads them after: a function call each, and SQLAlchemy writes its
-# RETURNING without table names, so a subquery there would compare its own columns.
+# What a claim on PostgreSQL reads beside the row, in the same statement: the reporter's
+# contact and the agency's endpoint (its own, else the default), NULL where there is none:
+# two round trips a report fewer than reading them after. The claim's UPDATE is a CTE the
+# statement's SELECT joins to the contact (one index lookup a row) and to the endpoint (a
+# LATERAL subquery); a scalar subquery per column in RETURNING looked each up once per
+# column, eleven lookups a row. SQLite reads them after: a function call each.
 _CONTACT_FIELDS = ("tracking_id", "name", "email", "phone", "language", "anonymous",
                    "channel")
 _ENDPOINT_FIELDS = ("agency_code", "url", "secret", "active")
 
 
-def _read_with_claim() -> list:
-    contact = [sa.select(_c.c[name]).where(_c.c.tracking_id == _d.c.tracking_id)
-               .scalar_subquery().label(f"contact_{name}") for name in _CONTACT_FIELDS]
-    endpoint = [sa.select(_s.c[name])
-                .where(sa.or_(_s.c.agency_code == _d.c.target,
+def _claiming(due_id: sa.Select) -> db.Statement:
+    """The claim in one statement: the next due deliveries updated and read back as they
+    now are (RETURNING: PostgreSQL, SQLite 3.35 and later)."""
+    return db.Statement(_d.update().where(_d.c.id.in_(due_id)).values(**_CLAIMED)
+                        .returning(*_d.c))
+
+
+def _claiming_with_reads(due_id: sa.Select) -> db.Statement:
+    """PostgreSQL: the claim, with each row's contact and endpoint (_CONTACT_FIELDS as
+    contact_*, _ENDPOINT_FIELDS as endpoint_*)."""
+    claimed = (_d.update().where(_d.c.id.in_(due_id)).values(**_CLAIMED)
+               .returning(*_d.c).cte("claimed"))
+    endpoint = (sa.select(*(_s.c[name] for name in _ENDPOINT_FIELDS))
+                .where(sa.or_(_s.c.agency_code == claimed.c.target,
                               _s.c.agency_code == store.DEFAULT_AGENCY),
                        _s.c.active.is_(True))
                 .order_by(_s.c.agency_code == store.DEFAULT_AGENCY).limit(1)
-                .scalar_subquery().label(f"endpoint_{name}") for name in _ENDPOINT_FIELDS]
-    return contact + endpoint
-
-
-def _claiming(due_id: sa.Select, *also) -> db.Statement:
-    """The claim in one statement: the next due deliveries updated and read back as they
-    now are (RETURNING: PostgreSQL, SQLite 3.35 and later), with `also`."""
-    return db.Statement(_d.update().where(_d.c.id.in_(due_id))
-                        .values(**_CLAIMED).returning(*_d.c, *also))
+                .lateral("endpoint"))
+    return db.Statement(
+        sa.select(*claimed.c,
+                  *(_c.c[name].label(f"contact_{name}") for name in _CONTACT_FIELDS),
+                  *(endpoint.c[name].label(f"endpoint_{name}") for name in _ENDPOINT_FIELDS))
+        .select_from(claimed.outerjoin(_c, _c.c.tracking_id == claimed.c.tracking_id)
+                     .outerjoin(endpoint, sa.true())))
 
 
 def _contact_of(conn, row) -> store.Contact | None:
@@ -264,7 +272,7 @@ def _endpoint_of(conn, row) -> store.Subscription | None:
 
 _TAKE = _claiming(_DUE_ID)
 # PostgreSQL: workers of several replicas claim side by side, each skipping the others' rows.
-_TAKE_SKIP_LOCKED = _claiming(_DUE_ID.with_for_update(skip_locked=True), *_read_with_claim())
+_TAKE_SKIP_LOCKED = _claiming_with_reads(_DUE_ID.with_for_update(skip_locked=True))
 # SQLite before 3.35: the due row read, then claimed.
 _DUE = db.Statement(_DUE_ROW)
 _CLAIM = db.Statement(_d.update().where(_d.c.id == sa.bindparam("b_id")).values(**_CLAIMED))

@@ -377,7 +377,7 @@ def test_a_claim_of_its_own_commits_as_it_goes_on_postgresql(start_notify, agenc
     seen, connections = [], []
 
     def from_elsewhere(conn, _cursor, statement, _params, _context, _many):
-        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+        if statement.lstrip().upper().startswith(("UPDATE DELIVERIES", "WITH CLAIMED AS")):
             connections.append(conn.connection.dbapi_connection)
             with service.engine.connect() as other:  # another connection, as a replica's
                 seen.append(sorted(other.execute(sa.select(d.c.attempts)).scalars()))
