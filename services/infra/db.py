@@ -557,6 +557,23 @@ def upsert(conn: Connection, table: sa.Table, key: str, values: dict,
     _upserter(table, key, update, newest).execute(conn, values)
 
 
+def upsert_many(conn: Connection, table: sa.Table, key: str, rows: list[dict],
+                update: tuple[str, ...], newest: str | None = None) -> None:
+    """upsert() of each row, in order, as few statements: on PostgreSQL one for up to
+    TOGETHER_MAX_ROWS rows. Of rows with the same `key` only the one upsert() would leave
+    is written (the last, or with `newest` the newest, the later of equals), since one
+    statement may not change a row twice."""
+    kept: dict = {}
+    for row in rows:
+        held = kept.get(row[key])
+        if held is None or newest is None or row[newest] >= held[newest]:
+            kept[row[key]] = row
+    rows = list(kept.values())
+    upserter = _upserter(table, key, update, newest)
+    for start in range(0, len(rows), TOGETHER_MAX_ROWS):
+        insert_together(conn, [(upserter, rows[start:start + TOGETHER_MAX_ROWS])])
+
+
 class Insert:
     """An INSERT into `table`, compiled once per dialect and set of columns given, and run
     straight on the driver's cursor of the caller's connection (in its transaction).

@@ -207,10 +207,23 @@ class Workflow:
         # Not deduplicated by event id (two such events per report): the delivery's row is
         # written by its id and the newer outcome by the event's time wins, so an event
         # handled again, or late, changes nothing.
+        at = envelope.occurred_at.ToDatetime(tzinfo=UTC)
         with db.begin(self.engine) as conn:
-            self.tickets.record_delivery(conn, payload,
-                                         envelope.occurred_at.ToDatetime(tzinfo=UTC))
+            memo = db.batch_memo(conn)
+            if memo is None:
+                self.tickets.record_delivery(conn, payload, at)
+            else:
+                # Nothing in the batch reads these rows: the batch's outcomes are written
+                # together just before it commits (on PostgreSQL one statement, not one
+                # round trip each).
+                memo.setdefault("delivery_outcomes", []).append((payload, at))
+                db.before_commit(conn, self._record_outcomes)
         return "processed"
+
+    def _record_outcomes(self, conn: Connection) -> None:
+        outcomes = db.batch_memo(conn).pop("delivery_outcomes", None)
+        if outcomes:
+            self.tickets.record_deliveries(conn, outcomes)
 
     def _open_ticket(self, conn: Connection, payload: events_pb2.ReportSubmitted,
                      decision: Decision, region_name: str) -> None:

@@ -348,3 +348,48 @@ def test_staff_see_each_notification_once_with_its_latest_outcome(engine, ticket
     for envelope in (failed_hook, late_mail):
         assert workflow.handle(envelope) == "processed"
     assert shown() == delivered
+
+
+def test_a_batch_of_notification_outcomes_is_written_in_one_statement(engine, tickets, clock):
+    """The consumer's batch of notify's outcomes: written just before the batch commits, in
+    one statement for the batch where each event took its own, with what one by one
+    writes: the newest outcome of each delivery by the event's time, whatever the order in
+    the batch, also for a delivery with several outcomes in it."""
+    submit(engine, tickets, "LPR-NOTIF-0002")
+    workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
+                        classifier=classifier())
+    start = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+
+    def outcome(kind: str, delivery_id: str, channel: str, audience: str, minute: int):
+        return events.new(f"notification.{kind}", "LPR-NOTIF-0002",
+                          events_pb2.NotificationOutcome(
+                              tracking_id="LPR-NOTIF-0002", delivery_id=delivery_id,
+                              channel=channel, audience=audience, attempt=1, outcome=kind,
+                              reason="HTTP 503" if kind == "failed" else "",
+                              trigger_type="ticket.dispatched"),
+                          producer="notify", occurred_at=start + timedelta(minutes=minute))
+
+    batch = [outcome("delivered", "d-hook", "webhook", "agency", 3),
+             outcome("failed", "d-hook", "webhook", "agency", 1),   # older, after the newer
+             outcome("failed", "d-mail", "email", "reporter", 1),
+             outcome("delivered", "d-mail", "email", "reporter", 2),
+             outcome("skipped", "d-sms", "sms", "reporter", 2)]
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_rest):
+        if "ticket_deliveries" in statement:
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        with db.batch(engine):
+            workflow.prepare(batch)
+            assert [workflow.handle(envelope) for envelope in batch] == ["processed"] * 5
+            assert seen == []  # nothing written before the batch commits
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(seen) == 1
+    view = tickets.get(NATIONAL, "LPR-NOTIF-0002")
+    assert sorted((d.channel, d.audience, d.outcome) for d in view.deliveries) == [
+        ("email", "reporter", "delivered"), ("sms", "reporter", "skipped"),
+        ("webhook", "agency", "delivered")]
