@@ -148,24 +148,20 @@ _LOAD_CONTACT = db.Statement(
     sa.select(contacts).where(contacts.c.tracking_id == sa.bindparam("tracking_id")))
 
 
-_SAVE_CONTACT = db.Insert(contacts, update_on=("tracking_id", (*_CONTACT_FIELDS, "updated_at")))
-
-
 def save_contact(conn: Connection, contact: Contact) -> None:
     save_contacts(conn, [contact])
 
 
 def save_contacts(conn: Connection, contacts_: list[Contact]) -> None:
     """Inserts each contact, or replaces the stored one of its ticket; of two for one ticket
-    the later in the list wins. On PostgreSQL one statement for up to db.TOGETHER_MAX_ROWS
-    of them."""
+    the later in the list wins (db.upsert_many: on PostgreSQL one statement for up to
+    db.TOGETHER_MAX_ROWS of them)."""
     now = utcnow()
-    latest = {contact.tracking_id: contact for contact in contacts_}
-    rows = [{"tracking_id": c.tracking_id, "name": c.name, "email": c.email, "phone": c.phone,
-             "language": c.language, "anonymous": c.anonymous, "channel": c.channel,
-             "created_at": now, "updated_at": now} for c in latest.values()]
-    for start in range(0, len(rows), db.TOGETHER_MAX_ROWS):
-        db.insert_together(conn, [(_SAVE_CONTACT, rows[start:start + db.TOGETHER_MAX_ROWS])])
+    db.upsert_many(conn, contacts, "tracking_id", [
+        {"tracking_id": c.tracking_id, "name": c.name, "email": c.email, "phone": c.phone,
+         "language": c.language, "anonymous": c.anonymous, "channel": c.channel,
+         "created_at": now, "updated_at": now} for c in contacts_],
+        (*_CONTACT_FIELDS, "updated_at"))
 
 
 def load_contact(conn: Connection, tracking_id: str) -> Contact | None:
