@@ -222,18 +222,21 @@ _CONTACT_FIELDS = ("tracking_id", "name", "email", "phone", "language", "anonymo
 _ENDPOINT_FIELDS = ("agency_code", "url", "secret", "active")
 
 
+def _claim_update(due_id: sa.Select) -> sa.Update:
+    """The next due deliveries updated and read back as they now are (RETURNING:
+    PostgreSQL, SQLite 3.35 and later); a new construct each time, as _record_update."""
+    return _d.update().where(_d.c.id.in_(due_id)).values(**_CLAIMED).returning(*_d.c)
+
+
 def _claiming(due_id: sa.Select) -> db.Statement:
-    """The claim in one statement: the next due deliveries updated and read back as they
-    now are (RETURNING: PostgreSQL, SQLite 3.35 and later)."""
-    return db.Statement(_d.update().where(_d.c.id.in_(due_id)).values(**_CLAIMED)
-                        .returning(*_d.c))
+    """The claim in one statement."""
+    return db.Statement(_claim_update(due_id))
 
 
 def _claiming_with_reads(due_id: sa.Select) -> db.Statement:
     """PostgreSQL: the claim, with each row's contact and endpoint (_CONTACT_FIELDS as
     contact_*, _ENDPOINT_FIELDS as endpoint_*)."""
-    claimed = (_d.update().where(_d.c.id.in_(due_id)).values(**_CLAIMED)
-               .returning(*_d.c).cte("claimed"))
+    claimed = _claim_update(due_id).cte("claimed")
     endpoint = (sa.select(*(_s.c[name] for name in _ENDPOINT_FIELDS))
                 .where(sa.or_(_s.c.agency_code == claimed.c.target,
                               _s.c.agency_code == store.DEFAULT_AGENCY),
