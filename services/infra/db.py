@@ -947,7 +947,7 @@ class Listed:
         """Every row for `values` (none when it is empty), with `params` for the rest."""
         if not values:
             return []
-        return self._sized_for(values).all(conn, self._params(values, params))
+        return self._bound(values).all(conn, self._params(values, params))
 
     def execute(self, conn: Connection, values: list, params: dict | None = None) -> int:
         """Runs an UPDATE or DELETE for `values` (nothing when it is empty), with `params`
@@ -955,10 +955,15 @@ class Listed:
         twice)."""
         if not values:
             return 0
-        return self._sized_for(values).execute(conn, self._params(values, params))
+        return self._bound(values).execute(conn, self._params(values, params))
 
-    def _sized_for(self, values: list) -> Statement:
-        size = 1 << (len(values) - 1).bit_length()
+    @staticmethod
+    def _size(values: list) -> int:
+        """The bound list's length: the power of two that holds `values`."""
+        return 1 << (len(values) - 1).bit_length()
+
+    def _bound(self, values: list) -> Statement:
+        size = self._size(values)
         statement = self._sized.get(size)
         if statement is None:
             statement = self._sized[size] = Statement(self.build(
@@ -968,7 +973,7 @@ class Listed:
     def _params(self, values: list, params: dict | None) -> dict:
         last = len(values) - 1
         return {**(params or {}), **{f"{self.name}{i}": values[min(i, last)]
-                                     for i in range(1 << last.bit_length())}}
+                                     for i in range(self._size(values))}}
 
 
 def _first_deliveries_insert(binds: list) -> sa.sql.ClauseElement:
