@@ -313,6 +313,17 @@ def test_the_inbox_is_scoped_filtered_and_sorted_by_deadline(engine, tickets, cl
     assert ids(PUPR, overdue_only=True) == ["LPR-BBB-BBB-BB1"]
 
 
+def _outcome(tracking_id: str, kind: str, delivery_id: str, channel: str, audience: str,
+             reason: str, minute: int):
+    """notify's notification.<kind> for one delivery, `minute` minutes after 9:00 UTC on
+    8 December 2026."""
+    return events.new(f"notification.{kind}", tracking_id, events_pb2.NotificationOutcome(
+        tracking_id=tracking_id, delivery_id=delivery_id, channel=channel, audience=audience,
+        attempt=1, outcome=kind, reason=reason, trigger_type="ticket.dispatched"),
+        producer="notify",
+        occurred_at=datetime(2026, 12, 8, 9, 0, tzinfo=UTC) + timedelta(minutes=minute))
+
+
 def test_staff_see_each_notification_once_with_its_latest_outcome(engine, tickets, clock):
     """notify's notification.* events: one line per delivery in the staff view, the latest
     outcome by the event's time winning (a retried webhook that failed, then went through),
@@ -320,16 +331,10 @@ def test_staff_see_each_notification_once_with_its_latest_outcome(engine, ticket
     submit(engine, tickets, "LPR-NOTIF-0001")
     workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
                         classifier=classifier())
-    start = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
     def outcome(kind: str, delivery_id: str, channel: str, audience: str, reason: str = "",
                 minute: int = 0):
-        return events.new(f"notification.{kind}", "LPR-NOTIF-0001",
-                          events_pb2.NotificationOutcome(
-                              tracking_id="LPR-NOTIF-0001", delivery_id=delivery_id,
-                              channel=channel, audience=audience, attempt=1, outcome=kind,
-                              reason=reason, trigger_type="ticket.dispatched"),
-                          producer="notify", occurred_at=start + timedelta(minutes=minute))
+        return _outcome("LPR-NOTIF-0001", kind, delivery_id, channel, audience, reason, minute)
 
     def shown():
         view = tickets.get(NATIONAL, "LPR-NOTIF-0001")
@@ -358,16 +363,10 @@ def test_a_batch_of_notification_outcomes_is_written_in_one_statement(engine, ti
     submit(engine, tickets, "LPR-NOTIF-0002")
     workflow = Workflow(engine, tickets.outbox, tickets.calendar, tickets,
                         classifier=classifier())
-    start = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
     def outcome(kind: str, delivery_id: str, channel: str, audience: str, minute: int):
-        return events.new(f"notification.{kind}", "LPR-NOTIF-0002",
-                          events_pb2.NotificationOutcome(
-                              tracking_id="LPR-NOTIF-0002", delivery_id=delivery_id,
-                              channel=channel, audience=audience, attempt=1, outcome=kind,
-                              reason="HTTP 503" if kind == "failed" else "",
-                              trigger_type="ticket.dispatched"),
-                          producer="notify", occurred_at=start + timedelta(minutes=minute))
+        return _outcome("LPR-NOTIF-0002", kind, delivery_id, channel, audience,
+                        "HTTP 503" if kind == "failed" else "", minute)
 
     batch = [outcome("delivered", "d-hook", "webhook", "agency", 3),
              outcome("failed", "d-hook", "webhook", "agency", 1),   # older, after the newer
