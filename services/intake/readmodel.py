@@ -50,6 +50,25 @@ def _entry_once(insert) -> db.Statement:
 
 _ENTRY_ONCE = {"postgresql": _entry_once(postgresql.insert),
                "sqlite": _entry_once(sqlite_dialect.insert)}
+# A batch's entries on PostgreSQL: _ENTRY_ONCE for each row of the arrays, one statement.
+_ENTRIES_ONCE = db.Statement(sa.text(
+    "INSERT INTO report_timeline (" + ", ".join(_ENTRY_COLUMNS) + ") "
+    "SELECT e.* FROM unnest(CAST(:tracking_id AS VARCHAR[]), "
+    "CAST(:at AS TIMESTAMP WITH TIME ZONE[]), CAST(:status AS VARCHAR[]), "
+    "CAST(:note AS TEXT[]), CAST(:agency_name AS VARCHAR[]), CAST(:private AS BOOLEAN[]), "
+    "CAST(:private_note AS TEXT[]), CAST(:source_event_id AS VARCHAR[])) "
+    "AS e(" + ", ".join(_ENTRY_COLUMNS) + ") "
+    "WHERE EXISTS (SELECT 1 FROM reports r WHERE r.tracking_id = e.tracking_id) "
+    "ON CONFLICT (source_event_id) DO NOTHING"))
+
+
+def _write_entries(conn, rows: list[dict]) -> int:
+    """The entries of several events, each as _ENTRY_ONCE would write it; how many were
+    written."""
+    if db.is_postgres(conn):
+        return _ENTRIES_ONCE.execute(conn, {name: [row[name] for row in rows]
+                                            for name in _ENTRY_COLUMNS})
+    return _ENTRY_ONCE["sqlite"].execute(conn, rows)  # executemany: no round trip on SQLite
 
 
 @functools.cache
@@ -99,11 +118,21 @@ class ReadModel:
             # written once per event and only for a report intake has, in one statement,
             # and the status moves only to a newer ticket version, so an event applied
             # again changes nothing by itself.
+            memo = db.batch_memo(conn)
             if entry is not None:
-                written = _ENTRY_ONCE[conn.dialect.name].execute(conn, {
-                    **_ENTRY_DEFAULTS, **entry, "tracking_id": envelope.aggregate_id,
-                    "at": occurred, "source_event_id": envelope.event_id})
-                if not written:  # applied before (its entry is there), or not ours
+                row = {**_ENTRY_DEFAULTS, **entry, "tracking_id": envelope.aggregate_id,
+                       "at": occurred, "source_event_id": envelope.event_id}
+                if memo is not None:
+                    # In a batch the entries go in together just before it commits
+                    # (decision 94): nothing in the batch reads them, and whether one was
+                    # written before changes nothing below, since the status moves only to
+                    # a newer version. An event applied again counts as processed.
+                    if "entries" not in memo:
+                        memo["entries"] = []
+                        db.before_commit(conn, self._save_entries)
+                    memo["entries"].append(row)
+                elif not _ENTRY_ONCE[conn.dialect.name].execute(conn, row):
+                    # applied before (its entry is there), or not ours
                     return "duplicate" if self._known(conn, envelope.aggregate_id) \
                         else "processed"
             if change:
@@ -113,6 +142,14 @@ class ReadModel:
                     "b_tracking_id": envelope.aggregate_id, "b_at": occurred,
                     "b_version": version})
         return "processed"
+
+    @classmethod
+    def _save_entries(cls, conn) -> None:
+        rows = db.batch_memo(conn).pop("entries")
+        if _write_entries(conn, rows) < len(rows):
+            # Applied before, or for a report intake does not have (logged, as alone).
+            for tracking_id in dict.fromkeys(row["tracking_id"] for row in rows):
+                cls._known(conn, tracking_id)
 
     @staticmethod
     def _known(conn, tracking_id: str) -> bool:

@@ -8,9 +8,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from lapor.v1 import common_pb2, events_pb2
-from services.infra import events, messaging
+from services.infra import db, events, messaging
 from services.intake import readmodel, storage
 from services.intake.app import create_app
 from tests.conftest import free_port
@@ -171,17 +172,20 @@ def test_events_on_the_broker_reach_the_citizen(database_url, amqp_url):
         citizen = Citizen(app)
         event = ticket_dispatched(citizen.tracking_id)
 
-        def duplicates():
-            return metric("lapor_events_consumed_total", consumer=readmodel.CONSUMER,
-                          type="ticket.dispatched", outcome="duplicate")
+        def handled():
+            # One batch counts an event applied again as processed (decision 94); alone
+            # it is recognised as a duplicate.
+            return sum(metric("lapor_events_consumed_total", consumer=readmodel.CONSUMER,
+                              type="ticket.dispatched", outcome=outcome)
+                       for outcome in ("processed", "duplicate"))
 
-        duplicates_before = duplicates()
+        handled_before = handled()
         for _ in range(2):  # the second is a redelivery
             publisher.publish(event.type, event.SerializeToString(), event.event_id)
         wait_for(lambda: citizen.public()["status"] == "DISPATCHED", 10,
                  what="the dispatch to show")
-        wait_for(lambda: duplicates() == duplicates_before + 1, 10,
-                 what="the redelivery to be recognised")
+        wait_for(lambda: handled() == handled_before + 2, 10,
+                 what="both copies to be handled")
         assert [e["status"] for e in citizen.public()["timeline"]] == ["SUBMITTED", "DISPATCHED"]
         assert app.test_client().get("/readyz").get_json()["checks"]["broker"] is True
         # The relay running beside it has sent the report on to routing.
@@ -362,3 +366,50 @@ def test_after_an_appeal_the_reporter_is_not_offered_another(app, feed):
                  public_note="Banding pelapor: diteruskan ke Pemerintah Kabupaten Sijunjung"))
     feed(changed(citizen.tracking_id, "CLOSED", 5, action="close", public_note="Selesai"))
     assert citizen.own()["actions"] == ["rate"]
+
+
+# -- a consumer's batch ---------------------------------------------------------------------------
+def _story(tracking_id: str) -> list:
+    return [ticket_dispatched(tracking_id, version=1),
+            notification(tracking_id, audience="reporter"),
+            changed(tracking_id, "ON_HOLD", 2, action="hold", public_note="Ditunda",
+                    reporter_note="Mohon lampirkan foto"),
+            message(tracking_id, "Apakah jalan itu di depan SD 04?"),
+            notification(tracking_id, audience="reporter", outcome="failed",
+                         channel_name="sms")]
+
+
+def test_a_batch_writes_its_timeline_entries_together_as_one_by_one(app, feed, caplog):
+    """A consumer's batch: the entries of all its events go in with one statement just
+    before it commits, and the citizen and the public see what the same events one by one
+    show, an event applied again or for a report intake does not have included."""
+    engine = app.extensions["lapor"].engine
+    alone, first, second = Citizen(app), Citizen(app), Citizen(app)
+    for event in _story(alone.tracking_id):
+        feed(event)
+    seconds = _story(second.tracking_id)
+    feed(seconds[0])  # applied before the batch, which has it again
+    batch = _story(first.tracking_id) + seconds + [
+        ticket_dispatched("LPR-000-000-000", version=1)]
+    batch.insert(2, batch[1])  # a redelivery inside the batch
+
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_r: seen.append(statement))
+    with db.batch(engine):
+        assert {feed(event) for event in batch} == {"processed"}
+        handled = len(seen)
+    entries = [s for s in seen if s.lstrip().upper().startswith("INSERT INTO REPORT_TIMELINE")]
+    assert len(entries) == 1 and seen.index(entries[0]) == handled, seen
+    assert "event for a report intake does not have" in caplog.text
+
+    def shown(citizen):
+        own = [{k: v for k, v in e.items() if k != "at"} for e in citizen.own()["timeline"]]
+        public = citizen.public()
+        return (own, public["status"], [e["note"] for e in public["timeline"]])
+    assert shown(first) == shown(second) == shown(alone)
+    assert [e["status"] for e in shown(alone)[0]] == [
+        "SUBMITTED", "DISPATCHED", "NOTIFICATION", "ON_HOLD", "MESSAGE", "NOTIFICATION"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(storage.timeline).where(
+            storage.timeline.c.tracking_id == "LPR-000-000-000")).scalar() == 0
