@@ -106,13 +106,14 @@ class Env:
         consumers do not read batches is under way (docs/operations.md)."""
         return self.bool("LAPOR_EVENT_BATCHES", True)
 
-    def consumer_gather(self) -> float:
-        """LAPOR_CONSUMER_GATHER: how long a consumer's handler thread, handed fewer events
-        than a batch, waits for more before it handles them: seconds from 0 (at once) to 1."""
-        value = self.float("LAPOR_CONSUMER_GATHER", DEFAULT_CONSUMER_GATHER)
+    def consumer_gather(self, name: str = "LAPOR_CONSUMER_GATHER",
+                        default: float = DEFAULT_CONSUMER_GATHER) -> float:
+        """LAPOR_CONSUMER_GATHER (or a service's own `name`): how long a consumer's handler
+        thread, handed fewer events than a batch, waits for more before it handles them:
+        seconds from 0 (at once) to 1."""
+        value = self.float(name, default)
         if not 0 <= value <= 1:
-            raise ConfigError(f"LAPOR_CONSUMER_GATHER must be seconds from 0 (at once) to 1, "
-                              f"got {value!r}")
+            raise ConfigError(f"{name} must be seconds from 0 (at once) to 1, got {value!r}")
         return value
 
     def consumer_batch(self) -> int:

@@ -40,6 +40,8 @@ MAX_BODY_BYTES = MAX_BODY_KIB * 1024
 # messages that routing and notify also take in fewer rounds, for at most this much more
 # before routing sees a report (decisions 64, 85).
 DEFAULT_OUTBOX_GATHER = 0.05
+# How long the read model's consumer lets events arrive before it applies them together.
+DEFAULT_READ_MODEL_GATHER = 0.2
 
 HTTP_REQUESTS = Counter("lapor_http_requests_total", "HTTP requests handled",
                         ["route", "method", "status"])
@@ -97,7 +99,11 @@ def settings_from_env(env: Env | None = None) -> dict:
         "DATABASE_URL": env.database_url("INTAKE_DATABASE_URL", "intake"),
         "AMQP_URL": env.amqp_url(),
         "CONSUMER_BATCH": env.consumer_batch(),
-        "CONSUMER_GATHER": env.consumer_gather(),
+        # The read model is off the path from a POST to the agency and the reporter: its
+        # consumer may gather longer, into fewer transactions (decision 94).
+        "CONSUMER_GATHER": env.consumer_gather(
+            "INTAKE_CONSUMER_GATHER", env.consumer_gather("LAPOR_CONSUMER_GATHER",
+                                                          DEFAULT_READ_MODEL_GATHER)),
         "EVENT_BATCHES": env.event_batches(),
         "OUTBOX_GATHER": env.outbox_gather("INTAKE_OUTBOX_GATHER", DEFAULT_OUTBOX_GATHER),
         "ROUTING_ADDR": env.str("ROUTING_ADDR", "127.0.0.1:50051"),

@@ -127,7 +127,19 @@ def test_a_consumer_gather_outside_0_to_1_s_stops_the_process_naming_it(raw):
     assert "LAPOR_CONSUMER_GATHER" in message and raw in message
 
 
-def test_intakes_relay_gathers_for_10_ms_unless_set():
+def test_intakes_read_model_gathers_for_its_own_window_else_the_consumers_one():
+    from services.intake.app import settings_from_env
+
+    def gather(**env):
+        return settings_from_env(Env(env))["CONSUMER_GATHER"]
+    assert gather() == 0.2
+    assert gather(LAPOR_CONSUMER_GATHER="0.05") == 0.05
+    assert gather(LAPOR_CONSUMER_GATHER="0.05", INTAKE_CONSUMER_GATHER="0") == 0.0
+    message = exit_message(lambda: gather(INTAKE_CONSUMER_GATHER="3"))
+    assert "INTAKE_CONSUMER_GATHER" in message and "3" in message
+
+
+def test_intakes_relay_gathers_for_50_ms_unless_set():
     from services.intake.app import settings_from_env
 
     assert settings_from_env(Env({}))["OUTBOX_GATHER"] == 0.05
