@@ -100,7 +100,7 @@ def settings_from_env(env: Env | None = None) -> dict:
         "AMQP_URL": env.amqp_url(),
         "CONSUMER_BATCH": env.consumer_batch(),
         # The read model is off the path from a POST to the agency and the reporter: its
-        # consumer may gather longer, into fewer transactions (decision 94).
+        # consumer may gather longer, into fewer transactions (decision 95).
         "CONSUMER_GATHER": env.consumer_gather(
             "INTAKE_CONSUMER_GATHER", env.consumer_gather("LAPOR_CONSUMER_GATHER",
                                                           DEFAULT_READ_MODEL_GATHER)),
