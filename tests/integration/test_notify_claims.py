@@ -146,6 +146,12 @@ def test_a_round_of_mixed_outcomes_records_each_as_its_own(start_notify, agency,
     worker.record_and_claim([(delivered, Outcome("delivered", "250 ok")),
                              (retried, Outcome("retry", "421 try again later")),
                              (failed, Outcome("failed", "550 no such mailbox"))], 0)
+    # The delivery and the failure announced, in that order; the retry not (yet).
+    announced = [events.payload(events_pb2.EventEnvelope.FromString(r["body"]))
+                 for r in rows(service, store.outbox)
+                 if r["event_type"].startswith("notification.")]
+    assert [(o.delivery_id, o.outcome) for o in announced] == [
+        (delivered.delivery_id, "delivered"), (failed.delivery_id, "failed")]
 
     row = _row(service, delivered.id)
     assert (row["status"], row["last_error"], row["next_attempt_at"]) == (
@@ -162,6 +168,21 @@ def test_a_round_of_mixed_outcomes_records_each_as_its_own(start_notify, agency,
     for claim, outcome in ((delivered, "delivered"), (retried, "retry"), (failed, "failed")):
         assert [(a["attempt"], a["outcome"]) for a in attempts_of(
             service, claim.delivery_id)] == [(1, outcome)]
+
+
+def test_a_round_of_retries_alone_announces_nothing(start_notify, agency, smtp):
+    from services.notify.worker import Outcome
+
+    service = _backlog(start_notify, agency, tickets=1)
+    worker = service.worker
+    claims = worker.claim_many(2)
+    worker.record_and_claim([(claim, Outcome("retry", "451 busy")) for claim in claims], 0)
+    for claim in claims:
+        row = _row(service, claim.id)
+        assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, "451 busy")
+        assert [a["outcome"] for a in attempts_of(service, claim.delivery_id)] == ["retry"]
+    assert not [r for r in rows(service, store.outbox)
+                if r["event_type"].startswith("notification.")]
 
 
 def _gated(worker):
