@@ -76,6 +76,9 @@ def test_three_reports_of_one_pothole_become_one_ticket_with_three_reporters(sta
     assert refused.status_code == 403
     ticket = national.act(third, "link", master=first.lower().replace("-", " "))
     assert (ticket["state"], ticket["duplicate_of"]) == ("ARCHIVED", first)
+    # What the citizen sees follows routing's event (intake's read model gathers for 0.2 s).
+    wait_for(lambda: stack.report(third)["linked_to"], 30,
+             what="the third report shown as linked to the first")
 
     # Another problem on the same street is a ticket of its own.
     other = submit(stack, DRAIN, DEWI)
