@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -469,6 +469,31 @@ def before_commit(conn: Connection, action: Callable[[Connection], None]) -> Non
     if batch is None:
         raise RuntimeError("before_commit() outside a batch")
     batch.before[action] = None
+
+
+def hold_until_commit(conn: Connection, key: str, items: Iterable,
+                      write: Callable[[Connection, list], None]) -> None:
+    """Inside a batch (batch_memo(conn) is not None): `items` join what the batch holds under
+    `key`, which write(conn, held) gets in one call, in the order they came, just before the
+    batch commits, or earlier through write_held: the rows a batch's handlers make that
+    nothing in the batch reads, written together instead of one statement an event."""
+    memo = batch_memo(conn)
+    if memo is None:
+        raise RuntimeError("hold_until_commit() outside a batch")
+    held = memo.get(key)
+    if held is None:
+        held = memo[key] = []
+        before_commit(conn, lambda c: write_held(c, key, write))
+    held.extend(items)
+
+
+def write_held(conn: Connection, key: str, write: Callable[[Connection, list], None]) -> None:
+    """Writes now what the batch holds under `key` (hold_until_commit), if anything: before a
+    statement that must see it."""
+    memo = batch_memo(conn)
+    held = memo.pop(key, None) if memo is not None else None
+    if held:
+        write(conn, held)
 
 
 def after_commit(engine: Engine, action: Callable[[], None]) -> None:

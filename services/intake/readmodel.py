@@ -127,10 +127,7 @@ class ReadModel:
                     # (decision 94): nothing in the batch reads them, and whether one was
                     # written before changes nothing below, since the status moves only to
                     # a newer version. An event applied again counts as processed.
-                    if "entries" not in memo:
-                        memo["entries"] = []
-                        db.before_commit(conn, self._save_entries)
-                    memo["entries"].append(row)
+                    db.hold_until_commit(conn, "entries", [row], self._save_entries)
                 elif not _ENTRY_ONCE[conn.dialect.name].execute(conn, row):
                     # applied before (its entry is there), or not ours
                     return "duplicate" if self._known(conn, envelope.aggregate_id) \
@@ -144,8 +141,7 @@ class ReadModel:
         return "processed"
 
     @classmethod
-    def _save_entries(cls, conn) -> None:
-        rows = db.batch_memo(conn).pop("entries")
+    def _save_entries(cls, conn, rows: list[dict]) -> None:
         if _write_entries(conn, rows) < len(rows):
             # Applied before, or for a report intake does not have (logged, as alone).
             for tracking_id in dict.fromkeys(row["tracking_id"] for row in rows):

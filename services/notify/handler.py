@@ -218,8 +218,7 @@ class EventHandler:
                     if memo is None:
                         db.insert_together(conn, [(_INSERT_DELIVERY, _made.rows)])
                     elif _made.rows:
-                        memo.setdefault("deliveries", []).extend(_made.rows)
-                        db.before_commit(conn, _insert_deliveries)  # once, however often
+                        db.hold_until_commit(conn, "deliveries", _made.rows, _write_deliveries)
                 finally:
                     _made.rows = None
         except sa.exc.StatementError as exc:
@@ -267,8 +266,7 @@ class EventHandler:
             # the batch commits (_save_registered): on PostgreSQL a round trip or two a
             # batch instead of two an event.
             memo["contacts"][tracking_id] = contact
-            memo.setdefault("registered", {})[tracking_id] = contact
-            db.before_commit(conn, self._save_registered)
+            db.hold_until_commit(conn, "registered", [contact], self._save_registered)
             return 0
         store.save_contact(conn, contact)
         _insert_deliveries(conn)  # the batch's so far, which the next statement wakes
@@ -279,16 +277,13 @@ class EventHandler:
         return _WAKE_WAITING.execute(conn, {"b_tracking_id": tracking_id,
                                              "b_now": db.utcnow()})
 
-    def _save_registered(self, conn: Connection) -> None:
+    def _save_registered(self, conn: Connection, contacts: list[Contact]) -> None:
         """The batch's reporter.registered, as _registered writes one outside a batch: the
-        contacts saved, then the notices that waited for them woken, the count handed to
-        the sending threads once the batch has committed."""
-        memo = db.batch_memo(conn)
-        registered = memo.pop("registered", None) if memo else None
-        if not registered:
-            return
-        store.save_contacts(conn, list(registered.values()))
-        woken = _WAKE_WAITING_OF.execute(conn, sorted(registered), {"b_now": db.utcnow()})
+        contacts saved (of two for one ticket the later), then the notices that waited for
+        them woken, the count handed to the sending threads once the batch has committed."""
+        store.save_contacts(conn, contacts)
+        woken = _WAKE_WAITING_OF.execute(conn, sorted({c.tracking_id for c in contacts}),
+                                         {"b_now": db.utcnow()})
         if woken:
             db.after_commit(self.engine, functools.partial(self.on_new_deliveries, woken))
 
@@ -531,8 +526,9 @@ def _followers_read_ahead(conn: Connection, master: str) -> list[str] | None:
 
 def _insert_deliveries(conn: Connection) -> None:
     """Inserts the deliveries the batch's events have made so far (a statement that reads
-    or wakes deliveries must see them); db.before_commit runs it for the rest."""
-    memo = db.batch_memo(conn)
-    rows = memo.pop("deliveries", None) if memo else None
-    if rows:
-        db.insert_together(conn, [(_INSERT_DELIVERY, rows)])
+    or wakes deliveries must see them); the batch's commit writes the rest."""
+    db.write_held(conn, "deliveries", _write_deliveries)
+
+
+def _write_deliveries(conn: Connection, rows: list[dict]) -> None:
+    db.insert_together(conn, [(_INSERT_DELIVERY, rows)])

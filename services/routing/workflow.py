@@ -216,14 +216,9 @@ class Workflow:
                 # Nothing in the batch reads these rows: the batch's outcomes are written
                 # together just before it commits (on PostgreSQL one statement, not one
                 # round trip each).
-                memo.setdefault("delivery_outcomes", []).append((payload, at))
-                db.before_commit(conn, self._record_outcomes)
+                db.hold_until_commit(conn, "delivery_outcomes", [(payload, at)],
+                                     self.tickets.record_deliveries)
         return "processed"
-
-    def _record_outcomes(self, conn: Connection) -> None:
-        outcomes = db.batch_memo(conn).pop("delivery_outcomes", None)
-        if outcomes:
-            self.tickets.record_deliveries(conn, outcomes)
 
     def _open_ticket(self, conn: Connection, payload: events_pb2.ReportSubmitted,
                      decision: Decision, region_name: str) -> None:

@@ -5,6 +5,7 @@ stays behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -381,3 +382,34 @@ def test_a_batch_in_which_a_handler_failed_is_rolled_back_even_if_the_error_was_
     assert ledger(ticket_dispatched("LPR-F000000001")) == "processed"
     assert ledger.written() == ["LPR-F000000001"] and ledger.wakes == 1
     assert [line["msg"] for line in lines] == ["effect written"]
+
+
+def test_rows_held_for_the_commit_are_written_once_in_order_and_never_after_a_rollback(ledger):
+    """db.hold_until_commit: what a batch's handlers hold under one key reaches its writer
+    in one call just before the commit, in the order held; write_held hands over what is
+    held so far at once; a batch that fails writes nothing; outside a batch it is refused."""
+    calls: list[tuple[list, bool]] = []
+
+    def write(conn, held):
+        calls.append((list(held), db.batch_memo(conn) is not None))
+
+    with db.batch(ledger.engine):
+        with db.begin(ledger.engine) as conn:
+            db.hold_until_commit(conn, "k", [1, 2], write)
+            db.hold_until_commit(conn, "k", [3], write)
+            db.write_held(conn, "k", write)
+            assert calls == [([1, 2, 3], True)]
+            db.write_held(conn, "k", write)  # nothing held: no call
+            db.hold_until_commit(conn, "k", [4], write)
+            db.hold_until_commit(conn, "other", ["x"], write)
+        assert calls == [([1, 2, 3], True)], "the rest waits for the commit"
+    assert calls == [([1, 2, 3], True), ([4], True), (["x"], True)]
+
+    calls.clear()
+    with pytest.raises(db.BatchFailed), db.batch(ledger.engine):
+        with contextlib.suppress(ValueError), db.begin(ledger.engine) as conn:
+            db.hold_until_commit(conn, "k", [5], write)
+            raise ValueError("a handler failed")
+    assert calls == []
+    with ledger.engine.begin() as conn, pytest.raises(RuntimeError):
+        db.hold_until_commit(conn, "k", [6], write)
