@@ -13,8 +13,11 @@ inserts and the other replicas' relays (which skip locked rows) go on beside it;
 that dies mid-batch leaves its rows due at once instead of after the lease. Either way
 several replicas relay side by side without taking each other's rows. A row the broker
 cannot route is put back with a growing delay of its own, so it never blocks the rows
-behind it. Once the broker confirms a row its body is cleared: the events may carry
-contacts or confidential text, and nothing needs them after the confirm."""
+behind it. Once the broker confirms a row it is deleted in the round's write: the events may
+carry contacts or confidential text, nothing needs them after the confirm, and the logs name
+each event id (decision 96). The table holds only events still to send, so it needs no index
+beyond its keys: a confirm is a delete, not an update that writes the row and its indexes
+again, and nothing is left for a retention job."""
 
 from __future__ import annotations
 
@@ -66,19 +69,16 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_id", sa.String(36), nullable=False, unique=True),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("aggregate_id", sa.String(32), nullable=False),
-        # Cleared once the broker confirms the event.
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # Set only by versions before decision 96, which kept a confirmed row (its body
+        # cleared) for a week; a row with it set is never sent again and is purged.
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
         sa.Column("last_error", sa.String(200)),
         # Not before: a relay's lease on the row, or the delay after an unroutable attempt.
         sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     )
-    sa.Index("ix_outbox_unsent", table.c.id,
-             sqlite_where=table.c.published_at.is_(None),
-             postgresql_where=table.c.published_at.is_(None))
-    sa.Index("ix_outbox_published_at", table.c.published_at)
     return table
 
 
@@ -132,15 +132,14 @@ class Outbox:
                 .values(next_attempt_at=sa.bindparam("until"))
                 .returning(t.c.id, t.c.event_id, t.c.event_type, t.c.aggregate_id, t.c.body,
                            t.c.attempts))
-        # Run once for each row sent (executemany): a list of ids in one IN made SQLAlchemy
-        # render and cache a statement for every length of batch. On PostgreSQL the ids go
-        # as one array instead, one statement for the round (psycopg sent executemany's
-        # rows in one round trip already, but the server ran a statement for each).
-        sent = dict(published_at=sa.bindparam("b_now"), body=b"", attempts=t.c.attempts + 1,
-                    next_attempt_at=None, last_error=None)
-        self._sent = Statement(t.update().where(t.c.id == sa.bindparam("b_id")).values(sent))
-        self._sent_all = Statement(t.update().where(t.c.id == sa.any_(
-            sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.BigInteger)))).values(sent)) \
+        # Confirmed rows are deleted. Run once for each row sent (executemany): a list of
+        # ids in one IN made SQLAlchemy render and cache a statement for every length of
+        # batch. On PostgreSQL the ids go as one array instead, one statement for the round
+        # (psycopg sent executemany's rows in one round trip already, but the server ran a
+        # statement for each).
+        self._sent = Statement(t.delete().where(t.c.id == sa.bindparam("b_id")))
+        self._sent_all = Statement(t.delete().where(t.c.id == sa.any_(
+            sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.BigInteger))))) \
             if engine.dialect.name == "postgresql" else None
         self._backlog = Statement(sa.select(sa.func.count(), sa.func.min(t.c.created_at))
                                   .where(t.c.published_at.is_(None)))
@@ -351,9 +350,9 @@ class Outbox:
         done = set(sent) | {r.id for r, _ in unroutable}
         untried = [r.id for r in rows if r.id not in done]
         if sent and self._sent_all is not None:
-            self._sent_all.execute(conn, {"b_ids": sent, "b_now": now})
+            self._sent_all.execute(conn, {"b_ids": sent})
         elif sent:
-            self._sent.execute(conn, [{"b_id": i, "b_now": now} for i in sent])
+            self._sent.execute(conn, [{"b_id": i} for i in sent])
         for row, error in unroutable:
             delay = min(UNROUTABLE_DELAY_CAP, 2.0 ** min(row.attempts, 16))
             conn.execute(t.update().where(t.c.id == row.id).values(
@@ -369,13 +368,12 @@ class Outbox:
             conn.execute(t.update().where(t.c.id.in_(untried))
                          .values(next_attempt_at=None))
 
-    def purge_sent(self, older_than: timedelta, batch: int = 1000) -> int:
-        """Deletes up to `batch` rows confirmed longer ago than `older_than`; returns how many."""
+    def purge_kept(self, batch: int = 1000) -> int:
+        """Deletes up to `batch` confirmed rows an earlier version kept (one still running
+        beside this one in a rolling upgrade marks them so); returns how many."""
         t = self.table
-        cutoff = utcnow() - older_than
         with self.engine.begin() as conn:
-            ids = sa.select(t.c.id).where(t.c.published_at.is_not(None),
-                                          t.c.published_at < cutoff).limit(batch)
+            ids = sa.select(t.c.id).where(t.c.published_at.is_not(None)).limit(batch)
             return conn.execute(t.delete().where(t.c.id.in_(ids.scalar_subquery()))).rowcount
 
     def backlog(self) -> tuple[int, float]:

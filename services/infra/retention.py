@@ -1,8 +1,9 @@
 """Retention: rows kept only as long as they are needed, deleted in small batches by a
 supervised loop in every service.
 
-* confirmed outbox rows after `LAPOR_RETENTION_DAYS` (default 7): their bodies were already
-  cleared at the confirm; the row is kept a while for operators tracing an event id;
+* confirmed outbox rows an earlier version kept (the outbox deletes a row at its confirm
+  since decision 96; one replica of a version before it, in a rolling upgrade, still keeps
+  them);
 * `processed_events` (each consumer's dedupe memory) after `LAPOR_DEDUPE_RETENTION_DAYS`
   (default 7): it must outlive the longest redelivery window (retry path 5 min, a relay
   lease 30 s, a parked message replayed within the week), so it may not be set below 1 day;
@@ -37,7 +38,6 @@ MIN_DEDUPE = timedelta(days=1)
 
 @dataclass(frozen=True)
 class RetentionSettings:
-    sent_events: timedelta = timedelta(days=7)
     dedupe: timedelta = timedelta(days=7)
     interval: float = 600.0
     batch: int = 1000
@@ -45,15 +45,12 @@ class RetentionSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> RetentionSettings:
         env = env or Env()
-        sent = env.float("LAPOR_RETENTION_DAYS", 7.0)
         dedupe = env.float("LAPOR_DEDUPE_RETENTION_DAYS", 7.0)
-        if not sent > 0:
-            raise ConfigError(f"LAPOR_RETENTION_DAYS must be more than 0, got {sent!r}")
         if timedelta(days=dedupe) < MIN_DEDUPE:
             raise ConfigError("LAPOR_DEDUPE_RETENTION_DAYS must be at least 1: consumers "
                               f"forget an event after it and would handle a redelivery again, "
                               f"got {dedupe!r}")
-        return cls(timedelta(days=sent), timedelta(days=dedupe))
+        return cls(timedelta(days=dedupe))
 
 
 # A purge task deletes at most `batch` rows and returns how many it deleted.
@@ -91,10 +88,11 @@ class Retention:
     def standard(cls, service: str, engine: Engine, outbox, processed_events: sa.Table,
                  settings: RetentionSettings | None = None,
                  extra: dict[str, Purge] | None = None) -> Retention:
-        """Confirmed outbox rows and the dedupe memory, plus the service's own tasks."""
+        """Confirmed outbox rows kept by earlier versions and the dedupe memory, plus the
+        service's own tasks."""
         settings = settings or RetentionSettings()
         tasks: dict[str, Purge] = {
-            "outbox": lambda batch: outbox.purge_sent(settings.sent_events, batch),
+            "outbox": outbox.purge_kept,
             "processed_events": delete_older(engine, processed_events,
                                              processed_events.c.processed_at,
                                              settings.dedupe, processed_events.c.event_id),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -84,7 +83,7 @@ def rows(engine, table):
         return conn.execute(sa.select(table).order_by(table.c.id)).all()
 
 
-def test_only_committed_events_are_published_in_order_and_marked_sent(
+def test_only_committed_events_are_published_in_order_and_deleted_once_confirmed(
         store, amqp_url, service, outboxes):
     engine, table = store
     watched = observe(amqp_url, "ticket.*")
@@ -107,11 +106,9 @@ def test_only_committed_events_are_published_in_order_and_marked_sent(
     published = [properties.message_id for properties, _ in take_messages(amqp_url, watched)]
     assert published == committed_ids
     assert rolled_back.event_id not in published
-    stored = rows(engine, table)
-    assert [r.event_id for r in stored] == committed_ids
-    assert all(r.published_at is not None and r.attempts == 1 for r in stored)
-    # Events may carry contacts or confidential text: nothing needs them after the confirm.
-    assert all(bytes(r.body) == b"" for r in stored)
+    # Events may carry contacts or confidential text: nothing needs them after the confirm,
+    # and a row kept would be one more write for every event (decision 96).
+    assert rows(engine, table) == []
 
     assert outbox.flush(10) == 0
     assert take_messages(amqp_url, watched) == [], "sent rows are not sent again"
@@ -120,7 +117,7 @@ def test_only_committed_events_are_published_in_order_and_marked_sent(
 def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once(
         store, amqp_url, service, outboxes):
     """The relay sends a whole batch before awaiting the confirms. A queue at its length
-    limit (reject-publish) refuses the end of it: the confirmed rows are marked sent, the
+    limit (reject-publish) refuses the end of it: the confirmed rows are deleted, the
     refused ones stay due, and they go out once there is room: that queue gets every event
     once, in order. (A message each, as with LAPOR_EVENT_BATCHES=false: packed, the eight
     events are one message, which the queue takes whole.)"""
@@ -136,9 +133,9 @@ def test_a_batch_the_broker_takes_only_in_part_is_finished_later_each_event_once
         sent, failed = outbox.relay_once()
         assert (sent, "nack" in failed) == (3, True)
         stored = rows(engine, table)
-        assert [r.published_at is not None for r in stored] == [True] * 3 + [False] * 5
-        assert stored[3].attempts == 1 and "nack" in stored[3].last_error
-        assert all(r.attempts == 0 for r in stored[4:]), "the rest were not tried"
+        assert [r.event_id for r in stored] == ids[3:], "the confirmed three are gone"
+        assert stored[0].attempts == 1 and "nack" in stored[0].last_error
+        assert all(r.attempts == 0 for r in stored[1:]), "the rest were not tried"
 
         taken = []
         for _ in range(5):
@@ -216,7 +213,7 @@ def test_with_the_broker_down_events_are_kept_and_sent_once_it_is_reachable(
     outbox.publisher_factory = live(amqp_url)
     assert outbox.flush(10) == 0
     assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == ids
-    assert all(r.published_at is not None for r in rows(engine, table))
+    assert rows(engine, table) == []
 
 
 def test_the_relay_catches_up_after_an_outage_and_the_backlog_gauge_follows(
@@ -308,7 +305,7 @@ def _two_relays_send_every_event_once(engine, table, amqp_url, service, outboxes
     # on SQLite) a row is not taken by both relays, so in practice each goes out once.
     duplicates = len(published) - len(set(published))
     assert duplicates == 0, f"{duplicates} events were published twice"
-    assert all(r.published_at is not None for r in rows(engine, table))
+    assert rows(engine, table) == []
 
 
 def add_unroutable(engine, table, count: int) -> None:
@@ -331,8 +328,8 @@ def test_unroutable_rows_never_block_the_events_behind_them(store, amqp_url, ser
     assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == routable
     assert metric("lapor_outbox_publish_errors_total", service=service,
                   reason="unroutable") == 150, "each unroutable row tried once, then it waits"
-    waiting = [r for r in rows(engine, table) if r.published_at is None]
-    assert len(waiting) == 150
+    waiting = rows(engine, table)
+    assert len(waiting) == 150 and all(r.published_at is None for r in waiting)
     assert all(r.attempts == 1 and "no queue bound" in r.last_error for r in waiting)
     assert all(db.as_utc(r.next_attempt_at) > db.utcnow() for r in waiting), (
         "an unroutable row waits a delay of its own before it is tried again")
@@ -366,8 +363,7 @@ def test_a_broker_that_stops_confirming_mid_batch_holds_the_relay_only_its_confi
         assert (sent, bool(failed)) == (0, True)
         # 1 s for the confirms, then up to 2 s for a fresh connection's handshake.
         assert waited < 6, f"the relay waited {waited:.1f}s on a silent broker"
-        assert [r.published_at is not None for r in rows(engine, table)] == [True] * 2 + [
-            False] * 8
+        assert [r.event_id for r in rows(engine, table)] == held, "only the first two went"
         proxy.release_replies()
         wait_for(lambda: outbox.relay_once() and outbox.backlog()[0] == 0, 20,
                  what="the held events to go out once the broker answers")
@@ -511,26 +507,31 @@ def test_an_idle_publisher_keeps_its_connection(store, amqp_url, service, outbox
     assert connection_pids(amqp_url, "test-idle") == connections, "the same connection"
 
 
-def test_confirmed_rows_are_purged_after_the_retention_window(store, amqp_url, service,
-                                                              outboxes):
+def test_rows_an_earlier_version_kept_after_their_confirm_are_never_sent_and_are_purged(
+        store, amqp_url, service, outboxes):
+    """Before decision 96 a confirmed row stayed (its body cleared, `published_at` set) for
+    the retention job; a replica of that version may still be running beside this one in a
+    rolling upgrade. Such rows are not sent again, and the retention job deletes them in
+    small batches, leaving the events still to send."""
     engine, table = store
+    watched = observe(amqp_url, "ticket.*")
     outbox = outboxes(engine, table, service, live(amqp_url))
-    old = add_committed(engine, outbox, 5)
-    assert outbox.flush(10) == 0
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [
+            dict(event_id=str(uuid.uuid4()), event_type="ticket.dispatched", aggregate_id="x",
+                 body=b"", created_at=db.utcnow(), published_at=db.utcnow(), attempts=1)
+            for _ in range(5)])
     unsent = add_committed(engine, outbox, 2)
-    with engine.begin() as conn:  # confirmed eight days ago
-        conn.execute(table.update().where(table.c.event_id.in_(old)).values(
-            published_at=db.utcnow() - timedelta(days=8),
-            created_at=db.utcnow() - timedelta(days=8)))
-    fresh = add_committed(engine, outbox, 1)
-    outbox.flush(10)
 
-    assert outbox.purge_sent(timedelta(days=7), batch=2) == 2, "in small batches"
-    assert outbox.purge_sent(timedelta(days=7), batch=2) == 2
-    assert outbox.purge_sent(timedelta(days=7), batch=2) == 1
-    assert outbox.purge_sent(timedelta(days=7), batch=2) == 0
-    left = {r.event_id for r in rows(engine, table)}
-    assert left == set(unsent + fresh), "unsent and recently sent rows stay"
+    assert outbox.backlog()[0] == 2
+    assert outbox.purge_kept(batch=2) == 2, "in small batches"
+    assert outbox.purge_kept(batch=2) == 2
+    assert {r.event_id for r in rows(engine, table) if r.published_at is None} == set(unsent)
+    assert outbox.flush(10) == 0
+    assert [p.message_id for p, _ in take_messages(amqp_url, watched)] == unsent
+    assert outbox.purge_kept(batch=2) == 1
+    assert outbox.purge_kept(batch=2) == 0
+    assert rows(engine, table) == []
 
 
 def test_with_a_gather_window_events_committed_one_by_one_go_out_together(
@@ -612,7 +613,8 @@ def test_an_idle_relay_only_reads_and_a_woken_one_goes_straight_to_its_batch(
     assert woken[0] != read_check
     assert (woken[0].startswith("SELECT outbox.id, outbox.event_id")
             or (woken[0].startswith("UPDATE outbox") and " RETURNING " in woken[0])), woken[0]
-    assert any(s.startswith("UPDATE") for s in woken)
+    wait_for(lambda: any(s.startswith("DELETE FROM outbox") for s in statements), 5,
+             what="the confirmed row deleted")
 
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
@@ -629,8 +631,7 @@ def test_a_relay_whose_kept_connection_the_server_dropped_sends_everything_once(
     first = add_committed(engine, outbox, 1)
     outbox.wake()
     assert [e.event_id for e in collect_events(amqp_url, watched, 1)] == first
-    wait_for(lambda: rows(engine, table)[-1].published_at is not None, 5,
-             what="the first event recorded as sent")
+    wait_for(lambda: rows(engine, table) == [], 5, what="the first event recorded as sent")
     assert engine.pool.checkedout() == 1, "kept between rounds that send"
 
     admin = db.make_engine(database_url)

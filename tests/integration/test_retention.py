@@ -38,8 +38,7 @@ def seen(engine, count: int, age: timedelta) -> list[str]:
 def test_the_job_deletes_old_rows_in_batches_and_keeps_the_rest(engine):
     service = f"test-{uuid.uuid4().hex[:6]}"
     outbox = Outbox(engine, storage.outbox, service, publisher_factory=lambda: None)
-    settings = RetentionSettings(sent_events=timedelta(days=7), dedupe=timedelta(days=7),
-                                 batch=10)
+    settings = RetentionSettings(dedupe=timedelta(days=7), batch=10)
     old = seen(engine, 25, timedelta(days=8))
     recent = seen(engine, 5, timedelta(days=6))
     with engine.begin() as conn:
@@ -68,6 +67,6 @@ def test_the_job_deletes_old_rows_in_batches_and_keeps_the_rest(engine):
 def test_the_dedupe_memory_cannot_be_set_shorter_than_a_day():
     with pytest.raises(ConfigError, match="LAPOR_DEDUPE_RETENTION_DAYS"):
         RetentionSettings.from_env(Env({"LAPOR_DEDUPE_RETENTION_DAYS": "0.5"}))
-    settings = RetentionSettings.from_env(Env({"LAPOR_RETENTION_DAYS": "3"}))
-    assert settings.sent_events == timedelta(days=3)
-    assert settings.dedupe == timedelta(days=7)
+    assert RetentionSettings.from_env(Env({})).dedupe == timedelta(days=7)
+    assert RetentionSettings.from_env(
+        Env({"LAPOR_DEDUPE_RETENTION_DAYS": "3"})).dedupe == timedelta(days=3)
