@@ -1,8 +1,7 @@
 """The outbox deletes a row once the broker confirms it (decision 96): the table holds only
-events still to send, so its indexes on `published_at` (the retention job's and the unsent
-rows' partial index) have nothing left to find; each was one more index entry to write for
-every event. Rows confirmed before are deleted here: their bodies were cleared at the
-confirm, and logs name every event id.
+events still to send, so the retention job's index on `published_at` has nothing left to
+find, and it was one more entry to write for every event. Rows confirmed before are
+deleted here: their bodies were cleared at the confirm, and logs name every event id.
 
 Revision ID: 0005
 Revises: 0004
@@ -24,12 +23,8 @@ def upgrade() -> None:
     op.execute(sa.text("DELETE FROM outbox WHERE published_at IS NOT NULL"))
     with op.batch_alter_table("outbox") as batch_op:
         batch_op.drop_index("ix_outbox_published_at")
-        batch_op.drop_index("ix_outbox_unsent")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox") as batch_op:
-        batch_op.create_index("ix_outbox_unsent", ["id"], unique=False,
-                              sqlite_where=sa.text("published_at IS NULL"),
-                              postgresql_where=sa.text("published_at IS NULL"))
         batch_op.create_index("ix_outbox_published_at", ["published_at"], unique=False)
