@@ -80,9 +80,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     )
     # The relay's way to the rows due, in order. Every row is unsent since decision 96, but
-    # on PostgreSQL the planner, seeing a small table, read the pk's rows through a
-    # sequential scan of every page the deleted rows left (until a vacuum) instead; on this
-    # index it goes straight to them.
+    # without it PostgreSQL's planner, seeing a small table, took the due rows with a
+    # sequential scan of every page the deleted rows left (until a vacuum); on this index
+    # it goes straight to them.
     sa.Index("ix_outbox_unsent", table.c.id,
              sqlite_where=table.c.published_at.is_(None),
              postgresql_where=table.c.published_at.is_(None))
