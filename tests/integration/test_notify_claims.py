@@ -34,15 +34,24 @@ pytestmark = pytest.mark.integration
 
 
 def _backlog(start_notify, agency, tickets=3):
-    """A notify whose sending threads are stopped, with two due deliveries per ticket."""
+    """A notify whose sending threads and outbox relay are stopped, with two due deliveries
+    per ticket."""
     service = start_notify()
     service.worker.stop()  # the test turns the crank itself
+    _keep_announcements(service)
     subscribe(service, "PUPR-13.03", agency.url)
     for i in range(tickets):
         tid = tracking_id()
         service.handler(registered(tid, email_address=f"pelapor{i}@example.id"))
         service.handler(dispatched(tid))
     return service
+
+
+def _keep_announcements(service) -> None:
+    """Stops notify's outbox relay: the outbox table then holds every outcome event a round
+    wrote. A running relay deletes each once the broker confirms it (decision 96), within
+    its gathering window of the round."""
+    service.outbox.stop(flush_timeout=0)
 
 
 def _row(service, row_id):
@@ -654,6 +663,7 @@ def test_a_record_blocked_by_another_sessions_lock_is_recorded_once_the_lock_goe
     service = start_notify(workers=2)
     worker = service.worker
     worker.stop()
+    _keep_announcements(service)
     subscribe(service, "PUPR-13.03", agency.url)
     tid = tracking_id()
     service.handler(registered(tid))
