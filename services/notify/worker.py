@@ -198,7 +198,7 @@ def _where(exc: BaseException) -> str:
 _d = store.deliveries
 # Up to b_limit of them (the sending threads waiting), the longest due first.
 _DUE_ROW = (sa.select(_d)
-            .where(_d.c.status == "pending", _d.c.next_attempt_at <= sa.bindparam("now"))
+            .where(store.PENDING, _d.c.next_attempt_at <= sa.bindparam("now"))
             .order_by(_d.c.next_attempt_at, _d.c.id).limit(sa.bindparam("b_limit")))
 _DUE_ID = _DUE_ROW.with_only_columns(_d.c.id)
 # What a claim changes: the attempt counted, the lease taken, and the wait for the contact
@@ -1024,7 +1024,7 @@ class DeliveryWorker:
         try:
             with db.reading(self.engine) as conn:
                 count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(
-                    d.c.created_at)).where(d.c.status == "pending")).one()
+                    d.c.created_at)).where(store.PENDING)).one()
         except sa.exc.SQLAlchemyError:
             return
         PENDING.set(count)

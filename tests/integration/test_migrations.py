@@ -210,3 +210,49 @@ def test_a_start_on_a_current_schema_does_not_load_alembic_and_still_seeds(datab
         engine.dispose()
     applied, loaded, _ = start()
     assert (applied, loaded) == (head, "True")
+
+
+def _index_sql(conn, table: str) -> dict[str, str]:
+    """The table's indexes by name, each as the database states its definition."""
+    if conn.dialect.name == "sqlite":
+        found = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                     "AND tbl_name = :t AND sql IS NOT NULL"), {"t": table})
+    else:
+        found = conn.execute(sa.text("SELECT indexname, indexdef FROM pg_indexes "
+                                     "WHERE tablename = :t"), {"t": table})
+    return dict(found.all())
+
+
+def test_notifys_due_index_becomes_one_of_pending_deliveries(database_url):
+    """A notify database one revision behind (0005, the due index on every delivery) is
+    upgraded to the index of pending deliveries only, its deliveries kept."""
+    plan = notify_store.MIGRATIONS
+    engine = db.make_engine(database_url)
+    try:
+        db.migrate(engine, "notify", plan)
+        now = db.utcnow()
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP INDEX ix_deliveries_pending"))
+            conn.execute(sa.text("CREATE INDEX ix_deliveries_due ON deliveries "
+                                 "(status, next_attempt_at)"))
+            conn.execute(sa.text(f"UPDATE {plan.version_table} SET version_num = '0005'"))
+            conn.execute(notify_store.deliveries.insert(), [
+                dict(delivery_id=f"d-{status}", tracking_id="LPR-1", channel="webhook",
+                     audience="agency", target="PUPR-13.03", trigger_event_id=f"e-{status}",
+                     trigger_type="ticket.dispatched", payload="{}", status=status,
+                     attempts=1, next_attempt_at=now, created_at=now, updated_at=now)
+                for status in ("pending", "delivered")])
+        assert db.migrate(engine, "notify", plan) == ["0006"]
+        migrations.check(engine, plan)
+        with engine.connect() as conn:
+            indexes = _index_sql(conn, "deliveries")
+            kept = conn.execute(sa.select(notify_store.deliveries.c.delivery_id)
+                                .where(notify_store.PENDING)).scalars().all()
+            total = conn.execute(sa.select(sa.func.count())
+                                 .select_from(notify_store.deliveries)).scalar_one()
+        assert "ix_deliveries_due" not in indexes
+        assert "WHERE" in indexes["ix_deliveries_pending"].upper()
+        assert "pending" in indexes["ix_deliveries_pending"]
+        assert (kept, total) == (["d-pending"], 2)
+    finally:
+        engine.dispose()

@@ -563,6 +563,41 @@ def test_a_claim_carries_the_reporters_contact_and_the_agencys_own_endpoint_else
             assert claim.endpoint.url == url and claim.endpoint.active
 
 
+def test_the_claim_finds_due_deliveries_in_the_index_of_pending_ones(start_notify, agency,
+                                                                     smtp):
+    """The claim looks for due deliveries in the index that holds only pending ones, in the
+    claim's order, also in the generic plan PostgreSQL keeps for a statement prepared on a
+    kept connection (where a status given as a value could not use that index), while the
+    deliveries already made stay out of it."""
+    service = _backlog(start_notify, agency, tickets=2)
+    _claim_all(service.worker)  # claimed: still pending, no longer due
+    with service.engine.begin() as conn:
+        done = conn.execute(store.deliveries.update().where(
+            store.deliveries.c.id == sa.select(sa.func.min(store.deliveries.c.id))
+            .scalar_subquery()).values(status="delivered")).rowcount
+        due = worker_module._DUE_ID.compile(dialect=conn.dialect)
+        if db.is_postgres(conn):
+            text = str(due).replace("%(now)s", "$1").replace("%(b_limit)s", "$2")
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql(f"PREPARE due_claim(timestamptz, integer) AS {text}")
+            plan = "\n".join(conn.exec_driver_sql(
+                "EXPLAIN EXECUTE due_claim(now(), 8)").scalars())
+            conn.exec_driver_sql("DEALLOCATE due_claim")
+            in_index = conn.exec_driver_sql(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending' "
+                "AND next_attempt_at IS NOT NULL").scalar_one()
+        else:
+            plan = "\n".join(row[-1] for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {due}", (db.utcnow().isoformat(), 8, 0)))
+            in_index = conn.exec_driver_sql(
+                "SELECT count(*) FROM deliveries INDEXED BY ix_deliveries_pending "
+                "WHERE status = 'pending' AND next_attempt_at IS NOT NULL").scalar_one()
+    assert done == 1
+    assert "ix_deliveries_pending" in plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan  # the index's order is the claim's
+    assert in_index == 3
+
+
 def test_a_reporters_notices_about_one_report_go_out_in_the_order_of_their_events(
         start_notify, agency, smtp):
     """Four threads are free, but a report's second and third notice to its reporter wait
