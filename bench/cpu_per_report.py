@@ -253,9 +253,10 @@ def main(amqp_url: str | None = None) -> None:
                                               directory, model, RATE, SECONDS)
                     _print(result, chain, RATE)
             finally:
+                from tests.conftest import drop_database
                 if admin is not None:
                     for name in names:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                        drop_database(admin, name)
                     admin.close()
 
 

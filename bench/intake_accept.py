@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from bench.processes import stop, wait_ready
-from tests.conftest import free_port
+from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
@@ -189,7 +189,7 @@ def main(amqp_url: str) -> None:
                     workdir)
         finally:
             for name in names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(admin, name)
             admin.close()
 
 

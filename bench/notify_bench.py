@@ -63,7 +63,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.processes import stop, wait_ready
-from tests.conftest import free_port
+from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2,000 tickets, 4,000 deliveries: with 1,000 the figures of runs in a row varied by a third.
@@ -639,7 +639,7 @@ def main(amqp_url: str | None = None) -> None:
                             f"{PG_DSN}/{name}_backlog")
                 finally:
                     for db_name in (name, f"{name}_backlog"):
-                        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+                        drop_database(admin, db_name)
                     admin.close()
     finally:
         receivers.stop()

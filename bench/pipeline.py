@@ -1010,8 +1010,9 @@ def main(amqp_url: str | None = None) -> None:
             _one("PostgreSQL", {s: f"{PG_DSN}/{n}" for s, n in names.items()}, amqp_url,
                  pg_dir, directory, model)
         finally:
+            from tests.conftest import drop_database
             for name in names.values():
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(admin, name)
             admin.close()
 
 

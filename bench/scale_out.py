@@ -650,8 +650,9 @@ def main(amqp_url: str | None = None) -> None:
                     c.close()
             _print(results, time.perf_counter() - started)
     finally:
+        from tests.conftest import drop_database
         for name in created:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(admin, name)
         admin.close()
 
 

@@ -56,6 +56,37 @@ def free_port() -> int:
     raise AssertionError(f"no free local port between {first} and {last}")
 
 
+def drop_database(admin, name: str, wait: float = 30.0) -> None:
+    """Drops database `name` (if it exists) on `admin`, an autocommit psycopg connection,
+    disconnecting whoever is still in it.
+
+    `WITH (FORCE)` ends the other sessions only where this role may signal them: on a
+    server running autovacuum (PostgreSQL's default; this project's CI machine runs
+    without it) a worker of the superuser's may be vacuuming the database just then, and
+    FORCE fails with InsufficientPrivilege. A plain DROP stops autovacuum workers itself
+    (waiting up to 5 s for them to go); another session still in the database fails it
+    with ObjectInUse, and the drop is tried again until `wait` has passed."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + wait
+    statement = f'DROP DATABASE IF EXISTS "{name}"'
+    try:
+        admin.execute(f"{statement} WITH (FORCE)")
+        return
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    while True:
+        try:
+            admin.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _rabbitmqctl(*args: str) -> None:
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     subprocess.run([*sudo, "rabbitmqctl", "-q", *args], check=True, capture_output=True,
@@ -123,7 +154,7 @@ def postgres_url():
         admin.execute(f'CREATE DATABASE "{name}"')
     yield f"{PG_DSN}/{name}"
     with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(admin, name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

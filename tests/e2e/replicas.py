@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from aiosmtpd.controller import Controller
 
-from tests.conftest import PG_DSN, ROOT, free_port
+from tests.conftest import PG_DSN, ROOT, drop_database, free_port
 from tests.e2e.harness import SECRET, AgencyReceiver, Inbox, OperatorCommands, stop_all
 from tests.integration.helpers import wait_for
 
@@ -46,7 +46,7 @@ def postgres_databases(*services: str) -> Iterator[dict[str, str]]:
     finally:
         with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as admin:
             for name in names.values():
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(admin, name)
 
 
 class Replicas(OperatorCommands):

@@ -29,7 +29,7 @@ from services.intake import storage as intake_storage
 from services.intake.app import create_app
 from services.routing import storage
 from services.routing.directory import document, generator
-from tests.conftest import PG_DSN, REQUIRE_SHARED_DATA, SHARED_DATA, free_port
+from tests.conftest import PG_DSN, REQUIRE_SHARED_DATA, SHARED_DATA, drop_database, free_port
 from tests.integration.helpers import dead_amqp_url, start_routing, wait_for
 
 pytestmark = pytest.mark.integration
@@ -264,7 +264,7 @@ def national(request, tmp_path_factory):
     engine.dispose()
     if dropped:
         with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dropped}" WITH (FORCE)')
+            drop_database(admin, dropped)
 
 
 def rule(engine, category: str, subcategory: str, region: str):

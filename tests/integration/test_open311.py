@@ -24,7 +24,7 @@ from services.intake.app import create_app
 from services.intake.open311 import keys
 from services.intake.readmodel import ReadModel
 from services.intake.server import IntakeProcess, ServerSettings
-from tests.conftest import PG_DSN, SHARED_DATA, free_port
+from tests.conftest import PG_DSN, SHARED_DATA, drop_database, free_port
 from tests.integration.helpers import (
     ROAD_TEXTS,
     collect_events,
@@ -68,7 +68,7 @@ def _database(kind: str, tmp_path):
         yield f"{PG_DSN}/{name}"
     finally:
         with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(admin, name)
 
 
 @contextlib.contextmanager
