@@ -50,7 +50,7 @@ class Settings:
     poll_interval: float = 1.0
     public_url: str = DEFAULT_PUBLIC_URL
     log_level: str = "INFO"
-    workers: int = 4
+    workers: int = 8
     # The whole ordered stop fits in this (LAPOR_SHUTDOWN_SECONDS); a send cut short by it
     # is sent again after its lease (agencies dedupe on X-Lapor-Delivery).
     shutdown_seconds: float = 20.0
@@ -116,7 +116,7 @@ class Settings:
             poll_interval=env.float("NOTIFY_POLL_INTERVAL", 1.0),
             public_url=public_url,
             log_level=env.str("LAPOR_LOG_LEVEL", "INFO"),
-            workers=env.int("NOTIFY_WORKERS", 4),
+            workers=env.int("NOTIFY_WORKERS", 8),
             shutdown_seconds=env.shutdown_seconds(),
             retention=RetentionSettings.from_env(env),
             national_admin_emails=admin_emails,
