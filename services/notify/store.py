@@ -130,7 +130,8 @@ outbox = _tables["outbox"]
 processed_events = _tables["processed_events"]
 followers = _tables["followers"]
 phone_opt_outs = _tables["phone_opt_outs"]
-# A delivery still to send, as ix_deliveries_pending's condition reads (store.py's note on it).
+# A delivery still to send, as ix_deliveries_pending's condition reads (the note above it
+# says why a literal).
 PENDING = deliveries.c.status == sa.literal_column("'pending'")
 
 
