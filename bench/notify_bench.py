@@ -63,12 +63,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.processes import stop, wait_ready
+from services.notify.app import Settings as NotifySettings
 from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2,000 tickets, 4,000 deliveries: with 1,000 the figures of runs in a row varied by a third.
 TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "2000"))
-WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", "8"))  # notify's NOTIFY_WORKERS default
+WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", NotifySettings.workers))
 PROFILE = os.environ.get("BENCH_NOTIFY_PROFILE", "1") not in ("", "0")
 PROFILE_RATE = 100  # py-spy samples/s per thread: higher slows notify down noticeably
 PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")

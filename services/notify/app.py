@@ -116,7 +116,7 @@ class Settings:
             poll_interval=env.float("NOTIFY_POLL_INTERVAL", 1.0),
             public_url=public_url,
             log_level=env.str("LAPOR_LOG_LEVEL", "INFO"),
-            workers=env.int("NOTIFY_WORKERS", 8),
+            workers=env.int("NOTIFY_WORKERS", Settings.workers),
             shutdown_seconds=env.shutdown_seconds(),
             retention=RetentionSettings.from_env(env),
             national_admin_emails=admin_emails,

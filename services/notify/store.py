@@ -22,6 +22,13 @@ DEFAULT_AGENCY = "*"  # the endpoint for agencies that have none of their own
 STATUSES = ("pending", "delivered", "failed", "skipped")
 
 
+def pending(table: sa.Table) -> sa.ColumnElement[bool]:
+    """`status = 'pending'`, the status written as a literal: ix_deliveries_pending's
+    condition, and what a query that should read that index names (the note above the
+    index says why a literal)."""
+    return table.c.status == sa.literal_column("'pending'")
+
+
 def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     contacts = sa.Table(
         "contacts", metadata,
@@ -76,8 +83,7 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     # status as a literal (PENDING below): against a bound parameter PostgreSQL's generic
     # plan cannot prove the index's condition.
     sa.Index("ix_deliveries_pending", deliveries.c.next_attempt_at, deliveries.c.id,
-             postgresql_where=deliveries.c.status == "pending",
-             sqlite_where=deliveries.c.status == "pending")
+             postgresql_where=pending(deliveries), sqlite_where=pending(deliveries))
     attempts = sa.Table(
         "delivery_attempts", metadata,
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -130,9 +136,7 @@ outbox = _tables["outbox"]
 processed_events = _tables["processed_events"]
 followers = _tables["followers"]
 phone_opt_outs = _tables["phone_opt_outs"]
-# A delivery still to send, as ix_deliveries_pending's condition reads (the note above it
-# says why a literal).
-PENDING = deliveries.c.status == sa.literal_column("'pending'")
+PENDING = pending(deliveries)  # a delivery still to send
 
 
 MIGRATIONS = MigrationPlan("notify", metadata, Path(__file__).with_name("migrations"))
