@@ -8,7 +8,8 @@ baseline measured in the same run on the same machine, with the ratio.
    bare, which says what the relay costs beyond the packing.
 2. Intake accept (bench/intake_accept.py): durable submissions/s and p50/p99 at 16
    concurrent connections through the real intake process, against a bare endpoint on the
-   same server that parses the same JSON and commits one row, on SQLite and PostgreSQL.
+   same server that parses the same JSON and commits one row, the two loaded in turn for
+   three rounds (the median round's ratio), on SQLite and PostgreSQL.
 3. The classifier (bench/classifier.py): held-out accuracy, macro-F1, worst-confused pairs,
    build, load time and memory, prediction latency; then SuggestRoute through a real gRPC
    channel with a token and report.submitted handling (ticket creation), each against a
