@@ -8,6 +8,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -124,6 +125,19 @@ def create_vhost(vhost: str) -> None:
 def delete_vhost(vhost: str) -> None:
     if not _management("DELETE", f"/vhosts/{quote(vhost, safe='')}"):
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(autouse=True)
+def _close_kept_notify_connections():
+    """Closes the kept SMTP and webhook connections of the pytest thread after each test.
+    Notify keeps one per sending thread, and a test that turns the worker by hand sends from
+    this thread: left kept, the last such test's connection lasted until this process's exit
+    (a ResourceWarning there, on whichever xdist worker ran that test last)."""
+    yield
+    channels = sys.modules.get("services.notify.channels")
+    if channels is not None:
+        channels.smtp.close_kept()
+        channels.webhook.close_kept()
 
 
 @pytest.fixture
