@@ -974,6 +974,28 @@ def _one(label: str, urls: dict, amqp_url: str | None, workdir: Path, directory:
         chain = measure_chain(url, workdir, Traffic(random.Random(SEED + 1)))
         result = measure_pipeline(label, urls, url, workdir, directory, model)
         _print(result, chain)
+        if label == "PostgreSQL":
+            _print_vacuum(urls)
+
+
+def _print_vacuum(urls: dict) -> None:
+    """Whether the server vacuums on its own, and the dead row versions the run left in its
+    databases' tables: without autovacuum the outboxes' and the deliveries' old versions
+    pile up through the search's steps and slow the half-rate run that follows
+    (docs/performance.md, 7 December 2026, 21–24 h)."""
+    import psycopg
+
+    dead = {}
+    setting = "unknown"
+    for service, url in urls.items():
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            setting = conn.execute("SHOW autovacuum").fetchone()[0]
+            dead[service] = conn.execute(
+                "SELECT coalesce(sum(n_dead_tup), 0), coalesce(sum(n_live_tup), 0) "
+                "FROM pg_stat_user_tables").fetchone()
+    counts = ", ".join(f"{s} {d:,} dead / {live:,} live" for s, (d, live) in dead.items())
+    print(f"pipeline (PostgreSQL): the server's autovacuum is {setting}; row versions in the "
+          f"services' tables after the run: {counts}", flush=True)
 
 
 def shared_data_missing(bench: str) -> bool:
