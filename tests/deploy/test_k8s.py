@@ -105,6 +105,31 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "rabbitmq_queue_messages_unacked": {"queue": None, "vhost": None},
     "up": {},
 }
+
+
+def _cnpg_custom_metrics() -> dict[str, dict[str, set[str] | None]]:
+    """What CloudNativePG's exporter makes of postgres.yaml's custom queries: a metric
+    cnpg_<query>_<column> for each GAUGE or COUNTER column, labelled by the LABEL columns;
+    so the alerts are checked against the query the cluster runs, not a list kept apart."""
+    for doc in yaml.safe_load_all((K8S / "postgres.yaml").read_text()):
+        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == \
+                "postgres-lapor-queries":
+            queries = yaml.safe_load(doc["data"]["queries"])
+            break
+    else:
+        raise AssertionError("postgres.yaml has no ConfigMap postgres-lapor-queries")
+    metrics = {}
+    for query, spec in queries.items():
+        columns = [(name, column["usage"]) for entry in spec["metrics"]
+                   for name, column in entry.items()]
+        labels = {name: None for name, usage in columns if usage == "LABEL"}
+        for name, usage in columns:
+            if usage in ("GAUGE", "COUNTER"):
+                metrics[f"cnpg_{query}_{name}"] = labels
+    return metrics
+
+
+METRICS.update(_cnpg_custom_metrics())
 HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_http_queue_wait_seconds",
               "lapor_grpc_server_handling_seconds", "lapor_notify_send_duration_seconds",
               "lapor_duplicate_check_seconds", "lapor_consumer_batch_size",
@@ -625,3 +650,15 @@ def test_promtool_accepts_the_config():
 def test_alerts_fire_as_their_unit_tests_expect():
     result = _promtool("test", "rules", "alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dead_row_query_reads_every_services_database():
+    """LaporPostgresVacuumBehind sees a table only if the custom query runs in its database:
+    the query's target_databases are the cluster's databases, every one of them."""
+    docs = [d for d in yaml.safe_load_all((K8S / "postgres.yaml").read_text()) if d]
+    databases = {d["spec"]["bootstrap"]["initdb"]["database"] for d in docs
+                 if d["kind"] == "Cluster"}
+    databases |= {d["spec"]["name"] for d in docs if d["kind"] == "Database"}
+    queries = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["queries"])
+    assert databases == {"lapor_intake", "lapor_routing", "lapor_notify"}
+    assert set(queries["lapor_tables"]["target_databases"]) == databases
