@@ -106,30 +106,6 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "up": {},
 }
 
-
-def _cnpg_custom_metrics() -> dict[str, dict[str, set[str] | None]]:
-    """What CloudNativePG's exporter makes of postgres.yaml's custom queries: a metric
-    cnpg_<query>_<column> for each GAUGE or COUNTER column, labelled by the LABEL columns;
-    so the alerts are checked against the query the cluster runs, not a list kept apart."""
-    for doc in yaml.safe_load_all((K8S / "postgres.yaml").read_text()):
-        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == \
-                "postgres-lapor-queries":
-            queries = yaml.safe_load(doc["data"]["queries"])
-            break
-    else:
-        raise AssertionError("postgres.yaml has no ConfigMap postgres-lapor-queries")
-    metrics = {}
-    for query, spec in queries.items():
-        columns = [(name, column["usage"]) for entry in spec["metrics"]
-                   for name, column in entry.items()]
-        labels = {name: None for name, usage in columns if usage == "LABEL"}
-        for name, usage in columns:
-            if usage in ("GAUGE", "COUNTER"):
-                metrics[f"cnpg_{query}_{name}"] = labels
-    return metrics
-
-
-METRICS.update(_cnpg_custom_metrics())
 HISTOGRAMS = {"lapor_http_request_duration_seconds", "lapor_http_queue_wait_seconds",
               "lapor_grpc_server_handling_seconds", "lapor_notify_send_duration_seconds",
               "lapor_duplicate_check_seconds", "lapor_consumer_batch_size",
@@ -226,6 +202,30 @@ def _find(resources, kind: str, name: str) -> dict:
     matches = [d for d in resources if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
     return matches[0]
+
+
+def _custom_queries(resources) -> dict:
+    """The custom queries CloudNativePG runs for postgres.yaml's Cluster (its ConfigMap)."""
+    return yaml.safe_load(_find(resources, "ConfigMap", "postgres-lapor-queries")["data"]
+                          ["queries"])
+
+
+def _cnpg_custom_metrics() -> dict[str, dict[str, set[str] | None]]:
+    """What CloudNativePG's exporter makes of those queries: a metric cnpg_<query>_<column>
+    for each GAUGE or COUNTER column, labelled by the LABEL columns; so the alerts are
+    checked against the query the cluster runs, not a list kept apart."""
+    metrics = {}
+    for query, spec in _custom_queries([doc for _, doc in _k8s_documents()]).items():
+        columns = [(name, column["usage"]) for entry in spec["metrics"]
+                   for name, column in entry.items()]
+        labels = {name: None for name, usage in columns if usage == "LABEL"}
+        for name, usage in columns:
+            if usage in ("GAUGE", "COUNTER"):
+                metrics[f"cnpg_{query}_{name}"] = labels
+    return metrics
+
+
+METRICS.update(_cnpg_custom_metrics())
 
 
 def _deployments(resources) -> dict[str, dict]:
@@ -652,13 +652,11 @@ def test_alerts_fire_as_their_unit_tests_expect():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_dead_row_query_reads_every_services_database():
+def test_the_dead_row_query_reads_every_services_database(resources):
     """LaporPostgresVacuumBehind sees a table only if the custom query runs in its database:
     the query's target_databases are the cluster's databases, every one of them."""
-    docs = [d for d in yaml.safe_load_all((K8S / "postgres.yaml").read_text()) if d]
-    databases = {d["spec"]["bootstrap"]["initdb"]["database"] for d in docs
-                 if d["kind"] == "Cluster"}
-    databases |= {d["spec"]["name"] for d in docs if d["kind"] == "Database"}
-    queries = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["queries"])
+    databases = {_find(resources, "Cluster", "postgres")["spec"]["bootstrap"]["initdb"]
+                 ["database"]}
+    databases |= {d["spec"]["name"] for d in resources if d["kind"] == "Database"}
     assert databases == {"lapor_intake", "lapor_routing", "lapor_notify"}
-    assert set(queries["lapor_tables"]["target_databases"]) == databases
+    assert set(_custom_queries(resources)["lapor_tables"]["target_databases"]) == databases
