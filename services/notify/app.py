@@ -94,7 +94,7 @@ class Settings:
             raise ConfigError(f"NOTIFY_NATIONAL_ADMIN_EMAILS must be email addresses separated "
                               f"by commas: {exc}") from None
         try:
-            max_parts = sms.max_parts_from(env.str("NOTIFY_SMS_MAX_PARTS", "3"))
+            max_parts = sms.max_parts_from(env.str("NOTIFY_SMS_MAX_PARTS", str(cls.sms_max_parts)))
         except ValueError as exc:
             raise ConfigError(f"NOTIFY_SMS_MAX_PARTS: {exc}") from None
         public_url = env.str("LAPOR_PUBLIC_URL", DEFAULT_PUBLIC_URL)
@@ -107,24 +107,24 @@ class Settings:
             consumer_gather=env.consumer_gather(),
             event_batches=env.event_batches(),
             smtp=smtp,
-            mail_from=env.str("NOTIFY_MAIL_FROM", DEFAULT_MAIL_FROM),
-            metrics_host=env.str("NOTIFY_METRICS_HOST", "127.0.0.1"),
-            metrics_port=env.int("NOTIFY_METRICS_PORT", 9102),
+            mail_from=env.str("NOTIFY_MAIL_FROM", cls.mail_from),
+            metrics_host=env.str("NOTIFY_METRICS_HOST", cls.metrics_host),
+            metrics_port=env.int("NOTIFY_METRICS_PORT", cls.metrics_port),
             retry_delays=delays,
-            webhook_timeout=env.float("NOTIFY_WEBHOOK_TIMEOUT", 10.0),
-            smtp_timeout=env.float("NOTIFY_SMTP_TIMEOUT", 10.0),
-            poll_interval=env.float("NOTIFY_POLL_INTERVAL", 1.0),
+            webhook_timeout=env.float("NOTIFY_WEBHOOK_TIMEOUT", cls.webhook_timeout),
+            smtp_timeout=env.float("NOTIFY_SMTP_TIMEOUT", cls.smtp_timeout),
+            poll_interval=env.float("NOTIFY_POLL_INTERVAL", cls.poll_interval),
             public_url=public_url,
-            log_level=env.str("LAPOR_LOG_LEVEL", "INFO"),
-            workers=env.int("NOTIFY_WORKERS", Settings.workers),
+            log_level=env.str("LAPOR_LOG_LEVEL", cls.log_level),
+            workers=env.int("NOTIFY_WORKERS", cls.workers),
             shutdown_seconds=env.shutdown_seconds(),
             retention=RetentionSettings.from_env(env),
             national_admin_emails=admin_emails,
             sms_gateway=_gateway(env, "SMS"),
             whatsapp_gateway=_gateway(env, "WHATSAPP"),
-            gateway_timeout=env.float("NOTIFY_GATEWAY_TIMEOUT", 10.0),
+            gateway_timeout=env.float("NOTIFY_GATEWAY_TIMEOUT", cls.gateway_timeout),
             sms_max_parts=max_parts,
-            outbox_gather=env.outbox_gather("NOTIFY_OUTBOX_GATHER", 0.1),
+            outbox_gather=env.outbox_gather("NOTIFY_OUTBOX_GATHER", cls.outbox_gather),
         )
         for name, value in (("NOTIFY_WEBHOOK_TIMEOUT", settings.webhook_timeout),
                             ("NOTIFY_GATEWAY_TIMEOUT", settings.gateway_timeout),
