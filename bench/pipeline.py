@@ -39,10 +39,14 @@ intake's server settings that parses the JSON and publishes it with publisher co
 a quorum queue, and a consumer in this process that acks each message: its closed-loop rate
 at 16 connections, then its POST-to-consume p50/p99 open loop at half that rate.
 
-On SQLite and, when it answers (LAPOR_TEST_PG), PostgreSQL. Prints, never asserts.
+On SQLite and, when it answers (LAPOR_TEST_PG), PostgreSQL (BENCH_PIPELINE_DATABASES picks
+them). On a PostgreSQL server without autovacuum the bench vacuums its databases in
+autovacuum's place (bench/vacuum.py; BENCH_VACUUM=0 does not) and says so. Prints, never
+asserts.
 
     python -m bench.pipeline
     BENCH_PIPELINE_SECONDS=20 python -m bench.pipeline     # a quicker try
+    BENCH_PIPELINE_DATABASES=postgresql python -m bench.pipeline
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:543
 AMQP_HOST = os.environ.get("BENCH_AMQP_HOST", "127.0.0.1:5672")
 
 SECONDS = float(os.environ.get("BENCH_PIPELINE_SECONDS", "60"))
+DATABASES = [d.strip() for d in os.environ.get("BENCH_PIPELINE_DATABASES",
+                                               "sqlite,postgresql").split(",") if d.strip()]
 # Each step of the search for the sustained rate; the bare chain's runs take as long.
 STEP_SECONDS = max(4.0, SECONDS / 6)
 START_RATE = 5.0
@@ -968,34 +974,36 @@ def _prepare_shared(workdir: Path) -> tuple[Path, Path]:
 
 def _one(label: str, urls: dict, amqp_url: str | None, workdir: Path, directory: Path,
          model: Path) -> None:
+    from bench import vacuum
     from bench.__main__ import _throwaway_vhost
 
+    postgres = label == "PostgreSQL"
     with _throwaway_vhost(amqp_url) as url:
         chain = measure_chain(url, workdir, Traffic(random.Random(SEED + 1)))
-        result = measure_pipeline(label, urls, url, workdir, directory, model)
+        with (vacuum.stand_in(list(urls.values())) if postgres
+              else contextlib.nullcontext()) as stand_in:
+            result = measure_pipeline(label, urls, url, workdir, directory, model)
         _print(result, chain)
-        if label == "PostgreSQL":
-            _print_vacuum(urls)
+        if postgres:
+            _print_vacuum(urls, stand_in)
 
 
-def _print_vacuum(urls: dict) -> None:
-    """Whether the server vacuums on its own, and the dead row versions the run left in its
-    databases' tables: without autovacuum the outboxes' and the deliveries' old versions
-    pile up through the search's steps and slow the half-rate run that follows
-    (docs/performance.md, 7 December 2026, 21–24 h)."""
+def _print_vacuum(urls: dict, stand_in) -> None:
+    """Who vacuumed (the server, the bench in its place, or nobody) and the dead row versions
+    the run left in its databases' tables: unvacuumed, the outboxes' and the deliveries' old
+    versions pile up through the search's steps and slow the half-rate run that follows
+    (docs/performance.md, 7 December 2026, 21–24 h; bench/vacuum.py)."""
     import psycopg
 
     dead = {}
-    setting = "unknown"
     for service, url in urls.items():
         with psycopg.connect(url, connect_timeout=3) as conn:
-            setting = conn.execute("SHOW autovacuum").fetchone()[0]
             dead[service] = conn.execute(
                 "SELECT coalesce(sum(n_dead_tup), 0), coalesce(sum(n_live_tup), 0) "
                 "FROM pg_stat_user_tables").fetchone()
     counts = ", ".join(f"{s} {d:,} dead / {live:,} live" for s, (d, live) in dead.items())
-    print(f"pipeline (PostgreSQL): the server's autovacuum is {setting}; row versions in the "
-          f"services' tables after the run: {counts}", flush=True)
+    print(f"pipeline (PostgreSQL): {stand_in.summary()}; row versions in the services' tables "
+          f"after the run: {counts}", flush=True)
 
 
 def shared_data_missing(bench: str) -> bool:
@@ -1016,11 +1024,13 @@ def main(amqp_url: str | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="lapor-pipeline-") as tmp:
         root = Path(tmp)
         directory, model = _prepare_shared(root)
-        sqlite_dir = root / "sqlite"
-        sqlite_dir.mkdir()
-        _one("SQLite", {s: f"sqlite:///{sqlite_dir / f'{s}.db'}" for s in SERVICES}, amqp_url,
-             sqlite_dir, directory, model)
-
+        if "sqlite" in DATABASES:
+            sqlite_dir = root / "sqlite"
+            sqlite_dir.mkdir()
+            _one("SQLite", {s: f"sqlite:///{sqlite_dir / f'{s}.db'}" for s in SERVICES},
+                 amqp_url, sqlite_dir, directory, model)
+        if "postgresql" not in DATABASES:
+            return
         suffix = uuid.uuid4().hex[:8]
         names = {s: f"bench_pipeline_{s}_{suffix}" for s in SERVICES}
         admin = _postgres(list(names.values()))

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import requests
 
-from bench import pipeline
+from bench import pipeline, vacuum
 from bench.pipeline import (
     PG_DSN,
     ROOT,
@@ -644,11 +644,14 @@ def main(amqp_url: str | None = None) -> None:
                 configurations.append(Configuration(count, urls, list(names.values()), url,
                                                     workdir, model))
             try:
-                results = measure(configurations, directory, together=amqp_url is None)
+                with vacuum.stand_in([u for c in configurations
+                                      for u in c.urls.values()]) as stand_in:
+                    results = measure(configurations, directory, together=amqp_url is None)
             finally:
                 for c in configurations:
                     c.close()
             _print(results, time.perf_counter() - started)
+            print(f"{LABEL}: {stand_in.summary()}", flush=True)
     finally:
         from tests.conftest import drop_database
         for name in created:
