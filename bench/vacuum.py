@@ -5,7 +5,7 @@ the project's bench machine runs PostgreSQL with `autovacuum = off`. The outboxe
 dead row version for every event and notify's deliveries two for every send, so without
 vacuum the pipeline bench's search left 50,000–165,000 dead versions in those tables and
 its half-rate run measured index scans through them (p99 4.5–8.6 s at 80 reports/s,
-against 245–318 ms on fresh databases or with autovacuum on: docs/performance.md,
+against 245–391 ms on fresh databases or with autovacuum on: docs/performance.md,
 7 December 2026, 21–24 h, and 8 December).
 
 `stand_in(urls)` does, while the block runs and only when the server's autovacuum is off,
@@ -15,10 +15,11 @@ the tables whose dead row versions exceed `autovacuum_vacuum_threshold` +
 `autovacuum_vacuum_scale_factor` × live rows (50 + 20% by default), ANALYZEs those whose
 changes since the last ANALYZE exceed the analyse threshold (50 + 10%); the services set no
 per-table autovacuum options, so the server's settings are the ones that apply. Its CPU is in
-PostgreSQL's backends, as autovacuum's workers' would be. It leaves out what a run of
-minutes never meets (wraparound, inserts-only vacuums, cost-based delays: it vacuums at
-full speed, as a manual VACUUM does). With the server's autovacuum on it does nothing;
-BENCH_VACUUM=0 turns it off, to measure the server as it is.
+PostgreSQL's backends, as autovacuum's workers' would be. It pauses as autovacuum's
+workers do (`autovacuum_vacuum_cost_delay`, 2 ms each `vacuum_cost_limit` units of work)
+and leaves out what a run of minutes never meets (wraparound, inserts-only vacuums). With
+the server's autovacuum on it does nothing; BENCH_VACUUM=0 turns it off, to measure the
+server as it is.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import threading
 ENABLED = os.environ.get("BENCH_VACUUM", "1") not in ("", "0")
 _SETTINGS = ("autovacuum", "autovacuum_naptime", "autovacuum_vacuum_threshold",
              "autovacuum_vacuum_scale_factor", "autovacuum_analyze_threshold",
-             "autovacuum_analyze_scale_factor")
+             "autovacuum_analyze_scale_factor", "autovacuum_vacuum_cost_delay",
+             "autovacuum_vacuum_cost_limit", "vacuum_cost_limit")
 
 
 class StandIn:
@@ -45,6 +47,11 @@ class StandIn:
                           float(settings["autovacuum_vacuum_scale_factor"]))
         self.analyze_at = (int(settings["autovacuum_analyze_threshold"]),
                            float(settings["autovacuum_analyze_scale_factor"]))
+        # Autovacuum's workers pause as its cost settings say (2 ms each 200 units by
+        # default); a manual VACUUM does not unless told, so the stand-in's sessions are.
+        limit = int(settings["autovacuum_vacuum_cost_limit"])
+        self.cost = (float(settings["autovacuum_vacuum_cost_delay"]),
+                     limit if limit > 0 else int(settings["vacuum_cost_limit"]))
         self.vacuums = self.analyses = self.rounds = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -76,6 +83,8 @@ class StandIn:
         from psycopg import sql
 
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"SET vacuum_cost_delay = '{self.cost[0]:g}ms'")
+            conn.execute(f"SET vacuum_cost_limit = {self.cost[1]:d}")
             tables = conn.execute(
                 "SELECT schemaname, relname, n_dead_tup, n_live_tup, n_mod_since_analyze "
                 "FROM pg_stat_user_tables").fetchall()
@@ -98,7 +107,8 @@ class StandIn:
         errors = f", {len(self.errors)} failed ({self.errors[-1]})" if self.errors else ""
         return (f"the server's autovacuum is off: the bench vacuumed in its place, every "
                 f"{self.naptime:g} s, tables past {self.vacuum_at[0]} + "
-                f"{self.vacuum_at[1]:.0%} of their rows dead ({self.rounds} rounds: "
+                f"{self.vacuum_at[1]:.0%} of their rows dead, pausing {self.cost[0]:g} ms "
+                f"each {self.cost[1]} cost units ({self.rounds} rounds: "
                 f"{self.vacuums} VACUUMs, {self.analyses} ANALYZEs{errors})")
 
 
