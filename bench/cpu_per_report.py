@@ -46,6 +46,7 @@ import uuid
 from pathlib import Path
 
 from bench import pipeline as pl
+from bench.processes import postgres_databases
 from bench.scale_out import CLK_TCK, CpuMeter, _ticks
 
 RATE = float(os.environ.get("BENCH_CPU_RATE", "40"))
@@ -241,7 +242,7 @@ def main(amqp_url: str | None = None) -> None:
             else:
                 suffix = uuid.uuid4().hex[:8]
                 names = [f"bench_cpu_{s}_{suffix}" for s in pl.SERVICES]
-                admin = pl._postgres(names)
+                admin = postgres_databases("CPU a report", pl.PG_DSN, names)
                 if admin is None:
                     continue
                 urls = {s: f"{pl.PG_DSN}/{n}" for s, n in zip(pl.SERVICES, names, strict=True)}

@@ -31,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.processes import stop, wait_ready
+from bench.processes import postgres_databases, stop, wait_ready
 from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,20 +185,6 @@ def measure(label: str, intake_url: str, bare_url: str, amqp_url: str, workdir: 
           f"target 60%)", flush=True)
 
 
-def _postgres_databases(names: list[str]):
-    import psycopg
-
-    try:
-        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        print(f"intake accept (PostgreSQL): skipped, {PG_DSN} does not answer ({exc})")
-        return None
-    for name in names:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return admin
-
-
 def main(amqp_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -206,7 +192,7 @@ def main(amqp_url: str) -> None:
                 f"sqlite:///{workdir / 'bare.db'}", amqp_url, workdir)
         suffix = uuid.uuid4().hex[:8]
         names = [f"bench_intake_{suffix}", f"bench_bare_{suffix}"]
-        admin = _postgres_databases(names)
+        admin = postgres_databases("intake accept", PG_DSN, names)
         if admin is None:
             return
         try:

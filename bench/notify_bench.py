@@ -66,7 +66,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.processes import stop, wait_ready
+from bench.processes import postgres_databases, stop, wait_ready
 from services.notify.app import Settings as NotifySettings
 from tests.conftest import drop_database, free_port
 
@@ -633,20 +633,6 @@ def profile_run(amqp_url: str, receivers: Receivers, workdir: Path) -> None:
         print(line, flush=True)
 
 
-def _postgres_databases(names: list[str]):
-    import psycopg
-
-    try:
-        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        print(f"notify deliveries (PostgreSQL): skipped, {PG_DSN} does not answer ({exc})")
-        return None
-    for name in names:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return admin
-
-
 def main(amqp_url: str | None = None) -> None:
     from bench.__main__ import _throwaway_vhost
 
@@ -660,7 +646,7 @@ def main(amqp_url: str | None = None) -> None:
                 profile_run(amqp_url, receivers, workdir)
             name = f"bench_notify_{uuid.uuid4().hex[:8]}"
             names = [f"{name}_{i}" for i in range(ROUNDS)] + [f"{name}_backlog"]
-            admin = _postgres_databases(names)
+            admin = postgres_databases("notify deliveries", PG_DSN, names)
             if admin is not None:
                 try:
                     measure("PostgreSQL", [f"{PG_DSN}/{db_name}" for db_name in names[:-1]],

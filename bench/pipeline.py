@@ -73,7 +73,7 @@ from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.processes import stop, wait_ready
+from bench.processes import postgres_databases, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LAPOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -945,20 +945,6 @@ def _print(result: dict, chain: dict) -> None:
 
 
 # -- main -------------------------------------------------------------------------------------
-def _postgres(names: list[str]):
-    import psycopg
-
-    try:
-        admin = psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        print(f"pipeline (PostgreSQL): skipped, {PG_DSN} does not answer ({exc})".strip())
-        return None
-    for name in names:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return admin
-
-
 def _prepare_shared(workdir: Path) -> tuple[Path, Path]:
     """The national directory file and the classifier, once for both databases."""
     directory, model = workdir / "directory-national.yaml", workdir / "model"
@@ -1033,7 +1019,7 @@ def main(amqp_url: str | None = None) -> None:
             return
         suffix = uuid.uuid4().hex[:8]
         names = {s: f"bench_pipeline_{s}_{suffix}" for s in SERVICES}
-        admin = _postgres(list(names.values()))
+        admin = postgres_databases("pipeline", PG_DSN, list(names.values()))
         if admin is None:
             return
         pg_dir = root / "postgresql"

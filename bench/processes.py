@@ -37,3 +37,19 @@ def stop(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def postgres_databases(bench: str, dsn: str, names: list[str]):
+    """An autocommit connection to `dsn`'s server with the databases `names` created afresh,
+    or None, having said that `bench` is skipped, when the server does not answer."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(f"{dsn}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"{bench} (PostgreSQL): skipped, {dsn} does not answer ({exc})".strip())
+        return None
+    for name in names:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return admin

@@ -3,8 +3,8 @@
 Production servers vacuum on their own (CloudNativePG's default, every packaged PostgreSQL);
 the project's bench machine runs PostgreSQL with `autovacuum = off`. The outboxes leave a
 dead row version for every event and notify's deliveries two for every send, so without
-vacuum the pipeline bench's search left 50,000–165,000 dead versions in those tables and
-its half-rate run measured index scans through them (p99 4.5–8.6 s at 80 reports/s,
+vacuum the pipeline bench's search left 28,000–165,000 dead versions in each service's
+tables and its half-rate run measured index scans through them (p99 4.5–8.6 s at 80 reports/s,
 against 245–391 ms on fresh databases or with autovacuum on: docs/performance.md,
 7 December 2026, 21–24 h, and 8 December).
 
