@@ -44,12 +44,13 @@ from pathlib import Path
 import pika
 
 from bench import classifier, cpu_per_report, intake_accept, notify_bench, pipeline, scale_out
+from bench.settings import env_int
 from lapor.v1 import events_pb2
 from services.infra import db, events, messaging
 from services.infra.outbox import Outbox
 from services.intake import storage as intake_storage
 
-N_EVENTS = int(os.environ.get("BENCH_EVENTS", 2000))
+N_EVENTS = env_int("BENCH_EVENTS", 2000, minimum=1)
 AMQP_HOST = os.environ.get("BENCH_AMQP_HOST", "127.0.0.1:5672")
 RELAY_BATCH = 100  # Outbox's default batch
 

@@ -25,11 +25,13 @@ import time
 from concurrent import futures
 from pathlib import Path
 
+from bench.settings import env_int, median_round
+
 TARGET_ACCURACY = 0.90
 TARGET_MACRO_F1 = 0.85
-N_SUGGESTIONS = int(os.environ.get("BENCH_SUGGESTIONS", 1000))
+N_SUGGESTIONS = env_int("BENCH_SUGGESTIONS", 1000, minimum=1)
 # SuggestRoute and the bare call in turn: one run of each had given 31-39% for the same code.
-SUGGEST_ROUNDS = max(1, int(os.environ.get("BENCH_SUGGEST_ROUNDS", "3")))
+SUGGEST_ROUNDS = env_int("BENCH_SUGGEST_ROUNDS", 3, minimum=1)
 ROUTING_DB = os.environ.get("BENCH_ROUTING_DB", "")
 
 _LOAD_PROBE = """
@@ -251,7 +253,7 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
             service.stop()
     finally:
         bare.stop(None)
-    measured, baseline = sorted(rounds, key=lambda r: sum(r[1]) / sum(r[0]))[len(rounds) // 2]
+    measured, baseline = median_round(rounds, lambda r: sum(r[1]) / sum(r[0]))
     ratios = ", ".join(f"{sum(b) / sum(m):.0%}" for m, b in rounds)
     rate, bare_rate = N_SUGGESTIONS / sum(measured), N_SUGGESTIONS / sum(baseline)
     print(f"SuggestRoute, {N_SUGGESTIONS} calls a round, {len(rounds)} rounds in turn with the "
@@ -322,7 +324,7 @@ def _submitted(start: int) -> list:
     return envelopes
 
 
-N_TICKETS = int(os.environ.get("BENCH_TICKETS", 500))
+N_TICKETS = env_int("BENCH_TICKETS", 500, minimum=1)
 
 
 def _timed_calls(call) -> list[float]:

@@ -48,11 +48,11 @@ from pathlib import Path
 from bench import pipeline as pl
 from bench.processes import postgres_databases
 from bench.scale_out import CLK_TCK, CpuMeter, _ticks
+from bench.settings import env_float, env_list
 
-RATE = float(os.environ.get("BENCH_CPU_RATE", "40"))
-SECONDS = float(os.environ.get("BENCH_CPU_SECONDS", "20"))
-DATABASES = [d.strip() for d in os.environ.get("BENCH_CPU_DATABASES",
-                                               "sqlite,postgresql").split(",") if d.strip()]
+RATE = env_float("BENCH_CPU_RATE", 40, minimum=1)
+SECONDS = env_float("BENCH_CPU_SECONDS", 20, minimum=1)
+DATABASES = env_list("BENCH_CPU_DATABASES", "sqlite,postgresql", ("sqlite", "postgresql"))
 
 
 def context_switches(pid: int) -> tuple[int, int]:

@@ -32,12 +32,13 @@ import uuid
 from pathlib import Path
 
 from bench.processes import postgres_databases, stop, wait_ready
+from bench.settings import env_float, env_int, median_round
 from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
-SECONDS = float(os.environ.get("BENCH_ACCEPT_SECONDS", "8"))
-ROUNDS = max(1, int(os.environ.get("BENCH_ACCEPT_ROUNDS", "3")))
+SECONDS = env_float("BENCH_ACCEPT_SECONDS", 8, minimum=1)
+ROUNDS = env_int("BENCH_ACCEPT_ROUNDS", 3, minimum=1)
 WARMUP_SECONDS = 1.5
 PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 
@@ -173,7 +174,7 @@ def measure(label: str, intake_url: str, bare_url: str, amqp_url: str, workdir: 
                   f"intake {real['rate']:,.0f}/s, {real['cpu_ms']:.2f} ms of CPU; bare "
                   f"{bare['rate']:,.0f}/s, {bare['cpu_ms']:.2f} ms; "
                   f"{real['rate'] / bare['rate']:.0%}", flush=True)
-    real, bare = sorted(rounds, key=lambda r: r[0]["rate"] / r[1]["rate"])[len(rounds) // 2]
+    real, bare = median_round(rounds, lambda r: r[0]["rate"] / r[1]["rate"])
     ratios = ", ".join(f"{r['rate'] / b['rate']:.0%}" for r, b in rounds)
     print(f"intake accept ({label}), {CONNECTIONS} connections, {ROUNDS} rounds of "
           f"{SECONDS:g} s in turn with the bare endpoint, the median round: "

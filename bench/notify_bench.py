@@ -67,13 +67,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.processes import postgres_databases, stop, wait_ready
+from bench.settings import env_int, median_round
 from services.notify.app import Settings as NotifySettings
 from tests.conftest import drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2,000 tickets, 4,000 deliveries: with 1,000 the figures of runs in a row varied by a third.
-TICKETS = int(os.environ.get("BENCH_NOTIFY_TICKETS", "2000"))
-WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", NotifySettings.workers))
+TICKETS = env_int("BENCH_NOTIFY_TICKETS", 2000, minimum=1)
+WORKERS = env_int("BENCH_NOTIFY_WORKERS", NotifySettings.workers, minimum=1)
 PROFILE = os.environ.get("BENCH_NOTIFY_PROFILE", "1") not in ("", "0")
 PROFILE_RATE = 100  # py-spy samples/s per thread: higher slows notify down noticeably
 PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
@@ -84,10 +85,10 @@ TARGET = 0.5
 STALL_SECONDS = 30.0  # no new arrival for this long: the run is reported as stuck
 # Tickets whose two events go out in one publish, packed per type as the services' relays
 # send a round of rows (decision 74); 1: each ticket's two events a publish of their own.
-ROUND = max(1, int(os.environ.get("BENCH_NOTIFY_ROUND", "32")))
+ROUND = env_int("BENCH_NOTIFY_ROUND", 32, minimum=1)
 # Notify and the bare sender in turn, the order swapped each round: one run of each minutes
 # apart had put notify on PostgreSQL at 19-33% of bare sends for the same code.
-ROUNDS = max(1, int(os.environ.get("BENCH_NOTIFY_ROUNDS", "3")))
+ROUNDS = env_int("BENCH_NOTIFY_ROUNDS", 3, minimum=1)
 
 
 # -- the receivers (this process) ------------------------------------------------------------
@@ -587,7 +588,7 @@ def measure(label: str, database_urls: list[str], amqp_url: str, receivers: Rece
         print(f"  round {i + 1} ({'notify first' if notify_first else 'bare first'}): "
               f"notify {n / real['seconds']:,.0f}/s, bare {n / bare['seconds']:,.0f}/s, "
               f"{bare['seconds'] / real['seconds']:.0%}", flush=True)
-    real, bare = sorted(rounds, key=lambda r: r[1]["seconds"] / r[0]["seconds"])[len(rounds) // 2]
+    real, bare = median_round(rounds, lambda r: r[1]["seconds"] / r[0]["seconds"])
     rate, bare_rate = n / real["seconds"], n / bare["seconds"]
     ratios = ", ".join(f"{b['seconds'] / r['seconds']:.0%}" for r, b in rounds)
     print(f"notify deliveries ({label}), {n} ({TICKETS} email + {TICKETS} webhook), "

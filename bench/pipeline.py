@@ -74,6 +74,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.processes import postgres_databases, stop, wait_ready
+from bench.settings import env_float, env_list
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LAPOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -83,9 +84,8 @@ CORPUS = ROOT / "services" / "routing" / "classify" / "corpus"
 PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 AMQP_HOST = os.environ.get("BENCH_AMQP_HOST", "127.0.0.1:5672")
 
-SECONDS = float(os.environ.get("BENCH_PIPELINE_SECONDS", "60"))
-DATABASES = [d.strip() for d in os.environ.get("BENCH_PIPELINE_DATABASES",
-                                               "sqlite,postgresql").split(",") if d.strip()]
+SECONDS = env_float("BENCH_PIPELINE_SECONDS", 60, minimum=1)
+DATABASES = env_list("BENCH_PIPELINE_DATABASES", "sqlite,postgresql", ("sqlite", "postgresql"))
 # Each step of the search for the sustained rate; the bare chain's runs take as long.
 STEP_SECONDS = max(4.0, SECONDS / 6)
 START_RATE = 5.0

@@ -65,9 +65,10 @@ from bench.pipeline import (
     Traffic,
     shared_data_missing,
 )
+from bench.settings import env_float
 
 # Each step of the search for the sustained rate: the pipeline bench's default step.
-STEP_SECONDS = float(os.environ.get("BENCH_SCALE_SECONDS", "10"))
+STEP_SECONDS = env_float("BENCH_SCALE_SECONDS", 10, minimum=1)
 MANAGEMENT = os.environ.get("BENCH_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672/api")
 SERVICES = pipeline.SERVICES
 CLK_TCK = os.sysconf("SC_CLK_TCK")
