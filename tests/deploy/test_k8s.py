@@ -652,6 +652,60 @@ def test_alerts_fire_as_their_unit_tests_expect():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# What Grafana puts in place of its variables before a query reaches Prometheus.
+GRAFANA_VARIABLES = {"$__rate_interval": "2m", "$__range": "1h", "$__interval": "30s"}
+
+
+def _dashboard_query(title: str | None = None) -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "lapor.json").read_text())
+    queries = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row" or title not in (None, panel["title"]):
+            continue
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            assert "$" not in expr, (panel["title"], "a Grafana variable this test does not know")
+            queries.append(expr)
+    return queries
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path):
+    """A panel whose query Prometheus refuses shows "bad_data" at 3 a.m.; promtool parses
+    each one as a recording rule's expression."""
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"lapor:panel_{i}", "expr": expr}
+        for i, expr in enumerate(_dashboard_query())]}]}
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
+    result = _promtool("check", "rules", str(tmp_path / "panels.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dead_rows_panel_keeps_a_table_that_peaked_earlier_in_its_range(tmp_path):
+    """The panel shows eight tables. Chosen at every step by the value at that step, the
+    eight changed along the graph and a table vacuumed a moment ago dropped out of it; chosen
+    by their peak over the dashboard's range, the outbox that climbed to 50,000 dead rows
+    and was vacuumed stays, and the smallest of the steady ones gives way."""
+    [expr] = _dashboard_query("PostgreSQL dead row versions")
+    steady = [f"table_{n}" for n in range(1, 9)]
+    series = [{"series": f'cnpg_lapor_tables_n_dead_tup{{datname="lapor_notify", '
+                         f'relname="{name}", pod="postgres-1"}}',
+               "values": f"{1000 * n}x60"} for n, name in enumerate(steady, start=1)]
+    series.append({"series": 'cnpg_lapor_tables_n_dead_tup{datname="lapor_intake", '
+                             'relname="outbox", pod="postgres-1"}',
+                   "values": "0x10 50000 0x49"})
+    shown = [{"labels": f'{{datname="lapor_notify", relname="{name}"}}', "value": 1000 * n}
+             for n, name in enumerate(steady, start=1) if n > 1]
+    shown.append({"labels": '{datname="lapor_intake", relname="outbox"}', "value": 0})
+    case = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": expr, "eval_time": "60m", "exp_samples": shown}]}]}
+    (tmp_path / "panel_test.yml").write_text(yaml.safe_dump(case))
+    result = _promtool("test", "rules", str(tmp_path / "panel_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_dead_row_query_reads_every_services_database(resources):
     """LaporPostgresVacuumBehind sees a table only if the custom query runs in its database:
     the query's target_databases are the cluster's databases, every one of them."""
