@@ -13,7 +13,7 @@ baseline measured in the same run on the same machine, with the ratio.
 3. The classifier (bench/classifier.py): held-out accuracy, macro-F1, worst-confused pairs,
    build, load time and memory, prediction latency; then SuggestRoute through a real gRPC
    channel with a token and report.submitted handling (ticket creation), each against a
-   bare unary gRPC call.
+   bare unary gRPC call, on SQLite and PostgreSQL.
 4. Notify (bench/notify_bench.py): deliveries/s to a local SMTP server and webhook receiver
    against bare sends of the same bytes, with a per-stage profile (BENCH_NOTIFY_PROFILE=0
    skips it).
@@ -156,7 +156,7 @@ def main() -> None:
     with _throwaway_vhost() as url:
         intake_accept.main(url)
     with _throwaway_vhost() as url, tempfile.TemporaryDirectory() as tmp:
-        classifier.bench_suggest(url, Path(tmp))
+        classifier.main_suggest(url, Path(tmp))
     notify_bench.main()  # on its own vhost: it publishes thousands of events
     pipeline.main()      # the three services end to end, on throwaway vhosts
     scale_out.main()     # the pipeline with 1 and 2 replicas of each (PostgreSQL)

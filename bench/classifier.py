@@ -7,8 +7,10 @@ with a token against a bare unary gRPC call on the same machine, BENCH_SUGGEST_R
 `python -m bench.classifier` runs the classifier part alone (no broker needed);
 BENCH_CLASSIFIER_COMPARE=1 adds the model comparison (5-fold cross-validation on the
 training part, then the held-out split) behind the choice of LinearSVC over logistic
-regression. BENCH_ROUTING_DB=postgresql://... runs routing's part on that (empty)
-PostgreSQL database instead of a new SQLite file. Prints, never asserts.
+regression. The gRPC part runs on each of BENCH_ROUTING_DATABASES (default
+`sqlite,postgresql`: a new SQLite file, a new database on LAPOR_TEST_PG's server);
+BENCH_ROUTING_DB=postgresql://... runs it once on that (empty) database instead. Prints,
+never asserts.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent import futures
 from pathlib import Path
 
-from bench.settings import env_int, median_round
+from bench.settings import env_int, env_list, median_round
 
 TARGET_ACCURACY = 0.90
 TARGET_MACRO_F1 = 0.85
@@ -33,6 +36,9 @@ N_SUGGESTIONS = env_int("BENCH_SUGGESTIONS", 1000, minimum=1)
 # SuggestRoute and the bare call in turn: one run of each had given 31-39% for the same code.
 SUGGEST_ROUNDS = env_int("BENCH_SUGGEST_ROUNDS", 3, minimum=1)
 ROUTING_DB = os.environ.get("BENCH_ROUTING_DB", "")
+ROUTING_DATABASES = env_list("BENCH_ROUTING_DATABASES", "sqlite,postgresql",
+                             ("sqlite", "postgresql"))
+PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 
 _LOAD_PROBE = """
 import json, os, sys, time
@@ -197,9 +203,33 @@ def _informal(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def bench_suggest(amqp_url: str, workdir: Path) -> None:
-    """SuggestRoute through a real channel with a token (routing in this process, SQLite,
-    the demo directory) against a bare unary servicer answering the same bytes."""
+def main_suggest(amqp_url: str, workdir: Path) -> None:
+    """SuggestRoute and ticket creation on each of the databases asked for."""
+    from bench.processes import postgres_databases
+    from tests.conftest import drop_database
+
+    if ROUTING_DB:
+        bench_suggest(amqp_url, workdir, ROUTING_DB)
+        return
+    for database in ROUTING_DATABASES:
+        if database == "sqlite":
+            bench_suggest(amqp_url, workdir, f"sqlite:///{workdir / 'routing-bench.db'}")
+            continue
+        name = f"bench_routing_{uuid.uuid4().hex[:8]}"
+        admin = postgres_databases("SuggestRoute and ticket creation", PG_DSN, [name])
+        if admin is None:
+            continue
+        try:
+            bench_suggest(amqp_url, workdir, f"{PG_DSN}/{name}")
+        finally:
+            drop_database(admin, name)
+            admin.close()
+
+
+def bench_suggest(amqp_url: str, workdir: Path, database_url: str) -> None:
+    """SuggestRoute through a real channel with a token (routing in this process on
+    `database_url`, the demo directory) against a bare unary servicer answering the same
+    bytes; then ticket creation against the same bare call."""
     import grpc
 
     from lapor.v1 import routing_pb2, routing_pb2_grpc
@@ -218,7 +248,7 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
         "Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)})])
     bare_port = bare.add_insecure_port("127.0.0.1:0")
     bare.start()
-    database_url = ROUTING_DB or f"sqlite:///{workdir / 'routing-bench.db'}"
+    label = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     rounds: list[tuple[list[float], list[float]]] = []
     try:
         service = RoutingService(Settings(
@@ -244,7 +274,7 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
                     order = ("bare", "routing") if n % 2 == 0 else ("routing", "bare")
                     timed = {name: _timed_calls(calls[name]) for name in order}
                     rounds.append((timed["routing"], timed["bare"]))
-                    print(f"  SuggestRoute round {n + 1} ({order[0]} first): routing "
+                    print(f"  SuggestRoute ({label}) round {n + 1} ({order[0]} first): routing "
                           f"{N_SUGGESTIONS / sum(timed['routing']):,.0f}/s, bare "
                           f"{N_SUGGESTIONS / sum(timed['bare']):,.0f}/s, "
                           f"{sum(timed['bare']) / sum(timed['routing']):.0%}", flush=True)
@@ -256,18 +286,18 @@ def bench_suggest(amqp_url: str, workdir: Path) -> None:
     measured, baseline = median_round(rounds, lambda r: sum(r[1]) / sum(r[0]))
     ratios = ", ".join(f"{sum(b) / sum(m):.0%}" for m, b in rounds)
     rate, bare_rate = N_SUGGESTIONS / sum(measured), N_SUGGESTIONS / sum(baseline)
-    print(f"SuggestRoute, {N_SUGGESTIONS} calls a round, {len(rounds)} rounds in turn with the "
-          f"bare call ({answer.category or 'no category'}, model "
+    print(f"SuggestRoute ({label}), {N_SUGGESTIONS} calls a round, {len(rounds)} rounds in "
+          f"turn with the bare call ({answer.category or 'no category'}, model "
           f"{answer.model_version or 'none'}), the median round: "
           f"p50 {_percentile(measured, .5) * 1e3:.2f} ms, "
           f"p99 {_percentile(measured, .99) * 1e3:.2f} ms, {rate:,.0f}/s; bare unary call "
           f"p50 {_percentile(baseline, .5) * 1e3:.2f} ms, p99 "
           f"{_percentile(baseline, .99) * 1e3:.2f} ms, {bare_rate:,.0f}/s; "
           f"{rate / bare_rate:.0%} of the bare call's rate (rounds: {ratios})")
-    for label, (count, seconds, outcomes) in created.items():
-        print(f"ticket creation {label} (report.submitted handled: classify, decide, "
+    for how, (count, seconds, outcomes) in created.items():
+        print(f"ticket creation {how} (report.submitted handled: classify, decide, "
               f"duplicate check, ticket + history + outbox; "
-              f"{'PostgreSQL' if ROUTING_DB else 'SQLite'}, demo directory), {count} "
+              f"{label}, demo directory), {count} "
               f"reports: {count / seconds:,.0f}/s ({outcomes}); "
               f"{count / seconds / bare_rate:.0%} of the bare unary call's rate")
 
