@@ -17,32 +17,23 @@ class SettingError(SystemExit):
 
 
 def env_int(name: str, default: int, minimum: int | None = None) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        value = default
-    else:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingError(f"{name}={raw!r}: give a whole number (default {default})") from None
-    if minimum is not None and value < minimum:
-        raise SettingError(f"{name}={value}: give a whole number of at least {minimum}")
-    return value
+    return _env_number(name, default, minimum, int, "a whole number")
 
 
 def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    return _env_number(name, default, minimum, float, "a number")
+
+
+def _env_number(name, default, minimum, convert, what):
     raw = os.environ.get(name, "").strip()
-    if not raw:
-        value = default
-    else:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingError(f"{name}={raw!r}: give a number (default {default:g})") from None
-    if value != value:
-        raise SettingError(f"{name}={raw!r}: give a number (default {default:g})")
+    try:
+        value = convert(raw) if raw else default
+    except ValueError:
+        value = None
+    if value is None or value != value:  # not a number, or NaN
+        raise SettingError(f"{name}={raw!r}: give {what} (default {default:g})")
     if minimum is not None and value < minimum:
-        raise SettingError(f"{name}={raw!r}: give a number of at least {minimum:g}")
+        raise SettingError(f"{name}={raw!r}: give {what} of at least {minimum:g}")
     return value
 
 
