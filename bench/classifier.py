@@ -38,7 +38,6 @@ SUGGEST_ROUNDS = env_int("BENCH_SUGGEST_ROUNDS", 3, minimum=1)
 ROUTING_DB = os.environ.get("BENCH_ROUTING_DB", "")
 ROUTING_DATABASES = env_list("BENCH_ROUTING_DATABASES", "sqlite,postgresql",
                              ("sqlite", "postgresql"))
-PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 
 _LOAD_PROBE = """
 import json, os, sys, time
@@ -206,7 +205,7 @@ def _informal(text: str, rng: random.Random) -> str:
 def main_suggest(amqp_url: str, workdir: Path) -> None:
     """SuggestRoute and ticket creation on each of the databases asked for."""
     from bench.processes import postgres_databases
-    from tests.conftest import drop_database
+    from tests.conftest import PG_DSN
 
     if ROUTING_DB:
         bench_suggest(amqp_url, workdir, ROUTING_DB)
@@ -215,15 +214,10 @@ def main_suggest(amqp_url: str, workdir: Path) -> None:
         if database == "sqlite":
             bench_suggest(amqp_url, workdir, f"sqlite:///{workdir / 'routing-bench.db'}")
             continue
-        name = f"bench_routing_{uuid.uuid4().hex[:8]}"
-        admin = postgres_databases("SuggestRoute and ticket creation", PG_DSN, [name])
-        if admin is None:
-            continue
-        try:
-            bench_suggest(amqp_url, workdir, f"{PG_DSN}/{name}")
-        finally:
-            drop_database(admin, name)
-            admin.close()
+        with postgres_databases("SuggestRoute and ticket creation", PG_DSN,
+                                [f"bench_routing_{uuid.uuid4().hex[:8]}"]) as urls:
+            if urls is not None:
+                bench_suggest(amqp_url, workdir, urls[0])
 
 
 def bench_suggest(amqp_url: str, workdir: Path, database_url: str) -> None:

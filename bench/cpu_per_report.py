@@ -34,6 +34,7 @@ of one machine at one time compare, those of different machines do not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -236,29 +237,23 @@ def main(amqp_url: str | None = None) -> None:
             workdir = root / database
             workdir.mkdir()
             if database == "sqlite":
-                urls = {s: f"sqlite:///{workdir / f'{s}.db'}" for s in pl.SERVICES}
                 names: list[str] = []
-                admin = None
+                databases = contextlib.nullcontext(
+                    [f"sqlite:///{workdir / f'{s}.db'}" for s in pl.SERVICES])
             else:
                 suffix = uuid.uuid4().hex[:8]
                 names = [f"bench_cpu_{s}_{suffix}" for s in pl.SERVICES]
-                admin = postgres_databases("CPU a report", pl.PG_DSN, names)
-                if admin is None:
+                databases = postgres_databases("CPU a report", pl.PG_DSN, names)
+            with databases as listed:
+                if listed is None:
                     continue
-                urls = {s: f"{pl.PG_DSN}/{n}" for s, n in zip(pl.SERVICES, names, strict=True)}
-            try:
+                urls = dict(zip(pl.SERVICES, listed, strict=True))
                 with _throwaway_vhost(amqp_url) as url:
                     chain = measure_chain(url, workdir, RATE, SECONDS)
                     result = measure_pipeline("SQLite" if database == "sqlite" else
                                               "PostgreSQL", urls, names, url, workdir,
                                               directory, model, RATE, SECONDS)
                     _print(result, chain, RATE)
-            finally:
-                from tests.conftest import drop_database
-                if admin is not None:
-                    for name in names:
-                        drop_database(admin, name)
-                    admin.close()
 
 
 if __name__ == "__main__":

@@ -33,14 +33,13 @@ from pathlib import Path
 
 from bench.processes import postgres_databases, stop, wait_ready
 from bench.settings import env_float, env_int, median_round
-from tests.conftest import drop_database, free_port
+from tests.conftest import PG_DSN, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
 SECONDS = env_float("BENCH_ACCEPT_SECONDS", 8, minimum=1)
 ROUNDS = env_int("BENCH_ACCEPT_ROUNDS", 3, minimum=1)
 WARMUP_SECONDS = 1.5
-PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 
 REPORT = {"kind": "PENGADUAN", "title": "Jalan rusak di Nagari Muaro",
           "body": "Jalan utama di Nagari Muaro rusak berlubang sejak bulan lalu dan "
@@ -193,16 +192,10 @@ def main(amqp_url: str) -> None:
                 f"sqlite:///{workdir / 'bare.db'}", amqp_url, workdir)
         suffix = uuid.uuid4().hex[:8]
         names = [f"bench_intake_{suffix}", f"bench_bare_{suffix}"]
-        admin = postgres_databases("intake accept", PG_DSN, names)
-        if admin is None:
-            return
-        try:
-            measure("PostgreSQL", f"{PG_DSN}/{names[0]}", f"{PG_DSN}/{names[1]}", amqp_url,
-                    workdir)
-        finally:
-            for name in names:
-                drop_database(admin, name)
-            admin.close()
+        with postgres_databases("intake accept", PG_DSN, names) as urls:
+            if urls is not None:
+                intake_url, bare_url = urls
+                measure("PostgreSQL", intake_url, bare_url, amqp_url, workdir)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ from pathlib import Path
 from bench.processes import postgres_databases, stop, wait_ready
 from bench.settings import env_int, median_round
 from services.notify.app import Settings as NotifySettings
-from tests.conftest import drop_database, free_port
+from tests.conftest import PG_DSN, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2,000 tickets, 4,000 deliveries: with 1,000 the figures of runs in a row varied by a third.
@@ -77,7 +77,6 @@ TICKETS = env_int("BENCH_NOTIFY_TICKETS", 2000, minimum=1)
 WORKERS = env_int("BENCH_NOTIFY_WORKERS", NotifySettings.workers, minimum=1)
 PROFILE = os.environ.get("BENCH_NOTIFY_PROFILE", "1") not in ("", "0")
 PROFILE_RATE = 100  # py-spy samples/s per thread: higher slows notify down noticeably
-PG_DSN = os.environ.get("LAPOR_TEST_PG", "postgresql://lapor:lapor@127.0.0.1:5432")
 PY_SPY = Path(sys.executable).with_name("py-spy")
 SECRET = "bench-agency-secret-0123456789"
 AGENCY_CODE = "PUPR-13.03"
@@ -647,15 +646,9 @@ def main(amqp_url: str | None = None) -> None:
                 profile_run(amqp_url, receivers, workdir)
             name = f"bench_notify_{uuid.uuid4().hex[:8]}"
             names = [f"{name}_{i}" for i in range(ROUNDS)] + [f"{name}_backlog"]
-            admin = postgres_databases("notify deliveries", PG_DSN, names)
-            if admin is not None:
-                try:
-                    measure("PostgreSQL", [f"{PG_DSN}/{db_name}" for db_name in names[:-1]],
-                            amqp_url, receivers, workdir, f"{PG_DSN}/{names[-1]}")
-                finally:
-                    for db_name in names:
-                        drop_database(admin, db_name)
-                    admin.close()
+            with postgres_databases("notify deliveries", PG_DSN, names) as urls:
+                if urls is not None:
+                    measure("PostgreSQL", urls[:-1], amqp_url, receivers, workdir, urls[-1])
     finally:
         receivers.stop()
 

@@ -1019,19 +1019,13 @@ def main(amqp_url: str | None = None) -> None:
             return
         suffix = uuid.uuid4().hex[:8]
         names = {s: f"bench_pipeline_{s}_{suffix}" for s in SERVICES}
-        admin = postgres_databases("pipeline", PG_DSN, list(names.values()))
-        if admin is None:
-            return
-        pg_dir = root / "postgresql"
-        pg_dir.mkdir()
-        try:
-            _one("PostgreSQL", {s: f"{PG_DSN}/{n}" for s, n in names.items()}, amqp_url,
-                 pg_dir, directory, model)
-        finally:
-            from tests.conftest import drop_database
-            for name in names.values():
-                drop_database(admin, name)
-            admin.close()
+        with postgres_databases("pipeline", PG_DSN, list(names.values())) as urls:
+            if urls is None:
+                return
+            pg_dir = root / "postgresql"
+            pg_dir.mkdir()
+            _one("PostgreSQL", dict(zip(names, urls, strict=True)), amqp_url, pg_dir,
+                 directory, model)
 
 
 if __name__ == "__main__":

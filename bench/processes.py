@@ -1,7 +1,8 @@
-"""What the benches share about the processes they start."""
+"""What the benches share about the processes they start, and their scratch databases."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import subprocess
 import time
@@ -39,17 +40,27 @@ def stop(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.kill()
 
 
+@contextlib.contextmanager
 def postgres_databases(bench: str, dsn: str, names: list[str]):
-    """An autocommit connection to `dsn`'s server with the databases `names` created afresh,
-    or None, having said that `bench` is skipped, when the server does not answer."""
+    """The databases `names` created afresh on `dsn`'s server, yielded as their URLs in the
+    same order and dropped afterwards; None, having said that `bench` is skipped, when the
+    server does not answer."""
     import psycopg
+
+    from tests.conftest import drop_database
 
     try:
         admin = psycopg.connect(f"{dsn}/postgres", autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
         print(f"{bench} (PostgreSQL): skipped, {dsn} does not answer ({exc})".strip())
-        return None
-    for name in names:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return admin
+        yield None
+        return
+    with admin:
+        try:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                admin.execute(f'CREATE DATABASE "{name}"')
+            yield [f"{dsn}/{name}" for name in names]
+        finally:
+            for name in names:
+                drop_database(admin, name)
