@@ -656,10 +656,13 @@ def test_alerts_fire_as_their_unit_tests_expect():
 GRAFANA_VARIABLES = {"$__rate_interval": "2m", "$__range": "1h", "$__interval": "30s"}
 
 
-def _dashboard_query(title: str | None = None) -> list[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "lapor.json").read_text())
+def _dashboard_queries(title: str | None = None) -> list[str]:
+    """Every dashboard's queries (or those of the panels titled `title`) as Prometheus
+    receives them."""
+    panels = [panel for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+              for panel in json.loads(path.read_text())["panels"]]
     queries = []
-    for panel in dashboard["panels"]:
+    for panel in panels:
         if panel["type"] == "row" or title not in (None, panel["title"]):
             continue
         for target in panel["targets"]:
@@ -676,7 +679,7 @@ def test_promtool_parses_every_dashboard_query(tmp_path):
     each one as a recording rule's expression."""
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"lapor:panel_{i}", "expr": expr}
-        for i, expr in enumerate(_dashboard_query())]}]}
+        for i, expr in enumerate(_dashboard_queries())]}]}
     (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
     result = _promtool("check", "rules", str(tmp_path / "panels.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -687,7 +690,7 @@ def test_the_dead_rows_panel_keeps_a_table_that_peaked_earlier_in_its_range(tmp_
     eight changed along the graph and a table vacuumed a moment ago dropped out of it; chosen
     by their peak over the dashboard's range, the outbox that climbed to 50,000 dead rows
     and was vacuumed stays, and the smallest of the steady ones gives way."""
-    [expr] = _dashboard_query("PostgreSQL dead row versions")
+    [expr] = _dashboard_queries("PostgreSQL dead row versions")
     steady = [f"table_{n}" for n in range(1, 9)]
     series = [{"series": f'cnpg_lapor_tables_n_dead_tup{{datname="lapor_notify", '
                          f'relname="{name}", pod="postgres-1"}}',

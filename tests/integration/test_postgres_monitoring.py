@@ -30,9 +30,10 @@ def _lapor_tables_query() -> dict:
 def _rows(url: str) -> dict[str, dict]:
     query = _lapor_tables_query()
     columns = [next(iter(metric)) for metric in query["metrics"]]
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
-        rows = conn.execute(query["query"]).fetchall()
-        names = [d.name for d in conn.execute(query["query"]).description]
+    with psycopg.connect(url) as conn:
+        cursor = conn.execute(query["query"])
+        rows = cursor.fetchall()
+        names = [d.name for d in cursor.description]
     assert names == columns, "the query's columns are not the metrics it declares"
     return {row[1]: dict(zip(names, row, strict=True)) for row in rows}
 
@@ -43,8 +44,7 @@ def test_the_query_reports_every_table_of_the_service_with_autovacuums_trigger(p
         db.migrate(engine, "notify", notify_store.MIGRATIONS)
     finally:
         engine.dispose()
-    plain = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(plain, autocommit=True) as conn:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
         threshold = float(conn.execute("SHOW autovacuum_vacuum_threshold").fetchone()[0])
         scale = float(conn.execute("SHOW autovacuum_vacuum_scale_factor").fetchone()[0])
         # A table of 2,000 rows the server has counted, on the server's own settings.
